@@ -1,0 +1,6 @@
+//! shardlog: a message broker with Kafka's model (topics, partitions,
+//! offsets) on a thread-per-core, io_uring engine.
+//!
+//! The code map is in `ARCHITECTURE.md`.
+
+pub mod record;

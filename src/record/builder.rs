@@ -1,0 +1,135 @@
+//! Encoding batches: what a producer does before sending.
+
+use super::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
+use super::{field, HEADER_BYTES, MAGIC};
+
+/// A record header: a string key and an optional byte value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Builds one record batch in a growable buffer.
+///
+/// Offsets inside the batch are deltas from a base the broker assigns on
+/// append; a producer leaves the base at 0.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: u32,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    scratch: Vec<u8>,
+}
+
+impl BatchBuilder {
+    /// Starts a batch; `capacity_bytes` is a hint for the first allocation.
+    pub fn new(capacity_bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity_bytes.max(HEADER_BYTES));
+        buf.resize(HEADER_BYTES, 0);
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, scratch: Vec::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes the finished batch will take.
+    pub fn encoded_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes a record would add to the batch, so a producer can cut batches
+    /// at a size limit before pushing.
+    pub fn record_len(&self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) -> usize {
+        let body = self.body_len(timestamp_ms, key, value, headers);
+        uvarint_len(body as u64) + body
+    }
+
+    fn body_len(&self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) -> usize {
+        let ts_delta = if self.count == 0 { 0 } else { timestamp_ms.wrapping_sub(self.first_timestamp) };
+        let opt = |b: Option<&[u8]>| b.map_or(varint_len(-1), |b| varint_len(b.len() as i64) + b.len());
+        let mut n = 1 + varint_len(ts_delta) + uvarint_len(u64::from(self.count)) + opt(key) + opt(value);
+        n += uvarint_len(headers.len() as u64);
+        for h in headers {
+            n += uvarint_len(h.key.len() as u64) + h.key.len() + opt(h.value);
+        }
+        n
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) {
+        if self.count == 0 {
+            self.first_timestamp = timestamp_ms;
+            self.max_timestamp = timestamp_ms;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp_ms);
+        let ts_delta = timestamp_ms.wrapping_sub(self.first_timestamp);
+        let body_len = self.body_len(timestamp_ms, key, value, headers);
+        let s = &mut self.scratch;
+        s.clear();
+        put_uvarint(s, body_len as u64);
+        s.push(0); // record attributes, reserved
+        put_varint(s, ts_delta);
+        put_uvarint(s, u64::from(self.count));
+        put_opt(s, key);
+        put_opt(s, value);
+        put_uvarint(s, headers.len() as u64);
+        for h in headers {
+            put_uvarint(s, h.key.len() as u64);
+            s.extend_from_slice(h.key.as_bytes());
+            put_opt(s, h.value);
+        }
+        debug_assert_eq!(s.len(), uvarint_len(body_len as u64) + body_len);
+        self.buf.extend_from_slice(s);
+        self.count += 1;
+    }
+
+    /// Fills in the header and CRC and returns the batch bytes.
+    /// A batch needs at least one record.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.finish_header();
+        self.buf
+    }
+
+    /// Like [`finish`](Self::finish), but writes into `out` and leaves the
+    /// builder empty for reuse, keeping its allocations.
+    pub fn finish_into(&mut self, out: &mut Vec<u8>) {
+        self.finish_header();
+        out.extend_from_slice(&self.buf);
+        self.buf.truncate(HEADER_BYTES);
+        self.buf.fill(0);
+        self.count = 0;
+    }
+
+    fn finish_header(&mut self) {
+        assert!(self.count > 0, "a batch needs at least one record");
+        let len = self.buf.len() as u32;
+        let b = &mut self.buf;
+        b[field::BATCH_LEN..field::BATCH_LEN + 4].copy_from_slice(&len.to_le_bytes());
+        b[field::MAGIC] = MAGIC;
+        b[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&self.count.to_le_bytes());
+        b[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_le_bytes());
+        b[field::FIRST_TIMESTAMP..field::FIRST_TIMESTAMP + 8].copy_from_slice(&self.first_timestamp.to_le_bytes());
+        b[field::MAX_TIMESTAMP..field::MAX_TIMESTAMP + 8].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        b[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_le_bytes());
+        b[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_le_bytes());
+        let crc = crc32fast::hash(&b[super::CRC_START..]);
+        b[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+fn put_opt(s: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(s, -1),
+        Some(b) => {
+            put_varint(s, b.len() as i64);
+            s.extend_from_slice(b);
+        }
+    }
+}

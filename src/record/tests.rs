@@ -1,0 +1,144 @@
+use super::*;
+use proptest::prelude::*;
+
+type OwnedRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+
+fn build(records: &[OwnedRecord]) -> Vec<u8> {
+    let mut b = BatchBuilder::new(256);
+    for (ts, k, v, hs) in records {
+        let hs: Vec<Header<'_>> = hs.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
+        let before = b.encoded_len();
+        let expect = b.record_len(*ts, k.as_deref(), v.as_deref(), &hs);
+        b.push(*ts, k.as_deref(), v.as_deref(), &hs);
+        assert_eq!(b.encoded_len() - before, expect);
+    }
+    b.finish()
+}
+
+fn record_strategy() -> impl Strategy<Value = OwnedRecord> {
+    (
+        0i64..4_000_000_000_000,
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
+        proptest::collection::vec(("[a-z]{0,8}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))), 0..3),
+    )
+}
+
+proptest! {
+    #[test]
+    fn round_trip(records in proptest::collection::vec(record_strategy(), 1..20), base in 0i64..1 << 50) {
+        let mut batch = build(&records);
+        set_base_offset(&mut batch, base);
+        set_leader_epoch(&mut batch, 7);
+        let info = validate(&batch).unwrap();
+        prop_assert_eq!(info.base_offset, base);
+        prop_assert_eq!(info.leader_epoch, 7);
+        prop_assert_eq!(info.record_count as usize, records.len());
+        prop_assert_eq!(info.batch_len as usize, batch.len());
+        prop_assert_eq!(info.first_timestamp, records[0].0);
+        prop_assert_eq!(info.max_timestamp, records.iter().map(|r| r.0).max().unwrap());
+        let decoded: Vec<_> = RecordIter::new(&batch).unwrap().collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(decoded.len(), records.len());
+        for (i, (r, want)) in decoded.iter().zip(&records).enumerate() {
+            prop_assert_eq!(r.offset, base + i as i64);
+            prop_assert_eq!(r.timestamp_ms, want.0);
+            prop_assert_eq!(r.key, want.1.as_deref());
+            prop_assert_eq!(r.value, want.2.as_deref());
+            let hs: Vec<_> = want.3.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            prop_assert_eq!(&r.headers, &hs);
+        }
+    }
+
+    #[test]
+    fn truncation_is_an_error(records in proptest::collection::vec(record_strategy(), 1..5), cut in any::<prop::sample::Index>()) {
+        let batch = build(&records);
+        let cut = cut.index(batch.len());
+        prop_assert!(validate(&batch[..cut]).is_err());
+        prop_assert!(RecordIter::new(&batch[..cut]).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = validate(&bytes);
+        if let Ok(it) = RecordIter::new(&bytes) {
+            for r in it { let _ = r; }
+        }
+        for b in batches(&bytes) { let _ = b; }
+    }
+}
+
+/// Every single-bit flip in the CRC-covered bytes or in the length and CRC
+/// fields themselves must be caught by `validate`.
+#[test]
+fn every_single_bit_flip_is_detected() {
+    let records: Vec<OwnedRecord> = (0..5)
+        .map(|i| (1_700_000_000_000 + i, Some(vec![i as u8; 3]), Some(b"hello world".to_vec()), vec![("h".into(), Some(vec![1]))]))
+        .collect();
+    let batch = build(&records);
+    assert!(validate(&batch).is_ok());
+    for byte in field::BATCH_LEN..batch.len() {
+        if (field::LEADER_EPOCH..field::LEADER_EPOCH + 4).contains(&byte) {
+            continue; // rewritten by the broker, deliberately outside the CRC
+        }
+        for bit in 0..8 {
+            let mut bad = batch.clone();
+            bad[byte] ^= 1 << bit;
+            assert!(validate(&bad).is_err(), "flip of bit {bit} in byte {byte} went unnoticed");
+        }
+    }
+}
+
+#[test]
+fn base_offset_and_epoch_are_outside_the_crc() {
+    let mut batch = build(&[(1, None, Some(b"v".to_vec()), vec![])]);
+    let crc = validate(&batch).unwrap().crc;
+    set_base_offset(&mut batch, 123_456);
+    set_leader_epoch(&mut batch, 9);
+    let info = validate(&batch).unwrap();
+    assert_eq!((info.crc, info.base_offset, info.last_offset(), info.next_offset()), (crc, 123_456, 123_456, 123_457));
+}
+
+#[test]
+fn walk_stops_at_first_bad_batch() {
+    let a = build(&[(1, None, Some(b"a".to_vec()), vec![])]);
+    let b = build(&[(2, None, Some(b"b".to_vec()), vec![]), (3, None, None, vec![])]);
+    let mut buf = [a.clone(), b.clone()].concat();
+    let good = buf.len();
+    buf.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+    buf.extend_from_slice(&a);
+    let mut walk = batches(&buf);
+    assert!(walk.next().unwrap().is_ok());
+    assert!(walk.next().unwrap().is_ok());
+    assert_eq!(walk.position(), good);
+    assert!(walk.next().unwrap().is_err());
+    assert!(walk.next().is_none());
+    assert_eq!(walk.position(), good);
+}
+
+#[test]
+fn builder_reuse_gives_identical_batches() {
+    let mut b = BatchBuilder::new(64);
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        b.push(5, Some(b"k"), Some(b"v"), &[]);
+        b.finish_into(&mut out);
+    }
+    let (x, y) = out.split_at(out.len() / 2);
+    assert_eq!(x, y);
+    assert!(validate(x).is_ok());
+}
+
+#[test]
+fn rejects_compression_bits_and_zero_count() {
+    let batch = build(&[(1, None, Some(b"a".to_vec()), vec![])]);
+    let mut bad = batch.clone();
+    bad[field::ATTRIBUTES] = 1;
+    let crc = crc32fast::hash(&bad[CRC_START..]);
+    bad[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(validate(&bad), Err(RecordError::UnsupportedCompression(1)));
+    let mut bad = batch;
+    bad[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&0u32.to_le_bytes());
+    let crc = crc32fast::hash(&bad[CRC_START..]);
+    bad[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(validate(&bad), Err(RecordError::Empty));
+}

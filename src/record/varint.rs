@@ -1,0 +1,87 @@
+//! Unsigned LEB128 and zigzag varints, as in protobuf and Kafka's records.
+
+/// Longest encoding of a `u64`.
+pub const MAX_VARINT_BYTES: usize = 10;
+
+pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub fn put_varint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+pub fn uvarint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+pub fn varint_len(v: i64) -> usize {
+    uvarint_len(((v << 1) ^ (v >> 63)) as u64)
+}
+
+/// Reads an unsigned varint from the front of `buf`; returns it and its size.
+/// `None` when `buf` ends first or the encoding is longer than a `u64`.
+pub fn get_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    for (i, &b) in buf.iter().enumerate().take(MAX_VARINT_BYTES) {
+        if i == MAX_VARINT_BYTES - 1 && b > 1 {
+            return None;
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+pub fn get_varint(buf: &[u8]) -> Option<(i64, usize)> {
+    let (u, n) = get_uvarint(buf)?;
+    Some((((u >> 1) as i64) ^ -((u & 1) as i64), n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn uvarint_round_trip(v: u64) {
+            let mut out = Vec::new();
+            put_uvarint(&mut out, v);
+            prop_assert_eq!(out.len(), uvarint_len(v));
+            prop_assert_eq!(get_uvarint(&out), Some((v, out.len())));
+        }
+
+        #[test]
+        fn varint_round_trip(v: i64) {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            prop_assert_eq!(out.len(), varint_len(v));
+            prop_assert_eq!(get_varint(&out), Some((v, out.len())));
+        }
+
+        #[test]
+        fn truncated_varint_is_none(v in 128u64..) {
+            let mut out = Vec::new();
+            put_uvarint(&mut out, v);
+            prop_assert_eq!(get_uvarint(&out[..out.len() - 1]), None);
+        }
+    }
+
+    #[test]
+    fn overlong_varint_is_none() {
+        assert_eq!(get_uvarint(&[0xff; 11]), None);
+        assert_eq!(get_uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), None);
+    }
+}
