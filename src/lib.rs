@@ -4,3 +4,7 @@
 //! The code map is in `ARCHITECTURE.md`.
 
 pub mod record;
+#[cfg(feature = "broker")]
+pub mod rt;
+#[cfg(feature = "broker")]
+pub mod storage;

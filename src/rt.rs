@@ -1,0 +1,60 @@
+//! The seam over glommio's task, timer and synchronisation primitives for
+//! code that runs on one shard. Only this module, `storage::file`,
+//! `server::listener` and `shard` name glommio.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Duration;
+
+pub use glommio::channels::local_channel::{new_bounded as local_bounded, LocalReceiver, LocalSender};
+pub use glommio::sync::{Permit, Semaphore};
+pub use glommio::TaskQueueHandle;
+
+thread_local! {
+    static BACKGROUND: Cell<Option<TaskQueueHandle>> = const { Cell::new(None) };
+}
+
+/// Sets the task queue that [`spawn_background`] uses on this shard.
+pub fn set_background_queue(tq: TaskQueueHandle) {
+    BACKGROUND.with(|b| b.set(Some(tq)));
+}
+
+/// Runs `f` on this shard, detached, in the latency-sensitive default queue.
+pub fn spawn<F: Future<Output = ()> + 'static>(f: F) {
+    glommio::spawn_local(f).detach();
+}
+
+/// Runs `f` on this shard, detached, in the background queue (flushes,
+/// retention, housekeeping), so it yields to produce and fetch work.
+pub fn spawn_background<F: Future<Output = ()> + 'static>(f: F) {
+    match BACKGROUND.with(|b| b.get()) {
+        Some(tq) => {
+            if let Ok(t) = glommio::spawn_local_into(f, tq) {
+                t.detach();
+            }
+        }
+        None => {
+            glommio::spawn_local(f).detach();
+        }
+    }
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Lets other tasks of this shard run.
+pub async fn yield_now() {
+    glommio::yield_if_needed().await;
+}
+
+/// Runs `f` to completion on a new, unpinned executor on this thread; for
+/// tools and tests that need the storage engine outside a broker.
+pub fn block_on<T: 'static, F: Future<Output = T> + 'static>(f: F) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .ring_depth(64)
+        .make()
+        .expect("could not start an io_uring executor")
+        .run(f)
+}

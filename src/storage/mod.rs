@@ -1,0 +1,104 @@
+//! The storage engine: partition logs made of direct-I/O segment files.
+//!
+//! Owns: segment files, their indexes, the hot-tail cache, group commit,
+//! recovery and retention. It knows nothing of the network or of shards;
+//! a [`PartitionLog`] is `!Send` and lives on the one shard that owns it.
+//!
+//! Architecture invariant: only batches that passed [`crate::record::validate`]
+//! reach a log, and a log never decodes records except to answer a lookup by
+//! timestamp.
+
+mod cache;
+pub mod file;
+mod index;
+mod log;
+mod segment;
+
+pub use cache::TailCache;
+pub use index::{IndexEntry, IndexFile, SegmentIndex};
+pub use log::{AppendInfo, Chunk, LogStats, PartitionLog, ReadOutput};
+pub use segment::parse_log_name;
+
+use serde::{Deserialize, Serialize};
+
+/// Per-partition storage settings; every size and time carries its unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Roll to a new segment when the active one would pass this size.
+    pub segment_max_bytes: u64,
+    /// Roll to a new segment when the active one is older than this.
+    pub segment_max_age_ms: u64,
+    /// Delete the oldest segments while the log is larger than this.
+    pub retention_max_bytes: Option<u64>,
+    /// Delete segments whose newest record is older than this.
+    pub retention_max_age_ms: Option<u64>,
+    /// Bytes of log between two sparse index entries.
+    pub index_interval_bytes: u32,
+    /// Budget of the hot-tail cache (unflushed batches are always kept).
+    pub cache_max_bytes: usize,
+    /// Size of one aligned write buffer; a batch never spans two.
+    pub write_buffer_bytes: usize,
+    /// Unflushed bytes after which appends wait for the disk.
+    pub unflushed_max_bytes: usize,
+    /// Smallest cold read, so sequential consumers read ahead.
+    pub read_ahead_bytes: usize,
+    /// Wait this long after the first unflushed append before syncing, to
+    /// gather more appends into one fdatasync (0: sync as soon as idle).
+    pub flush_delay_ms: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_max_bytes: 1 << 30,
+            segment_max_age_ms: 7 * 24 * 3600 * 1000,
+            retention_max_bytes: None,
+            retention_max_age_ms: Some(7 * 24 * 3600 * 1000),
+            index_interval_bytes: 4096,
+            cache_max_bytes: 16 << 20,
+            write_buffer_bytes: 4 << 20,
+            unflushed_max_bytes: 16 << 20,
+            read_ahead_bytes: 256 << 10,
+            flush_delay_ms: 0,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the settings against each other and against the batch limit.
+    pub fn validate(&self, max_batch_bytes: usize) -> Result<(), String> {
+        if self.write_buffer_bytes < max_batch_bytes + 8192 {
+            return Err(format!("write_buffer_bytes ({}) must exceed the max batch size ({max_batch_bytes}) by 8 KiB", self.write_buffer_bytes));
+        }
+        if self.unflushed_max_bytes < self.write_buffer_bytes {
+            return Err("unflushed_max_bytes must be at least write_buffer_bytes".into());
+        }
+        if self.segment_max_bytes < 4096 || self.segment_max_bytes > u32::MAX as u64 {
+            return Err("segment_max_bytes must be between 4 KiB and 4 GiB".into());
+        }
+        if self.index_interval_bytes == 0 {
+            return Err("index_interval_bytes must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong in the storage engine, in the caller's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("corrupt batch on disk in {file} at byte {pos}: {reason}")]
+    Corrupt { file: String, pos: u64, reason: String },
+    #[error("corrupt index: {0}")]
+    CorruptIndex(String),
+    #[error("the log failed earlier and accepts no writes: {0}")]
+    Failed(String),
+    #[error("the log is closed")]
+    Closed,
+    #[error("batch of {0} bytes does not fit the log's write buffer")]
+    BatchTooLarge(usize),
+}

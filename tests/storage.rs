@@ -1,0 +1,250 @@
+//! The partition log against real direct-I/O files in a temp dir.
+
+use bytes::BytesMut;
+use shardlog::record::{self, BatchBuilder, RecordIter};
+use shardlog::rt::block_on;
+use shardlog::storage::{LogConfig, PartitionLog, StorageError};
+use std::path::Path;
+
+/// A batch of `n` records whose values encode `tag` and the record index.
+fn batch(tag: u64, n: u32, ts: i64) -> BytesMut {
+    let mut b = BatchBuilder::new(128);
+    for i in 0..n {
+        b.push(ts + i64::from(i), Some(format!("k{tag}").as_bytes()), Some(format!("v{tag}-{i}").as_bytes()), &[]);
+    }
+    BytesMut::from(&b.finish()[..])
+}
+
+async fn append(log: &PartitionLog, b: BytesMut) -> (i64, i64) {
+    let info = record::validate(&b).unwrap();
+    let a = log.append(b, &info).await.unwrap();
+    (a.base_offset, a.last_offset)
+}
+
+/// Reads every record from `from` to the end, following the log.
+async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let r = log.read(next, 64 * 1024).await.unwrap();
+        if r.chunks.is_empty() {
+            return out;
+        }
+        for c in &r.chunks {
+            for rec in RecordIter::new(c).unwrap() {
+                let rec = rec.unwrap();
+                if rec.offset >= next {
+                    out.push((rec.offset, rec.timestamp_ms, rec.value.unwrap().to_vec()));
+                }
+            }
+            next = record::validate(c).unwrap().next_offset();
+        }
+    }
+}
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_max_bytes: 4096,
+        index_interval_bytes: 512,
+        cache_max_bytes: 4096,
+        write_buffer_bytes: 64 * 1024,
+        unflushed_max_bytes: 128 * 1024,
+        read_ahead_bytes: 4096,
+        retention_max_age_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".log")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn append_reopen_read_by_offset_and_time() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    block_on(async move {
+        let log = PartitionLog::open(&path, small_config()).await.unwrap();
+        let mut expected = Vec::new();
+        for t in 0..200u64 {
+            let (base, last) = append(&log, batch(t, 3, 1_000_000 + t as i64 * 10)).await;
+            assert_eq!((base, last), (t as i64 * 3, t as i64 * 3 + 2));
+            for i in 0..3 {
+                expected.push((base + i, 1_000_000 + t as i64 * 10 + i, format!("v{t}-{i}").into_bytes()));
+            }
+        }
+        assert_eq!(read_all(&log, 0).await, expected, "before any flush (from the cache and the disk)");
+        log.flush().await.unwrap();
+        assert!(log.stats().segments > 3, "4 KiB segments must have rolled: {:?}", log.stats());
+        assert_eq!(read_all(&log, 0).await, expected);
+        assert_eq!(read_all(&log, 301).await, expected[301..].to_vec(), "a read in the middle of a batch");
+        log.close().await.unwrap();
+        drop(log);
+
+        // Clean reopen: indexes are trusted.
+        let log = PartitionLog::open(&path, small_config()).await.unwrap();
+        assert_eq!(log.next_offset(), 600);
+        assert_eq!(read_all(&log, 0).await, expected);
+        for (target, want) in [(0, 0), (1_000_000, 0), (1_000_012, 3 + 2), (1_000_015, 6), (1_001_992, 599), (1_001_990, 597), (1_001_993, -1)] {
+            let got = log.offset_for_timestamp(target).await.unwrap().map_or(-1, |(o, _)| o);
+            assert_eq!(got, want, "timestamp {target}");
+        }
+        let (base, _) = append(&log, batch(999, 1, 5)).await;
+        assert_eq!(base, 600);
+        log.flush().await.unwrap();
+        drop(log);
+
+        // Unclean reopen (no close): indexes are rebuilt by scanning.
+        for f in std::fs::read_dir(&path).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "index") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let log = PartitionLog::open(&path, small_config()).await.unwrap();
+        assert_eq!(log.next_offset(), 601);
+        assert_eq!(read_all(&log, 0).await[..600], expected[..]);
+        assert_eq!(log.offset_for_timestamp(1_000_015).await.unwrap().map(|x| x.0), Some(6));
+        assert!(matches!(log.read(602, 100).await, Err(StorageError::OffsetOutOfRange { .. })));
+    });
+}
+
+#[test]
+fn acknowledged_only_after_sync_and_group_commit() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    block_on(async move {
+        let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+        let mut lasts = Vec::new();
+        for t in 0..50 {
+            lasts.push(append(&log, batch(t, 2, 1)).await.1);
+        }
+        assert!(log.stats().flushed_offset <= 100);
+        log.wait_flushed(*lasts.last().unwrap()).await.unwrap();
+        assert_eq!(log.stats().flushed_offset, 100);
+        // Bytes on disk: the segment holds all 50 batches.
+        drop(log);
+        let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+        assert_eq!(log.next_offset(), 100);
+    });
+}
+
+#[test]
+fn retention_deletes_oldest_whole_segments() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    block_on(async move {
+        let cfg = LogConfig { retention_max_bytes: Some(20 * 1024), ..small_config() };
+        let log = PartitionLog::open(&path, cfg).await.unwrap();
+        for t in 0..400u64 {
+            append(&log, batch(t, 5, t as i64)).await;
+        }
+        log.flush().await.unwrap();
+        let before = segment_files(&path);
+        let stats = log.stats();
+        assert!(stats.bytes > 40 * 1024, "{stats:?}");
+        let deleted = log.enforce_retention(0).await.unwrap();
+        assert!(deleted > 0);
+        let after = segment_files(&path);
+        assert_eq!(after[..], before[deleted..], "the oldest segments go first");
+        let stats = log.stats();
+        assert!(stats.bytes <= 20 * 1024 && stats.bytes > 20 * 1024 - 4096, "{stats:?}");
+        assert_eq!(stats.log_start_offset, after[0].trim_end_matches(".log").parse::<i64>().unwrap());
+        assert!(matches!(log.read(0, 100).await, Err(StorageError::OffsetOutOfRange { .. })));
+        let all = read_all(&log, stats.log_start_offset).await;
+        assert_eq!(all.len() as i64, 2000 - stats.log_start_offset);
+
+        // By age: every closed segment is older than the limit. The newest
+        // timestamps are 399+4; the cut-off `now - age` is above them.
+        drop(log);
+        let cfg = LogConfig { retention_max_age_ms: Some(1000), ..small_config() };
+        let log = PartitionLog::open(&path, cfg).await.unwrap();
+        log.enforce_retention(10_000).await.unwrap();
+        assert_eq!(log.stats().segments, 1, "only the active segment is left");
+        assert_eq!(log.next_offset(), 2000);
+    });
+}
+
+/// Cuts the last segment at every byte of its last batch: reopening must give
+/// exactly the batches before it, and take new appends right after them.
+#[test]
+fn torn_tail_at_every_byte_recovers_the_intact_prefix() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    let (seg, prefix_len, full) = block_on({
+        let path = path.clone();
+        async move {
+            let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+            for t in 0..4 {
+                append(&log, batch(t, 3, 7)).await;
+            }
+            log.flush().await.unwrap();
+            let prefix = log.stats().bytes;
+            append(&log, batch(4, 3, 8)).await;
+            log.flush().await.unwrap();
+            let end = log.stats().bytes as usize;
+            let seg = path.join(&segment_files(&path)[0]);
+            drop(log);
+            let mut full = std::fs::read(&seg).unwrap();
+            assert!(full[end..].iter().all(|&b| b == 0), "only padding after the last batch");
+            full.truncate(end);
+            (seg, prefix as usize, full)
+        }
+    });
+    assert!(full.len() > prefix_len, "{} {}", full.len(), prefix_len);
+    for cut in prefix_len..full.len() {
+        std::fs::write(&seg, &full[..cut]).unwrap();
+        let _ = std::fs::remove_file(seg.with_extension("index"));
+        let path = path.clone();
+        let seg = seg.clone();
+        block_on(async move {
+            let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+            assert_eq!(log.next_offset(), 12, "cut at {cut}");
+            assert_eq!(std::fs::metadata(&seg).unwrap().len() as usize, prefix_len, "torn bytes are truncated away");
+            let (base, _) = append(&log, batch(9, 1, 9)).await;
+            assert_eq!(base, 12);
+            log.flush().await.unwrap();
+            let all = read_all(&log, 0).await;
+            assert_eq!(all.len(), 13);
+            assert_eq!(all[12].2, b"v9-0");
+        });
+    }
+}
+
+/// Garbage after the last batch and a flipped byte inside it.
+#[test]
+fn garbage_and_corruption_in_the_tail_are_dropped() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    block_on(async move {
+        let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+        for t in 0..3 {
+            append(&log, batch(t, 2, 1)).await;
+        }
+        log.close().await.unwrap();
+        drop(log);
+        let seg = path.join(&segment_files(&path)[0]);
+        let good = std::fs::read(&seg).unwrap();
+        let mut garbage = good.clone();
+        garbage.extend((0..5000u32).map(|i| (i * 7 + 3) as u8));
+        std::fs::write(&seg, &garbage).unwrap();
+        let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+        assert_eq!(log.next_offset(), 6);
+        assert_eq!(std::fs::read(&seg).unwrap(), good);
+        append(&log, batch(3, 2, 1)).await;
+        log.close().await.unwrap();
+        drop(log);
+
+        // Flip one byte inside the last batch's records: its CRC fails, it
+        // is dropped, and nothing before it is.
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0x55;
+        std::fs::write(&seg, &bytes).unwrap();
+        let log = PartitionLog::open(&path, LogConfig::default()).await.unwrap();
+        assert_eq!(log.next_offset(), 6);
+        assert_eq!(read_all(&log, 0).await.len(), 6);
+    });
+}
