@@ -3,6 +3,9 @@
 //!
 //! The code map is in `ARCHITECTURE.md`.
 
+#[cfg(feature = "broker")]
+pub mod metadata;
+pub mod protocol;
 pub mod record;
 #[cfg(feature = "broker")]
 pub mod rt;

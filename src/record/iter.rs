@@ -71,13 +71,7 @@ impl<'a> RecordIter<'a> {
         if !body.buf.is_empty() {
             return Err(self.bad("trailing bytes in record"));
         }
-        Ok(Record {
-            offset: self.info.base_offset + offset_delta as i64,
-            timestamp_ms: self.info.first_timestamp.wrapping_add(ts_delta),
-            key,
-            value,
-            headers,
-        })
+        Ok(Record { offset: self.info.base_offset + offset_delta as i64, timestamp_ms: self.info.first_timestamp.wrapping_add(ts_delta), key, value, headers })
     }
 }
 

@@ -71,9 +71,8 @@ proptest! {
 /// fields themselves must be caught by `validate`.
 #[test]
 fn every_single_bit_flip_is_detected() {
-    let records: Vec<OwnedRecord> = (0..5)
-        .map(|i| (1_700_000_000_000 + i, Some(vec![i as u8; 3]), Some(b"hello world".to_vec()), vec![("h".into(), Some(vec![1]))]))
-        .collect();
+    let records: Vec<OwnedRecord> =
+        (0..5).map(|i| (1_700_000_000_000 + i, Some(vec![i as u8; 3]), Some(b"hello world".to_vec()), vec![("h".into(), Some(vec![1]))])).collect();
     let batch = build(&records);
     assert!(validate(&batch).is_ok());
     for byte in field::BATCH_LEN..batch.len() {

@@ -188,7 +188,7 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
-            if i >= 12 && i < 16 {
+            if (12..16).contains(&i) {
                 continue; // padding
             }
             assert!(SegmentIndex::decode(&bad).is_err(), "damage at {i} unnoticed");

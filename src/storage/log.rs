@@ -147,9 +147,38 @@ impl State {
 
     fn needs_roll(&self, len: usize) -> bool {
         let a = self.active();
-        a.size > 0
-            && (a.size + len as u64 > self.config.segment_max_bytes
-                || a.created.elapsed() >= Duration::from_millis(self.config.segment_max_age_ms))
+        a.size > 0 && (a.size + len as u64 > self.config.segment_max_bytes || a.created.elapsed() >= Duration::from_millis(self.config.segment_max_age_ms))
+    }
+
+    /// The in-memory half of an append; the caller checked the limits.
+    fn append_in_memory(&mut self, mut batch: BytesMut, info: &BatchInfo) -> AppendInfo {
+        let len = batch.len();
+        if self.wbuf.len + len > self.wbuf.buf.len() {
+            self.seal_wbuf(false);
+        }
+        let base = self.next_offset;
+        record::set_base_offset(&mut batch, base);
+        let bytes = batch.freeze();
+        let w = &mut self.wbuf;
+        w.buf.as_bytes_mut()[w.len..w.len + len].copy_from_slice(&bytes);
+        w.len += len;
+        w.has_new = true;
+        let wbuf_end = w.file_pos + w.len as u64;
+        let interval = self.config.index_interval_bytes;
+        let seg = self.active_mut();
+        let pos = seg.size;
+        seg.max_timestamp = seg.max_timestamp.max(info.max_timestamp);
+        let rel = (base - seg.base_offset) as u32;
+        seg.index.on_append(rel, pos as u32, len as u32, seg.max_timestamp, interval);
+        seg.size += len as u64;
+        seg.next_offset = base + i64::from(info.record_count);
+        debug_assert_eq!(wbuf_end, seg.size, "the write buffer ends where the segment does");
+        let next = seg.next_offset;
+        self.cache.push(base, next, bytes);
+        self.next_offset = next;
+        self.appended_bytes += len as u64;
+        let _ = self.kick.try_send(());
+        AppendInfo { base_offset: base, last_offset: next - 1 }
     }
 
     /// Moves the write buffer to the pending queue and starts a new one that
@@ -183,10 +212,8 @@ impl PartitionLog {
     /// segment batch by batch. Must run on the shard that will own the log.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)?;
-        let mut bases: Vec<i64> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(segment::parse_log_name))
-            .collect();
+        let mut bases: Vec<i64> =
+            std::fs::read_dir(dir)?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(segment::parse_log_name)).collect();
         bases.sort_unstable();
         let mut segments = BTreeMap::new();
         let mut expected_base: Option<i64> = None;
@@ -248,7 +275,16 @@ impl PartitionLog {
             file::sync_dir(dir).await?;
             segments.insert(
                 base,
-                Segment { base_offset: base, file: Rc::new(f), size: 0, durable_size: 0, next_offset: base, max_timestamp: i64::MIN, index: SegmentIndex::default(), created: Instant::now() },
+                Segment {
+                    base_offset: base,
+                    file: Rc::new(f),
+                    size: 0,
+                    durable_size: 0,
+                    next_offset: base,
+                    max_timestamp: i64::MIN,
+                    index: SegmentIndex::default(),
+                    created: Instant::now(),
+                },
             );
         }
         let (alignment, wbuf, next_offset) = {
@@ -291,60 +327,41 @@ impl PartitionLog {
     /// offset in place, copies it into the write buffer and the cache holds
     /// it. Returns once it is readable, not once it is durable: see
     /// [`wait_flushed`](Self::wait_flushed).
-    pub async fn append(&self, mut batch: BytesMut, info: &BatchInfo) -> Result<AppendInfo, StorageError> {
+    pub async fn append(&self, batch: BytesMut, info: &BatchInfo) -> Result<AppendInfo, StorageError> {
         debug_assert_eq!(record::validate(&batch).map(|i| i.crc), Ok(info.crc), "only validated batches are appended");
         let len = batch.len();
+        enum Step {
+            Roll,
+            WaitIo,
+            WaitFlush(i64),
+        }
         loop {
-            let mut st = self.inner.st.borrow_mut();
-            st.check_writable()?;
-            if len + st.alignment as usize > st.config.write_buffer_bytes {
-                return Err(StorageError::BatchTooLarge(len));
+            let step = {
+                let mut st = self.inner.st.borrow_mut();
+                st.check_writable()?;
+                if len + st.alignment as usize > st.config.write_buffer_bytes {
+                    return Err(StorageError::BatchTooLarge(len));
+                }
+                if st.rolling {
+                    Step::WaitIo
+                } else if (st.appended_bytes - st.flushed_bytes) as usize + len > st.config.unflushed_max_bytes {
+                    Step::WaitFlush(st.next_offset - 1)
+                } else if st.needs_roll(len) {
+                    st.rolling = true;
+                    Step::Roll
+                } else {
+                    return Ok(st.append_in_memory(batch, info));
+                }
+            };
+            match step {
+                Step::WaitIo => drop(self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?),
+                Step::WaitFlush(target) => self.wait_flushed(target).await?,
+                Step::Roll => {
+                    let r = self.roll().await;
+                    self.inner.st.borrow_mut().rolling = false;
+                    r?;
+                }
             }
-            if st.rolling {
-                drop(st);
-                let _p = self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-                continue;
-            }
-            if (st.appended_bytes - st.flushed_bytes) as usize + len > st.config.unflushed_max_bytes {
-                let target = st.next_offset - 1;
-                drop(st);
-                self.wait_flushed(target).await?;
-                continue;
-            }
-            if st.needs_roll(len) {
-                st.rolling = true;
-                drop(st);
-                let r = self.roll().await;
-                self.inner.st.borrow_mut().rolling = false;
-                r?;
-                continue;
-            }
-            if st.wbuf.len + len > st.wbuf.buf.len() {
-                st.seal_wbuf(false);
-            }
-            let base = st.next_offset;
-            record::set_base_offset(&mut batch, base);
-            let bytes = batch.freeze();
-            let st = &mut *st;
-            let w = &mut st.wbuf;
-            w.buf.as_bytes_mut()[w.len..w.len + len].copy_from_slice(&bytes);
-            w.len += len;
-            w.has_new = true;
-            let interval = st.config.index_interval_bytes;
-            let seg = st.active_mut();
-            let pos = seg.size;
-            seg.max_timestamp = seg.max_timestamp.max(info.max_timestamp);
-            let rel = (base - seg.base_offset) as u32;
-            seg.index.on_append(rel, pos as u32, len as u32, seg.max_timestamp, interval);
-            seg.size += len as u64;
-            seg.next_offset = base + i64::from(info.record_count);
-            let (next, seg_size) = (seg.next_offset, seg.size);
-            debug_assert_eq!(w_end(&st.wbuf), seg_size);
-            st.cache.push(base, next, bytes);
-            st.next_offset = next;
-            st.appended_bytes += len as u64;
-            let _ = st.kick.try_send(());
-            return Ok(AppendInfo { base_offset: base, last_offset: next - 1 });
         }
     }
 
@@ -432,9 +449,10 @@ impl PartitionLog {
                 w.file.sync().await?;
                 w.file.truncate(w.end_pos).await?;
                 w.file.sync().await?;
-                let st = self.inner.st.borrow();
-                let ix = st.segments.get(&w.seg_base).map(|s| (s.index.encode(s.size, s.next_offset, s.max_timestamp), st.dir.clone()));
-                drop(st);
+                let ix = {
+                    let st = self.inner.st.borrow();
+                    st.segments.get(&w.seg_base).map(|s| (s.index.encode(s.size, s.next_offset, s.max_timestamp), st.dir.clone()))
+                };
                 if let Some((bytes, dir)) = ix {
                     file::write_atomic(&segment::index_path(&dir, w.seg_base), &bytes).await?;
                 }
@@ -473,7 +491,16 @@ impl PartitionLog {
         st.wbuf = WriteBuf { buf: file::alloc(buf_bytes), file_pos: 0, len: 0, has_new: false };
         st.segments.insert(
             base,
-            Segment { base_offset: base, file: f, size: 0, durable_size: 0, next_offset: base, max_timestamp: i64::MIN, index: SegmentIndex::default(), created: Instant::now() },
+            Segment {
+                base_offset: base,
+                file: f,
+                size: 0,
+                durable_size: 0,
+                next_offset: base,
+                max_timestamp: i64::MIN,
+                index: SegmentIndex::default(),
+                created: Instant::now(),
+            },
         );
         let _ = st.kick.try_send(());
         tracing::debug!(dir = %dir.display(), base, "rolled segment");
@@ -577,7 +604,11 @@ impl PartitionLog {
                 for item in record::batches(chunk) {
                     let (start, info) = item.map_err(|e| StorageError::Corrupt { file: "cache".into(), pos: 0, reason: e.to_string() })?;
                     if info.max_timestamp >= ts_ms {
-                        let it = record::RecordIter::new(&chunk[start..]).map_err(|e| StorageError::Corrupt { file: "read".into(), pos: 0, reason: e.to_string() })?;
+                        let it = record::RecordIter::new(&chunk[start..]).map_err(|e| StorageError::Corrupt {
+                            file: "read".into(),
+                            pos: 0,
+                            reason: e.to_string(),
+                        })?;
                         for r in it {
                             let r = r.map_err(|e| StorageError::Corrupt { file: "read".into(), pos: 0, reason: e.to_string() })?;
                             if r.timestamp_ms >= ts_ms && r.offset >= offset {
@@ -683,10 +714,6 @@ async fn load_index(path: &Path, file_size: u64, base: i64) -> Option<super::Ind
             None
         }
     }
-}
-
-fn w_end(w: &WriteBuf) -> u64 {
-    w.file_pos + w.len as u64
 }
 
 fn corrupt(file: &DirectFile, pos: u64, reason: String) -> StorageError {
