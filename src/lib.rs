@@ -4,10 +4,21 @@
 //! The code map is in `ARCHITECTURE.md`.
 
 #[cfg(feature = "broker")]
+pub mod broker;
+#[cfg(feature = "broker")]
+pub mod cli;
+#[cfg(feature = "broker")]
+pub mod config;
+#[cfg(feature = "broker")]
 pub mod metadata;
 pub mod protocol;
 pub mod record;
 #[cfg(feature = "broker")]
 pub mod rt;
 #[cfg(feature = "broker")]
+pub mod server;
+#[cfg(feature = "broker")]
+pub mod shard;
+#[cfg(feature = "broker")]
 pub mod storage;
+pub mod time;

@@ -58,3 +58,48 @@ pub fn block_on<T: 'static, F: Future<Output = T> + 'static>(f: F) -> T {
         .expect("could not start an io_uring executor")
         .run(f)
 }
+
+/// Runs `f` until it finishes or `d` passes; `None` on time-out.
+pub async fn timeout<T, F: Future<Output = T>>(d: Duration, f: F) -> Option<T> {
+    use futures::future::{select, Either};
+    let sleep = std::pin::pin!(glommio::timer::sleep(d));
+    let f = std::pin::pin!(f);
+    match select(f, sleep).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+/// A broadcast wake-up on one shard: every task waiting when
+/// [`notify`](Event::notify) is called wakes. Used for long-poll fetches.
+#[derive(Default)]
+pub struct Event {
+    generation: std::cell::Cell<u64>,
+    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Event {
+    pub fn notify(&self) {
+        self.generation.set(self.generation.get() + 1);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolves at the next [`notify`](Event::notify) after this call.
+    pub fn listen(&self) -> impl Future<Output = ()> + '_ {
+        let start = self.generation.get();
+        std::future::poll_fn(move |cx| {
+            if self.generation.get() != start {
+                return std::task::Poll::Ready(());
+            }
+            let mut w = self.waiters.borrow_mut();
+            // Bounded: a waiter re-registers only when polled, and stale
+            // wakers are dropped on every notify.
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+    }
+}

@@ -1,0 +1,341 @@
+//! The broker process: checks the host, starts one pinned executor per
+//! shard, and stops them cleanly on SIGTERM or SIGINT.
+//!
+//! Startup order: shard 0 binds the listen address first (so a port of 0
+//! resolves to one real port), then every other shard binds that same
+//! address with SO_REUSEPORT; only then is the address logged.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+
+use crate::config::BrokerConfig;
+use crate::metadata::Metadata;
+use crate::rt;
+use crate::server::{connection, listener::Listener};
+use crate::shard::{self, mesh, Shard, ShardMsg};
+
+/// Locked memory each executor registers with io_uring for direct I/O.
+pub const IO_MEMORY_BYTES_PER_SHARD: usize = 2 << 20;
+
+/// Why the broker could not start, said so an operator can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("io_uring is not available: {0}")]
+    IoUring(String),
+    #[error("locked memory limit too low: {0}")]
+    MemLock(String),
+    #[error("data directory {dir}: {reason}")]
+    DataDir { dir: String, reason: String },
+    #[error("could not listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("shard {shard} failed to start: {reason}")]
+    Shard { shard: u16, reason: String },
+}
+
+/// Checks that this process may use io_uring, since glommio reports a
+/// refusal (a seccomp filter, `kernel.io_uring_disabled`) as "kernel too old".
+pub fn check_io_uring() -> Result<(), StartError> {
+    // io_uring_params is 120 bytes; zeroed asks for defaults.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup reads and writes `params`, which outlives the call.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd >= 0 {
+        // SAFETY: `fd` is a descriptor this function just opened.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    Err(StartError::IoUring(match err.raw_os_error() {
+        Some(libc::EPERM) => "the kernel refused io_uring_setup (EPERM): a seccomp profile or the sysctl kernel.io_uring_disabled blocks it. \
+             In Docker, run with the seccomp profile in docker/ (or --security-opt seccomp=unconfined)"
+            .into(),
+        Some(libc::ENOSYS) => "this kernel has no io_uring (Linux 5.8 or newer is needed)".into(),
+        _ => format!("io_uring_setup failed: {err}"),
+    }))
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to the hard one and checks it covers the
+/// io_uring buffers of every shard.
+pub fn check_memlock(shards: u16) -> Result<(), StartError> {
+    let need = (IO_MEMORY_BYTES_PER_SHARD as u64 + (512 << 10)) * u64::from(shards);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
+            return Ok(());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
+            libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim);
+        }
+    }
+    if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
+        return Err(StartError::MemLock(format!(
+            "{} KiB may be locked, {shards} shard(s) need {} KiB. Raise it (ulimit -l, or `ulimits: memlock: -1` in compose) or use fewer shards",
+            lim.rlim_cur / 1024,
+            need / 1024
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the data directory, takes its lock, checks O_DIRECT works on it
+/// and loads the metadata. The returned file holds the lock.
+pub fn prepare_data_dir(dir: &Path) -> Result<(std::fs::File, Metadata), StartError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let bad = |reason: String| StartError::DataDir { dir: dir.display().to_string(), reason };
+    std::fs::create_dir_all(dir.join("meta")).map_err(|e| bad(format!("cannot create it: {e}")))?;
+    std::fs::create_dir_all(dir.join("topics")).map_err(|e| bad(format!("cannot create it: {e}")))?;
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock")).map_err(|e| bad(e.to_string()))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(bad("another broker is using it (its .lock is held)".into()));
+    }
+    let probe = dir.join(".direct-io-probe");
+    let r = std::fs::OpenOptions::new().create(true).truncate(true).write(true).custom_flags(libc::O_DIRECT).open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    if let Err(e) = r {
+        return Err(bad(format!("its filesystem does not support O_DIRECT ({e}); use a disk-backed filesystem such as ext4 or XFS, not tmpfs")));
+    }
+    let path = shard::metadata_path(dir);
+    let md = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("{} is damaged: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Metadata::default(),
+        Err(e) => return Err(bad(format!("cannot read {}: {e}", path.display()))),
+    };
+    Ok((lock, md))
+}
+
+enum Event {
+    Signal(i32),
+    ShardExited(u16, Result<(), String>),
+}
+
+/// Runs a broker until SIGTERM or SIGINT; returns once every shard has
+/// flushed and closed its logs.
+pub fn run(config: BrokerConfig) -> Result<(), StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let online: Vec<usize> = glommio::CpuSet::online().map(|s| s.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
+    let online = if online.is_empty() { (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect() } else { online };
+    let shards = if config.shards == 0 { online.len() as u16 } else { config.shards };
+    check_io_uring()?;
+    check_memlock(shards)?;
+    let (_lock, metadata) = prepare_data_dir(&config.data_dir)?;
+
+    // Signals go to one thread that waits for them; every other thread,
+    // shards included, inherits the blocked mask.
+    let (events, events_rx) = mpsc::channel::<Event>();
+    block_signals();
+    {
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let sig = wait_signal();
+                if events.send(Event::Signal(sig)).is_err() {
+                    return;
+                }
+            })
+            .expect("spawn the signal thread");
+    }
+
+    let config = Arc::new(config);
+    let mut ends = mesh::build::<ShardMsg>(shards, shard::MESH_CAPACITY).into_iter();
+    let mut stops = Vec::new();
+    let mut handles = Vec::new();
+    let mut readies = Vec::new();
+    let mut addr = config.listen;
+    for id in 0..shards {
+        let (bound_tx, bound_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (cfg, md, end, events) = (config.clone(), metadata.clone(), ends.next().expect("one end per shard"), events.clone());
+        let cpu = online[usize::from(id) % online.len()];
+        let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
+            .name(&format!("shard{id}"))
+            .io_memory(IO_MEMORY_BYTES_PER_SHARD)
+            .spawn(move || async move {
+                let r = shard_main(cfg, end, md, addr, bound_tx, stop_rx).await;
+                let _ = events.send(Event::ShardExited(id, r));
+            })
+            .map_err(|e| StartError::Shard { shard: id, reason: e.to_string() })?;
+        handles.push(h);
+        stops.push(stop_tx);
+        match bound_rx.recv() {
+            Ok(Ok(a)) => addr = a,
+            Ok(Err(reason)) => {
+                stop_all(stops, handles);
+                return Err(StartError::Listen { addr, reason });
+            }
+            Err(_) => {
+                stop_all(stops, handles);
+                return Err(StartError::Shard { shard: id, reason: "exited while starting".into() });
+            }
+        }
+        readies.push(bound_rx);
+    }
+    // Connections queue in the listen backlog until every shard has
+    // recovered its partitions; only then is the broker announced.
+    for (id, ready) in readies.into_iter().enumerate() {
+        let failed = match ready.recv() {
+            Ok(Ok(_)) => None,
+            Ok(Err(reason)) => Some(reason),
+            Err(_) => Some("exited while starting".into()),
+        };
+        if let Some(reason) = failed {
+            stop_all(stops, handles);
+            return Err(StartError::Shard { shard: id as u16, reason });
+        }
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        shards,
+        data_dir = %config.data_dir.display(),
+        node_id = config.node_id,
+        "shardlog broker listening on {addr}"
+    );
+
+    let mut result = Ok(());
+    match events_rx.recv() {
+        Ok(Event::Signal(sig)) => tracing::info!(signal = sig, "stopping: finishing in-flight requests, flushing logs"),
+        Ok(Event::ShardExited(id, r)) => {
+            let reason = r.err().unwrap_or_else(|| "exited".into());
+            tracing::error!(shard = id, %reason, "a shard stopped; stopping the broker");
+            result = Err(StartError::Shard { shard: id, reason });
+        }
+        Err(_) => {}
+    }
+    let started = Instant::now();
+    stop_all(stops, handles);
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    result
+}
+
+fn stop_all(stops: Vec<oneshot::Sender<()>>, handles: Vec<glommio::ExecutorJoinHandle<()>>) {
+    for s in stops {
+        let _ = s.send(());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+}
+
+fn block_signals() {
+    // SAFETY: plain libc signal-mask calls on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_signal() -> i32 {
+    // SAFETY: sigwait on a local set of signals this process blocked.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
+}
+
+async fn shard_main(
+    cfg: Arc<BrokerConfig>,
+    end: mesh::MeshEnds<ShardMsg>,
+    metadata: Metadata,
+    addr: SocketAddr,
+    bound: mpsc::Sender<Result<SocketAddr, String>>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let id = end.id;
+    let bg = glommio::executor().create_task_queue(glommio::Shares::Static(250), glommio::Latency::NotImportant, "background");
+    rt::set_background_queue(bg);
+    let listener = match Listener::bind(addr).and_then(|l| l.local_addr().map(|a| (l, a))) {
+        Ok((l, a)) => {
+            let _ = bound.send(Ok(a));
+            l
+        }
+        Err(e) => {
+            let _ = bound.send(Err(e.to_string()));
+            return Err(e.to_string());
+        }
+    };
+    let mut config = (*cfg).clone();
+    config.listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = std::rc::Rc::new(config);
+    // Every shard must connect its mesh ends; a broker stopped while one
+    // failed to start must not wait for it forever.
+    let (mesh, receivers) = match futures::future::select(std::pin::pin!(end.connect()), &mut stop).await {
+        futures::future::Either::Left((m, _)) => m,
+        futures::future::Either::Right(_) => return Ok(()),
+    };
+    let nr = mesh.nr_shards().max(1);
+    let shard = match Shard::start(config.clone(), mesh, metadata).await {
+        Ok(s) => s,
+        Err(e) => {
+            let reason = format!("opening partitions: {e}");
+            let _ = bound.send(Err(reason.clone()));
+            return Err(reason);
+        }
+    };
+    let _ = bound.send(Ok(config.listen));
+    for (_, rx) in receivers {
+        let shard = shard.clone();
+        rt::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                rt::spawn(shard.clone().serve(msg));
+            }
+        });
+    }
+    rt::spawn_background(shard.clone().retention_loop());
+
+    let max_conns = config.max_connections.div_ceil(usize::from(nr));
+    let conns = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let accept = {
+        let (shard, conns) = (shard.clone(), conns.clone());
+        async move {
+            loop {
+                match listener.accept().await {
+                    Ok(s) if conns.get() >= max_conns => {
+                        tracing::warn!(shard = id, max_conns, "connection limit reached; refusing a connection");
+                        drop(s);
+                    }
+                    Ok(s) => {
+                        conns.set(conns.get() + 1);
+                        let (shard, conns) = (shard.clone(), conns.clone());
+                        rt::spawn(async move {
+                            connection::serve(shard, s).await;
+                            conns.set(conns.get() - 1);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = id, error = %e, "accept failed");
+                        rt::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+    };
+    futures::future::select(std::pin::pin!(accept), stop).await;
+    shard.begin_shutdown();
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let start = Instant::now();
+    while conns.get() > 0 && start.elapsed() < grace {
+        rt::sleep(Duration::from_millis(5)).await;
+    }
+    shard.close().await;
+    Ok(())
+}

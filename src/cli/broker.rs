@@ -1,0 +1,96 @@
+//! `shardlog broker`: flags and `SHARDLOG_*` variables over a TOML file
+//! over the defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::BrokerConfig;
+
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Directory for segments and metadata [default: ./data]
+    #[arg(long, env = "SHARDLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to accept clients on [default: 127.0.0.1:9092]
+    #[arg(long, env = "SHARDLOG_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// HOST:PORT clients are told to use [default: the listen address]
+    #[arg(long, env = "SHARDLOG_ADVERTISED_ADDRESS")]
+    pub advertised_address: Option<String>,
+    /// Executors, each pinned to a core [default: one per online core]
+    #[arg(long, env = "SHARDLOG_SHARDS")]
+    pub shards: Option<u16>,
+    /// This broker's id in the cluster [default: 0]
+    #[arg(long, env = "SHARDLOG_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// A TOML file with any setting of the broker (see README.md)
+    #[arg(long, env = "SHARDLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest request frame accepted, in bytes
+    #[arg(long, env = "SHARDLOG_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Most client connections
+    #[arg(long, env = "SHARDLOG_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Upper bound on a fetch's long-poll wait, in milliseconds
+    #[arg(long, env = "SHARDLOG_FETCH_WAIT_MAX_MS")]
+    pub fetch_wait_max_ms: Option<u64>,
+}
+
+impl BrokerArgs {
+    /// The configuration these arguments describe.
+    pub fn config(&self) -> Result<BrokerConfig, String> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("config file {}: {e}", path.display()))?
+            }
+            None => BrokerConfig::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = &self.advertised_address {
+            c.advertised_address = Some(v.clone());
+        }
+        if let Some(v) = self.shards {
+            c.shards = v;
+        }
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.max_frame_bytes {
+            c.max_frame_bytes = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        if let Some(v) = self.fetch_wait_max_ms {
+            c.fetch_wait_max_ms = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(args: BrokerArgs) -> i32 {
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shardlog broker: {e}");
+            return 2;
+        }
+    };
+    match crate::broker::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("shardlog broker: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The broker's one typed configuration: defaults, then a TOML file, then
+//! `SHARDLOG_*` environment variables, then flags (each overriding the
+//! one before). Checked once at start; a bad value stops the broker with a
+//! sentence saying which setting and why.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::storage::LogConfig;
+
+/// Everything a broker needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The address clients are told to connect to; defaults to `listen`.
+    pub advertised_address: Option<String>,
+    /// Executors, one per core; 0 means one per online core.
+    pub shards: u16,
+    pub max_frame_bytes: usize,
+    /// Largest record batch a producer may send.
+    pub max_batch_bytes: usize,
+    pub max_connections: usize,
+    /// Request bytes a connection may have in flight before the broker stops
+    /// reading from its socket.
+    pub max_inflight_bytes_per_connection: usize,
+    /// Requests a connection may have in flight.
+    pub max_inflight_requests_per_connection: usize,
+    /// Upper bound on a fetch's long-poll wait.
+    pub fetch_wait_max_ms: u64,
+    /// A connection that sends nothing for this long is closed.
+    pub connection_idle_timeout_ms: u64,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+    /// Interval of retention checks.
+    pub retention_check_interval_ms: u64,
+    /// Storage defaults for every topic, overridable per topic.
+    pub log: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:9092".parse().expect("valid"),
+            advertised_address: None,
+            shards: 0,
+            max_frame_bytes: 16 << 20,
+            max_batch_bytes: 1 << 20,
+            max_connections: 10_000,
+            max_inflight_bytes_per_connection: 64 << 20,
+            max_inflight_requests_per_connection: 1024,
+            fetch_wait_max_ms: 30_000,
+            connection_idle_timeout_ms: 10 * 60 * 1000,
+            shutdown_grace_ms: 5_000,
+            retention_check_interval_ms: 60_000,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Checks every setting; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.node_id < 0 {
+            return Err(format!("node_id must be 0 or more, not {}", self.node_id));
+        }
+        if self.max_frame_bytes < 1024 || self.max_frame_bytes > (1 << 30) {
+            return Err("max_frame_bytes must be between 1 KiB and 1 GiB".into());
+        }
+        if self.max_inflight_bytes_per_connection < self.max_frame_bytes {
+            return Err("max_inflight_bytes_per_connection must be at least max_frame_bytes, or a full frame could never be read".into());
+        }
+        if self.max_connections == 0 || self.max_inflight_requests_per_connection == 0 {
+            return Err("max_connections and max_inflight_requests_per_connection must be positive".into());
+        }
+        if self.shards > 1024 {
+            return Err(format!("shards must be at most 1024, not {}", self.shards));
+        }
+        if self.max_batch_bytes < crate::record::HEADER_BYTES + 7 || self.max_batch_bytes > self.max_frame_bytes.min(crate::record::MAX_BATCH_BYTES) {
+            return Err("max_batch_bytes must fit in a frame (max_frame_bytes) and be at most 64 MiB".into());
+        }
+        self.log.validate(self.max_batch_bytes).map_err(|e| format!("log: {e}"))?;
+        if let Some(a) = &self.advertised_address {
+            parse_host_port(a).map_err(|e| format!("advertised_address: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The address and port clients should use.
+    pub fn advertised(&self) -> (String, u16) {
+        match &self.advertised_address {
+            Some(a) => parse_host_port(a).expect("validated"),
+            None => (self.listen.ip().to_string(), self.listen.port()),
+        }
+    }
+}
+
+/// Splits `host:port`, checking the port.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("'{s}' is not HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' in '{s}' is not a port number"))?;
+    if host.is_empty() {
+        return Err(format!("'{s}' has no host"));
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        let c = BrokerConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.advertised(), ("127.0.0.1".to_string(), 9092));
+    }
+
+    #[test]
+    fn toml_overrides_and_rejects_unknown_keys() {
+        let c: BrokerConfig = toml::from_str("node_id = 3\n[log]\nsegment_max_bytes = 1048576\n").unwrap();
+        assert_eq!((c.node_id, c.log.segment_max_bytes), (3, 1 << 20));
+        assert!(toml::from_str::<BrokerConfig>("nodeid = 3").is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let c = BrokerConfig { max_inflight_bytes_per_connection: 10, ..Default::default() };
+        assert!(c.validate().unwrap_err().contains("max_inflight_bytes_per_connection"));
+        let c = BrokerConfig { advertised_address: Some("nope".into()), ..Default::default() };
+        assert!(c.validate().unwrap_err().contains("advertised_address"));
+    }
+}

@@ -1,0 +1,505 @@
+//! One executor per core. A shard owns a set of partitions and is the only
+//! code that touches their logs; it reaches partitions of other shards only
+//! by sending a [`ShardMsg`] and awaiting the reply.
+//!
+//! Architecture invariants:
+//! - a partition's log is opened, written, read and closed on its owning
+//!   shard only (`debug_assert!`ed on every local operation);
+//! - no lock and no shared mutable state crosses shards; each shard has its
+//!   own copy of the metadata, changed only by [`Change`]s the controller
+//!   (shard 0) sends to every shard;
+//! - what crosses shards is `Send` data: batch bytes as `BytesMut`/`Bytes`
+//!   (moved, not copied) and plain values.
+
+pub mod mesh;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::oneshot;
+
+use crate::config::BrokerConfig;
+use crate::metadata::{Change, ClusterShape, Metadata, MetadataError, NewTopic};
+use crate::protocol::ErrorCode;
+use crate::record::BatchInfo;
+use crate::rt;
+use crate::storage::{file, Chunk, PartitionLog, StorageError};
+
+/// Messages in each direction between a pair of shards.
+pub const MESH_CAPACITY: usize = 1024;
+
+/// Work one shard asks of another.
+pub enum ShardMsg {
+    Produce { topic: String, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration, reply: oneshot::Sender<ProduceResult> },
+    Fetch { topic: String, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>, reply: oneshot::Sender<FetchResult<Bytes>> },
+    ListOffset { topic: String, partition: u32, timestamp: i64, reply: oneshot::Sender<OffsetResult> },
+    CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
+    DeleteTopics { names: Vec<String>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
+    Apply { change: Change, reply: oneshot::Sender<()> },
+}
+
+/// The outcome of a produce to one partition.
+#[derive(Debug, Clone)]
+pub struct ProduceResult {
+    pub error: ErrorCode,
+    pub message: Option<String>,
+    pub base_offset: i64,
+    pub log_start_offset: i64,
+}
+
+impl ProduceResult {
+    pub fn err(error: ErrorCode, message: impl Into<String>) -> Self {
+        ProduceResult { error, message: Some(message.into()), base_offset: -1, log_start_offset: -1 }
+    }
+}
+
+/// The outcome of a fetch from one partition; `C` is the chunk type:
+/// [`Chunk`] on the owning shard, `Bytes` once it crossed shards.
+#[derive(Debug)]
+pub struct FetchResult<C> {
+    pub error: ErrorCode,
+    pub message: Option<String>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub chunks: Vec<C>,
+    pub bytes: usize,
+}
+
+impl<C> FetchResult<C> {
+    pub fn err(error: ErrorCode, message: impl Into<String>) -> Self {
+        FetchResult { error, message: Some(message.into()), high_watermark: -1, log_start_offset: -1, chunks: Vec::new(), bytes: 0 }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OffsetResult {
+    pub error: ErrorCode,
+    pub message: Option<String>,
+    pub offset: i64,
+    pub timestamp: i64,
+}
+
+struct Partition {
+    log: PartitionLog,
+    /// Notified after every append, for long-poll fetches.
+    appended: rt::Event,
+}
+
+/// The state of one shard.
+pub struct Shard {
+    pub id: u16,
+    pub config: Rc<BrokerConfig>,
+    mesh: mesh::Mesh<ShardMsg>,
+    metadata: RefCell<Metadata>,
+    /// Partitions owned by this shard: topic -> partition index -> log.
+    partitions: RefCell<HashMap<String, HashMap<u32, Rc<Partition>>>>,
+    /// Serialises metadata changes on the controller.
+    controller_lock: rt::Semaphore,
+    shutting_down: Cell<bool>,
+    pub shutdown: rt::Event,
+}
+
+fn storage_code(e: &StorageError) -> ErrorCode {
+    match e {
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::BatchTooLarge(_) => ErrorCode::MessageTooLarge,
+        StorageError::Closed => ErrorCode::BrokerShuttingDown,
+        _ => ErrorCode::StorageError,
+    }
+}
+
+pub fn metadata_code(e: &MetadataError) -> ErrorCode {
+    match e {
+        MetadataError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+        MetadataError::UnknownTopic(_) => ErrorCode::UnknownTopicOrPartition,
+        MetadataError::InvalidName { .. } => ErrorCode::InvalidTopicName,
+        MetadataError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+        MetadataError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
+        MetadataError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+    }
+}
+
+/// Where the metadata is kept, under the data directory.
+pub fn metadata_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("meta").join("metadata.json")
+}
+
+fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join("topics").join(format!("{topic}-{partition}"))
+}
+
+fn unknown(topic: &str, partition: u32) -> String {
+    format!("topic '{topic}' has no partition {partition} on this broker")
+}
+
+impl Shard {
+    /// Opens the partitions this shard owns and returns the shard.
+    pub async fn start(config: Rc<BrokerConfig>, mesh: mesh::Mesh<ShardMsg>, metadata: Metadata) -> Result<Rc<Self>, StorageError> {
+        let shard = Rc::new(Shard {
+            id: mesh.id,
+            config,
+            mesh,
+            metadata: RefCell::new(metadata),
+            partitions: RefCell::new(HashMap::new()),
+            controller_lock: rt::Semaphore::new(1),
+            shutting_down: Cell::new(false),
+            shutdown: rt::Event::default(),
+        });
+        let topics: Vec<_> = shard.metadata.borrow().topics.values().cloned().collect();
+        for t in topics {
+            shard.open_owned(&t).await?;
+        }
+        Ok(shard)
+    }
+
+    pub fn nr_shards(&self) -> u16 {
+        self.mesh.nr_shards()
+    }
+
+    pub fn metadata(&self) -> std::cell::Ref<'_, Metadata> {
+        self.metadata.borrow()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    async fn open_owned(&self, t: &crate::metadata::TopicMeta) -> Result<(), StorageError> {
+        let cfg = t.log_config(&self.config.log);
+        for p in 0..t.partitions() {
+            if t.shard_of(p, self.nr_shards()) != Some(self.id) {
+                continue;
+            }
+            let log = PartitionLog::open(&partition_dir(&self.config.data_dir, &t.name, p), cfg.clone()).await?;
+            let part = Rc::new(Partition { log, appended: rt::Event::default() });
+            self.partitions.borrow_mut().entry(t.name.clone()).or_default().insert(p, part);
+        }
+        Ok(())
+    }
+
+    fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(topic).and_then(|m| m.get(&partition)).cloned()
+    }
+
+    /// The shard that owns a partition, by this shard's copy of the metadata.
+    pub fn owner(&self, topic: &str, partition: u32) -> Option<u16> {
+        self.metadata.borrow().topics.get(topic).and_then(|t| t.shard_of(partition, self.nr_shards()))
+    }
+
+    // ---- produce ------------------------------------------------------------
+
+    /// Appends validated batches to a partition, wherever it lives.
+    pub async fn produce(&self, topic: &str, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
+        match self.owner(topic, partition) {
+            None => ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)),
+            Some(s) if s == self.id => self.produce_local(topic, partition, data, batches, acks, timeout).await,
+            Some(s) => {
+                let (reply, rx) = oneshot::channel();
+                let msg = ShardMsg::Produce { topic: topic.to_string(), partition, data, batches, acks, timeout, reply };
+                self.ask(s, msg, rx).await.unwrap_or_else(|| ProduceResult::err(ErrorCode::BrokerShuttingDown, "the owning shard is stopping"))
+            }
+        }
+    }
+
+    async fn produce_local(&self, topic: &str, partition: u32, mut data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
+        let Some(p) = self.partition(topic, partition) else {
+            return ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
+        };
+        debug_assert_eq!(self.owner(topic, partition), Some(self.id), "a shard only touches partitions it owns");
+        let mut first = None;
+        let mut last = -1;
+        for info in &batches {
+            let batch = data.split_to(info.batch_len as usize);
+            match p.log.append(batch, info).await {
+                Ok(a) => {
+                    first.get_or_insert(a.base_offset);
+                    last = a.last_offset;
+                }
+                Err(e) => {
+                    p.appended.notify();
+                    return ProduceResult::err(storage_code(&e), e.to_string());
+                }
+            }
+        }
+        p.appended.notify();
+        if acks == -1 {
+            match rt::timeout(timeout, p.log.wait_flushed(last)).await {
+                None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not synced within {} ms", timeout.as_millis())),
+                Some(Err(e)) => return ProduceResult::err(storage_code(&e), e.to_string()),
+                Some(Ok(())) => {}
+            }
+        }
+        ProduceResult { error: ErrorCode::None, message: None, base_offset: first.unwrap_or(-1), log_start_offset: p.log.log_start_offset() }
+    }
+
+    // ---- fetch --------------------------------------------------------------
+
+    /// Reads from a local partition. With `wait_until`, waits (long poll)
+    /// until the partition has something at `offset` or the time passes.
+    async fn fetch_local(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>) -> FetchResult<Chunk> {
+        let Some(p) = self.partition(topic, partition) else {
+            return FetchResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
+        };
+        if let Some(until) = wait_until {
+            while p.log.next_offset() <= offset && !self.is_shutting_down() {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                let woken = std::pin::pin!(async {
+                    futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
+                });
+                rt::timeout(until - now, woken).await;
+            }
+        }
+        match p.log.read(offset, max_bytes).await {
+            Ok(out) => FetchResult {
+                error: ErrorCode::None,
+                message: None,
+                high_watermark: out.high_watermark,
+                log_start_offset: out.log_start_offset,
+                chunks: out.chunks,
+                bytes: out.bytes,
+            },
+            Err(e) => {
+                let mut r = FetchResult::err(storage_code(&e), e.to_string());
+                r.high_watermark = p.log.next_offset();
+                r.log_start_offset = p.log.log_start_offset();
+                r
+            }
+        }
+    }
+
+    /// Reads from a partition wherever it lives. A remote read comes back as
+    /// `Bytes`: a direct-read buffer belongs to the executor that read it, so
+    /// bytes read from disk on another shard are copied once to cross over.
+    pub async fn fetch(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>) -> FetchResult<Chunk> {
+        match self.owner(topic, partition) {
+            None => FetchResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)),
+            Some(s) if s == self.id => self.fetch_local(topic, partition, offset, max_bytes, wait_until).await,
+            Some(s) => {
+                let (reply, rx) = oneshot::channel();
+                let msg = ShardMsg::Fetch { topic: topic.to_string(), partition, offset, max_bytes, wait_until, reply };
+                match self.ask(s, msg, rx).await {
+                    Some(r) => FetchResult {
+                        error: r.error,
+                        message: r.message,
+                        high_watermark: r.high_watermark,
+                        log_start_offset: r.log_start_offset,
+                        bytes: r.bytes,
+                        chunks: r.chunks.into_iter().map(Chunk::Mem).collect(),
+                    },
+                    None => FetchResult::err(ErrorCode::BrokerShuttingDown, "the owning shard is stopping"),
+                }
+            }
+        }
+    }
+
+    // ---- list offsets -------------------------------------------------------
+
+    pub async fn list_offset(&self, topic: &str, partition: u32, timestamp: i64) -> OffsetResult {
+        let bad = |error, m: String| OffsetResult { error, message: Some(m), offset: -1, timestamp: -1 };
+        match self.owner(topic, partition) {
+            None => bad(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)),
+            Some(s) if s == self.id => {
+                let Some(p) = self.partition(topic, partition) else {
+                    return bad(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
+                };
+                let ok = |offset, timestamp| OffsetResult { error: ErrorCode::None, message: None, offset, timestamp };
+                match timestamp {
+                    -2 => ok(p.log.log_start_offset(), -1),
+                    -1 => ok(p.log.next_offset(), -1),
+                    ts if ts >= 0 => match p.log.offset_for_timestamp(ts).await {
+                        Ok(Some((o, t))) => ok(o, t),
+                        Ok(None) => ok(p.log.next_offset(), -1),
+                        Err(e) => bad(storage_code(&e), e.to_string()),
+                    },
+                    ts => bad(ErrorCode::InvalidRequest, format!("timestamp {ts} is neither -2, -1 nor a time")),
+                }
+            }
+            Some(s) => {
+                let (reply, rx) = oneshot::channel();
+                let msg = ShardMsg::ListOffset { topic: topic.to_string(), partition, timestamp, reply };
+                self.ask(s, msg, rx).await.unwrap_or_else(|| bad(ErrorCode::BrokerShuttingDown, "the owning shard is stopping".into()))
+            }
+        }
+    }
+
+    // ---- the controller -----------------------------------------------------
+
+    /// Creates topics through the controller shard.
+    pub async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<Result<(), MetadataError>> {
+        if self.id != 0 {
+            let (reply, rx) = oneshot::channel();
+            let n = topics.len();
+            return self.ask(0, ShardMsg::CreateTopics { topics, reply }, rx).await.unwrap_or_else(|| shutting_down_results(n));
+        }
+        let _g = self.controller_lock.acquire_permit(1).await;
+        let shape = ClusterShape { brokers: 1, shards: self.nr_shards() };
+        let mut out = Vec::with_capacity(topics.len());
+        for t in topics {
+            let planned = self.metadata.borrow().plan_create(t, &shape, &self.config.log);
+            out.push(match planned {
+                Ok(change) => self.commit(change).await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    pub async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), MetadataError>> {
+        if self.id != 0 {
+            let (reply, rx) = oneshot::channel();
+            let n = names.len();
+            return self.ask(0, ShardMsg::DeleteTopics { names, reply }, rx).await.unwrap_or_else(|| shutting_down_results(n));
+        }
+        let _g = self.controller_lock.acquire_permit(1).await;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let planned = self.metadata.borrow().plan_delete(&n);
+            out.push(match planned {
+                Ok(change) => self.commit(change).await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    /// Persists a change, then has every shard apply it; returns once all have.
+    async fn commit(&self, change: Change) -> Result<(), MetadataError> {
+        let mut next = self.metadata.borrow().clone();
+        next.apply(&change);
+        let json = serde_json::to_vec_pretty(&next).expect("metadata serialises");
+        if let Err(e) = file::write_atomic(&metadata_path(&self.config.data_dir), &json).await {
+            tracing::error!(error = %e, "could not persist metadata");
+            return Err(MetadataError::InvalidConfig(format!("the broker could not persist the change: {e}")));
+        }
+        let mut acks = Vec::new();
+        for peer in self.mesh.peers() {
+            let (reply, rx) = oneshot::channel();
+            if self.mesh.send(peer, ShardMsg::Apply { change: change.clone(), reply }).await.is_ok() {
+                acks.push(rx);
+            }
+        }
+        self.apply(change).await;
+        for rx in acks {
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+
+    /// Applies a committed change to this shard's copy and its partitions.
+    async fn apply(&self, change: Change) {
+        self.metadata.borrow_mut().apply(&change);
+        match change {
+            Change::CreateTopic(t) => {
+                if let Err(e) = self.open_owned(&t).await {
+                    tracing::error!(topic = %t.name, error = %e, "could not open partitions of a new topic");
+                }
+            }
+            Change::DeleteTopic(name) => {
+                let removed = self.partitions.borrow_mut().remove(&name);
+                for (p, part) in removed.into_iter().flatten() {
+                    let _ = part.log.close().await;
+                    part.appended.notify();
+                    let dir = partition_dir(&self.config.data_dir, &name, p);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- messages -----------------------------------------------------------
+
+    async fn ask<R>(&self, to: u16, msg: ShardMsg, rx: oneshot::Receiver<R>) -> Option<R> {
+        self.mesh.send(to, msg).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Serves one message from another shard.
+    pub async fn serve(self: Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Produce { topic, partition, data, batches, acks, timeout, reply } => {
+                let _ = reply.send(self.produce_local(&topic, partition, data, batches, acks, timeout).await);
+            }
+            ShardMsg::Fetch { topic, partition, offset, max_bytes, wait_until, reply } => {
+                let r = self.fetch_local(&topic, partition, offset, max_bytes, wait_until).await;
+                let chunks = r
+                    .chunks
+                    .into_iter()
+                    .map(|c| match c {
+                        Chunk::Mem(b) => b,
+                        Chunk::Disk(d) => Bytes::copy_from_slice(&d),
+                    })
+                    .collect();
+                let r = FetchResult {
+                    error: r.error,
+                    message: r.message,
+                    high_watermark: r.high_watermark,
+                    log_start_offset: r.log_start_offset,
+                    chunks,
+                    bytes: r.bytes,
+                };
+                let _ = reply.send(r);
+            }
+            ShardMsg::ListOffset { topic, partition, timestamp, reply } => {
+                let _ = reply.send(self.list_offset(&topic, partition, timestamp).await);
+            }
+            ShardMsg::CreateTopics { topics, reply } => {
+                let _ = reply.send(self.create_topics(topics).await);
+            }
+            ShardMsg::DeleteTopics { names, reply } => {
+                let _ = reply.send(self.delete_topics(names).await);
+            }
+            ShardMsg::Apply { change, reply } => {
+                self.apply(change).await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    // ---- housekeeping -------------------------------------------------------
+
+    /// Applies retention to every partition of this shard, now and then.
+    pub async fn retention_loop(self: Rc<Self>) {
+        let every = Duration::from_millis(self.config.retention_check_interval_ms.max(10));
+        while !self.is_shutting_down() {
+            rt::timeout(every, self.shutdown.listen()).await;
+            let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect();
+            let now_ms = crate::time::now_ms();
+            for p in parts {
+                if let Err(e) = p.log.enforce_retention(now_ms).await {
+                    tracing::warn!(error = %e, "retention failed");
+                }
+            }
+        }
+    }
+
+    /// Stops serving: wakes long polls, then flushes and closes every log.
+    pub async fn close(&self) {
+        self.shutting_down.set(true);
+        self.shutdown.notify();
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect();
+        for p in parts {
+            if let Err(e) = p.log.close().await {
+                tracing::error!(error = %e, "closing a log failed");
+            }
+        }
+    }
+
+    /// Marks the shard as stopping, so connections stop taking requests.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+        self.shutdown.notify();
+    }
+}
+
+fn shutting_down_results(n: usize) -> Vec<Result<(), MetadataError>> {
+    (0..n).map(|_| Err(MetadataError::InvalidConfig("the controller shard is stopping".into()))).collect()
+}

@@ -1,0 +1,428 @@
+//! Black-box tests of one broker over raw frames on 127.0.0.1.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{batch_of, produce_body, Broker, Client};
+use shardlog::protocol::{fb, ErrorCode};
+use shardlog::record;
+
+#[test]
+fn produce_and_fetch_round_trip_byte_for_byte() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("t", 1), ErrorCode::None);
+    let sent = batch_of(&[b"123", "测试数据".as_bytes(), b"test data", "阿牛".as_bytes()]);
+    assert_eq!(c.produce("t", 0, &sent, -1), (ErrorCode::None, 0));
+    let second = batch_of(&[b"more"]);
+    assert_eq!(c.produce("t", 0, &second, 1), (ErrorCode::None, 4));
+    let (err, hw, got) = c.fetch("t", 0, 0, 0);
+    assert_eq!((err, hw), (ErrorCode::None, 5));
+    // The stored bytes are the sent bytes; only the base offset (outside
+    // the CRC) was written by the broker.
+    let mut want = sent.clone();
+    let mut second_patched = second.clone();
+    record::set_base_offset(&mut second_patched, 4);
+    want.extend_from_slice(&second_patched);
+    assert_eq!(got, want);
+    assert_eq!(c.fetch_all_values("t", 0, 2), vec![b"test data".to_vec(), "阿牛".as_bytes().to_vec(), b"more".to_vec()]);
+}
+
+#[test]
+fn partitions_spread_over_both_shards_and_route() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("spread", 8), ErrorCode::None);
+    let r = c.call(&[], |b| {
+        let body = fb::MetadataRequest::create(b, &fb::MetadataRequestArgs { topics: None });
+        (fb::RequestBody::MetadataRequest, body.as_union_value())
+    });
+    let resp = r.response();
+    let md = resp.body_as_metadata_response().unwrap();
+    let broker = md.brokers().unwrap().get(0);
+    assert_eq!((broker.shards(), broker.port()), (2, b.addr.port()));
+    let t = md.topics().unwrap().get(0);
+    let shards: Vec<u16> = t.partitions().unwrap().iter().map(|p| p.shard()).collect();
+    assert_eq!(shards.iter().filter(|&&s| s == 0).count(), 4, "{shards:?}");
+    assert_eq!(shards.iter().filter(|&&s| s == 1).count(), 4, "{shards:?}");
+    // Whichever shard this connection landed on, every partition works.
+    for p in 0..8 {
+        let v = format!("p{p}");
+        assert_eq!(c.produce("spread", p, &batch_of(&[v.as_bytes()]), -1), (ErrorCode::None, 0));
+    }
+    for p in 0..8 {
+        assert_eq!(c.fetch_all_values("spread", p, 0), vec![format!("p{p}").into_bytes()]);
+    }
+    // Several connections land on both shards (SO_REUSEPORT); all agree.
+    for _ in 0..6 {
+        let mut c = b.client();
+        assert_eq!(c.fetch_all_values("spread", 5, 0), vec![b"p5".to_vec()]);
+    }
+}
+
+#[test]
+fn pipelined_requests_all_answered_with_their_correlation_ids() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("pipe", 2), ErrorCode::None);
+    let mut frames = Vec::new();
+    let mut corrs = Vec::new();
+    for i in 0..200u32 {
+        let batch = batch_of(&[format!("m{i}").as_bytes()]);
+        let len = batch.len() as u32;
+        let (bytes, corr) = c.encode(0, &batch, move |b| produce_body(b, "pipe", &[(i % 2, len)], 1));
+        frames.extend_from_slice(&bytes);
+        corrs.push(corr);
+    }
+    c.stream.write_all(&frames).unwrap();
+    let mut seen = Vec::new();
+    let mut offsets = [Vec::new(), Vec::new()];
+    for _ in 0..200 {
+        let r = c.recv().unwrap();
+        let resp = r.response();
+        seen.push(resp.correlation_id());
+        let t = resp.body_as_produce_response().unwrap().topics().unwrap().get(0);
+        let p = t.partitions().unwrap().get(0);
+        assert_eq!(p.error(), ErrorCode::None);
+        offsets[p.partition() as usize].push(p.base_offset());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, corrs);
+    for o in &mut offsets {
+        o.sort_unstable();
+        assert_eq!(*o, (0..100).collect::<Vec<i64>>());
+    }
+    // Within a partition, offsets follow the order the requests were sent.
+    let values = c.fetch_all_values("pipe", 0, 0);
+    let want: Vec<Vec<u8>> = (0..200).step_by(2).map(|i| format!("m{i}").into_bytes()).collect();
+    assert_eq!(values, want);
+}
+
+#[test]
+fn long_poll_fetch_is_woken_by_a_produce() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("lp", 2), ErrorCode::None);
+    let addr = b.addr;
+    let waiter = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        // Waits up to 20 s; a produce must end the wait with the data.
+        c.fetch("lp", 1, 0, 20_000)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.produce("lp", 1, &batch_of(&[b"wake"]), 1), (ErrorCode::None, 0));
+    let (err, hw, bytes) = waiter.join().unwrap();
+    assert_eq!((err, hw), (ErrorCode::None, 1));
+    assert!(!bytes.is_empty(), "the long poll returned without the produced batch");
+}
+
+#[test]
+fn sigterm_exits_zero_and_restart_keeps_data() {
+    let tmp = common::temp_dir();
+    let mut b = Broker::start_in(tmp.path(), 2, &[]);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("keep", 3), ErrorCode::None);
+    for i in 0..30u32 {
+        c.produce("keep", i % 3, &batch_of(&[format!("v{i}").as_bytes()]), 1);
+    }
+    drop(c);
+    let status = b.terminate();
+    assert_eq!(status.code(), Some(0), "{}", b.log_text());
+    let b = Broker::start_in(tmp.path(), 2, &[]);
+    let mut c = b.client();
+    for p in 0..3 {
+        let want: Vec<Vec<u8>> = (0..30).filter(|i| i % 3 == p).map(|i| format!("v{i}").into_bytes()).collect();
+        assert_eq!(c.fetch_all_values("keep", p, 0), want);
+    }
+    assert_eq!(c.create_topic("keep", 1), ErrorCode::TopicAlreadyExists);
+}
+
+#[test]
+fn acknowledged_data_survives_sigkill() {
+    let tmp = common::temp_dir();
+    let mut b = Broker::start_in(tmp.path(), 2, &[]);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("crash", 2), ErrorCode::None);
+    // Keep producing with acks=all from another thread, and kill mid-work.
+    let addr = b.addr;
+    let producer = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        let mut acked = Vec::new();
+        for i in 0..100_000u32 {
+            let batch = batch_of(&[format!("a{i}").as_bytes()]);
+            let corr = c.send_produce("crash", i % 2, &batch, -1);
+            let Some(r) = c.recv() else { break };
+            let resp = r.response();
+            assert_eq!(resp.correlation_id(), corr);
+            let p = resp.body_as_produce_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
+            if p.error() != ErrorCode::None {
+                break;
+            }
+            acked.push((i % 2, format!("a{i}").into_bytes()));
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    b.kill9();
+    let acked = producer.join().unwrap();
+    assert!(acked.len() > 10, "the producer made progress before the kill");
+    let b = Broker::start_in(tmp.path(), 2, &[]);
+    let mut c = b.client();
+    for p in 0..2 {
+        let stored = c.fetch_all_values("crash", p, 0);
+        let want: Vec<Vec<u8>> = acked.iter().filter(|(q, _)| *q == p).map(|(_, v)| v.clone()).collect();
+        assert!(stored.len() >= want.len(), "partition {p}: {} stored, {} acknowledged", stored.len(), want.len());
+        assert_eq!(stored[..want.len()], want[..], "every acknowledged message, in order");
+    }
+}
+
+#[test]
+fn garbage_in_the_active_segment_is_dropped_on_restart() {
+    let tmp = common::temp_dir();
+    let mut b = Broker::start_in(tmp.path(), 1, &[]);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("g", 1), ErrorCode::None);
+    for i in 0..5 {
+        c.produce("g", 0, &batch_of(&[format!("ok{i}").as_bytes()]), -1);
+    }
+    drop(c);
+    b.kill9();
+    let seg = tmp.path().join("topics/g-0/00000000000000000000.log");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0xAB; 3000]).unwrap();
+    drop(f);
+    let b = Broker::start_in(tmp.path(), 1, &[]);
+    assert!(b.log_text().contains("truncating segment"), "{}", b.log_text());
+    let mut c = b.client();
+    assert_eq!(c.produce("g", 0, &batch_of(&[b"after"]), -1), (ErrorCode::None, 5));
+    let values = c.fetch_all_values("g", 0, 0);
+    assert_eq!(values.len(), 6);
+    assert_eq!(values[5], b"after");
+}
+
+#[test]
+fn segment_files_are_open_with_o_direct() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("direct", 2), ErrorCode::None);
+    c.produce("direct", 0, &batch_of(&[b"x"]), -1);
+    let mut seen = 0;
+    for fd in std::fs::read_dir(format!("/proc/{}/fd", b.pid())).unwrap() {
+        let fd = fd.unwrap();
+        let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+        if target.extension().is_some_and(|e| e == "log") && target.to_string_lossy().contains("direct-") {
+            let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{}", b.pid(), fd.file_name().to_string_lossy())).unwrap();
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+            let flags = u32::from_str_radix(flags, 8).unwrap();
+            assert_ne!(flags & libc::O_DIRECT as u32, 0, "{} is open without O_DIRECT", target.display());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2, "one open segment per partition");
+}
+
+#[test]
+fn bad_input_never_stops_the_broker() {
+    let b = Broker::start(2);
+    let mut ok = b.client();
+    assert_eq!(ok.create_topic("safe", 1), ErrorCode::None);
+    let healthy = |b: &Broker| {
+        let mut c = b.client();
+        assert_eq!(c.produce("safe", 0, &batch_of(&[b"still here"]), 1).0, ErrorCode::None);
+    };
+
+    // Absurd frame length: an error response, then the connection closes.
+    let mut c = b.client();
+    c.stream.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let r = c.recv().expect("an error before the close");
+    assert_eq!(r.response().error(), ErrorCode::MessageTooLarge);
+    assert!(c.recv().is_none());
+    healthy(&b);
+
+    // Garbage that frames correctly but is not a flatbuffer.
+    let mut c = b.client();
+    let mut junk = 40u32.to_le_bytes().to_vec();
+    junk.extend_from_slice(&36u32.to_le_bytes());
+    junk.extend((0..36).map(|i| (i * 37 + 11) as u8));
+    c.stream.write_all(&junk).unwrap();
+    assert_eq!(c.recv().unwrap().response().error(), ErrorCode::InvalidRequest);
+    // ... and the same connection keeps working.
+    assert_eq!(c.produce("safe", 0, &batch_of(&[b"same conn"]), 1).0, ErrorCode::None);
+
+    // Message length pointing past the frame.
+    let mut bad = 8u32.to_le_bytes().to_vec();
+    bad.extend_from_slice(&1000u32.to_le_bytes());
+    bad.extend_from_slice(&[0; 4]);
+    c.stream.write_all(&bad).unwrap();
+    assert_eq!(c.recv().unwrap().response().error(), ErrorCode::InvalidRequest);
+
+    // Unsupported version.
+    let (frame, _) = c.encode(9, &[], |b| {
+        let body = fb::ApiVersionsRequest::create(b, &fb::ApiVersionsRequestArgs { client_software: None });
+        (fb::RequestBody::ApiVersionsRequest, body.as_union_value())
+    });
+    c.stream.write_all(&frame).unwrap();
+    assert_eq!(c.recv().unwrap().response().error(), ErrorCode::UnsupportedVersion);
+
+    // Unknown API key.
+    let (frame, _) = c.encode(0, &[], |b| {
+        let body = fb::ApiVersionsRequest::create(b, &fb::ApiVersionsRequestArgs { client_software: None });
+        (fb::RequestBody(200), body.as_union_value())
+    });
+    c.stream.write_all(&frame).unwrap();
+    let r = c.recv().unwrap();
+    assert!(matches!(r.response().error(), ErrorCode::UnsupportedApi | ErrorCode::InvalidRequest), "{:?}", r.response().error());
+
+    // A batch with a wrong CRC: refused, and nothing is stored.
+    let before = c.fetch_all_values("safe", 0, 0).len();
+    let mut corrupt = batch_of(&[b"evil"]);
+    let n = corrupt.len();
+    corrupt[n - 2] ^= 1;
+    assert_eq!(c.produce("safe", 0, &corrupt, -1).0, ErrorCode::CorruptBatch);
+    // Payload length that disagrees with the message.
+    let len = corrupt.len() as u32 + 5;
+    let r = c.call(&corrupt, move |b| produce_body(b, "safe", &[(0, len)], -1));
+    assert_eq!(r.response().error(), ErrorCode::InvalidRequest);
+    assert_eq!(c.fetch_all_values("safe", 0, 0).len(), before);
+
+    // Produce to a topic or partition that does not exist; bad acks.
+    assert_eq!(c.produce("nope", 0, &batch_of(&[b"x"]), 1).0, ErrorCode::UnknownTopicOrPartition);
+    assert_eq!(c.produce("safe", 7, &batch_of(&[b"x"]), 1).0, ErrorCode::UnknownTopicOrPartition);
+    let batch = batch_of(&[b"x"]);
+    let len = batch.len() as u32;
+    let r = c.call(&batch, move |b| produce_body(b, "safe", &[(0, len)], 5));
+    assert_eq!(r.response().error(), ErrorCode::InvalidRequiredAcks);
+
+    // A truncated frame, then the client hangs up.
+    let mut t = b.client();
+    let (frame, _) = t.encode(0, &batch, move |b| produce_body(b, "safe", &[(0, len)], 1));
+    t.stream.write_all(&frame[..frame.len() / 2]).unwrap();
+    drop(t);
+
+    // Random bytes from several clients at once.
+    let mut handles = Vec::new();
+    for seed in 0..4u32 {
+        let addr = b.addr;
+        handles.push(std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+            let junk: Vec<u8> = (0..4096)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let _ = s.write_all(&junk);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink);
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    healthy(&b);
+    assert_eq!(ok.create_topic("safe2", 1), ErrorCode::None);
+}
+
+#[test]
+fn admin_errors_are_clear() {
+    let b = Broker::start(1);
+    let mut c = b.client();
+    assert_eq!(c.create_topic_rf("rf", 1, 3), ErrorCode::InvalidReplicationFactor);
+    assert_eq!(c.create_topic("bad/name", 1), ErrorCode::InvalidTopicName);
+    assert_eq!(c.create_topic("zero", 0), ErrorCode::InvalidPartitions);
+    assert_eq!(c.create_topic("ok", 2), ErrorCode::None);
+    let r = c.call(&[], |b| {
+        let body = fb::ListTopicsRequest::create(b, &fb::ListTopicsRequestArgs {});
+        (fb::RequestBody::ListTopicsRequest, body.as_union_value())
+    });
+    let names: Vec<String> = r.response().body_as_list_topics_response().unwrap().names().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(names, vec!["ok".to_string()]);
+    let r = c.call(&[], |b| {
+        let n = b.create_string("ok");
+        let names = b.create_vector(&[n]);
+        let body = fb::DeleteTopicsRequest::create(b, &fb::DeleteTopicsRequestArgs { names: Some(names), timeout_ms: 1000 });
+        (fb::RequestBody::DeleteTopicsRequest, body.as_union_value())
+    });
+    assert_eq!(r.response().body_as_delete_topics_response().unwrap().results().unwrap().get(0).error(), ErrorCode::None);
+    assert_eq!(c.produce("ok", 0, &batch_of(&[b"x"]), 1).0, ErrorCode::UnknownTopicOrPartition);
+    assert!(!b.dir.join("topics/ok-0").exists(), "a deleted topic's data is removed");
+}
+
+#[test]
+fn list_offsets_earliest_latest_and_by_time() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("lo", 1), ErrorCode::None);
+    let mut bb = record::BatchBuilder::new(64);
+    for ts in [1000, 2000, 3000] {
+        bb.push(ts, None, Some(b"v"), &[]);
+    }
+    c.produce("lo", 0, &bb.finish(), -1);
+    let ask = |c: &mut Client, ts: i64| {
+        let r = c.call(&[], move |b| {
+            let n = b.create_string("lo");
+            let p = fb::ListOffsetsPartition::create(b, &fb::ListOffsetsPartitionArgs { partition: 0, timestamp: ts });
+            let ps = b.create_vector(&[p]);
+            let t = fb::ListOffsetsTopic::create(b, &fb::ListOffsetsTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::ListOffsetsRequest::create(b, &fb::ListOffsetsRequestArgs { topics: Some(ts) });
+            (fb::RequestBody::ListOffsetsRequest, body.as_union_value())
+        });
+        let resp = r.response();
+        let p = resp.body_as_list_offsets_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
+        (p.error(), p.offset(), p.timestamp())
+    };
+    assert_eq!(ask(&mut c, -2), (ErrorCode::None, 0, -1));
+    assert_eq!(ask(&mut c, -1), (ErrorCode::None, 3, -1));
+    assert_eq!(ask(&mut c, 1500), (ErrorCode::None, 1, 2000));
+    assert_eq!(ask(&mut c, 9999), (ErrorCode::None, 3, -1));
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let tmp = common::temp_dir();
+    let cfg = tmp.path().join("broker.toml");
+    std::fs::write(&cfg, "connection_idle_timeout_ms = 300\n").unwrap();
+    let data = tmp.path().join("data");
+    let b = Broker::start_in(&data, 1, &["--config", cfg.to_str().unwrap()]);
+    let mut c = b.client();
+    let mut buf = [0u8; 1];
+    // The broker hangs up on a client that sends nothing.
+    assert_eq!(c.stream.read(&mut buf).unwrap_or(0), 0);
+}
+
+#[test]
+fn many_concurrent_clients() {
+    let b = Broker::start(2);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("many", 4), ErrorCode::None);
+    let handles: Vec<_> = (0..8u32)
+        .map(|id| {
+            let addr = b.addr;
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for i in 0..50 {
+                    let (e, _) = c.produce("many", id % 4, &batch_of(&[format!("{id}-{i}").as_bytes()]), -1);
+                    assert_eq!(e, ErrorCode::None);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let total: usize = (0..4).map(|p| c.fetch_all_values("many", p, 0).len()).sum();
+    assert_eq!(total, 400);
+    for id in 0..8u32 {
+        let values = c.fetch_all_values("many", id % 4, 0);
+        let mine: Vec<_> = values.iter().filter(|v| v.starts_with(format!("{id}-").as_bytes())).cloned().collect();
+        let want: Vec<Vec<u8>> = (0..50).map(|i| format!("{id}-{i}").into_bytes()).collect();
+        assert_eq!(mine, want, "client {id}'s messages, in its order");
+    }
+}

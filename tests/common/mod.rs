@@ -1,0 +1,276 @@
+//! Helpers for black-box tests: start a real broker binary on 127.0.0.1
+//! with an ephemeral port and a temp dir, and talk to it with raw frames.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
+use shardlog::protocol::{self, fb, ErrorCode};
+use shardlog::record::BatchBuilder;
+
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
+impl Broker {
+    pub fn start(shards: u16) -> Broker {
+        let tmp = temp_dir();
+        let dir = tmp.path().to_path_buf();
+        let mut b = Broker::start_in(&dir, shards, &[]);
+        b._tmp = Some(tmp);
+        b
+    }
+
+    /// Starts a broker on `dir` (kept by the caller across restarts).
+    pub fn start_in(dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--shards", &shards.to_string(), "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the broker binary");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(i) = line.find("listening on ") {
+                        let _ = tx.send(line[i + 13..].split_whitespace().next().unwrap_or("").to_string());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("broker did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Broker { child: Some(child), addr, dir: dir.to_path_buf(), log, _tmp: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().unwrap();
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().unwrap()
+    }
+
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A response: the verified message bytes and the payload after it.
+pub struct Reply {
+    pub message: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    pub fn response(&self) -> fb::Response<'_> {
+        protocol::parse_response(&self.message).expect("the broker sends valid responses")
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    next: u32,
+}
+
+pub type Body<'a> = (fb::RequestBody, WIPOffset<UnionWIPOffset>);
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Client { stream, next: 1 }
+    }
+
+    /// Encodes a request frame; returns its bytes and correlation id.
+    pub fn encode(&mut self, version: u16, payload: &[u8], build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> Body<'static>) -> (Vec<u8>, u32) {
+        let corr = self.next;
+        self.next += 1;
+        let mut fbb = FlatBufferBuilder::new();
+        let (kind, body) = build(&mut fbb);
+        let cid = fbb.create_string("test");
+        let r = fb::Request::create(
+            &mut fbb,
+            &fb::RequestArgs { api_version: version, correlation_id: corr, client_id: Some(cid), body_type: kind, body: Some(body) },
+        );
+        fbb.finish(r, None);
+        let mut out = protocol::frame_head(fbb.finished_data(), payload.len()).to_vec();
+        out.extend_from_slice(payload);
+        (out, corr)
+    }
+
+    pub fn send(&mut self, payload: &[u8], build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> Body<'static>) -> u32 {
+        let (bytes, corr) = self.encode(0, payload, build);
+        self.stream.write_all(&bytes).unwrap();
+        corr
+    }
+
+    /// Reads one response frame; `None` when the broker closed the connection.
+    pub fn recv(&mut self) -> Option<Reply> {
+        let mut len = [0u8; 4];
+        if self.stream.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body).ok()?;
+        let mlen = u32::from_le_bytes(body[..4].try_into().unwrap()) as usize;
+        let message = body[4..4 + mlen].to_vec();
+        let payload = body[4 + mlen..].to_vec();
+        protocol::parse_response(&message).expect("valid response");
+        Some(Reply { message, payload })
+    }
+
+    pub fn call(&mut self, payload: &[u8], build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> Body<'static>) -> Reply {
+        let corr = self.send(payload, build);
+        let r = self.recv().expect("a response");
+        assert_eq!(r.response().correlation_id(), corr);
+        r
+    }
+
+    pub fn create_topic(&mut self, name: &str, partitions: u32) -> ErrorCode {
+        self.create_topic_rf(name, partitions, 1)
+    }
+
+    pub fn create_topic_rf(&mut self, name: &str, partitions: u32, rf: u16) -> ErrorCode {
+        let name = name.to_string();
+        let r = self.call(&[], move |b| {
+            let n = b.create_string(&name);
+            let t = fb::CreatableTopic::create(b, &fb::CreatableTopicArgs { name: Some(n), partitions, replication_factor: rf, configs: None });
+            let ts = b.create_vector(&[t]);
+            let body = fb::CreateTopicsRequest::create(b, &fb::CreateTopicsRequestArgs { topics: Some(ts), timeout_ms: 10_000 });
+            (fb::RequestBody::CreateTopicsRequest, body.as_union_value())
+        });
+        let resp = r.response();
+        resp.body_as_create_topics_response().unwrap().results().unwrap().get(0).error()
+    }
+
+    pub fn send_produce(&mut self, topic: &str, partition: u32, batch: &[u8], acks: i8) -> u32 {
+        let topic = topic.to_string();
+        let len = batch.len() as u32;
+        self.send(batch, move |b| produce_body(b, &topic, &[(partition, len)], acks))
+    }
+
+    /// Produces one payload to one partition; returns (error, base offset).
+    pub fn produce(&mut self, topic: &str, partition: u32, batch: &[u8], acks: i8) -> (ErrorCode, i64) {
+        let corr = self.send_produce(topic, partition, batch, acks);
+        let r = self.recv().expect("a produce response");
+        let resp = r.response();
+        assert_eq!(resp.correlation_id(), corr);
+        assert_eq!(resp.error(), ErrorCode::None, "{:?}", resp.error_message());
+        let p = resp.body_as_produce_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
+        (p.error(), p.base_offset())
+    }
+
+    /// Fetches from one partition; returns (error, high watermark, records).
+    pub fn fetch(&mut self, topic: &str, partition: u32, offset: i64, max_wait_ms: u32) -> (ErrorCode, i64, Vec<u8>) {
+        let topic = topic.to_string();
+        let r = self.call(&[], move |b| {
+            let n = b.create_string(&topic);
+            let p = fb::FetchPartition::create(b, &fb::FetchPartitionArgs { partition, offset, max_bytes: 1 << 20 });
+            let ps = b.create_vector(&[p]);
+            let t = fb::FetchTopic::create(b, &fb::FetchTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::FetchRequest::create(b, &fb::FetchRequestArgs { max_wait_ms, min_bytes: 1, max_bytes: 4 << 20, topics: Some(ts) });
+            (fb::RequestBody::FetchRequest, body.as_union_value())
+        });
+        let resp = r.response();
+        let p = resp.body_as_fetch_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
+        assert_eq!(p.records_bytes() as usize, r.payload.len());
+        (p.error(), p.high_watermark(), r.payload.clone())
+    }
+
+    /// Every record value from `offset` to the end of the partition.
+    pub fn fetch_all_values(&mut self, topic: &str, partition: u32, mut offset: i64) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let (err, hw, bytes) = self.fetch(topic, partition, offset, 0);
+            assert_eq!(err, ErrorCode::None);
+            if bytes.is_empty() {
+                assert_eq!(offset, hw);
+                return out;
+            }
+            for b in shardlog::record::batches(&bytes) {
+                let (start, info) = b.unwrap();
+                for r in shardlog::record::RecordIter::new(&bytes[start..]).unwrap() {
+                    let r = r.unwrap();
+                    if r.offset >= offset {
+                        out.push(r.value.unwrap().to_vec());
+                    }
+                }
+                offset = info.next_offset();
+            }
+        }
+    }
+}
+
+pub fn produce_body(b: &mut FlatBufferBuilder<'static>, topic: &str, parts: &[(u32, u32)], acks: i8) -> Body<'static> {
+    let n = b.create_string(topic);
+    let ps: Vec<_> =
+        parts.iter().map(|&(partition, records_bytes)| fb::ProducePartition::create(b, &fb::ProducePartitionArgs { partition, records_bytes })).collect();
+    let ps = b.create_vector(&ps);
+    let t = fb::ProduceTopic::create(b, &fb::ProduceTopicArgs { name: Some(n), partitions: Some(ps) });
+    let ts = b.create_vector(&[t]);
+    let body = fb::ProduceRequest::create(b, &fb::ProduceRequestArgs { acks, timeout_ms: 10_000, topics: Some(ts) });
+    (fb::RequestBody::ProduceRequest, body.as_union_value())
+}
+
+/// A batch whose record values are `values`.
+pub fn batch_of(values: &[&[u8]]) -> Vec<u8> {
+    let mut b = BatchBuilder::new(256);
+    for v in values {
+        b.push(shardlog::time::now_ms(), None, Some(v), &[]);
+    }
+    b.finish()
+}
