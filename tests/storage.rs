@@ -42,8 +42,17 @@ async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64, Vec<u8>)> {
     }
 }
 
+fn open_log_files(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter(|t| t.starts_with(dir) && t.extension().is_some_and(|e| e == "log"))
+        .count()
+}
+
 fn small_config() -> LogConfig {
     LogConfig {
+        open_segments_max: 2,
         segment_max_bytes: 4096,
         index_interval_bytes: 512,
         cache_max_bytes: 4096,
@@ -80,6 +89,8 @@ fn append_reopen_read_by_offset_and_time() {
         assert!(log.stats().segments > 3, "4 KiB segments must have rolled: {:?}", log.stats());
         assert_eq!(read_all(&log, 0).await, expected);
         assert_eq!(read_all(&log, 301).await, expected[301..].to_vec(), "a read in the middle of a batch");
+        let open = open_log_files(&path);
+        assert!((1..=3).contains(&open), "{open} segment files open: the active one and at most 2 sealed");
         log.close().await.unwrap();
         drop(log);
 

@@ -34,6 +34,15 @@ impl DirectFile {
         Ok(DirectFile { file, path: path.to_path_buf() })
     }
 
+    /// Opens an existing file for direct reads and writes.
+    pub async fn open_existing(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            prime_device(dir).await?;
+        }
+        let file = glommio::io::OpenOptions::new().read(true).write(true).dma_open(path).await?;
+        Ok(DirectFile { file, path: path.to_path_buf() })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -111,6 +111,7 @@ struct State {
     failed: Option<String>,
     closed: bool,
     rolling: bool,
+    read_tick: u64,
     kick: rt::LocalSender<()>,
 }
 
@@ -148,6 +149,28 @@ impl State {
     fn needs_roll(&self, len: usize) -> bool {
         let a = self.active();
         a.size > 0 && (a.size + len as u64 > self.config.segment_max_bytes || a.created.elapsed() >= Duration::from_millis(self.config.segment_max_age_ms))
+    }
+
+    /// Marks a segment as just read, and closes the least recently read
+    /// sealed segment files past `open_segments_max`.
+    fn touch(&mut self, base: i64) {
+        self.read_tick += 1;
+        let tick = self.read_tick;
+        if let Some(s) = self.segments.get_mut(&base) {
+            s.last_read = tick;
+        }
+        let active = self.active().base_offset;
+        loop {
+            let open: Vec<(u64, i64)> =
+                self.segments.values().filter(|s| s.file.is_some() && s.base_offset != active).map(|s| (s.last_read, s.base_offset)).collect();
+            if open.len() <= self.config.open_segments_max {
+                return;
+            }
+            let (_, victim) = *open.iter().min().expect("more open than the limit");
+            if let Some(s) = self.segments.get_mut(&victim) {
+                s.file = None;
+            }
+        }
     }
 
     /// The in-memory half of an append; the caller checked the limits.
@@ -190,7 +213,8 @@ impl State {
         }
         let a = self.alignment as usize;
         let active = self.active();
-        let (seg_base, file, end_pos) = (active.base_offset, active.file.clone(), self.wbuf.file_pos + self.wbuf.len as u64);
+        let file = active.file.clone().expect("the active segment's file is open");
+        let (seg_base, end_pos) = (active.base_offset, self.wbuf.file_pos + self.wbuf.len as u64);
         let tail_start = (self.wbuf.len / a) * a;
         let mut fresh = file::alloc(self.config.write_buffer_bytes);
         fresh.as_bytes_mut()[..self.wbuf.len - tail_start].copy_from_slice(&self.wbuf.buf.as_bytes()[tail_start..self.wbuf.len]);
@@ -229,8 +253,7 @@ impl PartitionLog {
                 continue;
             }
             let last = i + 1 == bases.len();
-            let f = DirectFile::open(&path).await?;
-            let file_size = f.size().await?;
+            let file_size = std::fs::metadata(&path)?.len();
             let ix_path = segment::index_path(dir, base);
             // The last segment is always checked batch by batch: it is the
             // one a crash can tear. Sealed ones trust a valid index file.
@@ -240,9 +263,12 @@ impl PartitionLog {
             } else {
                 load_index(&ix_path, file_size, base).await
             };
+            // Sealed segments with a valid index stay closed until read.
+            let mut file = None;
             let (index, size, next_offset, max_ts) = match trusted {
                 Some(ix) => (ix.index, ix.segment_bytes, ix.next_offset, ix.max_timestamp),
                 None => {
+                    let f = DirectFile::open(&path).await?;
                     let s = segment::scan(&f, base, file_size, config.index_interval_bytes).await?;
                     if let Some(why) = &s.stopped_by {
                         tracing::warn!(file = %path.display(), valid_bytes = s.valid_bytes, dropped_bytes = file_size - s.valid_bytes, reason = %why, "truncating segment at the first bad batch");
@@ -254,18 +280,21 @@ impl PartitionLog {
                         f.truncate(s.valid_bytes).await?;
                         f.sync().await?;
                     }
+                    if last {
+                        file = Some(Rc::new(f));
+                    }
                     (s.index, s.valid_bytes, s.next_offset, s.max_timestamp)
                 }
             };
             if size == 0 && !last && !broken {
-                drop(f);
+                drop(file);
                 remove_segment_files(dir, base);
                 continue;
             }
             expected_base = Some(next_offset);
             segments.insert(
                 base,
-                Segment { base_offset: base, file: Rc::new(f), size, durable_size: size, next_offset, max_timestamp: max_ts, index, created: Instant::now() },
+                Segment { base_offset: base, file, size, durable_size: size, next_offset, max_timestamp: max_ts, index, created: Instant::now(), last_read: 0 },
             );
         }
         if segments.is_empty() {
@@ -277,24 +306,26 @@ impl PartitionLog {
                 base,
                 Segment {
                     base_offset: base,
-                    file: Rc::new(f),
+                    file: Some(Rc::new(f)),
                     size: 0,
                     durable_size: 0,
                     next_offset: base,
                     max_timestamp: i64::MIN,
                     index: SegmentIndex::default(),
                     created: Instant::now(),
+                    last_read: 0,
                 },
             );
         }
         let (alignment, wbuf, next_offset) = {
             let active = segments.values().next_back().expect("inserted above");
-            let a = active.file.alignment();
+            let active_file = active.file.as_ref().expect("the last segment was opened");
+            let a = active_file.alignment();
             let tail_pos = active.size / a * a;
             let mut buf = file::alloc(config.write_buffer_bytes);
             let tail_len = (active.size - tail_pos) as usize;
             if tail_len > 0 {
-                let r = active.file.read_at(tail_pos, tail_len).await?;
+                let r = active_file.read_at(tail_pos, tail_len).await?;
                 buf.as_bytes_mut()[..tail_len].copy_from_slice(&r);
             }
             (a, WriteBuf { buf, file_pos: tail_pos, len: tail_len, has_new: false }, active.next_offset)
@@ -316,6 +347,7 @@ impl PartitionLog {
             failed: None,
             closed: false,
             rolling: false,
+            read_tick: 0,
             kick,
         };
         let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), io_lock: rt::Semaphore::new(1) }) };
@@ -362,6 +394,17 @@ impl PartitionLog {
                     r?;
                 }
             }
+        }
+    }
+
+    /// Opens a sealed segment's file for reading (it must already exist).
+    async fn open_sealed(&self, base: i64) -> Result<Rc<DirectFile>, StorageError> {
+        let path = segment::log_path(&self.inner.st.borrow().dir, base);
+        let f = Rc::new(DirectFile::open_existing(&path).await?);
+        let mut st = self.inner.st.borrow_mut();
+        match st.segments.get_mut(&base) {
+            Some(s) => Ok(s.file.get_or_insert(f).clone()),
+            None => Err(StorageError::OffsetOutOfRange { offset: base, start: st.log_start(), end: st.next_offset }),
         }
     }
 
@@ -457,6 +500,10 @@ impl PartitionLog {
                     file::write_atomic(&segment::index_path(&dir, w.seg_base), &bytes).await?;
                 }
                 self.set_durable(w.seg_base, w.end_pos);
+                // Sealed: its file reopens on demand, within open_segments_max.
+                if let Some(seg) = self.inner.st.borrow_mut().segments.get_mut(&w.seg_base) {
+                    seg.file = None;
+                }
             } else {
                 match to_sync.iter_mut().find(|(b, _, _)| *b == w.seg_base) {
                     Some(e) => e.2 = w.end_pos,
@@ -493,13 +540,14 @@ impl PartitionLog {
             base,
             Segment {
                 base_offset: base,
-                file: f,
+                file: Some(f),
                 size: 0,
                 durable_size: 0,
                 next_offset: base,
                 max_timestamp: i64::MIN,
                 index: SegmentIndex::default(),
                 created: Instant::now(),
+                last_read: 0,
             },
         );
         let _ = st.kick.try_send(());
@@ -510,7 +558,7 @@ impl PartitionLog {
     /// Whole batches starting with the one that holds `offset`, up to
     /// `max_bytes` (the first batch always comes whole).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, StorageError> {
-        let (file, mut pos, end_pos, read_ahead) = {
+        let found = {
             let st = self.inner.st.borrow();
             let start = st.log_start();
             let mut out = ReadOutput { log_start_offset: start, high_watermark: st.next_offset, ..Default::default() };
@@ -528,8 +576,14 @@ impl PartitionLog {
             }
             let (_, seg) = st.segments.range(..=offset).next_back().expect("offset >= log start");
             let pos = seg.index.lookup_offset((offset - seg.base_offset) as u32).map_or(0, |e| u64::from(e.pos));
-            (seg.file.clone(), pos, seg.durable_size, st.config.read_ahead_bytes)
+            (seg.base_offset, seg.file.clone(), pos, seg.durable_size, st.config.read_ahead_bytes)
         };
+        let (base, file, mut pos, end_pos, read_ahead) = found;
+        let file = match file {
+            Some(f) => f,
+            None => self.open_sealed(base).await?,
+        };
+        self.inner.st.borrow_mut().touch(base);
         let mut want = max_bytes.max(read_ahead);
         let mut out = ReadOutput::default();
         loop {
@@ -665,7 +719,13 @@ impl PartitionLog {
             let mut st = self.inner.st.borrow_mut();
             st.closed = true;
             let a = st.active();
-            (a.file.clone(), st.dir.clone(), a.base_offset, a.index.encode(a.size, a.next_offset, a.max_timestamp), a.size)
+            (
+                a.file.clone().expect("the active segment's file is open"),
+                st.dir.clone(),
+                a.base_offset,
+                a.index.encode(a.size, a.next_offset, a.max_timestamp),
+                a.size,
+            )
         };
         file.truncate(size).await?;
         file.sync().await?;

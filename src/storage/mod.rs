@@ -43,6 +43,9 @@ pub struct LogConfig {
     pub unflushed_max_bytes: usize,
     /// Smallest cold read, so sequential consumers read ahead.
     pub read_ahead_bytes: usize,
+    /// Sealed segment files a log keeps open for reads; the least recently
+    /// read are closed past this (the active segment is always open).
+    pub open_segments_max: usize,
     /// Wait this long after the first unflushed append before syncing, to
     /// gather more appends into one fdatasync (0: sync as soon as idle).
     pub flush_delay_ms: u64,
@@ -61,6 +64,7 @@ impl Default for LogConfig {
             unflushed_max_bytes: 16 << 20,
             read_ahead_bytes: 256 << 10,
             flush_delay_ms: 0,
+            open_segments_max: 8,
         }
     }
 }
@@ -76,6 +80,9 @@ impl LogConfig {
         }
         if self.segment_max_bytes < 4096 || self.segment_max_bytes > u32::MAX as u64 {
             return Err("segment_max_bytes must be between 4 KiB and 4 GiB".into());
+        }
+        if self.open_segments_max == 0 {
+            return Err("open_segments_max must be positive".into());
         }
         if self.index_interval_bytes == 0 {
             return Err("index_interval_bytes must be positive".into());

@@ -20,7 +20,8 @@ const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct Segment {
     pub base_offset: i64,
-    pub file: Rc<DirectFile>,
+    /// Open while active, and while recently read when sealed.
+    pub file: Option<Rc<DirectFile>>,
     /// Bytes of whole batches appended, flushed or not.
     pub size: u64,
     /// Bytes known to be on disk.
@@ -29,6 +30,8 @@ pub struct Segment {
     pub max_timestamp: i64,
     pub index: SegmentIndex,
     pub created: Instant,
+    /// When the segment was last read, in the log's read ticks.
+    pub last_read: u64,
 }
 
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {

@@ -61,14 +61,13 @@ impl Broker {
                 }
             });
         }
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("broker did not start: {:?}", log.lock().unwrap());
-            }
-        };
-        Broker { child: Some(child), addr, dir: dir.to_path_buf(), log, _tmp: None }
+        // From here on the child is killed by `Drop`, whatever fails.
+        let mut b = Broker { child: Some(child), addr: "127.0.0.1:0".parse().unwrap(), dir: dir.to_path_buf(), log, _tmp: None };
+        match rx.recv_timeout(Duration::from_secs(30)).ok().and_then(|a| a.parse().ok()) {
+            Some(a) => b.addr = a,
+            None => panic!("broker did not start: {}", b.log_text()),
+        }
+        b
     }
 
     pub fn pid(&self) -> u32 {
