@@ -130,6 +130,9 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
     check_io_uring()?;
     check_memlock(shards)?;
     let (_lock, metadata) = prepare_data_dir(&config.data_dir)?;
+    let mut config = config;
+    config.data_dir =
+        std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
 
     // Signals go to one thread that waits for them; every other thread,
     // shards included, inherits the blocked mask.

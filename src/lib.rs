@@ -7,6 +7,8 @@
 pub mod broker;
 #[cfg(feature = "broker")]
 pub mod cli;
+#[cfg(feature = "client")]
+pub mod client;
 #[cfg(feature = "broker")]
 pub mod config;
 #[cfg(feature = "broker")]

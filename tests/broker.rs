@@ -426,3 +426,50 @@ fn many_concurrent_clients() {
         assert_eq!(mine, want, "client {id}'s messages, in its order");
     }
 }
+
+#[test]
+fn each_shard_thread_is_pinned_and_has_its_own_ring() {
+    let b = Broker::start(2);
+    // Executor threads are named "shard<N>-<id>"; glommio's helper thread
+    // for blocking calls inherits the name and the same placement.
+    let mut by_shard: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for task in std::fs::read_dir(format!("/proc/{}/task", b.pid())).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default().trim().to_string();
+        let Some(rest) = comm.strip_prefix("shard") else { continue };
+        let Some((n, _)) = rest.split_once('-') else { continue };
+        if n.parse::<u16>().is_err() {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap();
+        let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+        assert!(allowed.parse::<usize>().is_ok(), "shard thread {comm} may run on {allowed}, not one core");
+        by_shard.entry(n.to_string()).or_default().push(allowed);
+    }
+    assert_eq!(by_shard.len(), 2, "one executor per shard: {by_shard:?}");
+    let mut cpus: Vec<String> = by_shard.values().map(|v| v[0].clone()).collect();
+    for v in by_shard.values() {
+        assert!(v.iter().all(|c| *c == v[0]), "a shard's threads share its core: {v:?}");
+    }
+    let cores = std::thread::available_parallelism().unwrap().get();
+    cpus.dedup();
+    assert_eq!(cpus.len(), cores.min(2), "shards are spread over the cores");
+    let rings = std::fs::read_dir(format!("/proc/{}/fd", b.pid()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .filter(|t| t.to_string_lossy().contains("io_uring"))
+        .count();
+    assert!(rings >= 2, "each shard sets up its own io_uring ({rings} found)");
+}
+
+#[test]
+fn a_relative_data_dir_works() {
+    let tmp = common::temp_dir();
+    let b = Broker::start_with(Some(tmp.path()), std::path::Path::new("data"), 2, &[]);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("rel", 2), ErrorCode::None);
+    for p in 0..2 {
+        assert_eq!(c.produce("rel", p, &batch_of(&[b"x"]), -1), (ErrorCode::None, 0));
+    }
+    assert!(tmp.path().join("data/topics/rel-1/00000000000000000000.log").exists());
+}

@@ -1,1 +1,607 @@
-fn main() {}
+//! `loadgen`: the bundled load generator for shardlog.
+//!
+//! It speaks the wire protocol through `shardlog::client::raw` rather than a
+//! high-level producer, so that what it measures is the broker: batching,
+//! pipelining and pacing are explicit and the same in every run.
+//!
+//! Latency is measured from the *intended* send time of each batch: with
+//! `--rate`, batches are due on a fixed schedule (open loop), and a stall
+//! shows up as latency of every batch that was due during it, instead of
+//! silently lowering the send rate (coordinated omission).
+
+mod report;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use shardlog::client::raw::Connection;
+use shardlog::protocol::ErrorCode;
+use shardlog::record::{self, BatchBuilder, RecordIter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Producers only.
+    Produce,
+    /// Consumers only, reading what is already stored.
+    Consume,
+    /// Producers and consumers together; end-to-end latency and an
+    /// exactly-once, in-order check.
+    E2e,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Acks {
+    All,
+    #[value(name = "1")]
+    One,
+    #[value(name = "0")]
+    Zero,
+}
+
+impl Acks {
+    fn wire(self) -> i8 {
+        match self {
+            Acks::All => -1,
+            Acks::One => 1,
+            Acks::Zero => 0,
+        }
+    }
+}
+
+/// Load generator for shardlog: produce, consume, or both end to end.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version)]
+pub struct Args {
+    #[arg(value_enum)]
+    pub mode: Mode,
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap_server: String,
+    /// Created with --partitions if missing.
+    #[arg(long, default_value = "loadgen")]
+    pub topic: String,
+    #[arg(long, default_value_t = 2)]
+    pub partitions: u32,
+    #[arg(long, default_value_t = 1)]
+    pub producers: u32,
+    #[arg(long, default_value_t = 1)]
+    pub consumers: u32,
+    /// Bytes of each message value.
+    #[arg(long, default_value_t = 100)]
+    pub message_size: usize,
+    /// Messages per batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// With --rate: send a partly filled batch once its first message has
+    /// waited this long.
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+    #[arg(long, value_enum, default_value = "1")]
+    pub acks: Acks,
+    /// Messages per second over all producers (open loop); 0: as fast as
+    /// the broker takes them.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds to run (after the warm-up).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Messages to send (produce, e2e) or read (consume) after the warm-up.
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+    /// Produce requests in flight per producer connection.
+    #[arg(long, default_value_t = 8)]
+    pub inflight: usize,
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub hgrm: Option<std::path::PathBuf>,
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+    /// Exit non-zero if the measured rate is below this (messages/s).
+    #[arg(long)]
+    pub expect_rate: Option<f64>,
+}
+
+/// Counters shared by all workers; histograms are merged at the end and
+/// once a second for the progress line.
+pub struct Stats {
+    pub produced: AtomicU64,
+    pub produced_bytes: AtomicU64,
+    pub consumed: AtomicU64,
+    pub consumed_bytes: AtomicU64,
+    /// Every message consumed, warm-up included (for the e2e catch-up).
+    pub consumed_total: AtomicU64,
+    pub errors: AtomicU64,
+    /// Produce request latency from the intended send time, µs.
+    pub produce_lat: Mutex<Histogram<u64>>,
+    /// Fetch request latency, µs.
+    pub fetch_lat: Mutex<Histogram<u64>>,
+    /// Send-to-receive latency of each message, µs.
+    pub e2e: Mutex<Histogram<u64>>,
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn new() -> Self {
+        let h = || Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds"));
+        let z = || AtomicU64::new(0);
+        Stats {
+            produced: z(),
+            produced_bytes: z(),
+            consumed: z(),
+            consumed_bytes: z(),
+            consumed_total: z(),
+            errors: z(),
+            produce_lat: h(),
+            fetch_lat: h(),
+            e2e: h(),
+            first_error: Mutex::new(None),
+        }
+    }
+
+    fn reset(&self) {
+        for c in [&self.produced, &self.produced_bytes, &self.consumed, &self.consumed_bytes] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for h in [&self.produce_lat, &self.fetch_lat, &self.e2e] {
+            h.lock().unwrap().reset();
+        }
+    }
+
+    fn error(&self, e: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.first_error.lock().unwrap().get_or_insert(e);
+    }
+}
+
+/// What producers sent and consumers saw, per partition, for the e2e check.
+#[derive(Default, Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub count: u64,
+    pub checksum: u64,
+}
+
+fn mix(producer: u32, seq: u64) -> u64 {
+    let mut x = (u64::from(producer) << 40) ^ seq ^ 0x9e37_79b9_7f4a_7c15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+fn now_ns(epoch: Instant) -> u64 {
+    epoch.elapsed().as_nanos() as u64
+}
+
+/// The first 20 bytes of every value: send time (ns since the run's epoch),
+/// producer id, sequence number within (producer, partition).
+const STAMP_BYTES: usize = 20;
+
+struct Control {
+    stop_producers: AtomicBool,
+    stop_consumers: AtomicBool,
+    measuring: AtomicBool,
+    epoch: Instant,
+}
+
+fn producer(id: u32, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
+    let mut conn = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+    let acks = args.acks.wire();
+    let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
+    let reader = if acks != 0 {
+        let mut rconn = conn.try_clone()?;
+        let stats = stats.clone();
+        let ctl = ctl.clone();
+        Some(thread::spawn(move || {
+            let mut waiting: HashMap<u32, (Instant, u64, u64)> = HashMap::new();
+            loop {
+                // Read the socket only while a response is owed, so the
+                // reader ends once the writer is done and all are answered.
+                if waiting.is_empty() {
+                    match rx.recv() {
+                        Ok((c, t, n, b)) => {
+                            waiting.insert(c, (t, n, b));
+                        }
+                        Err(_) => return,
+                    }
+                }
+                let reply = match rconn.recv() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        stats.error(format!("produce: {e}"));
+                        return;
+                    }
+                };
+                let resp = reply.response();
+                let corr = resp.correlation_id();
+                while !waiting.contains_key(&corr) {
+                    match rx.recv() {
+                        Ok((c, t, n, b)) => {
+                            waiting.insert(c, (t, n, b));
+                        }
+                        Err(_) => return,
+                    }
+                }
+                let (due, n, bytes) = waiting.remove(&corr).expect("present");
+                let code = if resp.error() != ErrorCode::None {
+                    resp.error()
+                } else {
+                    resp.body_as_produce_response()
+                        .and_then(|p| p.topics())
+                        .map(|t| t.get(0).partitions().map(|p| p.get(0).error()).unwrap_or(ErrorCode::None))
+                        .unwrap_or(ErrorCode::None)
+                };
+                if code != ErrorCode::None {
+                    stats.error(format!("produce: {code:?}"));
+                    continue;
+                }
+                if ctl.measuring.load(Ordering::Relaxed) {
+                    let us = due.elapsed().as_micros() as u64;
+                    let _ = stats.produce_lat.lock().unwrap().record(us.max(1));
+                    stats.produced.fetch_add(n, Ordering::Relaxed);
+                    stats.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
+                }
+            }
+        }))
+    } else {
+        None
+    };
+
+    let partitions: Vec<u32> = (0..args.partitions).collect();
+    let per_producer_rate = if args.rate > 0 { Some(args.rate as f64 / f64::from(args.producers)) } else { None };
+    let mut seqs: HashMap<u32, u64> = HashMap::new();
+    let mut tallies: HashMap<u32, Tally> = HashMap::new();
+    let filler = vec![0x61u8; args.message_size.max(STAMP_BYTES)];
+    let mut value = filler.clone();
+    let mut builder = BatchBuilder::new(args.batch_size * (args.message_size + 16) + 64);
+    let mut batch = Vec::new();
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    let mut turn = id as usize;
+    while !ctl.stop_producers.load(Ordering::Relaxed) && quota.is_none_or(|q| sent < q) {
+        let n = quota.map_or(args.batch_size as u64, |q| (q - sent).min(args.batch_size as u64));
+        let partition = partitions[turn % partitions.len()];
+        turn += 1;
+        // Open loop: this batch is due when its messages are due.
+        let due = match per_producer_rate {
+            Some(r) => {
+                let due = start + Duration::from_secs_f64((sent + n) as f64 / r);
+                let now = Instant::now();
+                if due > now {
+                    thread::sleep(due - now);
+                }
+                due
+            }
+            None => Instant::now(),
+        };
+        let seq = seqs.entry(partition).or_insert(0);
+        let tally = tallies.entry(partition).or_default();
+        let ts = shardlog::time::now_ms();
+        for _ in 0..n {
+            let stamp = now_ns(ctl.epoch);
+            value[..8].copy_from_slice(&stamp.to_le_bytes());
+            value[8..12].copy_from_slice(&id.to_le_bytes());
+            value[12..20].copy_from_slice(&seq.to_le_bytes());
+            tally.count += 1;
+            tally.checksum = tally.checksum.wrapping_add(mix(id, *seq));
+            *seq += 1;
+            builder.push(ts, None, Some(&value[..args.message_size.max(STAMP_BYTES)]), &[]);
+        }
+        batch.clear();
+        builder.finish_into(&mut batch);
+        let corr = match conn.send_produce(&args.topic, &[(partition, &batch)], acks) {
+            Ok(c) => c,
+            Err(e) => {
+                stats.error(format!("produce: {e}"));
+                break;
+            }
+        };
+        sent += n;
+        if acks == 0 {
+            if ctl.measuring.load(Ordering::Relaxed) {
+                stats.produced.fetch_add(n, Ordering::Relaxed);
+                stats.produced_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+        } else if tx.send((corr, due, n, batch.len() as u64)).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    if let Some(r) = reader {
+        let _ = r.join();
+    }
+    Ok(tallies)
+}
+
+/// Per (producer, partition): the next sequence number expected.
+type Expect = HashMap<(u32, u32), u64>;
+
+fn consumer(
+    args: Args,
+    parts: Vec<u32>,
+    stats: Arc<Stats>,
+    ctl: Arc<Control>,
+    start: HashMap<u32, i64>,
+    quota: Option<u64>,
+    check: bool,
+) -> Result<(HashMap<u32, Tally>, Vec<String>)> {
+    let mut conn = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+    let mut offsets: Vec<(u32, i64)> = parts.iter().map(|p| (*p, start.get(p).copied().unwrap_or(0))).collect();
+    let mut tallies: HashMap<u32, Tally> = HashMap::new();
+    let mut expect: Expect = HashMap::new();
+    let mut violations = Vec::new();
+    let mut got: u64 = 0;
+    while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
+        let t0 = Instant::now();
+        let corr = conn.send_fetch(&args.topic, &offsets, 4 << 20, 100, 1)?;
+        let reply = conn.recv()?;
+        let resp = reply.ok()?;
+        if resp.correlation_id() != corr {
+            bail!("fetch: response to {} while waiting for {corr}", resp.correlation_id());
+        }
+        let f = resp.body_as_fetch_response().context("fetch: no body")?;
+        let mut payload = &reply.payload[..];
+        let mut n_msgs = 0;
+        let mut n_bytes = 0;
+        for (i, p) in f.topics().context("fetch: no topics")?.get(0).partitions().into_iter().flatten().enumerate() {
+            if p.error() != ErrorCode::None {
+                stats.error(format!("fetch partition {}: {:?}", p.partition(), p.error()));
+                continue;
+            }
+            let (mine, rest) = payload.split_at(p.records_bytes() as usize);
+            payload = rest;
+            for b in record::batches(mine) {
+                let (pos, info) = b.map_err(|e| anyhow::anyhow!("fetched a bad batch: {e}"))?;
+                if info.next_offset() <= offsets[i].1 {
+                    continue;
+                }
+                n_bytes += u64::from(info.batch_len);
+                if check {
+                    let now = now_ns(ctl.epoch);
+                    let mut e2e = stats.e2e.lock().unwrap();
+                    for r in RecordIter::new(&mine[pos..])? {
+                        let r = r?;
+                        if r.offset < offsets[i].1 {
+                            continue;
+                        }
+                        let v = r.value.context("a message without a value")?;
+                        if v.len() < STAMP_BYTES {
+                            bail!("a message too short to carry the loadgen stamp");
+                        }
+                        let sent = u64::from_le_bytes(v[..8].try_into()?);
+                        let producer = u32::from_le_bytes(v[8..12].try_into()?);
+                        let seq = u64::from_le_bytes(v[12..20].try_into()?);
+                        let next = expect.entry((producer, p.partition())).or_insert(0);
+                        if seq != *next && violations.len() < 10 {
+                            violations.push(format!("partition {}: producer {producer} sequence {seq} where {} was expected", p.partition(), *next));
+                        }
+                        *next = seq + 1;
+                        let t = tallies.entry(p.partition()).or_default();
+                        t.count += 1;
+                        t.checksum = t.checksum.wrapping_add(mix(producer, seq));
+                        if ctl.measuring.load(Ordering::Relaxed) {
+                            let _ = e2e.record((now.saturating_sub(sent) / 1000).max(1));
+                        }
+                        n_msgs += 1;
+                    }
+                } else {
+                    n_msgs += u64::from(info.record_count);
+                }
+                offsets[i].1 = info.next_offset();
+            }
+        }
+        got += n_msgs;
+        stats.consumed_total.fetch_add(n_msgs, Ordering::Relaxed);
+        if ctl.measuring.load(Ordering::Relaxed) && n_msgs > 0 {
+            let _ = stats.fetch_lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).max(1));
+            stats.consumed.fetch_add(n_msgs, Ordering::Relaxed);
+            stats.consumed_bytes.fetch_add(n_bytes, Ordering::Relaxed);
+        }
+    }
+    Ok((tallies, violations))
+}
+
+fn ensure_topic(args: &Args) -> Result<()> {
+    let mut c = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+    match c.partitions(&args.topic)? {
+        Some(n) if n != args.partitions => bail!("topic {} has {n} partitions, not the {} asked for", args.topic, args.partitions),
+        Some(_) => Ok(()),
+        None => {
+            c.create_topic(&args.topic, args.partitions)?;
+            Ok(())
+        }
+    }
+}
+
+fn end_offsets(args: &Args, which: i64) -> Result<HashMap<u32, i64>> {
+    let mut c = Connection::connect(&args.bootstrap_server)?;
+    let parts: Vec<(u32, i64)> = (0..args.partitions).map(|p| (p, which)).collect();
+    let mut out = HashMap::new();
+    for (p, code, off) in c.list_offsets(&args.topic, &parts)? {
+        if code != ErrorCode::None {
+            bail!("list offsets of partition {p}: {code:?}");
+        }
+        out.insert(p, off);
+    }
+    Ok(out)
+}
+
+fn main() {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("loadgen: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: Args) -> Result<i32> {
+    if args.duration.is_none() && args.messages.is_none() {
+        bail!("say how long to run: --duration SECONDS or --messages N");
+    }
+    if args.batch_size == 0 || args.partitions == 0 {
+        bail!("--batch-size and --partitions must be positive");
+    }
+    if args.mode == Mode::E2e && args.message_size < STAMP_BYTES {
+        bail!("e2e messages carry a {STAMP_BYTES}-byte stamp: --message-size must be at least {STAMP_BYTES}");
+    }
+    ensure_topic(&args)?;
+    let stats = Arc::new(Stats::new());
+    let ctl = Arc::new(Control {
+        stop_producers: AtomicBool::new(false),
+        stop_consumers: AtomicBool::new(false),
+        measuring: AtomicBool::new(args.warmup <= 0.0),
+        epoch: Instant::now(),
+    });
+
+    let producers = if args.mode == Mode::Consume { 0 } else { args.producers };
+    let consumers = if args.mode == Mode::Produce { 0 } else { args.consumers.min(args.partitions) };
+    let starts = match args.mode {
+        Mode::Consume => end_offsets(&args, -2)?,
+        Mode::E2e => end_offsets(&args, -1)?,
+        Mode::Produce => HashMap::new(),
+    };
+    let check = args.mode == Mode::E2e;
+
+    let mut prod_handles = Vec::new();
+    for id in 0..producers {
+        let quota = args.messages.map(|m| m / u64::from(producers) + u64::from(id < (m % u64::from(producers)) as u32));
+        let (a, s, c) = (args.clone(), stats.clone(), ctl.clone());
+        prod_handles.push(thread::spawn(move || producer(id, a, s, c, quota)));
+    }
+    let mut cons_handles = Vec::new();
+    for id in 0..consumers {
+        let parts: Vec<u32> = (0..args.partitions).filter(|p| p % consumers == id).collect();
+        let quota = if args.mode == Mode::Consume { args.messages.map(|m| m / u64::from(consumers) + 1) } else { None };
+        let (a, s, c, st) = (args.clone(), stats.clone(), ctl.clone(), starts.clone());
+        cons_handles.push(thread::spawn(move || consumer(a, parts, s, c, st, quota, check)));
+    }
+
+    if args.warmup > 0.0 {
+        thread::sleep(Duration::from_secs_f64(args.warmup));
+        stats.reset();
+        ctl.measuring.store(true, Ordering::Relaxed);
+    }
+    let measure_start = Instant::now();
+    let deadline = args.duration.map(|d| measure_start + Duration::from_secs_f64(d));
+    let (counter, bytes_counter, lat) = match args.mode {
+        Mode::Consume => (&stats.consumed, &stats.consumed_bytes, &stats.fetch_lat),
+        Mode::Produce => (&stats.produced, &stats.produced_bytes, &stats.produce_lat),
+        Mode::E2e => (&stats.produced, &stats.produced_bytes, &stats.e2e),
+    };
+    let mut last = (Instant::now(), 0u64, 0u64);
+    loop {
+        thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        let msgs = counter.load(Ordering::Relaxed);
+        if now - last.0 >= Duration::from_secs(1) {
+            let dt = (now - last.0).as_secs_f64();
+            let bytes = bytes_counter.load(Ordering::Relaxed);
+            let h = lat.lock().unwrap().clone();
+            eprintln!(
+                "{:>5.1}s {:>12.0} msg/s {:>9.1} MB/s  p50 {:>8.3} ms  p99 {:>8.3} ms  errors {}",
+                measure_start.elapsed().as_secs_f64(),
+                (msgs - last.1) as f64 / dt,
+                (bytes - last.2) as f64 / dt / 1e6,
+                h.value_at_quantile(0.5) as f64 / 1000.0,
+                h.value_at_quantile(0.99) as f64 / 1000.0,
+                stats.errors.load(Ordering::Relaxed)
+            );
+            last = (now, msgs, bytes);
+        }
+        let producers_done = prod_handles.iter().all(|h| h.is_finished());
+        let consumers_done = cons_handles.iter().all(|h| h.is_finished());
+        let time_up = deadline.is_some_and(|d| now >= d);
+        let stop = match args.mode {
+            Mode::Produce => time_up || producers_done,
+            Mode::Consume => time_up || consumers_done,
+            Mode::E2e => time_up || producers_done || consumers_done,
+        };
+        if stop {
+            break;
+        }
+    }
+    let elapsed = measure_start.elapsed().as_secs_f64();
+    let measured_msgs = counter.load(Ordering::Relaxed);
+    let measured_bytes = bytes_counter.load(Ordering::Relaxed);
+    ctl.stop_producers.store(true, Ordering::Relaxed);
+    let mut sent: HashMap<u32, Tally> = HashMap::new();
+    for h in prod_handles {
+        for (p, t) in h.join().map_err(|_| anyhow::anyhow!("a producer panicked"))?? {
+            let s = sent.entry(p).or_default();
+            s.count += t.count;
+            s.checksum = s.checksum.wrapping_add(t.checksum);
+        }
+    }
+    if check {
+        // Let the consumers catch up with everything produced, then compare.
+        let total: u64 = sent.values().map(|t| t.count).sum();
+        let catch_up = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < catch_up && stats.consumed_total.load(Ordering::Relaxed) < total && cons_handles.iter().any(|h| !h.is_finished()) {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    ctl.stop_consumers.store(true, Ordering::Relaxed);
+
+    let mut violations = Vec::new();
+    let mut seen: HashMap<u32, Tally> = HashMap::new();
+    for h in cons_handles {
+        let (t, v) = h.join().map_err(|_| anyhow::anyhow!("a consumer panicked"))??;
+        violations.extend(v);
+        for (p, t) in t {
+            let s = seen.entry(p).or_default();
+            s.count += t.count;
+            s.checksum = s.checksum.wrapping_add(t.checksum);
+        }
+    }
+    if check {
+        for p in 0..args.partitions {
+            let (a, b) = (sent.get(&p).cloned().unwrap_or_default(), seen.get(&p).cloned().unwrap_or_default());
+            if a != b {
+                violations.push(format!(
+                    "partition {p}: produced {} messages (checksum {:#x}), consumed {} (checksum {:#x})",
+                    a.count, a.checksum, b.count, b.checksum
+                ));
+            }
+        }
+    }
+
+    let r = report::Report::new(&args, &stats, measured_msgs, measured_bytes, elapsed, violations.clone());
+    r.print();
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&r.json())?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let hist = lat.lock().unwrap().clone();
+    if let Some(p) = &args.hgrm {
+        std::fs::write(p, report::hgrm(&hist)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.plot {
+        let title = format!("shardlog loadgen {:?}: latency by percentile", args.mode);
+        std::fs::write(p, report::svg(&hist, &title)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let mut code = 0;
+    if let Some(e) = stats.first_error.lock().unwrap().as_ref() {
+        eprintln!("loadgen: {} error(s); the first: {e}", stats.errors.load(Ordering::Relaxed));
+        code = 1;
+    }
+    for v in &violations {
+        eprintln!("loadgen: correctness violation: {v}");
+        code = 1;
+    }
+    if let Some(want) = args.expect_rate {
+        if r.msgs_per_sec < want {
+            eprintln!("loadgen: measured {:.0} msg/s, below the expected {want:.0}", r.msgs_per_sec);
+            code = 1;
+        }
+    }
+    Ok(code)
+}

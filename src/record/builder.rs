@@ -14,6 +14,23 @@ pub struct Header<'a> {
 ///
 /// Offsets inside the batch are deltas from a base the broker assigns on
 /// append; a producer leaves the base at 0.
+///
+/// ```
+/// use shardlog::record::{self, BatchBuilder, Header, RecordIter};
+///
+/// let mut b = BatchBuilder::new(256);
+/// b.push(1_700_000_000_000, Some(b"user-1"), Some(b"hello"), &[Header { key: "trace", value: Some(b"42") }]);
+/// b.push(1_700_000_000_005, None, Some(b"world"), &[]);
+/// let batch = b.finish();
+///
+/// // What the broker does on arrival: header and CRC, no decoding.
+/// let info = record::validate(&batch).unwrap();
+/// assert_eq!((info.record_count, info.max_timestamp), (2, 1_700_000_000_005));
+///
+/// // What a consumer does.
+/// let values: Vec<_> = RecordIter::new(&batch).unwrap().map(|r| r.unwrap().value.unwrap().to_vec()).collect();
+/// assert_eq!(values, vec![b"hello".to_vec(), b"world".to_vec()]);
+/// ```
 #[derive(Debug)]
 pub struct BatchBuilder {
     buf: Vec<u8>,

@@ -114,7 +114,9 @@ async fn prime_device(dir: &Path) -> io::Result<()> {
 
 /// Makes a new directory entry durable.
 pub async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = glommio::io::Directory::open(dir).await?;
+    // glommio's directory open fails on relative paths (EBADF).
+    let dir = std::fs::canonicalize(dir)?;
+    let d = glommio::io::Directory::open(&dir).await?;
     d.sync().await?;
     d.close().await?;
     Ok(())

@@ -118,6 +118,8 @@ struct State {
 struct Inner {
     st: RefCell<State>,
     io_lock: rt::Semaphore,
+    /// Notified when a roll ends; appends wait on it while one runs.
+    rolled: rt::Event,
 }
 
 /// One partition's log. Cheap to clone; all clones share the log.
@@ -350,7 +352,7 @@ impl PartitionLog {
             read_tick: 0,
             kick,
         };
-        let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), io_lock: rt::Semaphore::new(1) }) };
+        let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), io_lock: rt::Semaphore::new(1), rolled: rt::Event::default() }) };
         rt::spawn_background(flusher(Rc::downgrade(&log.inner), kicked));
         Ok(log)
     }
@@ -362,9 +364,9 @@ impl PartitionLog {
     pub async fn append(&self, batch: BytesMut, info: &BatchInfo) -> Result<AppendInfo, StorageError> {
         debug_assert_eq!(record::validate(&batch).map(|i| i.crc), Ok(info.crc), "only validated batches are appended");
         let len = batch.len();
-        enum Step {
+        enum Step<W> {
             Roll,
-            WaitIo,
+            WaitRoll(W),
             WaitFlush(i64),
         }
         loop {
@@ -375,7 +377,9 @@ impl PartitionLog {
                     return Err(StorageError::BatchTooLarge(len));
                 }
                 if st.rolling {
-                    Step::WaitIo
+                    // Created before the borrow ends, so the roll's notify
+                    // cannot slip in between.
+                    Step::WaitRoll(self.inner.rolled.listen())
                 } else if (st.appended_bytes - st.flushed_bytes) as usize + len > st.config.unflushed_max_bytes {
                     Step::WaitFlush(st.next_offset - 1)
                 } else if st.needs_roll(len) {
@@ -386,11 +390,12 @@ impl PartitionLog {
                 }
             };
             match step {
-                Step::WaitIo => drop(self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?),
+                Step::WaitRoll(rolled) => rolled.await,
                 Step::WaitFlush(target) => self.wait_flushed(target).await?,
                 Step::Roll => {
                     let r = self.roll().await;
                     self.inner.st.borrow_mut().rolling = false;
+                    self.inner.rolled.notify();
                     r?;
                 }
             }

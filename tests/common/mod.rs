@@ -36,7 +36,16 @@ impl Broker {
 
     /// Starts a broker on `dir` (kept by the caller across restarts).
     pub fn start_in(dir: &Path, shards: u16, extra: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        Broker::start_with(None, dir, shards, extra)
+    }
+
+    /// Like `start_in`, run from `cwd` (so `dir` may be relative to it).
+    pub fn start_with(cwd: Option<&Path>, dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
             .args(["broker", "--listen", "127.0.0.1:0", "--shards", &shards.to_string(), "--data-dir"])
             .arg(dir)
             .args(extra)

@@ -1,0 +1,253 @@
+//! A blocking, pipelining connection to one broker over raw frames.
+//!
+//! [`Connection::send_*`] writes a request and returns its correlation id;
+//! [`Connection::recv`] reads the next response, whichever it is. Many
+//! requests may be in flight; responses may come back in any order.
+//!
+//! ```no_run
+//! use shardlog::client::raw::Connection;
+//! use shardlog::record::BatchBuilder;
+//!
+//! let mut c = Connection::connect("127.0.0.1:9092").unwrap();
+//! c.create_topic("events", 2).unwrap();
+//! let mut b = BatchBuilder::new(128);
+//! b.push(0, None, Some(b"hello"), &[]);
+//! let batch = b.finish();
+//! let corr = c.send_produce("events", &[(0, &batch[..])], -1).unwrap();
+//! let reply = c.recv().unwrap();
+//! assert_eq!(reply.correlation_id().unwrap(), corr);
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use flatbuffers::FlatBufferBuilder;
+
+use crate::protocol::{self, fb, ErrorCode, ProtocolError};
+
+/// What went wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("network: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad response from the broker: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("the broker answered {code:?}: {message}")]
+    Broker { code: ErrorCode, message: String },
+    #[error("the broker closed the connection")]
+    Closed,
+}
+
+/// One response frame: the verified message and the payload after it.
+#[derive(Debug)]
+pub struct Reply {
+    message: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    /// The response envelope (verified when the reply was read).
+    pub fn response(&self) -> fb::Response<'_> {
+        protocol::parse_response(&self.message).expect("verified in recv")
+    }
+
+    pub fn correlation_id(&self) -> Result<u32, ClientError> {
+        Ok(self.response().correlation_id())
+    }
+
+    /// The response, or the request-level error it carries.
+    pub fn ok(&self) -> Result<fb::Response<'_>, ClientError> {
+        let r = self.response();
+        if r.error() != ErrorCode::None {
+            return Err(ClientError::Broker { code: r.error(), message: r.error_message().unwrap_or_default().to_string() });
+        }
+        Ok(r)
+    }
+}
+
+/// A connection to one broker.
+pub struct Connection {
+    stream: TcpStream,
+    next: u32,
+    fbb: FlatBufferBuilder<'static>,
+    client_id: String,
+    max_frame_bytes: usize,
+}
+
+impl Connection {
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Connection { stream, next: 1, fbb: FlatBufferBuilder::with_capacity(1024), client_id: "shardlog".into(), max_frame_bytes: 256 << 20 })
+    }
+
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<(), ClientError> {
+        Ok(self.stream.set_read_timeout(d)?)
+    }
+
+    /// A second handle on the same socket, e.g. to read responses on one
+    /// thread while another writes requests.
+    pub fn try_clone(&self) -> Result<Self, ClientError> {
+        Ok(Connection {
+            stream: self.stream.try_clone()?,
+            next: self.next,
+            fbb: FlatBufferBuilder::with_capacity(1024),
+            client_id: self.client_id.clone(),
+            max_frame_bytes: self.max_frame_bytes,
+        })
+    }
+
+    fn send(
+        &mut self,
+        payload: &[&[u8]],
+        build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> (fb::RequestBody, flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>),
+    ) -> Result<u32, ClientError> {
+        let corr = self.next;
+        self.next = self.next.wrapping_add(1);
+        self.fbb.reset();
+        let (kind, body) = build(&mut self.fbb);
+        let cid = self.fbb.create_string(&self.client_id);
+        let r = fb::Request::create(
+            &mut self.fbb,
+            &fb::RequestArgs { api_version: protocol::API_VERSION, correlation_id: corr, client_id: Some(cid), body_type: kind, body: Some(body) },
+        );
+        self.fbb.finish(r, None);
+        let payload_len: usize = payload.iter().map(|p| p.len()).sum();
+        let head = protocol::frame_head(self.fbb.finished_data(), payload_len);
+        self.stream.write_all(&head)?;
+        for p in payload {
+            self.stream.write_all(p)?;
+        }
+        Ok(corr)
+    }
+
+    /// Reads the next response frame.
+    pub fn recv(&mut self) -> Result<Reply, ClientError> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(ClientError::Closed),
+            Err(e) => return Err(e.into()),
+        }
+        let len = protocol::frame_len(len, self.max_frame_bytes)?;
+        let mut body = vec![0u8; len];
+        self.stream.read_exact(&mut body)?;
+        let mlen = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+        if mlen > len - 4 {
+            return Err(ProtocolError::BadMessageLength { message: mlen, frame: len }.into());
+        }
+        let payload = body.split_off(4 + mlen);
+        body.drain(..4);
+        protocol::parse_response(&body)?;
+        Ok(Reply { message: body, payload })
+    }
+
+    /// Sends a request and waits for its response (no other request may be
+    /// in flight on this connection).
+    fn call(
+        &mut self,
+        payload: &[&[u8]],
+        build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> (fb::RequestBody, flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>),
+    ) -> Result<Reply, ClientError> {
+        let corr = self.send(payload, build)?;
+        let r = self.recv()?;
+        if r.correlation_id()? != corr {
+            return Err(ProtocolError::Invalid(format!("expected the response to {corr}")).into());
+        }
+        r.ok()?;
+        Ok(r)
+    }
+
+    /// Creates a topic; `Ok(false)` if it already existed.
+    pub fn create_topic(&mut self, name: &str, partitions: u32) -> Result<bool, ClientError> {
+        let r = self.call(&[], |b| {
+            let n = b.create_string(name);
+            let t = fb::CreatableTopic::create(b, &fb::CreatableTopicArgs { name: Some(n), partitions, replication_factor: 1, configs: None });
+            let ts = b.create_vector(&[t]);
+            let body = fb::CreateTopicsRequest::create(b, &fb::CreateTopicsRequestArgs { topics: Some(ts), timeout_ms: 30_000 });
+            (fb::RequestBody::CreateTopicsRequest, body.as_union_value())
+        })?;
+        let res = r.response().body_as_create_topics_response().and_then(|c| c.results()).map(|rs| rs.get(0));
+        match res {
+            Some(t) if t.error() == ErrorCode::None => Ok(true),
+            Some(t) if t.error() == ErrorCode::TopicAlreadyExists => Ok(false),
+            Some(t) => Err(ClientError::Broker { code: t.error(), message: t.error_message().unwrap_or_default().to_string() }),
+            None => Err(ProtocolError::MissingBody.into()),
+        }
+    }
+
+    /// The number of partitions of a topic, if it exists.
+    pub fn partitions(&mut self, topic: &str) -> Result<Option<u32>, ClientError> {
+        let r = self.call(&[], |b| {
+            let n = b.create_string(topic);
+            let body = fb::DescribeTopicRequest::create(b, &fb::DescribeTopicRequestArgs { name: Some(n) });
+            (fb::RequestBody::DescribeTopicRequest, body.as_union_value())
+        })?;
+        let t = r.response().body_as_describe_topic_response().and_then(|d| d.topic()).ok_or(ProtocolError::MissingBody)?;
+        Ok((t.error() == ErrorCode::None).then(|| t.partitions().map_or(0, |p| p.len() as u32)))
+    }
+
+    /// Sends batches to partitions of one topic; `parts` are
+    /// `(partition, whole batches)`. With acks 0 no response comes back.
+    pub fn send_produce(&mut self, topic: &str, parts: &[(u32, &[u8])], acks: i8) -> Result<u32, ClientError> {
+        let payload: Vec<&[u8]> = parts.iter().map(|p| p.1).collect();
+        self.send(&payload, |b| {
+            let n = b.create_string(topic);
+            let ps: Vec<_> = parts
+                .iter()
+                .map(|&(partition, data)| fb::ProducePartition::create(b, &fb::ProducePartitionArgs { partition, records_bytes: data.len() as u32 }))
+                .collect();
+            let ps = b.create_vector(&ps);
+            let t = fb::ProduceTopic::create(b, &fb::ProduceTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::ProduceRequest::create(b, &fb::ProduceRequestArgs { acks, timeout_ms: 30_000, topics: Some(ts) });
+            (fb::RequestBody::ProduceRequest, body.as_union_value())
+        })
+    }
+
+    /// Asks for whole batches from `(partition, offset)` of one topic.
+    pub fn send_fetch(
+        &mut self,
+        topic: &str,
+        parts: &[(u32, i64)],
+        max_bytes_per_partition: u32,
+        max_wait_ms: u32,
+        min_bytes: u32,
+    ) -> Result<u32, ClientError> {
+        self.send(&[], |b| {
+            let n = b.create_string(topic);
+            let ps: Vec<_> = parts
+                .iter()
+                .map(|&(partition, offset)| fb::FetchPartition::create(b, &fb::FetchPartitionArgs { partition, offset, max_bytes: max_bytes_per_partition }))
+                .collect();
+            let ps = b.create_vector(&ps);
+            let t = fb::FetchTopic::create(b, &fb::FetchTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::FetchRequest::create(b, &fb::FetchRequestArgs { max_wait_ms, min_bytes, max_bytes: 64 << 20, topics: Some(ts) });
+            (fb::RequestBody::FetchRequest, body.as_union_value())
+        })
+    }
+}
+
+impl Connection {
+    /// Asks for offsets of `(partition, timestamp)` pairs: -2 earliest,
+    /// -1 latest, else the first offset at or after a time in ms.
+    pub fn list_offsets(&mut self, topic: &str, parts: &[(u32, i64)]) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
+        let r = self.call(&[], |b| {
+            let n = b.create_string(topic);
+            let ps: Vec<_> = parts
+                .iter()
+                .map(|&(partition, timestamp)| fb::ListOffsetsPartition::create(b, &fb::ListOffsetsPartitionArgs { partition, timestamp }))
+                .collect();
+            let ps = b.create_vector(&ps);
+            let t = fb::ListOffsetsTopic::create(b, &fb::ListOffsetsTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::ListOffsetsRequest::create(b, &fb::ListOffsetsRequestArgs { topics: Some(ts) });
+            (fb::RequestBody::ListOffsetsRequest, body.as_union_value())
+        })?;
+        let resp = r.response();
+        let t = resp.body_as_list_offsets_response().and_then(|l| l.topics()).map(|t| t.get(0)).ok_or(ProtocolError::MissingBody)?;
+        Ok(t.partitions().iter().flatten().map(|p| (p.partition(), p.error(), p.offset())).collect())
+    }
+}
