@@ -96,6 +96,9 @@ pub struct Args {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 0.0)]
     pub warmup: f64,
+    /// Bytes a consumer asks for per partition in each fetch.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub fetch_max_bytes: u32,
     /// Produce requests in flight per producer connection.
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,
@@ -340,7 +343,7 @@ fn consumer(
     let mut got: u64 = 0;
     while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
         let t0 = Instant::now();
-        let corr = conn.send_fetch(&args.topic, &offsets, 4 << 20, 100, 1)?;
+        let corr = conn.send_fetch(&args.topic, &offsets, args.fetch_max_bytes, 100, 1)?;
         let reply = conn.recv()?;
         let resp = reply.ok()?;
         if resp.correlation_id() != corr {

@@ -64,6 +64,7 @@ impl Report {
             "messages": args.messages,
             "warmup": args.warmup,
             "inflight": args.inflight,
+            "fetch_max_bytes": args.fetch_max_bytes,
         });
         Report {
             mode: args.mode,

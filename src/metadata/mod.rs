@@ -91,6 +91,10 @@ pub enum MetadataError {
     InvalidReplicationFactor { asked: u16, brokers: u16 },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    #[error("the change could not be stored: {0}")]
+    Storage(String),
+    #[error("the controller is unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {

@@ -15,6 +15,9 @@ use crate::protocol::{fb, ErrorCode};
 use crate::record::{self, BatchInfo};
 use crate::shard::{ProduceResult, Shard};
 
+/// Longest an acks=all produce waits for its sync, whatever it asks.
+pub const MAX_PRODUCE_TIMEOUT_MS: u64 = 120_000;
+
 /// Checks every batch in one partition's slice of the payload.
 fn validate_all(data: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, (ErrorCode, String)> {
     if data.is_empty() {
@@ -42,7 +45,7 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, req: fb::ProduceRequest<'_>, m
     if described != payload.len() as u64 {
         return Some(error(corr, ErrorCode::InvalidRequest, &format!("the request describes {described} payload bytes, the frame has {}", payload.len())));
     }
-    let timeout = Duration::from_millis(u64::from(req.timeout_ms()).min(shard.config.fetch_wait_max_ms.max(30_000)));
+    let timeout = Duration::from_millis(u64::from(req.timeout_ms()).min(MAX_PRODUCE_TIMEOUT_MS));
     let max_batch_bytes = shard.config.max_batch_bytes;
 
     // Every partition's append runs concurrently; results keep request order.

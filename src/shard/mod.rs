@@ -120,6 +120,8 @@ pub fn metadata_code(e: &MetadataError) -> ErrorCode {
         MetadataError::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
         MetadataError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
         MetadataError::InvalidConfig(_) => ErrorCode::InvalidConfig,
+        MetadataError::Storage(_) => ErrorCode::StorageError,
+        MetadataError::Unavailable(_) => ErrorCode::BrokerShuttingDown,
     }
 }
 
@@ -376,7 +378,7 @@ impl Shard {
         let json = serde_json::to_vec_pretty(&next).expect("metadata serialises");
         if let Err(e) = file::write_atomic(&metadata_path(&self.config.data_dir), &json).await {
             tracing::error!(error = %e, "could not persist metadata");
-            return Err(MetadataError::InvalidConfig(format!("the broker could not persist the change: {e}")));
+            return Err(MetadataError::Storage(e.to_string()));
         }
         let mut acks = Vec::new();
         for peer in self.mesh.peers() {
@@ -501,5 +503,5 @@ impl Shard {
 }
 
 fn shutting_down_results(n: usize) -> Vec<Result<(), MetadataError>> {
-    (0..n).map(|_| Err(MetadataError::InvalidConfig("the controller shard is stopping".into()))).collect()
+    (0..n).map(|_| Err(MetadataError::Unavailable("the controller shard is stopping".into()))).collect()
 }
