@@ -473,3 +473,13 @@ fn a_relative_data_dir_works() {
     }
     assert!(tmp.path().join("data/topics/rel-1/00000000000000000000.log").exists());
 }
+
+#[test]
+fn a_topic_whose_partitions_cannot_be_opened_is_reported() {
+    let b = Broker::start(2);
+    // A file where partition 1's directory must go.
+    std::fs::write(b.dir.join("topics/blocked-1"), b"not a directory").unwrap();
+    let mut c = b.client();
+    assert_eq!(c.create_topic("blocked", 2), ErrorCode::StorageError);
+    assert_eq!(c.create_topic("fine", 2), ErrorCode::None, "the broker goes on serving");
+}

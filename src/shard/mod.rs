@@ -39,7 +39,7 @@ pub enum ShardMsg {
     ListOffset { topic: String, partition: u32, timestamp: i64, reply: oneshot::Sender<OffsetResult> },
     CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
     DeleteTopics { names: Vec<String>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
-    Apply { change: Change, reply: oneshot::Sender<()> },
+    Apply { change: Change, reply: oneshot::Sender<Result<(), String>> },
 }
 
 /// The outcome of a produce to one partition.
@@ -384,23 +384,34 @@ impl Shard {
         for peer in self.mesh.peers() {
             let (reply, rx) = oneshot::channel();
             if self.mesh.send(peer, ShardMsg::Apply { change: change.clone(), reply }).await.is_ok() {
-                acks.push(rx);
+                acks.push((peer, rx));
             }
         }
-        self.apply(change).await;
-        for rx in acks {
-            let _ = rx.await;
+        // The change is committed (persisted) whatever happens next; a shard
+        // that could not apply it retries when the broker restarts, and the
+        // client hears that its topic is not fully usable.
+        let mut failed = self.apply(change).await.err().map(|e| format!("shard {}: {e}", self.id));
+        for (peer, rx) in acks {
+            match rx.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failed = failed.or(Some(format!("shard {peer}: {e}"))),
+                Err(_) => failed = failed.or(Some(format!("shard {peer} is stopping"))),
+            }
         }
-        Ok(())
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(MetadataError::Storage(e)),
+        }
     }
 
     /// Applies a committed change to this shard's copy and its partitions.
-    async fn apply(&self, change: Change) {
+    async fn apply(&self, change: Change) -> Result<(), String> {
         self.metadata.borrow_mut().apply(&change);
         match change {
             Change::CreateTopic(t) => {
                 if let Err(e) = self.open_owned(&t).await {
                     tracing::error!(topic = %t.name, error = %e, "could not open partitions of a new topic");
+                    return Err(format!("could not open the partitions of '{}': {e}", t.name));
                 }
             }
             Change::DeleteTopic(name) => {
@@ -415,6 +426,7 @@ impl Shard {
                 }
             }
         }
+        Ok(())
     }
 
     // ---- messages -----------------------------------------------------------
@@ -460,8 +472,7 @@ impl Shard {
                 let _ = reply.send(self.delete_topics(names).await);
             }
             ShardMsg::Apply { change, reply } => {
-                self.apply(change).await;
-                let _ = reply.send(());
+                let _ = reply.send(self.apply(change).await);
             }
         }
     }
