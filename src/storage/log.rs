@@ -224,6 +224,7 @@ impl State {
         let mut old = std::mem::replace(&mut self.wbuf, new);
         let write = if old.has_new {
             let padded = old.len.div_ceil(a) * a;
+            old.buf.as_bytes_mut()[old.len..padded].fill(0);
             old.buf.trim_to_size(padded);
             Some((old.buf, old.file_pos))
         } else {
