@@ -183,7 +183,7 @@ fn now_ns(epoch: Instant) -> u64 {
     epoch.elapsed().as_nanos() as u64
 }
 
-/// The first 20 bytes of every value: send time (ns since the run's epoch),
+/// The first 20 bytes of every value: intended send time (ns since the run's epoch),
 /// producer id, sequence number within (producer, partition).
 const STAMP_BYTES: usize = 20;
 
@@ -287,8 +287,10 @@ fn producer(id: u32, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Op
         let seq = seqs.entry(partition).or_insert(0);
         let tally = tallies.entry(partition).or_default();
         let ts = shardlog::time::now_ms();
+        // Stamped with the time the batch was due, not the time it was
+        // built, so a late producer shows up in end-to-end latency too.
+        let stamp = due.saturating_duration_since(ctl.epoch).as_nanos() as u64;
         for _ in 0..n {
-            let stamp = now_ns(ctl.epoch);
             value[..8].copy_from_slice(&stamp.to_le_bytes());
             value[8..12].copy_from_slice(&id.to_le_bytes());
             value[12..20].copy_from_slice(&seq.to_le_bytes());
