@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     /// With --rate: send a partly filled batch once its first message has
-    /// waited this long.
+    /// waited this long (0: only full batches).
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
     #[arg(long, value_enum, default_value = "1")]
@@ -269,7 +269,13 @@ fn producer(id: u32, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Op
     let mut sent: u64 = 0;
     let mut turn = id as usize;
     while !ctl.stop_producers.load(Ordering::Relaxed) && quota.is_none_or(|q| sent < q) {
-        let n = quota.map_or(args.batch_size as u64, |q| (q - sent).min(args.batch_size as u64));
+        // A batch closes when it is full or when its first message has
+        // lingered --linger-ms, whichever comes first (paced runs only).
+        let batch_cap = match per_producer_rate {
+            Some(r) if args.linger_ms > 0 => ((r * args.linger_ms as f64 / 1000.0).ceil() as u64).clamp(1, args.batch_size as u64),
+            _ => args.batch_size as u64,
+        };
+        let n = quota.map_or(batch_cap, |q| (q - sent).min(batch_cap));
         let partition = partitions[turn % partitions.len()];
         turn += 1;
         // Open loop: this batch is due when its messages are due.
