@@ -251,3 +251,114 @@ impl Connection {
         Ok(t.partitions().iter().flatten().map(|p| (p.partition(), p.error(), p.offset())).collect())
     }
 }
+
+/// A partition as the metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMeta {
+    pub partition: u32,
+    pub leader: i32,
+    pub shard: u16,
+}
+
+/// A topic as the metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub error: ErrorCode,
+    pub replication_factor: u16,
+    pub partitions: Vec<PartitionMeta>,
+    pub configs: Vec<(String, String)>,
+}
+
+/// A broker as the metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerMeta {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+    pub shards: u16,
+}
+
+fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
+    TopicMeta {
+        name: t.name().unwrap_or_default().to_string(),
+        error: t.error(),
+        replication_factor: t.replication_factor(),
+        partitions: t.partitions().iter().flatten().map(|p| PartitionMeta { partition: p.partition(), leader: p.leader(), shard: p.shard() }).collect(),
+        configs: t.configs().iter().flatten().map(|c| (c.key().to_string(), c.value().to_string())).collect(),
+    }
+}
+
+impl Connection {
+    /// Brokers and topics (all topics when `topics` is `None`).
+    pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<(Vec<BrokerMeta>, Vec<TopicMeta>), ClientError> {
+        let r = self.call(&[], |b| {
+            let names = topics.map(|ts| {
+                let v: Vec<_> = ts.iter().map(|t| b.create_string(t)).collect();
+                b.create_vector(&v)
+            });
+            let body = fb::MetadataRequest::create(b, &fb::MetadataRequestArgs { topics: names });
+            (fb::RequestBody::MetadataRequest, body.as_union_value())
+        })?;
+        let resp = r.response();
+        let md = resp.body_as_metadata_response().ok_or(ProtocolError::MissingBody)?;
+        let brokers = md
+            .brokers()
+            .iter()
+            .flatten()
+            .map(|b| BrokerMeta { node_id: b.node_id(), host: b.host().unwrap_or_default().to_string(), port: b.port(), shards: b.shards() })
+            .collect();
+        Ok((brokers, md.topics().iter().flatten().map(topic_meta).collect()))
+    }
+
+    /// Creates a topic with settings; `Ok(false)` if it already existed.
+    pub fn create_topic_with(&mut self, name: &str, partitions: u32, replication_factor: u16, configs: &[(String, String)]) -> Result<bool, ClientError> {
+        let r = self.call(&[], |b| {
+            let n = b.create_string(name);
+            let cs: Vec<_> = configs
+                .iter()
+                .map(|(k, v)| {
+                    let (k, v) = (b.create_string(k), b.create_string(v));
+                    fb::ConfigEntry::create(b, &fb::ConfigEntryArgs { key: Some(k), value: Some(v) })
+                })
+                .collect();
+            let cs = b.create_vector(&cs);
+            let t = fb::CreatableTopic::create(b, &fb::CreatableTopicArgs { name: Some(n), partitions, replication_factor, configs: Some(cs) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::CreateTopicsRequest::create(b, &fb::CreateTopicsRequestArgs { topics: Some(ts), timeout_ms: 30_000 });
+            (fb::RequestBody::CreateTopicsRequest, body.as_union_value())
+        })?;
+        let res = r.response().body_as_create_topics_response().and_then(|c| c.results()).map(|rs| rs.get(0));
+        match res {
+            Some(t) if t.error() == ErrorCode::None => Ok(true),
+            Some(t) if t.error() == ErrorCode::TopicAlreadyExists => Ok(false),
+            Some(t) => Err(ClientError::Broker { code: t.error(), message: t.error_message().unwrap_or_default().to_string() }),
+            None => Err(ProtocolError::MissingBody.into()),
+        }
+    }
+
+    /// Deletes a topic.
+    pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
+        let r = self.call(&[], |b| {
+            let n = b.create_string(name);
+            let names = b.create_vector(&[n]);
+            let body = fb::DeleteTopicsRequest::create(b, &fb::DeleteTopicsRequestArgs { names: Some(names), timeout_ms: 30_000 });
+            (fb::RequestBody::DeleteTopicsRequest, body.as_union_value())
+        })?;
+        let t = r.response().body_as_delete_topics_response().and_then(|d| d.results()).map(|rs| rs.get(0)).ok_or(ProtocolError::MissingBody)?;
+        if t.error() != ErrorCode::None {
+            return Err(ClientError::Broker { code: t.error(), message: t.error_message().unwrap_or_default().to_string() });
+        }
+        Ok(())
+    }
+
+    /// The names of every topic.
+    pub fn list_topics(&mut self) -> Result<Vec<String>, ClientError> {
+        let r = self.call(&[], |b| {
+            let body = fb::ListTopicsRequest::create(b, &fb::ListTopicsRequestArgs {});
+            (fb::RequestBody::ListTopicsRequest, body.as_union_value())
+        })?;
+        let l = r.response().body_as_list_topics_response().ok_or(ProtocolError::MissingBody)?;
+        Ok(l.names().iter().flatten().map(str::to_string).collect())
+    }
+}

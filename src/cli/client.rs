@@ -1,0 +1,507 @@
+//! The client subcommands, mirroring Kafka's console tools: `topics`,
+//! `produce`, `consume` and `cluster info`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::client::raw::{ClientError, Connection};
+use crate::protocol::ErrorCode;
+use crate::record::{self, BatchBuilder, RecordIter};
+
+/// Exit codes of the client commands.
+pub mod exit {
+    /// Done.
+    pub const OK: i32 = 0;
+    /// The broker refused, or could not be reached.
+    pub const FAILED: i32 = 1;
+    /// The command line was wrong (clap uses 2 as well).
+    pub const USAGE: i32 = 2;
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Bootstrap {
+    /// Brokers to start from: HOST:PORT[,HOST:PORT...]
+    #[arg(long, default_value = "127.0.0.1:9092", env = "SHARDLOG_BOOTSTRAP_SERVER")]
+    pub bootstrap_server: String,
+}
+
+impl Bootstrap {
+    /// Connects to the first bootstrap server that answers.
+    pub fn connect(&self) -> Result<Connection, String> {
+        let mut errors = Vec::new();
+        for addr in self.bootstrap_server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match Connection::connect(addr) {
+                Ok(c) => return Ok(c),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        Err(format!("could not reach any bootstrap server ({}). Is a broker running? Start one with `shardlog broker`.", errors.join("; ")))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// List every topic.
+    List(Bootstrap),
+    /// Create a topic.
+    Create(CreateArgs),
+    /// Show a topic's partitions, placement and settings.
+    Describe(TopicArg),
+    /// Delete a topic and its data.
+    Delete(TopicArg),
+}
+
+#[derive(Debug, Args)]
+pub struct TopicArg {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    #[arg(long)]
+    pub topic: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    #[arg(long)]
+    pub topic: String,
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: u16,
+    /// A topic setting, KEY=VALUE (retention.ms, retention.bytes, segment.bytes, segment.ms); repeatable.
+    #[arg(long = "config", value_parser = parse_kv)]
+    pub configs: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AcksArg {
+    All,
+    #[value(name = "1")]
+    One,
+    #[value(name = "0")]
+    Zero,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    #[arg(long)]
+    pub topic: String,
+    /// Split each line into KEY SEP VALUE at the first SEP.
+    #[arg(long)]
+    pub key_separator: Option<String>,
+    /// Send every message to this partition (default: by key hash, or
+    /// round robin without keys).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    #[arg(long, value_enum, default_value = "all")]
+    pub acks: AcksArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    #[arg(long)]
+    pub topic: String,
+    /// Start at the earliest stored message (default: only new messages).
+    #[arg(long, conflicts_with = "offset")]
+    pub from_beginning: bool,
+    /// Start at this offset (with --partition, or in every partition).
+    #[arg(long)]
+    pub offset: Option<i64>,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Exit after printing this many messages.
+    #[arg(long)]
+    pub max_messages: Option<u64>,
+    /// Exit after this many milliseconds without a new message.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("shardlog: {e}");
+    exit::FAILED
+}
+
+fn broker_err(e: ClientError, what: &str) -> i32 {
+    match e {
+        ClientError::Broker { code, message } => fail(format!("{what}: the broker refused with {code:?}: {message}")),
+        e => fail(format!("{what}: {e}")),
+    }
+}
+
+pub fn topics(cmd: TopicsCommand) -> i32 {
+    match cmd {
+        TopicsCommand::List(b) => {
+            let mut c = match b.connect() {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match c.list_topics() {
+                Ok(names) => {
+                    for n in names {
+                        println!("{n}");
+                    }
+                    exit::OK
+                }
+                Err(e) => broker_err(e, "listing topics"),
+            }
+        }
+        TopicsCommand::Create(a) => {
+            let mut c = match a.bootstrap.connect() {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match c.create_topic_with(&a.topic, a.partitions, a.replication_factor, &a.configs) {
+                Ok(true) => {
+                    println!("Created topic {}.", a.topic);
+                    exit::OK
+                }
+                Ok(false) => fail(format!("topic '{}' already exists", a.topic)),
+                Err(e) => broker_err(e, &format!("creating topic '{}'", a.topic)),
+            }
+        }
+        TopicsCommand::Describe(a) => {
+            let mut c = match a.bootstrap.connect() {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match c.metadata(Some(&[a.topic.as_str()])) {
+                Ok((_, topics)) => match topics.first() {
+                    Some(t) if t.error == ErrorCode::None => {
+                        let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        println!(
+                            "Topic: {}\tPartitions: {}\tReplicationFactor: {}\tConfigs: {}",
+                            t.name,
+                            t.partitions.len(),
+                            t.replication_factor,
+                            configs.join(",")
+                        );
+                        for p in &t.partitions {
+                            println!("\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}", t.name, p.partition, p.leader, p.shard);
+                        }
+                        exit::OK
+                    }
+                    _ => fail(format!("topic '{}' does not exist", a.topic)),
+                },
+                Err(e) => broker_err(e, "describing the topic"),
+            }
+        }
+        TopicsCommand::Delete(a) => {
+            let mut c = match a.bootstrap.connect() {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            match c.delete_topic(&a.topic) {
+                Ok(()) => {
+                    println!("Deleted topic {}.", a.topic);
+                    exit::OK
+                }
+                Err(e) => broker_err(e, &format!("deleting topic '{}'", a.topic)),
+            }
+        }
+    }
+}
+
+fn fnv1a(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Lines per batch when stdin is not a terminal.
+const PRODUCE_BATCH_RECORDS: usize = 1000;
+/// Bytes per batch when stdin is not a terminal.
+const PRODUCE_BATCH_BYTES: usize = 512 * 1024;
+/// Produce requests in flight before waiting for answers.
+const PRODUCE_INFLIGHT: usize = 32;
+
+struct Producer {
+    conn: Connection,
+    topic: String,
+    acks: i8,
+    inflight: usize,
+    failed: Option<String>,
+}
+
+impl Producer {
+    fn send(&mut self, partition: u32, batch: &[u8]) -> Result<(), ClientError> {
+        self.conn.send_produce(&self.topic, &[(partition, batch)], self.acks)?;
+        if self.acks != 0 {
+            self.inflight += 1;
+            while self.inflight >= PRODUCE_INFLIGHT {
+                self.answer()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self) -> Result<(), ClientError> {
+        let r = self.conn.recv()?;
+        self.inflight -= 1;
+        let resp = r.ok()?;
+        for t in resp.body_as_produce_response().and_then(|p| p.topics()).iter().flatten() {
+            for p in t.partitions().iter().flatten() {
+                if p.error() != ErrorCode::None && self.failed.is_none() {
+                    self.failed = Some(format!("partition {} of '{}': {:?}: {}", p.partition(), self.topic, p.error(), p.error_message().unwrap_or_default()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<(), ClientError> {
+        while self.inflight > 0 {
+            self.answer()?;
+        }
+        Ok(())
+    }
+}
+
+pub fn produce(a: ProduceArgs) -> i32 {
+    let mut conn = match a.bootstrap.connect() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let partitions = match conn.partitions(&a.topic) {
+        Ok(Some(n)) => n,
+        Ok(None) => return fail(format!("topic '{}' does not exist; create it with `shardlog topics create --topic {}`", a.topic, a.topic)),
+        Err(e) => return broker_err(e, "looking up the topic"),
+    };
+    if let Some(p) = a.partition {
+        if p >= partitions {
+            return fail(format!("topic '{}' has partitions 0..{}, not {p}", a.topic, partitions));
+        }
+    }
+    let acks = match a.acks {
+        AcksArg::All => -1,
+        AcksArg::One => 1,
+        AcksArg::Zero => 0,
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let mut p = Producer { conn, topic: a.topic.clone(), acks, inflight: 0, failed: None };
+    let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
+    let mut next_rr = 0u32;
+    let mut batch = Vec::new();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock();
+    let mut line = Vec::new();
+    loop {
+        if interactive {
+            eprint!(">");
+            let _ = std::io::stderr().flush();
+        }
+        line.clear();
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return fail(format!("reading stdin: {e}")),
+        }
+        while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            line.pop();
+        }
+        let (key, value): (Option<&[u8]>, &[u8]) = match &a.key_separator {
+            Some(sep) => match find(&line, sep.as_bytes()) {
+                Some(i) => (Some(&line[..i]), &line[i + sep.len()..]),
+                None => return fail(format!("line has no key separator '{sep}': {}", String::from_utf8_lossy(&line))),
+            },
+            None => (None, &line[..]),
+        };
+        let partition = match (a.partition, key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => (fnv1a(k) % u64::from(partitions)) as u32,
+            (None, None) => {
+                next_rr = (next_rr + 1) % partitions;
+                next_rr
+            }
+        };
+        let b = builders.entry(partition).or_insert_with(|| BatchBuilder::new(4096));
+        b.push(crate::time::now_ms(), key, Some(value), &[]);
+        let full = b.record_count() as usize >= PRODUCE_BATCH_RECORDS || b.encoded_len() >= PRODUCE_BATCH_BYTES;
+        if interactive || full {
+            batch.clear();
+            b.finish_into(&mut batch);
+            if let Err(e) = p.send(partition, &batch) {
+                return broker_err(e, "producing");
+            }
+            if interactive {
+                if let Err(e) = p.drain() {
+                    return broker_err(e, "producing");
+                }
+            }
+        }
+    }
+    for (partition, b) in builders.iter_mut() {
+        if !b.is_empty() {
+            batch.clear();
+            b.finish_into(&mut batch);
+            if let Err(e) = p.send(*partition, &batch) {
+                return broker_err(e, "producing");
+            }
+        }
+    }
+    if let Err(e) = p.drain() {
+        return broker_err(e, "waiting for acknowledgements");
+    }
+    match p.failed {
+        Some(e) => fail(format!("not every message was stored: {e}")),
+        None => exit::OK,
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn consume(a: ConsumeArgs) -> i32 {
+    let mut conn = match a.bootstrap.connect() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let n = match conn.partitions(&a.topic) {
+        Ok(Some(n)) => n,
+        Ok(None) => return fail(format!("topic '{}' does not exist", a.topic)),
+        Err(e) => return broker_err(e, "looking up the topic"),
+    };
+    let parts: Vec<u32> = match a.partition {
+        Some(p) if p < n => vec![p],
+        Some(p) => return fail(format!("topic '{}' has partitions 0..{n}, not {p}", a.topic)),
+        None => (0..n).collect(),
+    };
+    let mut offsets: Vec<(u32, i64)> = match a.offset {
+        Some(o) => parts.iter().map(|&p| (p, o)).collect(),
+        None => {
+            let which = if a.from_beginning { -2 } else { -1 };
+            match conn.list_offsets(&a.topic, &parts.iter().map(|&p| (p, which)).collect::<Vec<_>>()) {
+                Ok(v) => v.into_iter().map(|(p, _, o)| (p, o)).collect(),
+                Err(e) => return broker_err(e, "finding where to start"),
+            }
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut printed = 0u64;
+    let mut last_message = Instant::now();
+    loop {
+        if a.max_messages.is_some_and(|m| printed >= m) {
+            break;
+        }
+        let wait_ms = match a.timeout_ms {
+            Some(t) => {
+                let left = Duration::from_millis(t).saturating_sub(last_message.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                left.as_millis().min(500) as u32
+            }
+            None => 500,
+        };
+        let reply = match conn.send_fetch(&a.topic, &offsets, 1 << 20, wait_ms, 1).and_then(|_| conn.recv()) {
+            Ok(r) => r,
+            Err(e) => return broker_err(e, "fetching"),
+        };
+        let resp = match reply.ok() {
+            Ok(r) => r,
+            Err(e) => return broker_err(e, "fetching"),
+        };
+        let Some(topic) = resp.body_as_fetch_response().and_then(|f| f.topics()).map(|t| t.get(0)) else {
+            return fail("fetching: the broker sent no topics");
+        };
+        let mut payload = &reply.payload[..];
+        for (i, p) in topic.partitions().iter().flatten().enumerate() {
+            let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
+            payload = rest;
+            if p.error() != ErrorCode::None {
+                return fail(format!("fetching partition {} of '{}': {:?}", p.partition(), a.topic, p.error()));
+            }
+            for b in record::batches(mine) {
+                let (start, info) = match b {
+                    Ok(x) => x,
+                    Err(e) => return fail(format!("a fetched batch is damaged: {e}")),
+                };
+                let recs = match RecordIter::new(&mine[start..]) {
+                    Ok(r) => r,
+                    Err(e) => return fail(format!("a fetched batch is damaged: {e}")),
+                };
+                for r in recs {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => return fail(format!("a fetched record is damaged: {e}")),
+                    };
+                    if r.offset < offsets[i].1 || a.max_messages.is_some_and(|m| printed >= m) {
+                        continue;
+                    }
+                    let written = match a.format {
+                        Format::Text => out.write_all(r.value.unwrap_or_default()).and_then(|_| out.write_all(b"\n")),
+                        Format::Json => {
+                            let v = serde_json::json!({
+                                "topic": a.topic,
+                                "partition": p.partition(),
+                                "offset": r.offset,
+                                "timestamp": r.timestamp_ms,
+                                "key": r.key.map(|k| String::from_utf8_lossy(k).into_owned()),
+                                "value": r.value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                                "headers": r.headers.iter().map(|(k, v)| (k.to_string(), v.map(|v| String::from_utf8_lossy(v).into_owned()))).collect::<BTreeMap<_, _>>(),
+                            });
+                            writeln!(out, "{v}")
+                        }
+                    };
+                    if written.is_err() {
+                        return exit::OK; // the reader went away (a closed pipe)
+                    }
+                    printed += 1;
+                    last_message = Instant::now();
+                }
+                offsets[i].1 = offsets[i].1.max(info.next_offset());
+            }
+        }
+        if out.flush().is_err() {
+            return exit::OK;
+        }
+    }
+    let _ = out.flush();
+    exit::OK
+}
+
+pub fn cluster_info(b: Bootstrap) -> i32 {
+    let mut c = match b.connect() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match c.metadata(None) {
+        Ok((brokers, topics)) => {
+            println!("Brokers:");
+            for b in brokers {
+                println!("\tnode {}\t{}:{}\tshards: {}", b.node_id, b.host, b.port, b.shards);
+            }
+            println!("Topics:");
+            for t in topics {
+                let placement: Vec<String> = t.partitions.iter().map(|p| format!("{}@node{}/shard{}", p.partition, p.leader, p.shard)).collect();
+                println!("\t{}\tpartitions: {}\treplication: {}\t{}", t.name, t.partitions.len(), t.replication_factor, placement.join(" "));
+            }
+            exit::OK
+        }
+        Err(e) => broker_err(e, "reading the cluster metadata"),
+    }
+}

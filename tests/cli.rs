@@ -1,0 +1,101 @@
+//! The seed walkthrough through the real `shardlog` binary: list topics,
+//! create `test`, produce four lines from stdin, consume them from the
+//! beginning, byte for byte.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::Broker;
+
+fn shardlog(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .args(["--bootstrap-server", &b.addr.to_string()])
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn the_seed_walkthrough() {
+    let b = Broker::start(2);
+    let out = shardlog(&b, &["topics", "list"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stdout).lines().any(|l| l == "test"));
+
+    let out = shardlog(&b, &["topics", "create", "--topic", "test", "--partitions", "1", "--replication-factor", "1"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = shardlog(&b, &["topics", "list"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "test\n");
+
+    let lines = "123\n测试数据\ntest data\n阿牛\n";
+    let out = shardlog(&b, &["produce", "--topic", "test"], Some(lines.as_bytes()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Consumed twice, as the walkthrough does from two brokers.
+    for _ in 0..2 {
+        let out = shardlog(&b, &["consume", "--topic", "test", "--from-beginning", "--max-messages", "4"], None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, lines.as_bytes());
+    }
+    // Without --max-messages, --timeout-ms ends it once nothing new comes.
+    let out = shardlog(&b, &["consume", "--topic", "test", "--from-beginning", "--timeout-ms", "500", "--format", "json"], None);
+    assert!(out.status.success());
+    let json: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(json.len(), 4);
+    assert_eq!(json[1]["value"], "测试数据");
+    assert_eq!(json[3]["offset"], 3);
+}
+
+#[test]
+fn errors_read_like_sentences() {
+    let b = Broker::start(1);
+    let out = shardlog(&b, &["produce", "--topic", "missing"], Some(b"x\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("topic 'missing' does not exist") && err.contains("shardlog topics create"), "{err}");
+
+    let out = shardlog(&b, &["topics", "create", "--topic", "t", "--replication-factor", "3"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replication factor 3 is larger than the 1 broker(s)"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_shardlog")).args(["topics", "list", "--bootstrap-server", "127.0.0.1:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Is a broker running?"));
+}
+
+#[test]
+fn keys_partition_and_describe() {
+    let b = Broker::start(2);
+    assert!(shardlog(&b, &["topics", "create", "--topic", "k", "--partitions", "3", "--config", "retention.ms=60000"], None).status.success());
+    let out = shardlog(&b, &["topics", "describe", "--topic", "k"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Partitions: 3") && text.contains("retention.ms=60000"), "{text}");
+    let input = "a:1\nb:2\na:3\nb:4\n";
+    assert!(shardlog(&b, &["produce", "--topic", "k", "--key-separator", ":"], Some(input.as_bytes())).status.success());
+    // Each key lands in one partition, in order.
+    let mut by_partition = Vec::new();
+    for p in 0..3 {
+        let out = shardlog(&b, &["consume", "--topic", "k", "--partition", &p.to_string(), "--from-beginning", "--timeout-ms", "300"], None);
+        by_partition.push(String::from_utf8(out.stdout).unwrap());
+    }
+    let all: String = by_partition.concat();
+    assert_eq!(all.len(), "1\n2\n3\n4\n".len());
+    for part in &by_partition {
+        let v: Vec<&str> = part.lines().collect();
+        let mut sorted = v.clone();
+        sorted.sort();
+        assert_eq!(v, sorted, "order within a partition");
+    }
+    let out = shardlog(&b, &["cluster", "info"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("shards: 2") && text.contains("k\tpartitions: 3"), "{text}");
+}
