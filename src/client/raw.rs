@@ -159,22 +159,10 @@ impl Connection {
         Ok(r)
     }
 
-    /// Creates a topic; `Ok(false)` if it already existed.
+    /// Creates a topic with one replica and default settings; `Ok(false)`
+    /// if it already existed.
     pub fn create_topic(&mut self, name: &str, partitions: u32) -> Result<bool, ClientError> {
-        let r = self.call(&[], |b| {
-            let n = b.create_string(name);
-            let t = fb::CreatableTopic::create(b, &fb::CreatableTopicArgs { name: Some(n), partitions, replication_factor: 1, configs: None });
-            let ts = b.create_vector(&[t]);
-            let body = fb::CreateTopicsRequest::create(b, &fb::CreateTopicsRequestArgs { topics: Some(ts), timeout_ms: 30_000 });
-            (fb::RequestBody::CreateTopicsRequest, body.as_union_value())
-        })?;
-        let res = r.response().body_as_create_topics_response().and_then(|c| c.results()).map(|rs| rs.get(0));
-        match res {
-            Some(t) if t.error() == ErrorCode::None => Ok(true),
-            Some(t) if t.error() == ErrorCode::TopicAlreadyExists => Ok(false),
-            Some(t) => Err(ClientError::Broker { code: t.error(), message: t.error_message().unwrap_or_default().to_string() }),
-            None => Err(ProtocolError::MissingBody.into()),
-        }
+        self.create_topic_with(name, partitions, 1, &[])
     }
 
     /// The number of partitions of a topic, if it exists.

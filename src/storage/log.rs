@@ -305,20 +305,7 @@ impl PartitionLog {
             let path = segment::log_path(dir, base);
             let f = DirectFile::open(&path).await?;
             file::sync_dir(dir).await?;
-            segments.insert(
-                base,
-                Segment {
-                    base_offset: base,
-                    file: Some(Rc::new(f)),
-                    size: 0,
-                    durable_size: 0,
-                    next_offset: base,
-                    max_timestamp: i64::MIN,
-                    index: SegmentIndex::default(),
-                    created: Instant::now(),
-                    last_read: 0,
-                },
-            );
+            segments.insert(base, Segment::empty(base, Rc::new(f)));
         }
         let (alignment, wbuf, next_offset) = {
             let active = segments.values().next_back().expect("inserted above");
@@ -542,20 +529,7 @@ impl PartitionLog {
         let mut st = self.inner.st.borrow_mut();
         st.seal_wbuf(true);
         st.wbuf = WriteBuf { buf: file::alloc(buf_bytes), file_pos: 0, len: 0, has_new: false };
-        st.segments.insert(
-            base,
-            Segment {
-                base_offset: base,
-                file: Some(f),
-                size: 0,
-                durable_size: 0,
-                next_offset: base,
-                max_timestamp: i64::MIN,
-                index: SegmentIndex::default(),
-                created: Instant::now(),
-                last_read: 0,
-            },
-        );
+        st.segments.insert(base, Segment::empty(base, f));
         let _ = st.kick.try_send(());
         tracing::debug!(dir = %dir.display(), base, "rolled segment");
         Ok(())

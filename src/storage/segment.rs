@@ -34,6 +34,23 @@ pub struct Segment {
     pub last_read: u64,
 }
 
+impl Segment {
+    /// A new, empty segment starting at `base_offset`.
+    pub fn empty(base_offset: i64, file: Rc<DirectFile>) -> Self {
+        Segment {
+            base_offset,
+            file: Some(file),
+            size: 0,
+            durable_size: 0,
+            next_offset: base_offset,
+            max_timestamp: i64::MIN,
+            index: SegmentIndex::default(),
+            created: Instant::now(),
+            last_read: 0,
+        }
+    }
+}
+
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
