@@ -294,7 +294,6 @@ async fn shard_main(
             return Err(reason);
         }
     };
-    let _ = bound.send(Ok(config.listen));
     for (_, rx) in receivers {
         let shard = shard.clone();
         rt::spawn(async move {
@@ -304,6 +303,15 @@ async fn shard_main(
         });
     }
     rt::spawn_background(shard.clone().retention_loop());
+    if shard.id == 0 {
+        // Every shard serves its mesh by now, so the controller can commit.
+        if let Err(e) = shard.ensure_internal_topics().await {
+            let reason = format!("creating the internal offsets topic: {e}");
+            let _ = bound.send(Err(reason.clone()));
+            return Err(reason);
+        }
+    }
+    let _ = bound.send(Ok(config.listen));
 
     let max_conns = config.max_connections.div_ceil(usize::from(nr));
     let conns = std::rc::Rc::new(std::cell::Cell::new(0usize));

@@ -12,6 +12,8 @@ pub mod client;
 #[cfg(feature = "broker")]
 pub mod config;
 #[cfg(feature = "broker")]
+pub mod group;
+#[cfg(feature = "broker")]
 pub mod metadata;
 pub mod protocol;
 pub mod record;

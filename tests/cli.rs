@@ -99,3 +99,29 @@ fn keys_partition_and_describe() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("shards: 2") && text.contains("k\tpartitions: 3"), "{text}");
 }
+
+#[test]
+fn a_group_continues_where_it_committed_even_after_a_restart() {
+    let tmp = common::temp_dir();
+    let mut b = Broker::start_in(tmp.path(), 2, &[]);
+    assert!(shardlog(&b, &["topics", "create", "--topic", "g", "--partitions", "2"], None).status.success());
+    assert!(shardlog(&b, &["produce", "--topic", "g", "--partition", "0"], Some(b"m1\nm2\nm3\nm4\nm5\n")).status.success());
+    let consume =
+        |b: &Broker| shardlog(b, &["consume", "--topic", "g", "--group", "grp", "--from-beginning", "--max-messages", "2", "--timeout-ms", "2000"], None);
+    let out = consume(&b);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, b"m1\nm2\n");
+    let out = consume(&b);
+    assert_eq!(out.stdout, b"m3\nm4\n", "the second run continues after the first");
+    // The internal offsets topic is not listed.
+    assert_eq!(shardlog(&b, &["topics", "list"], None).stdout, b"g\n");
+    // Committed offsets survive a restart.
+    assert_eq!(b.terminate().code(), Some(0));
+    let b = Broker::start_in(tmp.path(), 2, &[]);
+    assert!(b.log_text().contains("recovered committed offsets"), "{}", b.log_text());
+    let out = consume(&b);
+    assert_eq!(out.stdout, b"m5\n");
+    // Another group starts on its own.
+    let out = shardlog(&b, &["consume", "--topic", "g", "--group", "other", "--from-beginning", "--max-messages", "1"], None);
+    assert_eq!(out.stdout, b"m1\n");
+}

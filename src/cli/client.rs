@@ -128,6 +128,11 @@ pub struct ConsumeArgs {
     /// Read only this partition (default: all).
     #[arg(long)]
     pub partition: Option<u32>,
+    /// Consume as this group: start after what it committed, and commit
+    /// what is printed. With no commit yet, start at the end (or at the
+    /// beginning with --from-beginning).
+    #[arg(long, conflicts_with = "offset")]
+    pub group: Option<String>,
     /// Exit after printing this many messages.
     #[arg(long)]
     pub max_messages: Option<u64>,
@@ -399,6 +404,43 @@ pub fn consume(a: ConsumeArgs) -> i32 {
             }
         }
     };
+    if let Some(g) = &a.group {
+        match conn.fetch_offsets(g, &a.topic, &parts) {
+            Ok(committed) => {
+                for (p, code, o) in committed {
+                    if code != ErrorCode::None {
+                        return fail(format!("reading the offsets of group '{g}': {code:?}"));
+                    }
+                    if let Some(slot) = offsets.iter_mut().find(|(q, _)| *q == p) {
+                        if o >= 0 {
+                            slot.1 = o;
+                        }
+                    }
+                }
+            }
+            Err(e) => return broker_err(e, &format!("reading the offsets of group '{g}'")),
+        }
+    }
+    // Per partition, the offset after the last message printed.
+    let mut printed_next: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut committed: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut commit = |conn: &mut Connection, printed_next: &BTreeMap<u32, i64>| -> Result<(), String> {
+        let Some(g) = &a.group else { return Ok(()) };
+        if *printed_next == committed {
+            return Ok(());
+        }
+        let offs: Vec<(u32, i64)> = printed_next.iter().map(|(p, o)| (*p, *o)).collect();
+        match conn.commit_offsets(g, &a.topic, &offs) {
+            Ok(res) => match res.iter().find(|(_, c, _)| *c != ErrorCode::None) {
+                Some((p, c, _)) => Err(format!("committing partition {p} for group '{g}': {c:?}")),
+                None => {
+                    committed = printed_next.clone();
+                    Ok(())
+                }
+            },
+            Err(e) => Err(format!("committing for group '{g}': {e}")),
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
@@ -471,6 +513,7 @@ pub fn consume(a: ConsumeArgs) -> i32 {
                         return exit::OK; // the reader went away (a closed pipe)
                     }
                     printed += 1;
+                    printed_next.insert(p.partition(), r.offset + 1);
                     last_message = Instant::now();
                 }
                 offsets[i].1 = offsets[i].1.max(info.next_offset());
@@ -479,9 +522,15 @@ pub fn consume(a: ConsumeArgs) -> i32 {
         if out.flush().is_err() {
             return exit::OK;
         }
+        if let Err(e) = commit(&mut conn, &printed_next) {
+            return fail(e);
+        }
     }
     let _ = out.flush();
-    exit::OK
+    match commit(&mut conn, &printed_next) {
+        Ok(()) => exit::OK,
+        Err(e) => fail(e),
+    }
 }
 
 pub fn cluster_info(b: Bootstrap) -> i32 {

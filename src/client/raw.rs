@@ -350,3 +350,41 @@ impl Connection {
         Ok(l.names().iter().flatten().map(str::to_string).collect())
     }
 }
+
+fn offset_results(topics: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<fb::OffsetTopicResult<'_>>>>) -> Vec<(u32, ErrorCode, i64)> {
+    topics.iter().flatten().flat_map(|t| t.partitions().into_iter().flatten().map(|p| (p.partition(), p.error(), p.offset()))).collect()
+}
+
+impl Connection {
+    /// Commits `group`'s next offsets for partitions of one topic.
+    pub fn commit_offsets(&mut self, group: &str, topic: &str, offsets: &[(u32, i64)]) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
+        let r = self.call(&[], |b| {
+            let g = b.create_string(group);
+            let n = b.create_string(topic);
+            let ps: Vec<_> =
+                offsets.iter().map(|&(partition, offset)| fb::OffsetCommitPartition::create(b, &fb::OffsetCommitPartitionArgs { partition, offset })).collect();
+            let ps = b.create_vector(&ps);
+            let t = fb::OffsetCommitTopic::create(b, &fb::OffsetCommitTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::OffsetCommitRequest::create(b, &fb::OffsetCommitRequestArgs { group: Some(g), topics: Some(ts) });
+            (fb::RequestBody::OffsetCommitRequest, body.as_union_value())
+        })?;
+        let resp = r.response();
+        Ok(offset_results(resp.body_as_offset_commit_response().ok_or(ProtocolError::MissingBody)?.topics()))
+    }
+
+    /// `group`'s committed offsets for partitions of one topic (-1: none).
+    pub fn fetch_offsets(&mut self, group: &str, topic: &str, partitions: &[u32]) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
+        let r = self.call(&[], |b| {
+            let g = b.create_string(group);
+            let n = b.create_string(topic);
+            let ps = b.create_vector(partitions);
+            let t = fb::OffsetFetchTopic::create(b, &fb::OffsetFetchTopicArgs { name: Some(n), partitions: Some(ps) });
+            let ts = b.create_vector(&[t]);
+            let body = fb::OffsetFetchRequest::create(b, &fb::OffsetFetchRequestArgs { group: Some(g), topics: Some(ts) });
+            (fb::RequestBody::OffsetFetchRequest, body.as_union_value())
+        })?;
+        let resp = r.response();
+        Ok(offset_results(resp.body_as_offset_fetch_response().ok_or(ProtocolError::MissingBody)?.topics()))
+    }
+}

@@ -95,6 +95,8 @@ pub enum MetadataError {
     Storage(String),
     #[error("the controller is unavailable: {0}")]
     Unavailable(String),
+    #[error("topic '{0}' is internal to the broker")]
+    Internal(String),
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
@@ -160,6 +162,9 @@ impl Metadata {
     }
 
     pub fn plan_delete(&self, name: &str) -> Result<Change, MetadataError> {
+        if name.starts_with("__") && self.topics.contains_key(name) {
+            return Err(MetadataError::Internal(name.to_string()));
+        }
         if !self.topics.contains_key(name) {
             return Err(MetadataError::UnknownTopic(name.to_string()));
         }

@@ -116,6 +116,8 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
     (fb::RequestBody::ProduceRequest, 0, 0),
     (fb::RequestBody::FetchRequest, 0, 0),
     (fb::RequestBody::ListOffsetsRequest, 0, 0),
+    (fb::RequestBody::OffsetCommitRequest, 0, 0),
+    (fb::RequestBody::OffsetFetchRequest, 0, 0),
 ];
 
 #[cfg(test)]

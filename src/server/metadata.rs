@@ -4,6 +4,7 @@
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use super::response::{respond, Outgoing};
+use crate::group::is_internal;
 use crate::metadata::TopicMeta;
 use crate::protocol::{fb, ErrorCode};
 use crate::shard::Shard;
@@ -45,7 +46,7 @@ pub fn handle(shard: &Shard, corr: u32, req: fb::MetadataRequest<'_>) -> Outgoin
     let md = shard.metadata();
     let names: Vec<String> = match req.topics() {
         Some(ts) => ts.iter().map(str::to_string).collect(),
-        None => md.topics.keys().cloned().collect(),
+        None => md.topics.keys().filter(|n| !is_internal(n)).cloned().collect(),
     };
     let topics: Vec<_> = names.iter().map(|n| topic_info(&mut fbb, shard, n, md.topics.get(n))).collect();
     drop(md);
@@ -64,7 +65,7 @@ pub fn handle(shard: &Shard, corr: u32, req: fb::MetadataRequest<'_>) -> Outgoin
 
 pub fn list_topics(shard: &Shard, corr: u32) -> Outgoing {
     let mut fbb = FlatBufferBuilder::with_capacity(512);
-    let names: Vec<_> = shard.metadata().topics.keys().cloned().collect();
+    let names: Vec<_> = shard.metadata().topics.keys().filter(|n| !is_internal(n)).cloned().collect();
     let names: Vec<_> = names.iter().map(|n| fbb.create_string(n)).collect();
     let names = fbb.create_vector(&names);
     let body = fb::ListTopicsResponse::create(&mut fbb, &fb::ListTopicsResponseArgs { names: Some(names) });

@@ -10,6 +10,7 @@ pub mod fetch;
 pub mod list_offsets;
 pub mod listener;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod response;
 pub mod topics;
@@ -68,6 +69,8 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
         fb::RequestBody::ProduceRequest => return produce::handle(shard, corr, body!(body_as_produce_request), payload).await,
         fb::RequestBody::FetchRequest => fetch::handle(shard, corr, body!(body_as_fetch_request)).await,
         fb::RequestBody::ListOffsetsRequest => list_offsets::handle(shard, corr, body!(body_as_list_offsets_request)).await,
+        fb::RequestBody::OffsetCommitRequest => offsets::commit(shard, corr, body!(body_as_offset_commit_request)).await,
+        fb::RequestBody::OffsetFetchRequest => offsets::fetch(shard, corr, body!(body_as_offset_fetch_request)).await,
         _ => error(corr, ErrorCode::UnsupportedApi, "unknown API"),
     };
     Some(out)

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use crate::config::BrokerConfig;
+use crate::group::{commit_key, offsets_partition, parse_commit, OffsetTable, OFFSETS_TOPIC};
 use crate::metadata::{Change, ClusterShape, Metadata, MetadataError, NewTopic};
 use crate::protocol::ErrorCode;
 use crate::record::BatchInfo;
@@ -40,6 +41,8 @@ pub enum ShardMsg {
     CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
     DeleteTopics { names: Vec<String>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
     Apply { change: Change, reply: oneshot::Sender<Result<(), String>> },
+    CommitOffsets { group: String, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
+    FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, i64)>> },
 }
 
 /// The outcome of a produce to one partition.
@@ -97,6 +100,8 @@ pub struct Shard {
     metadata: RefCell<Metadata>,
     /// Partitions owned by this shard: topic -> partition index -> log.
     partitions: RefCell<HashMap<String, HashMap<u32, Rc<Partition>>>>,
+    /// Committed offsets of the groups this shard coordinates.
+    offsets: RefCell<OffsetTable>,
     /// Serialises metadata changes on the controller.
     controller_lock: rt::Semaphore,
     shutting_down: Cell<bool>,
@@ -122,6 +127,7 @@ pub fn metadata_code(e: &MetadataError) -> ErrorCode {
         MetadataError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         MetadataError::Storage(_) => ErrorCode::StorageError,
         MetadataError::Unavailable(_) => ErrorCode::BrokerShuttingDown,
+        MetadataError::Internal(_) => ErrorCode::PolicyViolation,
     }
 }
 
@@ -147,6 +153,7 @@ impl Shard {
             mesh,
             metadata: RefCell::new(metadata),
             partitions: RefCell::new(HashMap::new()),
+            offsets: RefCell::new(OffsetTable::default()),
             controller_lock: rt::Semaphore::new(1),
             shutting_down: Cell::new(false),
             shutdown: rt::Event::default(),
@@ -155,7 +162,118 @@ impl Shard {
         for t in topics {
             shard.open_owned(&t).await?;
         }
+        shard.replay_offsets().await?;
         Ok(shard)
+    }
+
+    /// Rebuilds the committed offsets of this shard's groups from its
+    /// partitions of the offsets topic.
+    async fn replay_offsets(&self) -> Result<(), StorageError> {
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        for p in parts {
+            let mut next = p.log.log_start_offset();
+            loop {
+                let out = p.log.read(next, 1 << 20).await?;
+                if out.chunks.is_empty() {
+                    break;
+                }
+                for c in &out.chunks {
+                    for b in crate::record::batches(c) {
+                        let Ok((start, info)) = b else { break };
+                        if let Ok(it) = crate::record::RecordIter::new(&c[start..]) {
+                            for r in it.flatten() {
+                                if let Some((g, t, part, o)) = r.key.zip(r.value).and_then(|(k, v)| parse_commit(k, v)) {
+                                    self.offsets.borrow_mut().apply(g, t, part, o);
+                                }
+                            }
+                        }
+                        next = info.next_offset();
+                    }
+                }
+            }
+        }
+        if !self.offsets.borrow().is_empty() {
+            tracing::info!(shard = self.id, committed = self.offsets.borrow().len(), "recovered committed offsets");
+        }
+        Ok(())
+    }
+
+    /// Creates the internal offsets topic if it is missing (controller only).
+    pub async fn ensure_internal_topics(&self) -> Result<(), MetadataError> {
+        if self.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let t = NewTopic { name: OFFSETS_TOPIC.into(), partitions: u32::from(self.nr_shards()), replication_factor: 1, configs: Default::default() };
+        match self.create_topics(vec![t]).await.pop() {
+            Some(Err(MetadataError::TopicExists(_))) | Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// The offsets partition and its owning shard for `group`.
+    fn coordinator(&self, group: &str) -> Option<(u32, u16)> {
+        let n = self.metadata.borrow().topics.get(OFFSETS_TOPIC)?.partitions();
+        let p = offsets_partition(group, n);
+        Some((p, self.owner(OFFSETS_TOPIC, p)?))
+    }
+
+    /// Commits a group's offsets durably; one error code per offset.
+    pub async fn commit_offsets(&self, group: String, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
+        let n = offsets.len();
+        let Some((partition, owner)) = self.coordinator(&group) else {
+            return vec![ErrorCode::CoordinatorNotAvailable; n];
+        };
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self.ask(owner, ShardMsg::CommitOffsets { group, offsets, reply }, rx).await.unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; n]);
+        }
+        let codes: Vec<ErrorCode> = offsets
+            .iter()
+            .map(|(t, p, o)| match self.owner(t, *p) {
+                None => ErrorCode::UnknownTopicOrPartition,
+                Some(_) if *o < 0 => ErrorCode::InvalidRequest,
+                Some(_) => ErrorCode::None,
+            })
+            .collect();
+        let mut b = crate::record::BatchBuilder::new(64 + 48 * n);
+        for ((t, p, o), code) in offsets.iter().zip(&codes) {
+            if *code == ErrorCode::None {
+                b.push(crate::time::now_ms(), Some(&commit_key(&group, t, *p)), Some(&o.to_le_bytes()), &[]);
+            }
+        }
+        if b.is_empty() {
+            return codes;
+        }
+        let batch = b.finish();
+        let info = crate::record::validate(&batch).expect("a batch this shard built is valid");
+        let r = self.produce_local(OFFSETS_TOPIC, partition, BytesMut::from(&batch[..]), vec![info], -1, Duration::from_secs(30)).await;
+        if r.error != ErrorCode::None {
+            return codes.into_iter().map(|c| if c == ErrorCode::None { r.error } else { c }).collect();
+        }
+        let mut table = self.offsets.borrow_mut();
+        for ((t, p, o), code) in offsets.into_iter().zip(&codes) {
+            if *code == ErrorCode::None {
+                table.apply(group.clone(), t, p, o);
+            }
+        }
+        codes
+    }
+
+    /// A group's committed offsets; -1 where it has none.
+    pub async fn fetch_offsets(&self, group: String, partitions: Vec<(String, u32)>) -> Vec<(ErrorCode, i64)> {
+        let n = partitions.len();
+        let Some((_, owner)) = self.coordinator(&group) else {
+            return vec![(ErrorCode::CoordinatorNotAvailable, -1); n];
+        };
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self
+                .ask(owner, ShardMsg::FetchOffsets { group, partitions, reply }, rx)
+                .await
+                .unwrap_or_else(|| vec![(ErrorCode::CoordinatorNotAvailable, -1); n]);
+        }
+        let table = self.offsets.borrow();
+        partitions.iter().map(|(t, p)| (ErrorCode::None, table.get(&group, t, *p).unwrap_or(-1))).collect()
     }
 
     pub fn nr_shards(&self) -> u16 {
@@ -473,6 +591,12 @@ impl Shard {
             }
             ShardMsg::Apply { change, reply } => {
                 let _ = reply.send(self.apply(change).await);
+            }
+            ShardMsg::CommitOffsets { group, offsets, reply } => {
+                let _ = reply.send(self.commit_offsets(group, offsets).await);
+            }
+            ShardMsg::FetchOffsets { group, partitions, reply } => {
+                let _ = reply.send(self.fetch_offsets(group, partitions).await);
             }
         }
     }

@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 20;
+pub const ENUM_MAX_ERROR_CODE: i16 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 21] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 23] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -38,6 +38,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 21] = [
   ErrorCode::InvalidConfig,
   ErrorCode::InvalidRequiredAcks,
   ErrorCode::ThrottledTooManyRequests,
+  ErrorCode::CoordinatorNotAvailable,
+  ErrorCode::InvalidGroupId,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -67,9 +69,11 @@ impl ErrorCode {
   pub const InvalidConfig: Self = Self(18);
   pub const InvalidRequiredAcks: Self = Self(19);
   pub const ThrottledTooManyRequests: Self = Self(20);
+  pub const CoordinatorNotAvailable: Self = Self(21);
+  pub const InvalidGroupId: Self = Self(22);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 20;
+  pub const ENUM_MAX: i16 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -92,6 +96,8 @@ impl ErrorCode {
     Self::InvalidConfig,
     Self::InvalidRequiredAcks,
     Self::ThrottledTooManyRequests,
+    Self::CoordinatorNotAvailable,
+    Self::InvalidGroupId,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -117,6 +123,8 @@ impl ErrorCode {
       Self::InvalidConfig => Some("InvalidConfig"),
       Self::InvalidRequiredAcks => Some("InvalidRequiredAcks"),
       Self::ThrottledTooManyRequests => Some("ThrottledTooManyRequests"),
+      Self::CoordinatorNotAvailable => Some("CoordinatorNotAvailable"),
+      Self::InvalidGroupId => Some("InvalidGroupId"),
       _ => None,
     }
   }
@@ -174,10 +182,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 11;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 12] = [
   RequestBody::NONE,
   RequestBody::ApiVersionsRequest,
   RequestBody::MetadataRequest,
@@ -188,6 +196,8 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::ProduceRequest,
   RequestBody::FetchRequest,
   RequestBody::ListOffsetsRequest,
+  RequestBody::OffsetCommitRequest,
+  RequestBody::OffsetFetchRequest,
 ];
 
 /// The union tag of a request body is its API key.
@@ -206,9 +216,11 @@ impl RequestBody {
   pub const ProduceRequest: Self = Self(7);
   pub const FetchRequest: Self = Self(8);
   pub const ListOffsetsRequest: Self = Self(9);
+  pub const OffsetCommitRequest: Self = Self(10);
+  pub const OffsetFetchRequest: Self = Self(11);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 11;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -220,6 +232,8 @@ impl RequestBody {
     Self::ProduceRequest,
     Self::FetchRequest,
     Self::ListOffsetsRequest,
+    Self::OffsetCommitRequest,
+    Self::OffsetFetchRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -234,6 +248,8 @@ impl RequestBody {
       Self::ProduceRequest => Some("ProduceRequest"),
       Self::FetchRequest => Some("FetchRequest"),
       Self::ListOffsetsRequest => Some("ListOffsetsRequest"),
+      Self::OffsetCommitRequest => Some("OffsetCommitRequest"),
+      Self::OffsetFetchRequest => Some("OffsetFetchRequest"),
       _ => None,
     }
   }
@@ -293,10 +309,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 9;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 11;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 10] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 12] = [
   ResponseBody::NONE,
   ResponseBody::ApiVersionsResponse,
   ResponseBody::MetadataResponse,
@@ -307,6 +323,8 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 10] = [
   ResponseBody::ProduceResponse,
   ResponseBody::FetchResponse,
   ResponseBody::ListOffsetsResponse,
+  ResponseBody::OffsetCommitResponse,
+  ResponseBody::OffsetFetchResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -324,9 +342,11 @@ impl ResponseBody {
   pub const ProduceResponse: Self = Self(7);
   pub const FetchResponse: Self = Self(8);
   pub const ListOffsetsResponse: Self = Self(9);
+  pub const OffsetCommitResponse: Self = Self(10);
+  pub const OffsetFetchResponse: Self = Self(11);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 11;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -338,6 +358,8 @@ impl ResponseBody {
     Self::ProduceResponse,
     Self::FetchResponse,
     Self::ListOffsetsResponse,
+    Self::OffsetCommitResponse,
+    Self::OffsetFetchResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -352,6 +374,8 @@ impl ResponseBody {
       Self::ProduceResponse => Some("ProduceResponse"),
       Self::FetchResponse => Some("FetchResponse"),
       Self::ListOffsetsResponse => Some("ListOffsetsResponse"),
+      Self::OffsetCommitResponse => Some("OffsetCommitResponse"),
+      Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
       _ => None,
     }
   }
@@ -4850,6 +4874,1010 @@ impl ::core::fmt::Debug for ListOffsetsResponse<'_> {
       ds.finish()
   }
 }
+pub enum OffsetCommitPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitPartition<'a> {
+  type Inner = OffsetCommitPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitPartition<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitPartitionArgs
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'bldr>> {
+    let mut builder = OffsetCommitPartitionBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_partition(args.partition);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(OffsetCommitPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(OffsetCommitPartition::VT_OFFSET, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitPartitionArgs {
+    pub partition: u32,
+    pub offset: i64,
+}
+impl<'a> Default for OffsetCommitPartitionArgs {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitPartitionArgs {
+      partition: 0,
+      offset: 0,
+    }
+  }
+}
+
+pub struct OffsetCommitPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(OffsetCommitPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(OffsetCommitPartition::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitPartition");
+      ds.field("partition", &self.partition());
+      ds.field("offset", &self.offset());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitTopic<'a> {
+  type Inner = OffsetCommitTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitTopic<'bldr>> {
+    let mut builder = OffsetCommitTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitTopic::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition>>>>(OffsetCommitTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitTopicArgs {
+      name: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetCommitTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitTopic::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitRequest<'a> {
+  type Inner = OffsetCommitRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'bldr>> {
+    let mut builder = OffsetCommitRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic>>>>(OffsetCommitRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitRequestArgs {
+      group: None, // required field
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetCommitRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetCommitRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitRequest");
+      ds.field("group", &self.group());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum OffsetPartitionResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetPartitionResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetPartitionResult<'a> {
+  type Inner = OffsetPartitionResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetPartitionResult<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetPartitionResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetPartitionResultArgs
+  ) -> ::flatbuffers::WIPOffset<OffsetPartitionResult<'bldr>> {
+    let mut builder = OffsetPartitionResultBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_partition(args.partition);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(OffsetPartitionResult::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(OffsetPartitionResult::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(OffsetPartitionResult::VT_OFFSET, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetPartitionResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetPartitionResultArgs {
+    pub partition: u32,
+    pub error: ErrorCode,
+    pub offset: i64,
+}
+impl<'a> Default for OffsetPartitionResultArgs {
+  #[inline]
+  fn default() -> Self {
+    OffsetPartitionResultArgs {
+      partition: 0,
+      error: ErrorCode::None,
+      offset: -1,
+    }
+  }
+}
+
+pub struct OffsetPartitionResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetPartitionResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(OffsetPartitionResult::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(OffsetPartitionResult::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(OffsetPartitionResult::VT_OFFSET, offset, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetPartitionResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetPartitionResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetPartitionResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetPartitionResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetPartitionResult");
+      ds.field("partition", &self.partition());
+      ds.field("error", &self.error());
+      ds.field("offset", &self.offset());
+      ds.finish()
+  }
+}
+pub enum OffsetTopicResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetTopicResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetTopicResult<'a> {
+  type Inner = OffsetTopicResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetTopicResult<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetTopicResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetTopicResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetTopicResult<'bldr>> {
+    let mut builder = OffsetTopicResultBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetTopicResult::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetPartitionResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetPartitionResult>>>>(OffsetTopicResult::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetTopicResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetPartitionResult>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetTopicResultArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetPartitionResult<'a>>>>>,
+}
+impl<'a> Default for OffsetTopicResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetTopicResultArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetTopicResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetTopicResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetTopicResult::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetPartitionResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetTopicResult::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetTopicResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetTopicResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetTopicResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetTopicResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetTopicResult");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetCommitResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetCommitResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitResponse<'a> {
+  type Inner = OffsetCommitResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetCommitResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetCommitResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetCommitResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'bldr>> {
+    let mut builder = OffsetCommitResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetTopicResult>>>>(OffsetCommitResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetCommitResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetTopicResult>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetCommitResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetTopicResult<'a>>>>>,
+}
+impl<'a> Default for OffsetCommitResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetCommitResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetCommitResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetCommitResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetCommitResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetCommitResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetCommitResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchTopic<'a> {
+  type Inner = OffsetFetchTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchTopic<'bldr>> {
+    let mut builder = OffsetFetchTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchTopic::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(OffsetFetchTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for OffsetFetchTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchTopicArgs {
+      name: None, // required field
+      partitions: None,
+    }
+  }
+}
+
+pub struct OffsetFetchTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetFetchTopic::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchRequest<'a> {
+  type Inner = OffsetFetchRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'bldr>> {
+    let mut builder = OffsetFetchRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetFetchRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic>>>>(OffsetFetchRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetFetchTopic<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchRequestArgs {
+      group: None, // required field
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetFetchRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetFetchTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, OffsetFetchRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchRequest");
+      ds.field("group", &self.group());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum OffsetFetchResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct OffsetFetchResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchResponse<'a> {
+  type Inner = OffsetFetchResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> OffsetFetchResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    OffsetFetchResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args OffsetFetchResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'bldr>> {
+    let mut builder = OffsetFetchResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetTopicResult>>>>(OffsetFetchResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for OffsetFetchResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetTopicResult>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct OffsetFetchResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetTopicResult<'a>>>>>,
+}
+impl<'a> Default for OffsetFetchResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    OffsetFetchResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct OffsetFetchResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    OffsetFetchResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<OffsetFetchResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for OffsetFetchResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("OffsetFetchResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5061,6 +6089,36 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_commit_request(&self) -> Option<OffsetCommitRequest<'a>> {
+    if self.body_type() == RequestBody::OffsetCommitRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetCommitRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_fetch_request(&self) -> Option<OffsetFetchRequest<'a>> {
+    if self.body_type() == RequestBody::OffsetFetchRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetFetchRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -5083,6 +6141,8 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::ProduceRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProduceRequest>>("RequestBody::ProduceRequest", pos),
           RequestBody::FetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchRequest>>("RequestBody::FetchRequest", pos),
           RequestBody::ListOffsetsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsRequest>>("RequestBody::ListOffsetsRequest", pos),
+          RequestBody::OffsetCommitRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitRequest>>("RequestBody::OffsetCommitRequest", pos),
+          RequestBody::OffsetFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchRequest>>("RequestBody::OffsetFetchRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -5216,6 +6276,20 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::ListOffsetsRequest => {
           if let Some(x) = self.body_as_list_offsets_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::OffsetCommitRequest => {
+          if let Some(x) = self.body_as_offset_commit_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::OffsetFetchRequest => {
+          if let Some(x) = self.body_as_offset_fetch_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -5440,6 +6514,36 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_commit_response(&self) -> Option<OffsetCommitResponse<'a>> {
+    if self.body_type() == ResponseBody::OffsetCommitResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetCommitResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_offset_fetch_response(&self) -> Option<OffsetFetchResponse<'a>> {
+    if self.body_type() == ResponseBody::OffsetFetchResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { OffsetFetchResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -5462,6 +6566,8 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::ProduceResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProduceResponse>>("ResponseBody::ProduceResponse", pos),
           ResponseBody::FetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchResponse>>("ResponseBody::FetchResponse", pos),
           ResponseBody::ListOffsetsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsResponse>>("ResponseBody::ListOffsetsResponse", pos),
+          ResponseBody::OffsetCommitResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitResponse>>("ResponseBody::OffsetCommitResponse", pos),
+          ResponseBody::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("ResponseBody::OffsetFetchResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -5595,6 +6701,20 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::ListOffsetsResponse => {
           if let Some(x) = self.body_as_list_offsets_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::OffsetCommitResponse => {
+          if let Some(x) = self.body_as_offset_commit_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::OffsetFetchResponse => {
+          if let Some(x) = self.body_as_offset_fetch_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
