@@ -7,6 +7,8 @@
 //! acknowledged; on start the coordinator replays its partitions into an
 //! [`OffsetTable`]. The last commit for a key wins.
 
+pub mod membership;
+
 use std::collections::HashMap;
 
 /// The internal topic holding committed offsets.
