@@ -303,6 +303,7 @@ async fn shard_main(
         });
     }
     rt::spawn_background(shard.clone().retention_loop());
+    rt::spawn_background(shard.clone().group_expiry_loop());
     if shard.id == 0 {
         // Every shard serves its mesh by now, so the controller can commit.
         if let Err(e) = shard.ensure_internal_topics().await {

@@ -68,5 +68,26 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    if let Some(c) = req.body_as_offset_commit_request() {
+        let _ = (c.group(), c.member_id(), c.generation());
+        for t in c.topics().iter().flatten() {
+            let _ = t.name();
+            for p in t.partitions().iter().flatten() {
+                let _ = (p.partition(), p.offset());
+            }
+        }
+    }
+    if let Some(f) = req.body_as_offset_fetch_request() {
+        let _ = f.group();
+        for t in f.topics().iter().flatten() {
+            let _ = (t.name(), t.partitions().map(|p| p.iter().count()));
+        }
+    }
+    if let Some(h) = req.body_as_group_heartbeat_request() {
+        let _ = (h.group(), h.member_id(), h.assignor(), h.session_timeout_ms(), h.leave_group());
+        for t in h.topics().iter().flatten() {
+            let _ = t;
+        }
+    }
     let _ = fb::RequestBody::ENUM_VALUES;
 });

@@ -379,73 +379,131 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-pub fn consume(a: ConsumeArgs) -> i32 {
-    let mut conn = match a.bootstrap.connect() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
-    let n = match conn.partitions(&a.topic) {
-        Ok(Some(n)) => n,
-        Ok(None) => return fail(format!("topic '{}' does not exist", a.topic)),
-        Err(e) => return broker_err(e, "looking up the topic"),
-    };
-    let parts: Vec<u32> = match a.partition {
-        Some(p) if p < n => vec![p],
-        Some(p) => return fail(format!("topic '{}' has partitions 0..{n}, not {p}", a.topic)),
-        None => (0..n).collect(),
-    };
+/// A consumer's session timeout in its group.
+const GROUP_SESSION_TIMEOUT_MS: u32 = 10_000;
+
+/// Where to start reading `parts`: the group's commits where it has them,
+/// else `--offset`, the beginning, or the end.
+fn start_offsets(conn: &mut Connection, a: &ConsumeArgs, parts: &[u32]) -> Result<Vec<(u32, i64)>, String> {
     let mut offsets: Vec<(u32, i64)> = match a.offset {
         Some(o) => parts.iter().map(|&p| (p, o)).collect(),
         None => {
             let which = if a.from_beginning { -2 } else { -1 };
-            match conn.list_offsets(&a.topic, &parts.iter().map(|&p| (p, which)).collect::<Vec<_>>()) {
-                Ok(v) => v.into_iter().map(|(p, _, o)| (p, o)).collect(),
-                Err(e) => return broker_err(e, "finding where to start"),
-            }
+            conn.list_offsets(&a.topic, &parts.iter().map(|&p| (p, which)).collect::<Vec<_>>())
+                .map_err(|e| format!("finding where to start: {e}"))?
+                .into_iter()
+                .map(|(p, _, o)| (p, o))
+                .collect()
         }
     };
     if let Some(g) = &a.group {
-        match conn.fetch_offsets(g, &a.topic, &parts) {
-            Ok(committed) => {
-                for (p, code, o) in committed {
-                    if code != ErrorCode::None {
-                        return fail(format!("reading the offsets of group '{g}': {code:?}"));
-                    }
-                    if let Some(slot) = offsets.iter_mut().find(|(q, _)| *q == p) {
-                        if o >= 0 {
-                            slot.1 = o;
-                        }
-                    }
+        for (p, code, o) in conn.fetch_offsets(g, &a.topic, parts).map_err(|e| format!("reading the offsets of group '{g}': {e}"))? {
+            if code != ErrorCode::None {
+                return Err(format!("reading the offsets of group '{g}': {code:?}"));
+            }
+            if let Some(slot) = offsets.iter_mut().find(|(q, _)| *q == p) {
+                if o >= 0 {
+                    slot.1 = o;
                 }
             }
-            Err(e) => return broker_err(e, &format!("reading the offsets of group '{g}'")),
         }
     }
+    Ok(offsets)
+}
+
+/// This consumer's place in its group.
+struct Membership {
+    group: String,
+    member_id: String,
+    generation: i32,
+    interval: Duration,
+    last: Instant,
+}
+
+impl Membership {
+    /// Joins `group` (or renews `self`); returns the partitions of `topic`
+    /// it now owns, and whether they changed.
+    fn heartbeat(conn: &mut Connection, group: &str, topic: &str, current: Option<&Membership>) -> Result<(Membership, Vec<u32>), String> {
+        let mut view = conn
+            .group_heartbeat(group, current.map(|m| m.member_id.as_str()), &[topic], GROUP_SESSION_TIMEOUT_MS, false)
+            .map_err(|e| format!("group '{group}': {e}"))?;
+        if view.error == ErrorCode::UnknownMemberId {
+            // Our session ran out; join again as a new member.
+            view = conn.group_heartbeat(group, None, &[topic], GROUP_SESSION_TIMEOUT_MS, false).map_err(|e| format!("group '{group}': {e}"))?;
+        }
+        if view.error != ErrorCode::None {
+            return Err(format!("group '{group}': {:?}: {}", view.error, view.message));
+        }
+        let mut parts: Vec<u32> = view.assignment.iter().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect();
+        parts.sort_unstable();
+        let m = Membership {
+            group: group.to_string(),
+            member_id: view.member_id,
+            generation: view.generation,
+            interval: Duration::from_millis(u64::from(view.heartbeat_interval_ms.max(100))),
+            last: Instant::now(),
+        };
+        Ok((m, parts))
+    }
+}
+
+pub fn consume(a: ConsumeArgs) -> i32 {
+    match consume_inner(&a) {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+fn consume_inner(a: &ConsumeArgs) -> Result<i32, String> {
+    let mut conn = a.bootstrap.connect()?;
+    let n = match conn.partitions(&a.topic) {
+        Ok(Some(n)) => n,
+        Ok(None) => return Err(format!("topic '{}' does not exist", a.topic)),
+        Err(e) => return Err(format!("looking up the topic: {e}")),
+    };
+    // With --group and no --partition, the group assigns the partitions.
+    let mut member: Option<Membership> = None;
+    let parts: Vec<u32> = match (a.partition, &a.group) {
+        (Some(p), _) if p < n => vec![p],
+        (Some(p), _) => return Err(format!("topic '{}' has partitions 0..{n}, not {p}", a.topic)),
+        (None, Some(g)) => {
+            let (m, parts) = Membership::heartbeat(&mut conn, g, &a.topic, None)?;
+            member = Some(m);
+            parts
+        }
+        (None, None) => (0..n).collect(),
+    };
+    let mut offsets = start_offsets(&mut conn, a, &parts)?;
     // Per partition, the offset after the last message printed.
     let mut printed_next: BTreeMap<u32, i64> = BTreeMap::new();
     let mut committed: BTreeMap<u32, i64> = BTreeMap::new();
-    let mut commit = |conn: &mut Connection, printed_next: &BTreeMap<u32, i64>| -> Result<(), String> {
-        let Some(g) = &a.group else { return Ok(()) };
-        if *printed_next == committed {
-            return Ok(());
-        }
-        let offs: Vec<(u32, i64)> = printed_next.iter().map(|(p, o)| (*p, *o)).collect();
-        match conn.commit_offsets(g, &a.topic, &offs) {
-            Ok(res) => match res.iter().find(|(_, c, _)| *c != ErrorCode::None) {
-                Some((p, c, _)) => Err(format!("committing partition {p} for group '{g}': {c:?}")),
-                None => {
-                    committed = printed_next.clone();
-                    Ok(())
+    let commit =
+        |conn: &mut Connection, member: &Option<Membership>, printed_next: &BTreeMap<u32, i64>, committed: &mut BTreeMap<u32, i64>| -> Result<(), String> {
+            let Some(g) = &a.group else { return Ok(()) };
+            if printed_next == committed {
+                return Ok(());
+            }
+            let offs: Vec<(u32, i64)> = printed_next.iter().map(|(p, o)| (*p, *o)).collect();
+            let who = member.as_ref().map(|m| (m.member_id.as_str(), m.generation));
+            let res = conn.commit_offsets(g, who, &a.topic, &offs).map_err(|e| format!("committing for group '{g}': {e}"))?;
+            if let Some((p, c, _)) = res.iter().find(|(_, c, _)| *c != ErrorCode::None) {
+                // A rebalance took the partitions away: the new owner goes on
+                // from the last successful commit.
+                if member.is_some() && matches!(*c, ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId) {
+                    return Ok(());
                 }
-            },
-            Err(e) => Err(format!("committing for group '{g}': {e}")),
-        }
-    };
+                return Err(format!("committing partition {p} for group '{g}': {c:?}"));
+            }
+            *committed = printed_next.clone();
+            Ok(())
+        };
+
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
     let mut last_message = Instant::now();
-    loop {
+    let mut code = exit::OK;
+    'outer: loop {
         if a.max_messages.is_some_and(|m| printed >= m) {
             break;
         }
@@ -459,38 +517,36 @@ pub fn consume(a: ConsumeArgs) -> i32 {
             }
             None => 500,
         };
-        let reply = match conn.send_fetch(&a.topic, &offsets, 1 << 20, wait_ms, 1).and_then(|_| conn.recv()) {
-            Ok(r) => r,
-            Err(e) => return broker_err(e, "fetching"),
-        };
-        let resp = match reply.ok() {
-            Ok(r) => r,
-            Err(e) => return broker_err(e, "fetching"),
-        };
-        let Some(topic) = resp.body_as_fetch_response().and_then(|f| f.topics()).map(|t| t.get(0)) else {
-            return fail("fetching: the broker sent no topics");
-        };
+        if let (Some(m), Some(g)) = (&member, &a.group) {
+            if m.last.elapsed() >= m.interval {
+                let (renewed, parts) = Membership::heartbeat(&mut conn, g, &a.topic, Some(m))?;
+                if renewed.generation != m.generation {
+                    printed_next.retain(|p, _| parts.contains(p));
+                    committed.retain(|p, _| parts.contains(p));
+                    offsets = start_offsets(&mut conn, a, &parts)?;
+                }
+                member = Some(renewed);
+            }
+        }
+        if offsets.is_empty() {
+            // More members than partitions: this one waits for a rebalance.
+            std::thread::sleep(Duration::from_millis(u64::from(wait_ms.min(200))));
+            continue;
+        }
+        let reply = conn.send_fetch(&a.topic, &offsets, 1 << 20, wait_ms, 1).and_then(|_| conn.recv()).map_err(|e| format!("fetching: {e}"))?;
+        let resp = reply.ok().map_err(|e| format!("fetching: {e}"))?;
+        let topic = resp.body_as_fetch_response().and_then(|f| f.topics()).map(|t| t.get(0)).ok_or("fetching: the broker sent no topics")?;
         let mut payload = &reply.payload[..];
         for (i, p) in topic.partitions().iter().flatten().enumerate() {
             let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
             payload = rest;
             if p.error() != ErrorCode::None {
-                return fail(format!("fetching partition {} of '{}': {:?}", p.partition(), a.topic, p.error()));
+                return Err(format!("fetching partition {} of '{}': {:?}", p.partition(), a.topic, p.error()));
             }
             for b in record::batches(mine) {
-                let (start, info) = match b {
-                    Ok(x) => x,
-                    Err(e) => return fail(format!("a fetched batch is damaged: {e}")),
-                };
-                let recs = match RecordIter::new(&mine[start..]) {
-                    Ok(r) => r,
-                    Err(e) => return fail(format!("a fetched batch is damaged: {e}")),
-                };
-                for r in recs {
-                    let r = match r {
-                        Ok(r) => r,
-                        Err(e) => return fail(format!("a fetched record is damaged: {e}")),
-                    };
+                let (start, info) = b.map_err(|e| format!("a fetched batch is damaged: {e}"))?;
+                for r in RecordIter::new(&mine[start..]).map_err(|e| format!("a fetched batch is damaged: {e}"))? {
+                    let r = r.map_err(|e| format!("a fetched record is damaged: {e}"))?;
                     if r.offset < offsets[i].1 || a.max_messages.is_some_and(|m| printed >= m) {
                         continue;
                     }
@@ -510,7 +566,7 @@ pub fn consume(a: ConsumeArgs) -> i32 {
                         }
                     };
                     if written.is_err() {
-                        return exit::OK; // the reader went away (a closed pipe)
+                        break 'outer; // the reader went away (a closed pipe)
                     }
                     printed += 1;
                     printed_next.insert(p.partition(), r.offset + 1);
@@ -520,17 +576,19 @@ pub fn consume(a: ConsumeArgs) -> i32 {
             }
         }
         if out.flush().is_err() {
-            return exit::OK;
+            break;
         }
-        if let Err(e) = commit(&mut conn, &printed_next) {
-            return fail(e);
-        }
+        commit(&mut conn, &member, &printed_next, &mut committed)?;
     }
     let _ = out.flush();
-    match commit(&mut conn, &printed_next) {
-        Ok(()) => exit::OK,
-        Err(e) => fail(e),
+    if let Err(e) = commit(&mut conn, &member, &printed_next, &mut committed) {
+        eprintln!("shardlog: {e}");
+        code = exit::FAILED;
     }
+    if let Some(m) = &member {
+        let _ = conn.group_heartbeat(&m.group, Some(&m.member_id), &[a.topic.as_str()], GROUP_SESSION_TIMEOUT_MS, true);
+    }
+    Ok(code)
 }
 
 pub fn cluster_info(b: Bootstrap) -> i32 {

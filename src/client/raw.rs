@@ -357,16 +357,25 @@ fn offset_results(topics: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUO
 
 impl Connection {
     /// Commits `group`'s next offsets for partitions of one topic.
-    pub fn commit_offsets(&mut self, group: &str, topic: &str, offsets: &[(u32, i64)]) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
+    /// `member` is `(member id, generation)` for a member of the group.
+    pub fn commit_offsets(
+        &mut self,
+        group: &str,
+        member: Option<(&str, i32)>,
+        topic: &str,
+        offsets: &[(u32, i64)],
+    ) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
         let r = self.call(&[], |b| {
             let g = b.create_string(group);
+            let member_id = member.map(|(m, _)| b.create_string(m));
+            let generation = member.map_or(-1, |(_, g)| g);
             let n = b.create_string(topic);
             let ps: Vec<_> =
                 offsets.iter().map(|&(partition, offset)| fb::OffsetCommitPartition::create(b, &fb::OffsetCommitPartitionArgs { partition, offset })).collect();
             let ps = b.create_vector(&ps);
             let t = fb::OffsetCommitTopic::create(b, &fb::OffsetCommitTopicArgs { name: Some(n), partitions: Some(ps) });
             let ts = b.create_vector(&[t]);
-            let body = fb::OffsetCommitRequest::create(b, &fb::OffsetCommitRequestArgs { group: Some(g), topics: Some(ts) });
+            let body = fb::OffsetCommitRequest::create(b, &fb::OffsetCommitRequestArgs { group: Some(g), topics: Some(ts), member_id, generation });
             (fb::RequestBody::OffsetCommitRequest, body.as_union_value())
         })?;
         let resp = r.response();
@@ -386,5 +395,62 @@ impl Connection {
         })?;
         let resp = r.response();
         Ok(offset_results(resp.body_as_offset_fetch_response().ok_or(ProtocolError::MissingBody)?.topics()))
+    }
+}
+
+/// A member's view of its group after a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub error: ErrorCode,
+    pub message: String,
+    pub member_id: String,
+    pub generation: i32,
+    pub heartbeat_interval_ms: u32,
+    pub assignment: Vec<(String, u32)>,
+}
+
+impl Connection {
+    /// Joins (`member_id` `None`), renews, or (`leave`) leaves a group.
+    pub fn group_heartbeat(
+        &mut self,
+        group: &str,
+        member_id: Option<&str>,
+        topics: &[&str],
+        session_timeout_ms: u32,
+        leave: bool,
+    ) -> Result<GroupView, ClientError> {
+        let r = self.call(&[], |b| {
+            let g = b.create_string(group);
+            let m = member_id.map(|m| b.create_string(m));
+            let ts: Vec<_> = topics.iter().map(|t| b.create_string(t)).collect();
+            let ts = b.create_vector(&ts);
+            let body = fb::GroupHeartbeatRequest::create(
+                b,
+                &fb::GroupHeartbeatRequestArgs {
+                    group: Some(g),
+                    member_id: m,
+                    topics: Some(ts),
+                    assignor: fb::Assignor::Range,
+                    session_timeout_ms,
+                    leave_group: leave,
+                },
+            );
+            (fb::RequestBody::GroupHeartbeatRequest, body.as_union_value())
+        })?;
+        let resp = r.response();
+        let h = resp.body_as_group_heartbeat_response().ok_or(ProtocolError::MissingBody)?;
+        Ok(GroupView {
+            error: h.error(),
+            message: h.error_message().unwrap_or_default().to_string(),
+            member_id: h.member_id().unwrap_or_default().to_string(),
+            generation: h.generation(),
+            heartbeat_interval_ms: h.heartbeat_interval_ms(),
+            assignment: h
+                .assignment()
+                .iter()
+                .flatten()
+                .flat_map(|t| t.partitions().into_iter().flatten().map(move |p| (t.name().unwrap_or_default().to_string(), p)))
+                .collect(),
+        })
     }
 }

@@ -38,6 +38,8 @@ pub enum GroupError {
     Full,
     #[error("session timeout {0} ms is outside 1000..=300000")]
     BadSessionTimeout(u64),
+    #[error("the group's coordinator is not available")]
+    Unavailable,
 }
 
 #[derive(Debug, Clone)]

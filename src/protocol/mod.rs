@@ -118,6 +118,7 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
     (fb::RequestBody::ListOffsetsRequest, 0, 0),
     (fb::RequestBody::OffsetCommitRequest, 0, 0),
     (fb::RequestBody::OffsetFetchRequest, 0, 0),
+    (fb::RequestBody::GroupHeartbeatRequest, 0, 0),
 ];
 
 #[cfg(test)]

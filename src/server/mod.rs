@@ -7,6 +7,7 @@
 pub mod api_versions;
 pub mod connection;
 pub mod fetch;
+pub mod groups;
 pub mod list_offsets;
 pub mod listener;
 pub mod metadata;
@@ -71,6 +72,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
         fb::RequestBody::ListOffsetsRequest => list_offsets::handle(shard, corr, body!(body_as_list_offsets_request)).await,
         fb::RequestBody::OffsetCommitRequest => offsets::commit(shard, corr, body!(body_as_offset_commit_request)).await,
         fb::RequestBody::OffsetFetchRequest => offsets::fetch(shard, corr, body!(body_as_offset_fetch_request)).await,
+        fb::RequestBody::GroupHeartbeatRequest => groups::heartbeat(shard, corr, body!(body_as_group_heartbeat_request)).await,
         _ => error(corr, ErrorCode::UnsupportedApi, "unknown API"),
     };
     Some(out)

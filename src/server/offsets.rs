@@ -52,7 +52,8 @@ pub async fn commit(shard: &Rc<Shard>, corr: u32, req: fb::OffsetCommitRequest<'
     if wanted.len() > MAX_OFFSETS_PER_REQUEST {
         return error(corr, ErrorCode::PolicyViolation, &format!("at most {MAX_OFFSETS_PER_REQUEST} offsets per request"));
     }
-    let codes = shard.commit_offsets(req.group().to_string(), wanted.iter().map(|&(_, t, p, o)| (t.to_string(), p, o)).collect()).await;
+    let member = req.member_id().map(|m| (m.to_string(), req.generation()));
+    let codes = shard.commit_offsets(req.group().to_string(), member, wanted.iter().map(|&(_, t, p, o)| (t.to_string(), p, o)).collect()).await;
     let names: Vec<(usize, &str, u32)> = wanted.iter().map(|&(i, t, p, _)| (i, t, p)).collect();
     let codes: Vec<(ErrorCode, i64)> = codes.into_iter().zip(&wanted).map(|(c, w)| (c, w.3)).collect();
     results(corr, &names, &topics, &codes, true)

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use crate::config::BrokerConfig;
+use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
 use crate::group::{commit_key, offsets_partition, parse_commit, OffsetTable, OFFSETS_TOPIC};
 use crate::metadata::{Change, ClusterShape, Metadata, MetadataError, NewTopic};
 use crate::protocol::ErrorCode;
@@ -41,7 +42,8 @@ pub enum ShardMsg {
     CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
     DeleteTopics { names: Vec<String>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
     Apply { change: Change, reply: oneshot::Sender<Result<(), String>> },
-    CommitOffsets { group: String, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
+    CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
+    GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
     FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, i64)>> },
 }
 
@@ -102,6 +104,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<String, HashMap<u32, Rc<Partition>>>>,
     /// Committed offsets of the groups this shard coordinates.
     offsets: RefCell<OffsetTable>,
+    /// Members and assignments of the groups this shard coordinates.
+    membership: RefCell<Membership>,
     /// Serialises metadata changes on the controller.
     controller_lock: rt::Semaphore,
     shutting_down: Cell<bool>,
@@ -114,6 +118,16 @@ fn storage_code(e: &StorageError) -> ErrorCode {
         StorageError::BatchTooLarge(_) => ErrorCode::MessageTooLarge,
         StorageError::Closed => ErrorCode::BrokerShuttingDown,
         _ => ErrorCode::StorageError,
+    }
+}
+
+pub fn group_code(e: &GroupError) -> ErrorCode {
+    match e {
+        GroupError::UnknownMember(_) => ErrorCode::UnknownMemberId,
+        GroupError::StaleGeneration { .. } => ErrorCode::IllegalGeneration,
+        GroupError::Full => ErrorCode::PolicyViolation,
+        GroupError::BadSessionTimeout(_) => ErrorCode::InvalidRequest,
+        GroupError::Unavailable => ErrorCode::CoordinatorNotAvailable,
     }
 }
 
@@ -154,6 +168,7 @@ impl Shard {
             metadata: RefCell::new(metadata),
             partitions: RefCell::new(HashMap::new()),
             offsets: RefCell::new(OffsetTable::default()),
+            membership: RefCell::new(Membership::default()),
             controller_lock: rt::Semaphore::new(1),
             shutting_down: Cell::new(false),
             shutdown: rt::Event::default(),
@@ -218,14 +233,21 @@ impl Shard {
     }
 
     /// Commits a group's offsets durably; one error code per offset.
-    pub async fn commit_offsets(&self, group: String, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
+    pub async fn commit_offsets(&self, group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
         let n = offsets.len();
         let Some((partition, owner)) = self.coordinator(&group) else {
             return vec![ErrorCode::CoordinatorNotAvailable; n];
         };
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
-            return self.ask(owner, ShardMsg::CommitOffsets { group, offsets, reply }, rx).await.unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; n]);
+            return self
+                .ask(owner, ShardMsg::CommitOffsets { group, member, offsets, reply }, rx)
+                .await
+                .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; n]);
+        }
+        let (member_id, generation) = member.as_ref().map_or((None, -1), |(m, g)| (Some(m.as_str()), *g));
+        if let Err(e) = self.membership.borrow().check_commit(&group, member_id, generation) {
+            return vec![group_code(&e); n];
         }
         let codes: Vec<ErrorCode> = offsets
             .iter()
@@ -257,6 +279,36 @@ impl Shard {
             }
         }
         codes
+    }
+
+    /// Joins, renews or leaves a group on its coordinator.
+    pub async fn group_heartbeat(&self, group: String, member_id: Option<String>, sub: Subscription, leave: bool) -> Result<Heartbeat, GroupError> {
+        let Some((_, owner)) = self.coordinator(&group) else {
+            return Err(GroupError::Unavailable);
+        };
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self.ask(owner, ShardMsg::GroupHeartbeat { group, member_id, sub, leave, reply }, rx).await.unwrap_or(Err(GroupError::Unavailable));
+        }
+        let md = self.metadata.borrow();
+        let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
+        let mut m = self.membership.borrow_mut();
+        if leave {
+            let id = member_id.unwrap_or_default();
+            m.leave(&group, &id, &partitions)?;
+            return Ok(Heartbeat { member_id: id, generation: -1, assignment: Vec::new() });
+        }
+        m.heartbeat(&group, member_id.as_deref(), &sub, crate::time::now_ms(), &partitions)
+    }
+
+    /// Removes group members whose session ran out, now and then.
+    pub async fn group_expiry_loop(self: Rc<Self>) {
+        while !self.is_shutting_down() {
+            rt::timeout(Duration::from_millis(500), self.shutdown.listen()).await;
+            let md = self.metadata.borrow();
+            let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
+            self.membership.borrow_mut().expire(crate::time::now_ms(), &partitions);
+        }
     }
 
     /// A group's committed offsets; -1 where it has none.
@@ -592,8 +644,11 @@ impl Shard {
             ShardMsg::Apply { change, reply } => {
                 let _ = reply.send(self.apply(change).await);
             }
-            ShardMsg::CommitOffsets { group, offsets, reply } => {
-                let _ = reply.send(self.commit_offsets(group, offsets).await);
+            ShardMsg::CommitOffsets { group, member, offsets, reply } => {
+                let _ = reply.send(self.commit_offsets(group, member, offsets).await);
+            }
+            ShardMsg::GroupHeartbeat { group, member_id, sub, leave, reply } => {
+                let _ = reply.send(self.group_heartbeat(group, member_id, sub, leave).await);
             }
             ShardMsg::FetchOffsets { group, partitions, reply } => {
                 let _ = reply.send(self.fetch_offsets(group, partitions).await);

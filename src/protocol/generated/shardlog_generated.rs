@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 22;
+pub const ENUM_MAX_ERROR_CODE: i16 = 24;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 23] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -40,6 +40,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 23] = [
   ErrorCode::ThrottledTooManyRequests,
   ErrorCode::CoordinatorNotAvailable,
   ErrorCode::InvalidGroupId,
+  ErrorCode::UnknownMemberId,
+  ErrorCode::IllegalGeneration,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -71,9 +73,11 @@ impl ErrorCode {
   pub const ThrottledTooManyRequests: Self = Self(20);
   pub const CoordinatorNotAvailable: Self = Self(21);
   pub const InvalidGroupId: Self = Self(22);
+  pub const UnknownMemberId: Self = Self(23);
+  pub const IllegalGeneration: Self = Self(24);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 22;
+  pub const ENUM_MAX: i16 = 24;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -98,6 +102,8 @@ impl ErrorCode {
     Self::ThrottledTooManyRequests,
     Self::CoordinatorNotAvailable,
     Self::InvalidGroupId,
+    Self::UnknownMemberId,
+    Self::IllegalGeneration,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -125,6 +131,8 @@ impl ErrorCode {
       Self::ThrottledTooManyRequests => Some("ThrottledTooManyRequests"),
       Self::CoordinatorNotAvailable => Some("CoordinatorNotAvailable"),
       Self::InvalidGroupId => Some("InvalidGroupId"),
+      Self::UnknownMemberId => Some("UnknownMemberId"),
+      Self::IllegalGeneration => Some("IllegalGeneration"),
       _ => None,
     }
   }
@@ -180,12 +188,96 @@ impl<'a> ::flatbuffers::Verifiable for ErrorCode {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
+pub const ENUM_MIN_ASSIGNOR: i8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 11;
+pub const ENUM_MAX_ASSIGNOR: i8 = 1;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 12] = [
+pub const ENUM_VALUES_ASSIGNOR: [Assignor; 2] = [
+  Assignor::Range,
+  Assignor::RoundRobin,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct Assignor(pub i8);
+#[allow(non_upper_case_globals)]
+impl Assignor {
+  pub const Range: Self = Self(0);
+  pub const RoundRobin: Self = Self(1);
+
+  pub const ENUM_MIN: i8 = 0;
+  pub const ENUM_MAX: i8 = 1;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Range,
+    Self::RoundRobin,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Range => Some("Range"),
+      Self::RoundRobin => Some("RoundRobin"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for Assignor {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for Assignor {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<i8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for Assignor {
+    type Output = Assignor;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<i8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for Assignor {
+  type Scalar = i8;
+  #[inline]
+  fn to_little_endian(self) -> i8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: i8) -> Self {
+    let b = i8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for Assignor {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    i8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for Assignor {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_REQUEST_BODY: u8 = 12;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
   RequestBody::NONE,
   RequestBody::ApiVersionsRequest,
   RequestBody::MetadataRequest,
@@ -198,6 +290,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 12] = [
   RequestBody::ListOffsetsRequest,
   RequestBody::OffsetCommitRequest,
   RequestBody::OffsetFetchRequest,
+  RequestBody::GroupHeartbeatRequest,
 ];
 
 /// The union tag of a request body is its API key.
@@ -218,9 +311,10 @@ impl RequestBody {
   pub const ListOffsetsRequest: Self = Self(9);
   pub const OffsetCommitRequest: Self = Self(10);
   pub const OffsetFetchRequest: Self = Self(11);
+  pub const GroupHeartbeatRequest: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 11;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -234,6 +328,7 @@ impl RequestBody {
     Self::ListOffsetsRequest,
     Self::OffsetCommitRequest,
     Self::OffsetFetchRequest,
+    Self::GroupHeartbeatRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -250,6 +345,7 @@ impl RequestBody {
       Self::ListOffsetsRequest => Some("ListOffsetsRequest"),
       Self::OffsetCommitRequest => Some("OffsetCommitRequest"),
       Self::OffsetFetchRequest => Some("OffsetFetchRequest"),
+      Self::GroupHeartbeatRequest => Some("GroupHeartbeatRequest"),
       _ => None,
     }
   }
@@ -309,10 +405,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 11;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 12] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::NONE,
   ResponseBody::ApiVersionsResponse,
   ResponseBody::MetadataResponse,
@@ -325,6 +421,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 12] = [
   ResponseBody::ListOffsetsResponse,
   ResponseBody::OffsetCommitResponse,
   ResponseBody::OffsetFetchResponse,
+  ResponseBody::GroupHeartbeatResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -344,9 +441,10 @@ impl ResponseBody {
   pub const ListOffsetsResponse: Self = Self(9);
   pub const OffsetCommitResponse: Self = Self(10);
   pub const OffsetFetchResponse: Self = Self(11);
+  pub const GroupHeartbeatResponse: Self = Self(12);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 11;
+  pub const ENUM_MAX: u8 = 12;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -360,6 +458,7 @@ impl ResponseBody {
     Self::ListOffsetsResponse,
     Self::OffsetCommitResponse,
     Self::OffsetFetchResponse,
+    Self::GroupHeartbeatResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -376,6 +475,7 @@ impl ResponseBody {
       Self::ListOffsetsResponse => Some("ListOffsetsResponse"),
       Self::OffsetCommitResponse => Some("OffsetCommitResponse"),
       Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
+      Self::GroupHeartbeatResponse => Some("GroupHeartbeatResponse"),
       _ => None,
     }
   }
@@ -5119,6 +5219,8 @@ impl<'a> ::flatbuffers::Follow<'a> for OffsetCommitRequest<'a> {
 impl<'a> OffsetCommitRequest<'a> {
   pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -5130,6 +5232,8 @@ impl<'a> OffsetCommitRequest<'a> {
     args: &'args OffsetCommitRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<OffsetCommitRequest<'bldr>> {
     let mut builder = OffsetCommitRequestBuilder::new(_fbb);
+    builder.add_generation(args.generation);
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.group { builder.add_group(x); }
     builder.finish()
@@ -5150,6 +5254,20 @@ impl<'a> OffsetCommitRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic>>>>(OffsetCommitRequest::VT_TOPICS, None)}
   }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitRequest::VT_MEMBER_ID, None)}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitRequest::VT_GENERATION, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for OffsetCommitRequest<'_> {
@@ -5160,6 +5278,8 @@ impl ::flatbuffers::Verifiable for OffsetCommitRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
      .finish();
     Ok(())
   }
@@ -5167,6 +5287,8 @@ impl ::flatbuffers::Verifiable for OffsetCommitRequest<'_> {
 pub struct OffsetCommitRequestArgs<'a> {
     pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'a>>>>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
 }
 impl<'a> Default for OffsetCommitRequestArgs<'a> {
   #[inline]
@@ -5174,6 +5296,8 @@ impl<'a> Default for OffsetCommitRequestArgs<'a> {
     OffsetCommitRequestArgs {
       group: None, // required field
       topics: None,
+      member_id: None,
+      generation: -1,
     }
   }
 }
@@ -5190,6 +5314,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitRequestBuilder<'a
   #[inline]
   pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<OffsetCommitTopic<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitRequest::VT_GENERATION, generation, -1);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitRequestBuilder<'a, 'b, A> {
@@ -5212,6 +5344,8 @@ impl ::core::fmt::Debug for OffsetCommitRequest<'_> {
     let mut ds = f.debug_struct("OffsetCommitRequest");
       ds.field("group", &self.group());
       ds.field("topics", &self.topics());
+      ds.field("member_id", &self.member_id());
+      ds.field("generation", &self.generation());
       ds.finish()
   }
 }
@@ -5878,6 +6012,482 @@ impl ::core::fmt::Debug for OffsetFetchResponse<'_> {
       ds.finish()
   }
 }
+pub enum GroupHeartbeatRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupHeartbeatRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupHeartbeatRequest<'a> {
+  type Inner = GroupHeartbeatRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupHeartbeatRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ASSIGNOR: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SESSION_TIMEOUT_MS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LEAVE_GROUP: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupHeartbeatRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupHeartbeatRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupHeartbeatRequest<'bldr>> {
+    let mut builder = GroupHeartbeatRequestBuilder::new(_fbb);
+    builder.add_session_timeout_ms(args.session_timeout_ms);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.add_leave_group(args.leave_group);
+    builder.add_assignor(args.assignor);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_GROUP, None).unwrap()}
+  }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_MEMBER_ID, None)}
+  }
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(GroupHeartbeatRequest::VT_TOPICS, None)}
+  }
+  #[inline]
+  pub fn assignor(&self) -> Assignor {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Assignor>(GroupHeartbeatRequest::VT_ASSIGNOR, Some(Assignor::Range)).unwrap()}
+  }
+  #[inline]
+  pub fn session_timeout_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupHeartbeatRequest::VT_SESSION_TIMEOUT_MS, Some(10000)).unwrap()}
+  }
+  #[inline]
+  pub fn leave_group(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(GroupHeartbeatRequest::VT_LEAVE_GROUP, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupHeartbeatRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<Assignor>("assignor", Self::VT_ASSIGNOR, false)?
+     .visit_field::<u32>("session_timeout_ms", Self::VT_SESSION_TIMEOUT_MS, false)?
+     .visit_field::<bool>("leave_group", Self::VT_LEAVE_GROUP, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupHeartbeatRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub assignor: Assignor,
+    pub session_timeout_ms: u32,
+    pub leave_group: bool,
+}
+impl<'a> Default for GroupHeartbeatRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupHeartbeatRequestArgs {
+      group: None, // required field
+      member_id: None,
+      topics: None,
+      assignor: Assignor::Range,
+      session_timeout_ms: 10000,
+      leave_group: false,
+    }
+  }
+}
+
+pub struct GroupHeartbeatRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupHeartbeatRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_assignor(&mut self, assignor: Assignor) {
+    self.fbb_.push_slot::<Assignor>(GroupHeartbeatRequest::VT_ASSIGNOR, assignor, Assignor::Range);
+  }
+  #[inline]
+  pub fn add_session_timeout_ms(&mut self, session_timeout_ms: u32) {
+    self.fbb_.push_slot::<u32>(GroupHeartbeatRequest::VT_SESSION_TIMEOUT_MS, session_timeout_ms, 10000);
+  }
+  #[inline]
+  pub fn add_leave_group(&mut self, leave_group: bool) {
+    self.fbb_.push_slot::<bool>(GroupHeartbeatRequest::VT_LEAVE_GROUP, leave_group, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupHeartbeatRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupHeartbeatRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupHeartbeatRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, GroupHeartbeatRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupHeartbeatRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupHeartbeatRequest");
+      ds.field("group", &self.group());
+      ds.field("member_id", &self.member_id());
+      ds.field("topics", &self.topics());
+      ds.field("assignor", &self.assignor());
+      ds.field("session_timeout_ms", &self.session_timeout_ms());
+      ds.field("leave_group", &self.leave_group());
+      ds.finish()
+  }
+}
+pub enum AssignedTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AssignedTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AssignedTopic<'a> {
+  type Inner = AssignedTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AssignedTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AssignedTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AssignedTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AssignedTopic<'bldr>> {
+    let mut builder = AssignedTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AssignedTopic::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(AssignedTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AssignedTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AssignedTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for AssignedTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AssignedTopicArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct AssignedTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AssignedTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AssignedTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AssignedTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AssignedTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AssignedTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AssignedTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AssignedTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AssignedTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum GroupHeartbeatResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct GroupHeartbeatResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for GroupHeartbeatResponse<'a> {
+  type Inner = GroupHeartbeatResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> GroupHeartbeatResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_MEMBER_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_GENERATION: ::flatbuffers::VOffsetT = 10;
+  pub const VT_HEARTBEAT_INTERVAL_MS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ASSIGNMENT: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    GroupHeartbeatResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args GroupHeartbeatResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<GroupHeartbeatResponse<'bldr>> {
+    let mut builder = GroupHeartbeatResponseBuilder::new(_fbb);
+    if let Some(x) = args.assignment { builder.add_assignment(x); }
+    builder.add_heartbeat_interval_ms(args.heartbeat_interval_ms);
+    builder.add_generation(args.generation);
+    if let Some(x) = args.member_id { builder.add_member_id(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(GroupHeartbeatResponse::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatResponse::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn member_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatResponse::VT_MEMBER_ID, None)}
+  }
+  #[inline]
+  pub fn generation(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(GroupHeartbeatResponse::VT_GENERATION, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn heartbeat_interval_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(GroupHeartbeatResponse::VT_HEARTBEAT_INTERVAL_MS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn assignment(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AssignedTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AssignedTopic>>>>(GroupHeartbeatResponse::VT_ASSIGNMENT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for GroupHeartbeatResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("member_id", Self::VT_MEMBER_ID, false)?
+     .visit_field::<i32>("generation", Self::VT_GENERATION, false)?
+     .visit_field::<u32>("heartbeat_interval_ms", Self::VT_HEARTBEAT_INTERVAL_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AssignedTopic>>>>("assignment", Self::VT_ASSIGNMENT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct GroupHeartbeatResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub member_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub generation: i32,
+    pub heartbeat_interval_ms: u32,
+    pub assignment: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AssignedTopic<'a>>>>>,
+}
+impl<'a> Default for GroupHeartbeatResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    GroupHeartbeatResponseArgs {
+      error: ErrorCode::None,
+      error_message: None,
+      member_id: None,
+      generation: -1,
+      heartbeat_interval_ms: 0,
+      assignment: None,
+    }
+  }
+}
+
+pub struct GroupHeartbeatResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupHeartbeatResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(GroupHeartbeatResponse::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatResponse::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_member_id(&mut self, member_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatResponse::VT_MEMBER_ID, member_id);
+  }
+  #[inline]
+  pub fn add_generation(&mut self, generation: i32) {
+    self.fbb_.push_slot::<i32>(GroupHeartbeatResponse::VT_GENERATION, generation, -1);
+  }
+  #[inline]
+  pub fn add_heartbeat_interval_ms(&mut self, heartbeat_interval_ms: u32) {
+    self.fbb_.push_slot::<u32>(GroupHeartbeatResponse::VT_HEARTBEAT_INTERVAL_MS, heartbeat_interval_ms, 0);
+  }
+  #[inline]
+  pub fn add_assignment(&mut self, assignment: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AssignedTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatResponse::VT_ASSIGNMENT, assignment);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupHeartbeatResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    GroupHeartbeatResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<GroupHeartbeatResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for GroupHeartbeatResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("GroupHeartbeatResponse");
+      ds.field("error", &self.error());
+      ds.field("error_message", &self.error_message());
+      ds.field("member_id", &self.member_id());
+      ds.field("generation", &self.generation());
+      ds.field("heartbeat_interval_ms", &self.heartbeat_interval_ms());
+      ds.field("assignment", &self.assignment());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6119,6 +6729,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_group_heartbeat_request(&self) -> Option<GroupHeartbeatRequest<'a>> {
+    if self.body_type() == RequestBody::GroupHeartbeatRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GroupHeartbeatRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -6143,6 +6768,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::ListOffsetsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsRequest>>("RequestBody::ListOffsetsRequest", pos),
           RequestBody::OffsetCommitRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitRequest>>("RequestBody::OffsetCommitRequest", pos),
           RequestBody::OffsetFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchRequest>>("RequestBody::OffsetFetchRequest", pos),
+          RequestBody::GroupHeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatRequest>>("RequestBody::GroupHeartbeatRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -6290,6 +6916,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::OffsetFetchRequest => {
           if let Some(x) = self.body_as_offset_fetch_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::GroupHeartbeatRequest => {
+          if let Some(x) = self.body_as_group_heartbeat_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -6544,6 +7177,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_group_heartbeat_response(&self) -> Option<GroupHeartbeatResponse<'a>> {
+    if self.body_type() == ResponseBody::GroupHeartbeatResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { GroupHeartbeatResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -6568,6 +7216,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::ListOffsetsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsResponse>>("ResponseBody::ListOffsetsResponse", pos),
           ResponseBody::OffsetCommitResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitResponse>>("ResponseBody::OffsetCommitResponse", pos),
           ResponseBody::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("ResponseBody::OffsetFetchResponse", pos),
+          ResponseBody::GroupHeartbeatResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatResponse>>("ResponseBody::GroupHeartbeatResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -6715,6 +7364,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::OffsetFetchResponse => {
           if let Some(x) = self.body_as_offset_fetch_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::GroupHeartbeatResponse => {
+          if let Some(x) = self.body_as_group_heartbeat_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
