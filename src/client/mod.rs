@@ -2,4 +2,5 @@
 //! speaks frames and builds the requests the load generator and tools
 //! need. The full SDK (producer, consumer, admin, groups) builds on it.
 
+pub mod producer;
 pub mod raw;

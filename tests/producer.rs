@@ -1,0 +1,93 @@
+//! The SDK producer against a real broker.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Broker;
+use shardlog::client::producer::{Acks, Producer, ProducerConfig, ProducerError, ProducerRecord};
+use shardlog::client::raw::Connection;
+
+fn config(b: &Broker) -> ProducerConfig {
+    ProducerConfig { bootstrap: vec![b.addr.to_string()], ..Default::default() }
+}
+
+fn record(topic: &str, key: Option<&str>, value: String) -> ProducerRecord {
+    ProducerRecord { topic: topic.into(), key: key.map(|k| k.as_bytes().to_vec()), value: Some(value.into_bytes()), ..Default::default() }
+}
+
+#[test]
+fn keyed_records_keep_their_order_and_get_offsets() {
+    let b = Broker::start(2);
+    Connection::connect(b.addr).unwrap().create_topic("sdk", 3).unwrap();
+    let p = Producer::connect(config(&b)).unwrap();
+    let deliveries: Vec<_> = (0..900).map(|i| (i, p.send(record("sdk", Some(&format!("k{}", i % 7)), format!("v{i}"))).unwrap())).collect();
+    p.flush().unwrap();
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<(i64, usize)>> = Default::default();
+    for (i, d) in deliveries {
+        let m = d.wait().unwrap();
+        by_partition.entry(m.partition).or_default().push((m.offset, i));
+    }
+    let mut c = Connection::connect(b.addr).unwrap();
+    for (part, mut got) in by_partition {
+        got.sort_unstable();
+        let offsets: Vec<i64> = got.iter().map(|x| x.0).collect();
+        assert_eq!(offsets, (0..got.len() as i64).collect::<Vec<_>>(), "partition {part}: offsets are contiguous");
+        let sends: Vec<usize> = got.iter().map(|x| x.1).collect();
+        let mut sorted = sends.clone();
+        sorted.sort_unstable();
+        assert_eq!(sends, sorted, "partition {part}: stored in send order");
+        // What is stored is what was sent.
+        c.send_fetch("sdk", &[(part, 0)], 1 << 20, 0, 1).unwrap();
+        let reply = c.recv().unwrap();
+        let mut values = Vec::new();
+        for b in shardlog::record::batches(&reply.payload) {
+            let (start, _) = b.unwrap();
+            for r in shardlog::record::RecordIter::new(&reply.payload[start..]).unwrap() {
+                values.push(String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap());
+            }
+        }
+        let want: Vec<String> = sends.iter().map(|i| format!("v{i}")).collect();
+        assert_eq!(values, want);
+    }
+}
+
+#[test]
+fn usable_as_a_future() {
+    let b = Broker::start(1);
+    Connection::connect(b.addr).unwrap().create_topic("fut", 1).unwrap();
+    let p = Producer::connect(ProducerConfig { acks: Acks::Leader, ..config(&b) }).unwrap();
+    let m = futures::executor::block_on(async { p.send(record("fut", None, "x".into())).unwrap().await }).unwrap();
+    assert_eq!((m.partition, m.offset), (0, 0));
+    let err = p.send(record("no-such-topic", None, "x".into())).unwrap().wait();
+    assert_eq!(err, Err(ProducerError::UnknownTopic("no-such-topic".into())));
+}
+
+#[test]
+fn a_stalled_broker_applies_backpressure_then_everything_is_delivered() {
+    let b = Broker::start(1);
+    Connection::connect(b.addr).unwrap().create_topic("bp", 1).unwrap();
+    let p =
+        Producer::connect(ProducerConfig { buffer_max_bytes: 4096, send_timeout: Duration::from_millis(300), linger: Duration::from_millis(1), ..config(&b) })
+            .unwrap();
+    // Freeze the broker: nothing is acknowledged, the buffer fills.
+    unsafe { libc::kill(b.pid() as i32, libc::SIGSTOP) };
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        match p.send(record("bp", None, format!("{i:0>100}"))) {
+            Ok(d) => accepted.push(d),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, Some(ProducerError::BufferFull(Duration::from_millis(300))), "send blocks, then gives up, when the buffer is full");
+    assert!(!accepted.is_empty() && accepted.len() < 200);
+    unsafe { libc::kill(b.pid() as i32, libc::SIGCONT) };
+    for d in accepted {
+        d.wait().unwrap();
+    }
+    assert!(p.send(record("bp", None, "after".into())).unwrap().wait().is_ok());
+}
