@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use crate::client::consumer::{Consumer, ConsumerConfig, ConsumerError, StartFrom};
 use crate::client::raw::{ClientError, Connection};
 use crate::protocol::ErrorCode;
-use crate::record::{self, BatchBuilder, RecordIter};
+use crate::record::BatchBuilder;
 
 /// Exit codes of the client commands.
 pub mod exit {
@@ -379,74 +380,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A consumer's session timeout in its group.
-const GROUP_SESSION_TIMEOUT_MS: u32 = 10_000;
-
-/// Where to start reading `parts`: the group's commits where it has them,
-/// else `--offset`, the beginning, or the end.
-fn start_offsets(conn: &mut Connection, a: &ConsumeArgs, parts: &[u32]) -> Result<Vec<(u32, i64)>, String> {
-    let mut offsets: Vec<(u32, i64)> = match a.offset {
-        Some(o) => parts.iter().map(|&p| (p, o)).collect(),
-        None => {
-            let which = if a.from_beginning { -2 } else { -1 };
-            conn.list_offsets(&a.topic, &parts.iter().map(|&p| (p, which)).collect::<Vec<_>>())
-                .map_err(|e| format!("finding where to start: {e}"))?
-                .into_iter()
-                .map(|(p, _, o)| (p, o))
-                .collect()
-        }
-    };
-    if let Some(g) = &a.group {
-        for (p, code, o) in conn.fetch_offsets(g, &a.topic, parts).map_err(|e| format!("reading the offsets of group '{g}': {e}"))? {
-            if code != ErrorCode::None {
-                return Err(format!("reading the offsets of group '{g}': {code:?}"));
-            }
-            if let Some(slot) = offsets.iter_mut().find(|(q, _)| *q == p) {
-                if o >= 0 {
-                    slot.1 = o;
-                }
-            }
-        }
-    }
-    Ok(offsets)
-}
-
-/// This consumer's place in its group.
-struct Membership {
-    group: String,
-    member_id: String,
-    generation: i32,
-    interval: Duration,
-    last: Instant,
-}
-
-impl Membership {
-    /// Joins `group` (or renews `self`); returns the partitions of `topic`
-    /// it now owns, and whether they changed.
-    fn heartbeat(conn: &mut Connection, group: &str, topic: &str, current: Option<&Membership>) -> Result<(Membership, Vec<u32>), String> {
-        let mut view = conn
-            .group_heartbeat(group, current.map(|m| m.member_id.as_str()), &[topic], GROUP_SESSION_TIMEOUT_MS, false)
-            .map_err(|e| format!("group '{group}': {e}"))?;
-        if view.error == ErrorCode::UnknownMemberId {
-            // Our session ran out; join again as a new member.
-            view = conn.group_heartbeat(group, None, &[topic], GROUP_SESSION_TIMEOUT_MS, false).map_err(|e| format!("group '{group}': {e}"))?;
-        }
-        if view.error != ErrorCode::None {
-            return Err(format!("group '{group}': {:?}: {}", view.error, view.message));
-        }
-        let mut parts: Vec<u32> = view.assignment.iter().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect();
-        parts.sort_unstable();
-        let m = Membership {
-            group: group.to_string(),
-            member_id: view.member_id,
-            generation: view.generation,
-            interval: Duration::from_millis(u64::from(view.heartbeat_interval_ms.max(100))),
-            last: Instant::now(),
-        };
-        Ok((m, parts))
-    }
-}
-
 pub fn consume(a: ConsumeArgs) -> i32 {
     match consume_inner(&a) {
         Ok(code) => code,
@@ -455,140 +388,86 @@ pub fn consume(a: ConsumeArgs) -> i32 {
 }
 
 fn consume_inner(a: &ConsumeArgs) -> Result<i32, String> {
-    let mut conn = a.bootstrap.connect()?;
-    let n = match conn.partitions(&a.topic) {
-        Ok(Some(n)) => n,
-        Ok(None) => return Err(format!("topic '{}' does not exist", a.topic)),
-        Err(e) => return Err(format!("looking up the topic: {e}")),
+    let config = ConsumerConfig {
+        bootstrap: a.bootstrap.bootstrap_server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        group: a.group.clone(),
+        start: match (a.offset, a.from_beginning) {
+            (Some(o), _) => StartFrom::Offset(o),
+            (None, true) => StartFrom::Earliest,
+            (None, false) => StartFrom::Latest,
+        },
+        // What is committed is exactly what was printed, not what was fetched.
+        auto_commit: false,
+        ..ConsumerConfig::default()
+    };
+    let explain = |e: ConsumerError| match e {
+        ConsumerError::Client(ClientError::Io(e)) => {
+            format!("could not reach any bootstrap server ({}: {e}). Is a broker running? Start one with `shardlog broker`.", a.bootstrap.bootstrap_server)
+        }
+        e => e.to_string(),
     };
     // With --group and no --partition, the group assigns the partitions.
-    let mut member: Option<Membership> = None;
-    let parts: Vec<u32> = match (a.partition, &a.group) {
-        (Some(p), _) if p < n => vec![p],
-        (Some(p), _) => return Err(format!("topic '{}' has partitions 0..{n}, not {p}", a.topic)),
-        (None, Some(g)) => {
-            let (m, parts) = Membership::heartbeat(&mut conn, g, &a.topic, None)?;
-            member = Some(m);
-            parts
-        }
-        (None, None) => (0..n).collect(),
-    };
-    let mut offsets = start_offsets(&mut conn, a, &parts)?;
-    // Per partition, the offset after the last message printed.
-    let mut printed_next: BTreeMap<u32, i64> = BTreeMap::new();
-    let mut committed: BTreeMap<u32, i64> = BTreeMap::new();
-    let commit =
-        |conn: &mut Connection, member: &Option<Membership>, printed_next: &BTreeMap<u32, i64>, committed: &mut BTreeMap<u32, i64>| -> Result<(), String> {
-            let Some(g) = &a.group else { return Ok(()) };
-            if printed_next == committed {
-                return Ok(());
-            }
-            let offs: Vec<(u32, i64)> = printed_next.iter().map(|(p, o)| (*p, *o)).collect();
-            let who = member.as_ref().map(|m| (m.member_id.as_str(), m.generation));
-            let res = conn.commit_offsets(g, who, &a.topic, &offs).map_err(|e| format!("committing for group '{g}': {e}"))?;
-            if let Some((p, c, _)) = res.iter().find(|(_, c, _)| *c != ErrorCode::None) {
-                // A rebalance took the partitions away: the new owner goes on
-                // from the last successful commit.
-                if member.is_some() && matches!(*c, ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId) {
-                    return Ok(());
-                }
-                return Err(format!("committing partition {p} for group '{g}': {c:?}"));
-            }
-            *committed = printed_next.clone();
-            Ok(())
-        };
+    let mut consumer = match (a.partition, &a.group) {
+        (Some(p), _) => Consumer::assign(config, &a.topic, &[p]),
+        (None, Some(_)) => Consumer::subscribe(config, &a.topic),
+        (None, None) => Consumer::assign(config, &a.topic, &[]),
+    }
+    .map_err(explain)?;
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed = 0u64;
+    let mut printed_next: BTreeMap<u32, i64> = BTreeMap::new();
     let mut last_message = Instant::now();
-    let mut code = exit::OK;
     'outer: loop {
         if a.max_messages.is_some_and(|m| printed >= m) {
             break;
         }
-        let wait_ms = match a.timeout_ms {
+        let wait = match a.timeout_ms {
             Some(t) => {
                 let left = Duration::from_millis(t).saturating_sub(last_message.elapsed());
                 if left.is_zero() {
                     break;
                 }
-                left.as_millis().min(500) as u32
+                left.min(Duration::from_millis(500))
             }
-            None => 500,
+            None => Duration::from_millis(500),
         };
-        if let (Some(m), Some(g)) = (&member, &a.group) {
-            if m.last.elapsed() >= m.interval {
-                let (renewed, parts) = Membership::heartbeat(&mut conn, g, &a.topic, Some(m))?;
-                if renewed.generation != m.generation {
-                    printed_next.retain(|p, _| parts.contains(p));
-                    committed.retain(|p, _| parts.contains(p));
-                    offsets = start_offsets(&mut conn, a, &parts)?;
+        for r in consumer.poll(wait).map_err(explain)? {
+            if a.max_messages.is_some_and(|m| printed >= m) {
+                break;
+            }
+            let written = match a.format {
+                Format::Text => out.write_all(r.value.as_deref().unwrap_or_default()).and_then(|_| out.write_all(b"\n")),
+                Format::Json => {
+                    let v = serde_json::json!({
+                        "topic": r.topic,
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "timestamp": r.timestamp_ms,
+                        "key": r.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                        "value": r.value.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()),
+                        "headers": r.headers.iter().map(|(k, v)| (k.clone(), v.as_deref().map(|v| String::from_utf8_lossy(v).into_owned()))).collect::<BTreeMap<_, _>>(),
+                    });
+                    writeln!(out, "{v}")
                 }
-                member = Some(renewed);
+            };
+            if written.is_err() {
+                break 'outer; // the reader went away (a closed pipe)
             }
-        }
-        if offsets.is_empty() {
-            // More members than partitions: this one waits for a rebalance.
-            std::thread::sleep(Duration::from_millis(u64::from(wait_ms.min(200))));
-            continue;
-        }
-        let reply = conn.send_fetch(&a.topic, &offsets, 1 << 20, wait_ms, 1).and_then(|_| conn.recv()).map_err(|e| format!("fetching: {e}"))?;
-        let resp = reply.ok().map_err(|e| format!("fetching: {e}"))?;
-        let topic = resp.body_as_fetch_response().and_then(|f| f.topics()).map(|t| t.get(0)).ok_or("fetching: the broker sent no topics")?;
-        let mut payload = &reply.payload[..];
-        for (i, p) in topic.partitions().iter().flatten().enumerate() {
-            let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
-            payload = rest;
-            if p.error() != ErrorCode::None {
-                return Err(format!("fetching partition {} of '{}': {:?}", p.partition(), a.topic, p.error()));
-            }
-            for b in record::batches(mine) {
-                let (start, info) = b.map_err(|e| format!("a fetched batch is damaged: {e}"))?;
-                for r in RecordIter::new(&mine[start..]).map_err(|e| format!("a fetched batch is damaged: {e}"))? {
-                    let r = r.map_err(|e| format!("a fetched record is damaged: {e}"))?;
-                    if r.offset < offsets[i].1 || a.max_messages.is_some_and(|m| printed >= m) {
-                        continue;
-                    }
-                    let written = match a.format {
-                        Format::Text => out.write_all(r.value.unwrap_or_default()).and_then(|_| out.write_all(b"\n")),
-                        Format::Json => {
-                            let v = serde_json::json!({
-                                "topic": a.topic,
-                                "partition": p.partition(),
-                                "offset": r.offset,
-                                "timestamp": r.timestamp_ms,
-                                "key": r.key.map(|k| String::from_utf8_lossy(k).into_owned()),
-                                "value": r.value.map(|v| String::from_utf8_lossy(v).into_owned()),
-                                "headers": r.headers.iter().map(|(k, v)| (k.to_string(), v.map(|v| String::from_utf8_lossy(v).into_owned()))).collect::<BTreeMap<_, _>>(),
-                            });
-                            writeln!(out, "{v}")
-                        }
-                    };
-                    if written.is_err() {
-                        break 'outer; // the reader went away (a closed pipe)
-                    }
-                    printed += 1;
-                    printed_next.insert(p.partition(), r.offset + 1);
-                    last_message = Instant::now();
-                }
-                offsets[i].1 = offsets[i].1.max(info.next_offset());
-            }
+            printed += 1;
+            printed_next.insert(r.partition, r.offset + 1);
+            last_message = Instant::now();
         }
         if out.flush().is_err() {
             break;
         }
-        commit(&mut conn, &member, &printed_next, &mut committed)?;
+        consumer.commit_offsets(&printed_next).map_err(explain)?;
     }
     let _ = out.flush();
-    if let Err(e) = commit(&mut conn, &member, &printed_next, &mut committed) {
-        eprintln!("shardlog: {e}");
-        code = exit::FAILED;
-    }
-    if let Some(m) = &member {
-        let _ = conn.group_heartbeat(&m.group, Some(&m.member_id), &[a.topic.as_str()], GROUP_SESSION_TIMEOUT_MS, true);
-    }
-    Ok(code)
+    consumer.commit_offsets(&printed_next).map_err(explain)?;
+    consumer.close().map_err(explain)?;
+    Ok(exit::OK)
 }
 
 pub fn cluster_info(b: Bootstrap) -> i32 {

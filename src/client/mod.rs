@@ -2,5 +2,6 @@
 //! speaks frames and builds the requests the load generator and tools
 //! need. The full SDK (producer, consumer, admin, groups) builds on it.
 
+pub mod consumer;
 pub mod producer;
 pub mod raw;

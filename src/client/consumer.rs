@@ -1,0 +1,328 @@
+//! A consumer: assigned partitions, or a share of a topic through a group;
+//! records from a start position; explicit or automatic commits.
+//!
+//! Like the producer it runs on blocking sockets and needs no async
+//! runtime; call it from a thread (or `spawn_blocking` under tokio).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::raw::{ClientError, Connection};
+use crate::protocol::ErrorCode;
+use crate::record::{self, RecordIter};
+
+/// Where to start in partitions the group has no commit for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    Earliest,
+    Latest,
+    Offset(i64),
+    /// The first record at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub bootstrap: Vec<String>,
+    /// Join this group (with `subscribe`), or commit under it (with `assign`).
+    pub group: Option<String>,
+    pub start: StartFrom,
+    /// Commit what `poll` returned, before each following poll and on close.
+    pub auto_commit: bool,
+    pub session_timeout_ms: u32,
+    /// Bytes asked for per partition in each fetch.
+    pub fetch_max_bytes: u32,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            bootstrap: vec!["127.0.0.1:9092".into()],
+            group: None,
+            start: StartFrom::Latest,
+            auto_commit: true,
+            session_timeout_ms: 10_000,
+            fetch_max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// What went wrong while consuming.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("partition {partition} is outside topic '{topic}'")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("subscribing needs a group")]
+    NoGroup,
+    #[error("the broker answered {0:?}: {1}")]
+    Broker(ErrorCode, String),
+    #[error("a fetched batch is damaged: {0}")]
+    Corrupt(String),
+}
+
+struct Member {
+    id: String,
+    generation: i32,
+    interval: Duration,
+    last: Instant,
+}
+
+/// A consumer of one topic.
+///
+/// ```no_run
+/// use shardlog::client::consumer::{Consumer, ConsumerConfig, StartFrom};
+/// use std::time::Duration;
+///
+/// let config = ConsumerConfig { group: Some("billing".into()), start: StartFrom::Earliest, ..Default::default() };
+/// let mut consumer = Consumer::subscribe(config, "events").unwrap();
+/// for r in consumer.poll(Duration::from_millis(500)).unwrap() {
+///     println!("{}:{} {:?}", r.partition, r.offset, r.value);
+/// }
+/// consumer.close().unwrap(); // commits what poll returned, leaves the group
+/// ```
+pub struct Consumer {
+    conn: Connection,
+    config: ConsumerConfig,
+    topic: String,
+    member: Option<Member>,
+    /// Next offset to fetch, per assigned partition.
+    positions: Vec<(u32, i64)>,
+    /// Offset after the last record returned, per partition.
+    returned: BTreeMap<u32, i64>,
+    committed: BTreeMap<u32, i64>,
+}
+
+impl Consumer {
+    /// Reads the given partitions (all of them when empty).
+    pub fn assign(config: ConsumerConfig, topic: &str, partitions: &[u32]) -> Result<Self, ConsumerError> {
+        let mut c = Consumer::new(config, topic)?;
+        let n = c.partition_count()?;
+        let parts: Vec<u32> = if partitions.is_empty() { (0..n).collect() } else { partitions.to_vec() };
+        if let Some(&p) = parts.iter().find(|&&p| p >= n) {
+            return Err(ConsumerError::UnknownPartition { topic: topic.into(), partition: p });
+        }
+        c.positions = c.start_positions(&parts)?;
+        Ok(c)
+    }
+
+    /// Joins the configured group and reads the partitions it assigns.
+    pub fn subscribe(config: ConsumerConfig, topic: &str) -> Result<Self, ConsumerError> {
+        if config.group.is_none() {
+            return Err(ConsumerError::NoGroup);
+        }
+        let mut c = Consumer::new(config, topic)?;
+        c.partition_count()?;
+        let parts = c.heartbeat()?;
+        c.positions = c.start_positions(&parts)?;
+        Ok(c)
+    }
+
+    fn new(config: ConsumerConfig, topic: &str) -> Result<Self, ConsumerError> {
+        let mut last = None;
+        for addr in &config.bootstrap {
+            match Connection::connect(addr.as_str()) {
+                Ok(conn) => {
+                    return Ok(Consumer {
+                        conn,
+                        config,
+                        topic: topic.to_string(),
+                        member: None,
+                        positions: Vec::new(),
+                        returned: BTreeMap::new(),
+                        committed: BTreeMap::new(),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed).into())
+    }
+
+    fn partition_count(&mut self) -> Result<u32, ConsumerError> {
+        self.conn.partitions(&self.topic)?.ok_or_else(|| ConsumerError::UnknownTopic(self.topic.clone()))
+    }
+
+    /// The partitions this consumer reads now.
+    pub fn assignment(&self) -> Vec<u32> {
+        self.positions.iter().map(|p| p.0).collect()
+    }
+
+    fn start_positions(&mut self, parts: &[u32]) -> Result<Vec<(u32, i64)>, ConsumerError> {
+        let ts = match self.config.start {
+            StartFrom::Earliest => -2,
+            StartFrom::Latest => -1,
+            StartFrom::Timestamp(t) => t,
+            StartFrom::Offset(_) => -1,
+        };
+        let mut pos: Vec<(u32, i64)> = match self.config.start {
+            StartFrom::Offset(o) => parts.iter().map(|&p| (p, o)).collect(),
+            _ => self.conn.list_offsets(&self.topic, &parts.iter().map(|&p| (p, ts)).collect::<Vec<_>>())?.into_iter().map(|(p, _, o)| (p, o)).collect(),
+        };
+        if let Some(g) = self.config.group.clone() {
+            for (p, code, o) in self.conn.fetch_offsets(&g, &self.topic, parts)? {
+                if code != ErrorCode::None {
+                    return Err(ConsumerError::Broker(code, format!("reading the offsets of group '{g}'")));
+                }
+                if let Some(slot) = pos.iter_mut().find(|(q, _)| *q == p) {
+                    if o >= 0 {
+                        slot.1 = o;
+                    }
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Joins or renews group membership; returns the assigned partitions.
+    fn heartbeat(&mut self) -> Result<Vec<u32>, ConsumerError> {
+        let g = self.config.group.clone().ok_or(ConsumerError::NoGroup)?;
+        let topics = [self.topic.as_str()];
+        let t = self.config.session_timeout_ms;
+        let mut view = self.conn.group_heartbeat(&g, self.member.as_ref().map(|m| m.id.as_str()), &topics, t, false)?;
+        if view.error == ErrorCode::UnknownMemberId {
+            view = self.conn.group_heartbeat(&g, None, &topics, t, false)?;
+        }
+        if view.error != ErrorCode::None {
+            return Err(ConsumerError::Broker(view.error, view.message));
+        }
+        let mut parts: Vec<u32> = view.assignment.iter().filter(|(t, _)| *t == self.topic).map(|(_, p)| *p).collect();
+        parts.sort_unstable();
+        self.member = Some(Member {
+            id: view.member_id,
+            generation: view.generation,
+            interval: Duration::from_millis(u64::from(view.heartbeat_interval_ms.max(100))),
+            last: Instant::now(),
+        });
+        Ok(parts)
+    }
+
+    /// Keeps the group membership alive and follows rebalances.
+    fn maintain(&mut self) -> Result<(), ConsumerError> {
+        let due = self.member.as_ref().is_some_and(|m| m.last.elapsed() >= m.interval);
+        if !due {
+            return Ok(());
+        }
+        if self.config.auto_commit {
+            self.commit()?;
+        }
+        let before = self.member.as_ref().map(|m| m.generation);
+        let parts = self.heartbeat()?;
+        if self.member.as_ref().map(|m| m.generation) != before {
+            self.returned.retain(|p, _| parts.contains(p));
+            self.committed.retain(|p, _| parts.contains(p));
+            self.positions = self.start_positions(&parts)?;
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for records and returns those that came.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        if self.config.auto_commit {
+            self.commit()?;
+        }
+        self.maintain()?;
+        if self.positions.is_empty() {
+            // More members than partitions: wait for a rebalance.
+            std::thread::sleep(timeout.min(Duration::from_millis(200)));
+            return Ok(Vec::new());
+        }
+        let wait_ms = timeout.as_millis().min(u128::from(u32::MAX)) as u32;
+        self.conn.send_fetch(&self.topic, &self.positions, self.config.fetch_max_bytes, wait_ms, 1)?;
+        let reply = self.conn.recv()?;
+        let resp = reply.ok()?;
+        let topic = resp
+            .body_as_fetch_response()
+            .and_then(|f| f.topics())
+            .map(|t| t.get(0))
+            .ok_or(ClientError::Protocol(crate::protocol::ProtocolError::MissingBody))?;
+        let mut out = Vec::new();
+        let mut payload = &reply.payload[..];
+        for (i, p) in topic.partitions().iter().flatten().enumerate() {
+            let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
+            payload = rest;
+            if p.error() != ErrorCode::None {
+                return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
+            }
+            for b in record::batches(mine) {
+                let (start, info) = b.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
+                for r in RecordIter::new(&mine[start..]).map_err(|e| ConsumerError::Corrupt(e.to_string()))? {
+                    let r = r.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
+                    if r.offset < self.positions[i].1 {
+                        continue;
+                    }
+                    out.push(ConsumerRecord {
+                        topic: self.topic.clone(),
+                        partition: p.partition(),
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp_ms,
+                        key: r.key.map(<[u8]>::to_vec),
+                        value: r.value.map(<[u8]>::to_vec),
+                        headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
+                    });
+                }
+                self.positions[i].1 = self.positions[i].1.max(info.next_offset());
+            }
+        }
+        for r in &out {
+            self.returned.insert(r.partition, r.offset + 1);
+        }
+        Ok(out)
+    }
+
+    /// Commits everything `poll` returned.
+    pub fn commit(&mut self) -> Result<(), ConsumerError> {
+        let upto = self.returned.clone();
+        self.commit_offsets(&upto)
+    }
+
+    /// Commits chosen next offsets, e.g. only the records an application
+    /// finished with.
+    pub fn commit_offsets(&mut self, next: &BTreeMap<u32, i64>) -> Result<(), ConsumerError> {
+        let Some(g) = self.config.group.clone() else { return Ok(()) };
+        let todo: Vec<(u32, i64)> = next.iter().filter(|(p, o)| self.committed.get(p) != Some(o)).map(|(p, o)| (*p, *o)).collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let who = self.member.as_ref().map(|m| (m.id.as_str(), m.generation));
+        for (p, code, o) in self.conn.commit_offsets(&g, who, &self.topic, &todo)? {
+            match code {
+                ErrorCode::None => {
+                    self.committed.insert(p, o);
+                }
+                // The partition moved in a rebalance; its new owner goes on
+                // from the last commit that was accepted.
+                ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId if self.member.is_some() => {}
+                c => return Err(ConsumerError::Broker(c, format!("committing partition {p} for group '{g}'"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits (with auto commit) and leaves the group.
+    pub fn close(mut self) -> Result<(), ConsumerError> {
+        if self.config.auto_commit {
+            self.commit()?;
+        }
+        if let (Some(m), Some(g)) = (&self.member, &self.config.group) {
+            let _ = self.conn.group_heartbeat(g, Some(&m.id), &[self.topic.as_str()], self.config.session_timeout_ms, true);
+        }
+        Ok(())
+    }
+}
