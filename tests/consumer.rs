@@ -85,3 +85,20 @@ fn two_subscribers_split_the_partitions_and_one_takes_over() {
     }
     assert_eq!(a.assignment(), vec![0, 1, 2, 3], "the remaining member owns every partition");
 }
+
+#[test]
+fn admin_creates_lists_describes_and_deletes() {
+    use shardlog::client::admin::Admin;
+    let b = Broker::start(2);
+    let addr = b.addr.to_string();
+    let mut admin = Admin::connect(&[&addr]).unwrap();
+    assert!(admin.create_topic("adm", 4, 1, &[("retention.ms", "60000")]).unwrap());
+    assert!(!admin.create_topic("adm", 4, 1, &[]).unwrap(), "a second create says it existed");
+    assert_eq!(admin.list_topics().unwrap(), vec!["adm".to_string()]);
+    let t = admin.describe_topic("adm").unwrap().unwrap();
+    assert_eq!((t.partitions.len(), t.configs.clone()), (4, vec![("retention.ms".to_string(), "60000".to_string())]));
+    let (brokers, _) = admin.cluster().unwrap();
+    assert_eq!((brokers.len(), brokers[0].shards), (1, 2));
+    admin.delete_topic("adm").unwrap();
+    assert!(admin.describe_topic("adm").unwrap().is_none());
+}

@@ -1,0 +1,57 @@
+//! Topic administration and cluster information.
+
+use super::raw::{BrokerMeta, ClientError, Connection, TopicMeta};
+
+/// Creates, deletes, lists and describes topics.
+///
+/// ```no_run
+/// use shardlog::client::admin::Admin;
+///
+/// let mut admin = Admin::connect(&["127.0.0.1:9092"]).unwrap();
+/// admin.create_topic("events", 4, 1, &[("retention.ms", "86400000")]).unwrap();
+/// assert!(admin.list_topics().unwrap().contains(&"events".to_string()));
+/// let t = admin.describe_topic("events").unwrap().unwrap();
+/// assert_eq!(t.partitions.len(), 4);
+/// ```
+pub struct Admin {
+    conn: Connection,
+}
+
+impl Admin {
+    /// Connects to the first of `bootstrap` that answers.
+    pub fn connect(bootstrap: &[&str]) -> Result<Self, ClientError> {
+        let mut last = None;
+        for addr in bootstrap {
+            match Connection::connect(*addr) {
+                Ok(conn) => return Ok(Admin { conn }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed))
+    }
+
+    /// Creates a topic; `Ok(false)` if it already existed.
+    pub fn create_topic(&mut self, name: &str, partitions: u32, replication_factor: u16, configs: &[(&str, &str)]) -> Result<bool, ClientError> {
+        let configs: Vec<(String, String)> = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.conn.create_topic_with(name, partitions, replication_factor, &configs)
+    }
+
+    pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
+        self.conn.delete_topic(name)
+    }
+
+    pub fn list_topics(&mut self) -> Result<Vec<String>, ClientError> {
+        self.conn.list_topics()
+    }
+
+    /// A topic's partitions, placement and settings; `None` if it does not exist.
+    pub fn describe_topic(&mut self, name: &str) -> Result<Option<TopicMeta>, ClientError> {
+        let (_, topics) = self.conn.metadata(Some(&[name]))?;
+        Ok(topics.into_iter().find(|t| t.error == crate::protocol::ErrorCode::None))
+    }
+
+    /// Brokers (with their shards) and every topic.
+    pub fn cluster(&mut self) -> Result<(Vec<BrokerMeta>, Vec<TopicMeta>), ClientError> {
+        self.conn.metadata(None)
+    }
+}
