@@ -115,7 +115,8 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(std::fs::File, Metadata), StartEr
     Ok((lock, md))
 }
 
-enum Event {
+/// What ends a broker's run.
+pub(crate) enum Event {
     Signal(i32),
     ShardExited(u16, Result<(), String>),
 }
@@ -123,17 +124,6 @@ enum Event {
 /// Runs a broker until SIGTERM or SIGINT; returns once every shard has
 /// flushed and closed its logs.
 pub fn run(config: BrokerConfig) -> Result<(), StartError> {
-    config.validate().map_err(StartError::Config)?;
-    let online: Vec<usize> = glommio::CpuSet::online().map(|s| s.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
-    let online = if online.is_empty() { (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect() } else { online };
-    let shards = if config.shards == 0 { online.len() as u16 } else { config.shards };
-    check_io_uring()?;
-    check_memlock(shards)?;
-    let (_lock, metadata) = prepare_data_dir(&config.data_dir)?;
-    let mut config = config;
-    config.data_dir =
-        std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
-
     // Signals go to one thread that waits for them; every other thread,
     // shards included, inherits the blocked mask.
     let (events, events_rx) = mpsc::channel::<Event>();
@@ -150,6 +140,88 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
             })
             .expect("spawn the signal thread");
     }
+    let broker = start_with(config, events, events_rx)?;
+    let result = match broker.events.recv() {
+        Ok(Event::Signal(sig)) => {
+            tracing::info!(signal = sig, "stopping: finishing in-flight requests, flushing logs");
+            Ok(())
+        }
+        Ok(Event::ShardExited(id, r)) => {
+            let reason = r.err().unwrap_or_else(|| "exited".into());
+            tracing::error!(shard = id, %reason, "a shard stopped; stopping the broker");
+            Err(StartError::Shard { shard: id, reason })
+        }
+        Err(_) => Ok(()),
+    };
+    broker.stop();
+    result
+}
+
+/// A broker running in this process, e.g. for tests and examples. It does
+/// not handle signals; [`RunningBroker::stop`] (or dropping it) stops it.
+///
+/// ```
+/// # let dir = tempfile::tempdir_in("target").unwrap();
+/// use shardlog::config::BrokerConfig;
+///
+/// let config = BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// let broker = shardlog::broker::start(config).unwrap();
+/// println!("serving on {}", broker.addr());
+/// broker.stop();
+/// ```
+pub struct RunningBroker {
+    addr: SocketAddr,
+    stops: Vec<oneshot::Sender<()>>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    events: mpsc::Receiver<Event>,
+    _lock: std::fs::File,
+}
+
+/// Starts a broker on threads of this process and returns once it serves.
+pub fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    let (events, events_rx) = mpsc::channel::<Event>();
+    start_with(config, events, events_rx)
+}
+
+impl RunningBroker {
+    /// The address clients connect to (the real port when 0 was asked).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes in-flight requests, flushes and closes
+    /// every log, and joins the shard threads.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if self.handles.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        stop_all(std::mem::take(&mut self.stops), std::mem::take(&mut self.handles));
+        tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    }
+}
+
+impl Drop for RunningBroker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc::Receiver<Event>) -> Result<RunningBroker, StartError> {
+    config.validate().map_err(StartError::Config)?;
+    let online: Vec<usize> = glommio::CpuSet::online().map(|s| s.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
+    let online = if online.is_empty() { (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect() } else { online };
+    let shards = if config.shards == 0 { online.len() as u16 } else { config.shards };
+    check_io_uring()?;
+    check_memlock(shards)?;
+    let (lock, metadata) = prepare_data_dir(&config.data_dir)?;
+    let mut config = config;
+    config.data_dir =
+        std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
 
     let config = Arc::new(config);
     let mut ends = mesh::build::<ShardMsg>(shards, shard::MESH_CAPACITY).into_iter();
@@ -205,21 +277,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
         node_id = config.node_id,
         "shardlog broker listening on {addr}"
     );
-
-    let mut result = Ok(());
-    match events_rx.recv() {
-        Ok(Event::Signal(sig)) => tracing::info!(signal = sig, "stopping: finishing in-flight requests, flushing logs"),
-        Ok(Event::ShardExited(id, r)) => {
-            let reason = r.err().unwrap_or_else(|| "exited".into());
-            tracing::error!(shard = id, %reason, "a shard stopped; stopping the broker");
-            result = Err(StartError::Shard { shard: id, reason });
-        }
-        Err(_) => {}
-    }
-    let started = Instant::now();
-    stop_all(stops, handles);
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
-    result
+    Ok(RunningBroker { addr, stops, handles, events: events_rx, _lock: lock })
 }
 
 fn stop_all(stops: Vec<oneshot::Sender<()>>, handles: Vec<glommio::ExecutorJoinHandle<()>>) {

@@ -4,10 +4,14 @@ use super::raw::{BrokerMeta, ClientError, Connection, TopicMeta};
 
 /// Creates, deletes, lists and describes topics.
 ///
-/// ```no_run
+/// ```
+/// # let dir = tempfile::tempdir_in("target").unwrap();
+/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// # let broker = shardlog::broker::start(config).unwrap();
+/// # let addr = broker.addr().to_string();
 /// use shardlog::client::admin::Admin;
 ///
-/// let mut admin = Admin::connect(&["127.0.0.1:9092"]).unwrap();
+/// let mut admin = Admin::connect(&[&addr]).unwrap();
 /// admin.create_topic("events", 4, 1, &[("retention.ms", "86400000")]).unwrap();
 /// assert!(admin.list_topics().unwrap().contains(&"events".to_string()));
 /// let t = admin.describe_topic("events").unwrap().unwrap();

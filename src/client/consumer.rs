@@ -86,15 +86,28 @@ struct Member {
 
 /// A consumer of one topic.
 ///
-/// ```no_run
+/// ```
+/// # let dir = tempfile::tempdir_in("target").unwrap();
+/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// # let broker = shardlog::broker::start(config).unwrap();
+/// # let addr = broker.addr().to_string();
+/// # shardlog::client::admin::Admin::connect(&[&addr]).unwrap().create_topic("events", 2, 1, &[]).unwrap();
+/// # use shardlog::client::producer::*;
+/// # let p = Producer::connect(ProducerConfig { bootstrap: vec![addr.clone()], ..Default::default() }).unwrap();
+/// # p.send(ProducerRecord { topic: "events".into(), value: Some(b"hello".to_vec()), ..Default::default() }).unwrap().wait().unwrap();
 /// use shardlog::client::consumer::{Consumer, ConsumerConfig, StartFrom};
 /// use std::time::Duration;
 ///
-/// let config = ConsumerConfig { group: Some("billing".into()), start: StartFrom::Earliest, ..Default::default() };
+/// let config = ConsumerConfig { bootstrap: vec![addr.clone()], group: Some("billing".into()), start: StartFrom::Earliest, ..Default::default() };
 /// let mut consumer = Consumer::subscribe(config, "events").unwrap();
-/// for r in consumer.poll(Duration::from_millis(500)).unwrap() {
-///     println!("{}:{} {:?}", r.partition, r.offset, r.value);
+/// let mut seen = Vec::new();
+/// while seen.is_empty() {
+///     for r in consumer.poll(Duration::from_millis(500)).unwrap() {
+///         println!("{}:{} {:?}", r.partition, r.offset, r.value);
+///         seen.push(r.value);
+///     }
 /// }
+/// assert_eq!(seen, vec![Some(b"hello".to_vec())]);
 /// consumer.close().unwrap(); // commits what poll returned, leaves the group
 /// ```
 pub struct Consumer {
