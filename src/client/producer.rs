@@ -8,6 +8,10 @@
 //! application therefore needs neither glommio nor a particular async
 //! runtime, and the producer works the same under all of them.
 //!
+//! Routing: each batch goes to the broker that leads its partition, from
+//! metadata fetched through a bootstrap broker; a failure or a "not
+//! leader" answer drops the cached leader, so the next attempt looks again.
+//!
 //! Ordering: one request per producer is in flight at a time, and a failed
 //! request is retried before anything after it is sent, so retries never
 //! reorder records within a partition.
@@ -163,8 +167,16 @@ impl Producer {
         let conn = connect_any(&config.bootstrap)?;
         let (tx, rx) = mpsc::channel();
         let budget: Budget = Arc::new((Mutex::new(0), Condvar::new()));
-        let worker =
-            Worker { conn: Some(conn), config: config.clone(), budget: budget.clone(), partitions: BTreeMap::new(), batches: BTreeMap::new(), round_robin: 0 };
+        let worker = Worker {
+            bootstrap: Some(conn),
+            leaders: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            config: config.clone(),
+            budget: budget.clone(),
+            partitions: BTreeMap::new(),
+            batches: BTreeMap::new(),
+            round_robin: 0,
+        };
         let thread = thread::Builder::new().name("shardlog-producer".into()).spawn(move || worker.run(rx)).map_err(ClientError::Io)?;
         Ok(Producer { tx: Mutex::new(Some(tx)), budget, config, thread: Mutex::new(Some(thread)) })
     }
@@ -239,7 +251,12 @@ struct Pending {
 }
 
 struct Worker {
-    conn: Option<Connection>,
+    /// A connection to any bootstrap broker, for metadata.
+    bootstrap: Option<Connection>,
+    /// The leader's address of each partition, from the metadata.
+    leaders: BTreeMap<(String, u32), String>,
+    /// One connection per broker address.
+    conns: BTreeMap<String, Connection>,
     config: ProducerConfig,
     budget: Budget,
     partitions: BTreeMap<String, u32>,
@@ -275,21 +292,67 @@ impl Worker {
         if let Some(n) = self.partitions.get(topic) {
             return Ok(*n);
         }
-        let n = self
-            .with_conn(|c| c.partitions(topic))
-            .map_err(|e| ProducerError::Broker(e.to_string()))?
-            .ok_or_else(|| ProducerError::UnknownTopic(topic.to_string()))?;
-        self.partitions.insert(topic.to_string(), n);
-        Ok(n)
+        let mut last = String::new();
+        for attempt in 0..=self.config.retries {
+            if attempt > 0 {
+                thread::sleep(Duration::from_millis(50 << attempt.min(5)));
+            }
+            match self.with_bootstrap(|c| c.partitions(topic)) {
+                Ok(Some(n)) => {
+                    self.partitions.insert(topic.to_string(), n);
+                    return Ok(n);
+                }
+                Ok(None) => return Err(ProducerError::UnknownTopic(topic.to_string())),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(ProducerError::Broker(format!("looking up '{topic}' failed {} times: {last}", self.config.retries + 1)))
     }
 
-    fn with_conn<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
-        if self.conn.is_none() {
-            self.conn = Some(connect_any(&self.config.bootstrap)?);
+    fn with_bootstrap<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
+        if self.bootstrap.is_none() {
+            self.bootstrap = Some(connect_any(&self.config.bootstrap)?);
         }
-        let r = f(self.conn.as_mut().expect("connected above"));
+        let r = f(self.bootstrap.as_mut().expect("connected above"));
         if r.is_err() {
-            self.conn = None; // reconnect on the next attempt
+            self.bootstrap = None; // reconnect on the next attempt
+        }
+        r
+    }
+
+    /// The address of the broker leading a partition, from (cached) metadata.
+    fn leader(&mut self, topic: &str, partition: u32) -> Result<String, ClientError> {
+        if let Some(a) = self.leaders.get(&(topic.to_string(), partition)) {
+            return Ok(a.clone());
+        }
+        let (brokers, topics) = self.with_bootstrap(|c| c.metadata(Some(&[topic])))?;
+        for t in topics {
+            for p in t.partitions {
+                if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader) {
+                    self.leaders.insert((t.name.clone(), p.partition), format!("{}:{}", b.host, b.port));
+                }
+            }
+        }
+        self.leaders
+            .get(&(topic.to_string(), partition))
+            .cloned()
+            .ok_or(ClientError::Broker { code: ErrorCode::NotLeader, message: format!("no leader known for {topic}/{partition}") })
+    }
+
+    /// Runs `f` on a connection to the partition's leader; any failure drops
+    /// that connection and the cached leader, so a retry looks again.
+    fn with_leader<T>(&mut self, topic: &str, partition: u32, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
+        let addr = self.leader(topic, partition)?;
+        if !self.conns.contains_key(&addr) {
+            let c = Connection::connect(addr.as_str()).inspect_err(|_| {
+                self.leaders.remove(&(topic.to_string(), partition));
+            })?;
+            self.conns.insert(addr.clone(), c);
+        }
+        let r = f(self.conns.get_mut(&addr).expect("inserted above"));
+        if r.is_err() {
+            self.conns.remove(&addr);
+            self.leaders.remove(&(topic.to_string(), partition));
         }
         r
     }
@@ -361,7 +424,7 @@ impl Worker {
             if attempt > 0 {
                 thread::sleep(Duration::from_millis(50 << attempt.min(5)));
             }
-            let r = self.with_conn(|c| {
+            let r = self.with_leader(topic, partition, |c| {
                 c.send_produce(topic, &[(partition, batch)], acks)?;
                 if acks == 0 {
                     return Ok((ErrorCode::None, String::new(), -1));
@@ -378,7 +441,9 @@ impl Worker {
                 // Retriable: the leader moved, the broker is stopping, or a sync timed out.
                 Ok((code @ (ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut), msg, _)) => {
                     last = format!("{code:?}: {msg}");
-                    self.conn = None;
+                    // Look up the leader again before the next attempt.
+                    self.leaders.remove(&(topic.to_string(), partition));
+                    self.partitions.remove(topic);
                 }
                 Ok((code, msg, _)) => return Err(ProducerError::Broker(format!("{code:?}: {msg}"))),
                 Err(e) => last = e.to_string(),

@@ -41,12 +41,17 @@ impl Broker {
 
     /// Like `start_in`, run from `cwd` (so `dir` may be relative to it).
     pub fn start_with(cwd: Option<&Path>, dir: &Path, shards: u16, extra: &[&str]) -> Broker {
+        Broker::start_listening(cwd, dir, shards, "127.0.0.1:0", extra)
+    }
+
+    /// Starts a broker on a chosen address (to restart one on the same port).
+    pub fn start_listening(cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Broker {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
         let mut child = cmd
-            .args(["broker", "--listen", "127.0.0.1:0", "--shards", &shards.to_string(), "--data-dir"])
+            .args(["broker", "--listen", listen, "--shards", &shards.to_string(), "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "info")
