@@ -40,10 +40,12 @@ impl Admin {
         self.conn.create_topic_with(name, partitions, replication_factor, &configs)
     }
 
+    /// Deletes a topic and its data.
     pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
         self.conn.delete_topic(name)
     }
 
+    /// The names of every topic (internal ones are not listed).
     pub fn list_topics(&mut self) -> Result<Vec<String>, ClientError> {
         self.conn.list_topics()
     }

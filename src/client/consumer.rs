@@ -14,8 +14,11 @@ use crate::record::{self, RecordIter};
 /// Where to start in partitions the group has no commit for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
+    /// The oldest record still stored.
     Earliest,
+    /// Only records produced from now on.
     Latest,
+    /// This offset in every partition.
     Offset(i64),
     /// The first record at or after this time (ms since the epoch).
     Timestamp(i64),
@@ -24,12 +27,15 @@ pub enum StartFrom {
 /// Consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// `host:port` of one or more brokers.
     pub bootstrap: Vec<String>,
     /// Join this group (with `subscribe`), or commit under it (with `assign`).
     pub group: Option<String>,
+    /// Where to start without a commit.
     pub start: StartFrom,
     /// Commit what `poll` returned, before each following poll and on close.
     pub auto_commit: bool,
+    /// How long the group waits for a silent member before reassigning its partitions.
     pub session_timeout_ms: u32,
     /// Bytes asked for per partition in each fetch.
     pub fetch_max_bytes: u32,
@@ -51,12 +57,19 @@ impl Default for ConsumerConfig {
 /// One record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// The topic it was read from.
     pub topic: String,
+    /// Its partition.
     pub partition: u32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Its timestamp, in ms since the epoch.
     pub timestamp_ms: i64,
+    /// Its key, if any.
     pub key: Option<Vec<u8>>,
+    /// Its value, if any.
     pub value: Option<Vec<u8>>,
+    /// Its headers, in order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
@@ -64,16 +77,27 @@ pub struct ConsumerRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error(transparent)]
+    /// Talking to the broker failed.
     Client(#[from] ClientError),
     #[error("topic '{0}' does not exist")]
+    /// The topic does not exist.
     UnknownTopic(String),
     #[error("partition {partition} is outside topic '{topic}'")]
-    UnknownPartition { topic: String, partition: u32 },
+    /// The partition is outside the topic.
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+    },
     #[error("subscribing needs a group")]
+    /// `subscribe` was called without `ConsumerConfig::group`.
     NoGroup,
     #[error("the broker answered {0:?}: {1}")]
+    /// The broker refused, with its error code and what was being done.
     Broker(ErrorCode, String),
     #[error("a fetched batch is damaged: {0}")]
+    /// A fetched batch failed its checks (never expected from a healthy broker).
     Corrupt(String),
 }
 

@@ -47,6 +47,7 @@ pub enum Acks {
 pub struct ProducerConfig {
     /// `host:port` of one or more brokers.
     pub bootstrap: Vec<String>,
+    /// How many replicas must have a record before it is acknowledged.
     pub acks: Acks,
     /// How long a batch may wait for more records.
     pub linger: Duration,
@@ -77,11 +78,15 @@ impl Default for ProducerConfig {
 /// One record to send.
 #[derive(Debug, Clone, Default)]
 pub struct ProducerRecord {
+    /// The topic to send to.
     pub topic: String,
     /// A fixed partition; otherwise by key hash, or round robin without a key.
     pub partition: Option<u32>,
+    /// The key: records with equal keys go to the same partition.
     pub key: Option<Vec<u8>>,
+    /// The value.
     pub value: Option<Vec<u8>>,
+    /// Headers, in order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Milliseconds since the epoch; now when absent.
     pub timestamp_ms: Option<i64>,
@@ -90,6 +95,7 @@ pub struct ProducerRecord {
 /// Where a record was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
+    /// The partition it was stored in.
     pub partition: u32,
     /// The record's offset; -1 with [`Acks::None`].
     pub offset: i64,
@@ -99,14 +105,24 @@ pub struct RecordMetadata {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProducerError {
     #[error("the send buffer stayed full for {0:?}")]
+    /// `send` waited this long for buffer space.
     BufferFull(Duration),
     #[error("topic '{0}' does not exist")]
+    /// The topic does not exist.
     UnknownTopic(String),
     #[error("partition {partition} is outside topic '{topic}'")]
-    UnknownPartition { topic: String, partition: u32 },
+    /// The partition is outside the topic.
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+    },
     #[error("the broker refused the batch: {0}")]
+    /// The broker refused the batch, or every retry failed.
     Broker(String),
     #[error("the producer is closed")]
+    /// The producer was closed.
     Closed,
 }
 

@@ -30,12 +30,21 @@ use crate::protocol::{self, fb, ErrorCode, ProtocolError};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("network: {0}")]
+    /// The socket failed.
     Io(#[from] io::Error),
     #[error("bad response from the broker: {0}")]
+    /// The broker sent bytes that are not a valid response.
     Protocol(#[from] ProtocolError),
     #[error("the broker answered {code:?}: {message}")]
-    Broker { code: ErrorCode, message: String },
+    /// The broker answered with an error code.
+    Broker {
+        /// The stable error code.
+        code: ErrorCode,
+        /// The broker's explanation.
+        message: String,
+    },
     #[error("the broker closed the connection")]
+    /// The connection was closed.
     Closed,
 }
 
@@ -43,6 +52,7 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct Reply {
     message: Vec<u8>,
+    /// Record batches that followed the message, as sent.
     pub payload: Vec<u8>,
 }
 
@@ -52,6 +62,7 @@ impl Reply {
         protocol::parse_response(&self.message).expect("verified in recv")
     }
 
+    /// The correlation id of the request this answers.
     pub fn correlation_id(&self) -> Result<u32, ClientError> {
         Ok(self.response().correlation_id())
     }
@@ -76,12 +87,14 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects to one broker.
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         Ok(Connection { stream, next: 1, fbb: FlatBufferBuilder::with_capacity(1024), client_id: "shardlog".into(), max_frame_bytes: 256 << 20 })
     }
 
+    /// Bounds how long `recv` waits.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<(), ClientError> {
         Ok(self.stream.set_read_timeout(d)?)
     }
@@ -243,27 +256,39 @@ impl Connection {
 /// A partition as the metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionMeta {
+    /// The partition index.
     pub partition: u32,
+    /// The node id of its leader.
     pub leader: i32,
+    /// The shard of the leader that owns it.
     pub shard: u16,
 }
 
 /// A topic as the metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
+    /// The topic name.
     pub name: String,
+    /// `None`, or why the topic could not be described.
     pub error: ErrorCode,
+    /// Copies of each partition.
     pub replication_factor: u16,
+    /// Its partitions.
     pub partitions: Vec<PartitionMeta>,
+    /// Its settings, as given at creation.
     pub configs: Vec<(String, String)>,
 }
 
 /// A broker as the metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerMeta {
+    /// The broker's node id.
     pub node_id: i32,
+    /// Where clients reach it.
     pub host: String,
+    /// Its port.
     pub port: u16,
+    /// Its shards (executors).
     pub shards: u16,
 }
 
@@ -401,11 +426,17 @@ impl Connection {
 /// A member's view of its group after a heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupView {
+    /// `None`, or why the heartbeat was refused.
     pub error: ErrorCode,
+    /// A sentence about the error.
     pub message: String,
+    /// This member's id in the group.
     pub member_id: String,
+    /// The generation the assignment belongs to.
     pub generation: i32,
+    /// How often to heartbeat.
     pub heartbeat_interval_ms: u32,
+    /// The `(topic, partition)` pairs this member owns.
     pub assignment: Vec<(String, u32)>,
 }
 
