@@ -102,3 +102,18 @@ fn admin_creates_lists_describes_and_deletes() {
     admin.delete_topic("adm").unwrap();
     assert!(admin.describe_topic("adm").unwrap().is_none());
 }
+
+#[test]
+fn a_consumer_rides_out_a_broker_restart() {
+    let tmp = common::temp_dir();
+    let mut b = Broker::start_in(tmp.path(), 2, &[]);
+    let addr = b.addr;
+    Connection::connect(addr).unwrap().create_topic("ride", 2).unwrap();
+    produce(&b, "ride", 50);
+    let mut c = Consumer::assign(config(&b, Some("rider")), "ride", &[]).unwrap();
+    assert_eq!(drain(&mut c, 50).len(), 50);
+    assert_eq!(b.terminate().code(), Some(0));
+    let b = Broker::start_listening(None, tmp.path(), 2, &addr.to_string(), &[]);
+    produce(&b, "ride", 20);
+    assert_eq!(drain(&mut c, 20).len(), 20, "the consumer reconnects and goes on where it was");
+}

@@ -141,6 +141,10 @@ pub struct Consumer {
     member: Option<Member>,
     /// Next offset to fetch, per assigned partition.
     positions: Vec<(u32, i64)>,
+    /// The leader's address of each partition, from metadata.
+    leaders: BTreeMap<u32, String>,
+    /// Fetch connections, one per leader address.
+    fetchers: BTreeMap<String, Connection>,
     /// Offset after the last record returned, per partition.
     returned: BTreeMap<u32, i64>,
     committed: BTreeMap<u32, i64>,
@@ -182,6 +186,8 @@ impl Consumer {
                         topic: topic.to_string(),
                         member: None,
                         positions: Vec::new(),
+                        leaders: BTreeMap::new(),
+                        fetchers: BTreeMap::new(),
                         returned: BTreeMap::new(),
                         committed: BTreeMap::new(),
                     })
@@ -269,8 +275,40 @@ impl Consumer {
         Ok(())
     }
 
-    /// Waits up to `timeout` for records and returns those that came.
+    /// Waits up to `timeout` for records and returns those that came. A
+    /// lost connection is reopened (metadata, group and leaders looked up
+    /// again) and the poll retried, a bounded number of times.
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        const ATTEMPTS: u32 = 5;
+        let mut attempt = 0;
+        loop {
+            match self.poll_once(timeout) {
+                Err(ConsumerError::Client(e)) if attempt + 1 < ATTEMPTS && !matches!(e, ClientError::Broker { .. }) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(100 << attempt));
+                    self.fetchers.clear();
+                    self.leaders.clear();
+                    if let Ok(c) = self.reconnect() {
+                        self.conn = c;
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn reconnect(&self) -> Result<Connection, ClientError> {
+        let mut last = None;
+        for addr in &self.config.bootstrap {
+            match Connection::connect(addr.as_str()) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed))
+    }
+
+    fn poll_once(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
         if self.config.auto_commit {
             self.commit()?;
         }
@@ -281,46 +319,108 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let wait_ms = timeout.as_millis().min(u128::from(u32::MAX)) as u32;
-        self.conn.send_fetch(&self.topic, &self.positions, self.config.fetch_max_bytes, wait_ms, 1)?;
-        let reply = self.conn.recv()?;
-        let resp = reply.ok()?;
-        let topic = resp
-            .body_as_fetch_response()
-            .and_then(|f| f.topics())
-            .map(|t| t.get(0))
-            .ok_or(ClientError::Protocol(crate::protocol::ProtocolError::MissingBody))?;
-        let mut out = Vec::new();
-        let mut payload = &reply.payload[..];
-        for (i, p) in topic.partitions().iter().flatten().enumerate() {
-            let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
-            payload = rest;
-            if p.error() != ErrorCode::None {
-                return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
-            }
-            for b in record::batches(mine) {
-                let (start, info) = b.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
-                for r in RecordIter::new(&mine[start..]).map_err(|e| ConsumerError::Corrupt(e.to_string()))? {
-                    let r = r.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
-                    if r.offset < self.positions[i].1 {
-                        continue;
-                    }
-                    out.push(ConsumerRecord {
-                        topic: self.topic.clone(),
-                        partition: p.partition(),
-                        offset: r.offset,
-                        timestamp_ms: r.timestamp_ms,
-                        key: r.key.map(<[u8]>::to_vec),
-                        value: r.value.map(<[u8]>::to_vec),
-                        headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
-                    });
+        // One fetch per leader, all sent before any answer is read, so
+        // their long polls run side by side.
+        let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+        for (p, o) in self.positions.clone() {
+            let addr = self.leader(p)?;
+            by_leader.entry(addr).or_default().push((p, o));
+        }
+        let mut sent = Vec::new();
+        for (addr, parts) in &by_leader {
+            let (topic, max) = (self.topic.clone(), self.config.fetch_max_bytes);
+            match self.fetch_conn(addr).and_then(|c| c.send_fetch(&topic, parts, max, wait_ms, 1)) {
+                Ok(_) => sent.push(addr.clone()),
+                Err(e) => {
+                    self.forget(addr);
+                    return Err(e.into());
                 }
-                self.positions[i].1 = self.positions[i].1.max(info.next_offset());
+            }
+        }
+        let mut out = Vec::new();
+        for addr in sent {
+            let reply = match self.fetch_conn(&addr).and_then(|c| c.recv()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.forget(&addr);
+                    return Err(e.into());
+                }
+            };
+            let resp = reply.ok()?;
+            let topic = resp
+                .body_as_fetch_response()
+                .and_then(|f| f.topics())
+                .map(|t| t.get(0))
+                .ok_or(ClientError::Protocol(crate::protocol::ProtocolError::MissingBody))?;
+            let mut payload = &reply.payload[..];
+            for p in topic.partitions().iter().flatten() {
+                let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
+                payload = rest;
+                if p.error() == ErrorCode::NotLeader {
+                    self.forget(&addr);
+                    continue;
+                }
+                if p.error() != ErrorCode::None {
+                    return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
+                }
+                let Some(i) = self.positions.iter().position(|(q, _)| *q == p.partition()) else { continue };
+                for b in record::batches(mine) {
+                    let (start, info) = b.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
+                    for r in RecordIter::new(&mine[start..]).map_err(|e| ConsumerError::Corrupt(e.to_string()))? {
+                        let r = r.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
+                        if r.offset < self.positions[i].1 {
+                            continue;
+                        }
+                        out.push(ConsumerRecord {
+                            topic: self.topic.clone(),
+                            partition: p.partition(),
+                            offset: r.offset,
+                            timestamp_ms: r.timestamp_ms,
+                            key: r.key.map(<[u8]>::to_vec),
+                            value: r.value.map(<[u8]>::to_vec),
+                            headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
+                        });
+                    }
+                    self.positions[i].1 = self.positions[i].1.max(info.next_offset());
+                }
             }
         }
         for r in &out {
             self.returned.insert(r.partition, r.offset + 1);
         }
         Ok(out)
+    }
+
+    /// The address of the broker leading `partition`, from metadata.
+    fn leader(&mut self, partition: u32) -> Result<String, ConsumerError> {
+        if let Some(a) = self.leaders.get(&partition) {
+            return Ok(a.clone());
+        }
+        let (brokers, topics) = self.conn.metadata(Some(&[self.topic.as_str()]))?;
+        for t in topics.iter().filter(|t| t.name == self.topic) {
+            for p in &t.partitions {
+                if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader) {
+                    self.leaders.insert(p.partition, format!("{}:{}", b.host, b.port));
+                }
+            }
+        }
+        self.leaders.get(&partition).cloned().ok_or_else(|| ConsumerError::Broker(ErrorCode::NotLeader, format!("no leader known for partition {partition}")))
+    }
+
+    /// A connection to `addr`, opened on first use.
+    fn fetch_conn(&mut self, addr: &str) -> Result<&mut Connection, ClientError> {
+        if !self.fetchers.contains_key(addr) {
+            let c = Connection::connect(addr)?;
+            self.fetchers.insert(addr.to_string(), c);
+        }
+        Ok(self.fetchers.get_mut(addr).expect("inserted above"))
+    }
+
+    /// Drops a connection and the leaders it served, so the next poll
+    /// looks them up again (after a failure or a "not leader" answer).
+    fn forget(&mut self, addr: &str) {
+        self.fetchers.remove(addr);
+        self.leaders.retain(|_, a| a != addr);
     }
 
     /// Commits everything `poll` returned.
