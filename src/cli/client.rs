@@ -32,14 +32,10 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// Connects to the first bootstrap server that answers.
     pub fn connect(&self) -> Result<Connection, String> {
-        let mut errors = Vec::new();
-        for addr in self.bootstrap_server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            match Connection::connect(addr) {
-                Ok(c) => return Ok(c),
-                Err(e) => errors.push(format!("{addr}: {e}")),
-            }
-        }
-        Err(format!("could not reach any bootstrap server ({}). Is a broker running? Start one with `shardlog broker`.", errors.join("; ")))
+        let addrs: Vec<&str> = self.bootstrap_server.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        Connection::connect_any(&addrs).map_err(|e| {
+            format!("could not reach any bootstrap server ({}: {e}). Is a broker running? Start one with `shardlog broker`.", self.bootstrap_server)
+        })
     }
 }
 

@@ -24,14 +24,7 @@ pub struct Admin {
 impl Admin {
     /// Connects to the first of `bootstrap` that answers.
     pub fn connect(bootstrap: &[&str]) -> Result<Self, ClientError> {
-        let mut last = None;
-        for addr in bootstrap {
-            match Connection::connect(*addr) {
-                Ok(conn) => return Ok(Admin { conn }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(ClientError::Closed))
+        Ok(Admin { conn: Connection::connect_any(bootstrap)? })
     }
 
     /// Creates a topic; `Ok(false)` if it already existed.

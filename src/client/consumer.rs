@@ -176,26 +176,17 @@ impl Consumer {
     }
 
     fn new(config: ConsumerConfig, topic: &str) -> Result<Self, ConsumerError> {
-        let mut last = None;
-        for addr in &config.bootstrap {
-            match Connection::connect(addr.as_str()) {
-                Ok(conn) => {
-                    return Ok(Consumer {
-                        conn,
-                        config,
-                        topic: topic.to_string(),
-                        member: None,
-                        positions: Vec::new(),
-                        leaders: BTreeMap::new(),
-                        fetchers: BTreeMap::new(),
-                        returned: BTreeMap::new(),
-                        committed: BTreeMap::new(),
-                    })
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(ClientError::Closed).into())
+        Ok(Consumer {
+            conn: Connection::connect_any(&config.bootstrap)?,
+            config,
+            topic: topic.to_string(),
+            member: None,
+            positions: Vec::new(),
+            leaders: BTreeMap::new(),
+            fetchers: BTreeMap::new(),
+            returned: BTreeMap::new(),
+            committed: BTreeMap::new(),
+        })
     }
 
     fn partition_count(&mut self) -> Result<u32, ConsumerError> {
@@ -288,24 +279,13 @@ impl Consumer {
                     std::thread::sleep(Duration::from_millis(100 << attempt));
                     self.fetchers.clear();
                     self.leaders.clear();
-                    if let Ok(c) = self.reconnect() {
+                    if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
                         self.conn = c;
                     }
                 }
                 r => return r,
             }
         }
-    }
-
-    fn reconnect(&self) -> Result<Connection, ClientError> {
-        let mut last = None;
-        for addr in &self.config.bootstrap {
-            match Connection::connect(addr.as_str()) {
-                Ok(c) => return Ok(c),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(ClientError::Closed))
     }
 
     fn poll_once(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {

@@ -180,7 +180,7 @@ pub struct Producer {
 impl Producer {
     /// Connects to the first bootstrap broker that answers.
     pub fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
-        let conn = connect_any(&config.bootstrap)?;
+        let conn = Connection::connect_any(&config.bootstrap)?;
         let (tx, rx) = mpsc::channel();
         let budget: Budget = Arc::new((Mutex::new(0), Condvar::new()));
         let worker = Worker {
@@ -245,17 +245,6 @@ impl Drop for Producer {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-fn connect_any(bootstrap: &[String]) -> Result<Connection, ClientError> {
-    let mut last = None;
-    for addr in bootstrap {
-        match Connection::connect(addr.as_str()) {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or(ClientError::Closed))
 }
 
 type Waiter = (usize, oneshot::Sender<Result<RecordMetadata, ProducerError>>);
@@ -327,7 +316,7 @@ impl Worker {
 
     fn with_bootstrap<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
         if self.bootstrap.is_none() {
-            self.bootstrap = Some(connect_any(&self.config.bootstrap)?);
+            self.bootstrap = Some(Connection::connect_any(&self.config.bootstrap)?);
         }
         let r = f(self.bootstrap.as_mut().expect("connected above"));
         if r.is_err() {

@@ -94,6 +94,18 @@ impl Connection {
         Ok(Connection { stream, next: 1, fbb: FlatBufferBuilder::with_capacity(1024), client_id: "shardlog".into(), max_frame_bytes: 256 << 20 })
     }
 
+    /// Connects to the first of `bootstrap` (`host:port` strings) that answers.
+    pub fn connect_any<S: AsRef<str>>(bootstrap: &[S]) -> Result<Self, ClientError> {
+        let mut last = None;
+        for addr in bootstrap {
+            match Connection::connect(addr.as_ref()) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::Closed))
+    }
+
     /// Bounds how long `recv` waits.
     pub fn set_read_timeout(&self, d: Option<Duration>) -> Result<(), ClientError> {
         Ok(self.stream.set_read_timeout(d)?)
