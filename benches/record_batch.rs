@@ -1,5 +1,6 @@
 //! The record batch hot paths: building a batch (producer side) and the
-//! broker's only per-batch work, header validation plus CRC.
+//! broker's only per-batch work: header validation, CRC and the walk of
+//! the record lengths.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardlog::record::{self, BatchBuilder};
@@ -31,7 +32,15 @@ fn benches(c: &mut Criterion) {
                 black_box(&out);
             })
         });
+        // What produce checked before the record walk, and what it checks now.
         g.bench_function(BenchmarkId::new("validate", batch.len()), |b| b.iter(|| black_box(record::validate(black_box(&batch)).unwrap())));
+        g.bench_function(BenchmarkId::new("validate_and_walk_records", batch.len()), |b| {
+            b.iter(|| {
+                let info = record::validate(black_box(&batch)).unwrap();
+                record::validate_records(black_box(&batch), &info).unwrap();
+                black_box(info)
+            })
+        });
         g.bench_function(BenchmarkId::new("decode_all_records", batch.len()), |b| {
             b.iter(|| {
                 let mut sum = 0usize;

@@ -20,11 +20,12 @@ fuzz_target!(|input: &[u8]| {
         data[16..20].copy_from_slice(&crc.to_le_bytes());
     }
     for b in record::batches(&data) {
-        let Ok((start, _)) = b else { break };
+        let Ok((start, info)) = b else { break };
+        // The produce-time walk must accept exactly what the decoder reads.
+        let walk = record::validate_records(&data[start..], &info);
         if let Ok(it) = record::RecordIter::new(&data[start..]) {
-            for r in it {
-                let _ = r;
-            }
+            let decoded: Result<Vec<_>, _> = it.collect();
+            assert_eq!(walk.is_ok(), decoded.is_ok());
         }
     }
 });

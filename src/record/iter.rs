@@ -41,38 +41,80 @@ impl<'a> RecordIter<'a> {
     }
 
     fn decode_one(&mut self) -> Result<Record<'a>, RecordError> {
-        let (body_len, n) = get_uvarint(self.rest).ok_or_else(|| self.bad("bad length"))?;
-        let body_len = usize::try_from(body_len).map_err(|_| self.bad("bad length"))?;
-        if body_len > self.rest.len() - n {
-            return Err(self.bad("length past batch end"));
-        }
-        let mut body = Cursor { buf: &self.rest[n..n + body_len] };
-        self.rest = &self.rest[n + body_len..];
-        let _attributes = body.byte().ok_or_else(|| self.bad("missing attributes"))?;
-        let ts_delta = body.varint().ok_or_else(|| self.bad("bad timestamp delta"))?;
-        let offset_delta = body.uvarint().ok_or_else(|| self.bad("bad offset delta"))?;
-        if offset_delta != u64::from(self.index) {
-            return Err(self.bad("offset delta out of sequence"));
-        }
-        let key = body.opt_bytes().ok_or_else(|| self.bad("bad key"))?;
-        let value = body.opt_bytes().ok_or_else(|| self.bad("bad value"))?;
-        let header_count = body.uvarint().ok_or_else(|| self.bad("bad header count"))?;
-        if header_count > body.buf.len() as u64 {
-            return Err(self.bad("header count past record end"));
-        }
-        let mut headers = Vec::with_capacity(header_count as usize);
-        for _ in 0..header_count {
-            let klen = body.uvarint().ok_or_else(|| self.bad("bad header key"))?;
-            let k = body.take(klen).ok_or_else(|| self.bad("bad header key"))?;
-            let k = std::str::from_utf8(k).map_err(|_| self.bad("header key is not UTF-8"))?;
-            let v = body.opt_bytes().ok_or_else(|| self.bad("bad header value"))?;
-            headers.push((k, v));
-        }
-        if !body.buf.is_empty() {
-            return Err(self.bad("trailing bytes in record"));
-        }
-        Ok(Record { offset: self.info.base_offset + offset_delta as i64, timestamp_ms: self.info.first_timestamp.wrapping_add(ts_delta), key, value, headers })
+        let mut headers = Vec::new();
+        let r = parse_record(&mut self.rest, self.index, |k, v| headers.push((k, v)))?;
+        Ok(Record {
+            offset: self.info.base_offset + i64::from(self.index),
+            timestamp_ms: self.info.first_timestamp.wrapping_add(r.timestamp_delta),
+            key: r.key,
+            value: r.value,
+            headers,
+        })
     }
+}
+
+/// The fields of one record, borrowing from the batch; headers go to the
+/// caller's callback so the framing walk allocates nothing.
+struct RawRecord<'a> {
+    timestamp_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+/// Parses the record at the front of `rest` (advancing it past the record).
+/// The one definition of a well-formed record: [`RecordIter`] and
+/// [`validate_records`] both use it, so a batch the broker accepts is a
+/// batch every consumer can read.
+fn parse_record<'a>(rest: &mut &'a [u8], index: u32, mut on_header: impl FnMut(&'a str, Option<&'a [u8]>)) -> Result<RawRecord<'a>, RecordError> {
+    let bad = |reason| RecordError::BadRecord { index, reason };
+    let (body_len, n) = get_uvarint(rest).ok_or_else(|| bad("bad length"))?;
+    let body_len = usize::try_from(body_len).map_err(|_| bad("bad length"))?;
+    if body_len > rest.len() - n {
+        return Err(bad("length past batch end"));
+    }
+    let mut body = Cursor { buf: &rest[n..n + body_len] };
+    *rest = &rest[n + body_len..];
+    let _attributes = body.byte().ok_or_else(|| bad("missing attributes"))?;
+    let timestamp_delta = body.varint().ok_or_else(|| bad("bad timestamp delta"))?;
+    let offset_delta = body.uvarint().ok_or_else(|| bad("bad offset delta"))?;
+    if offset_delta != u64::from(index) {
+        return Err(bad("offset delta out of sequence"));
+    }
+    let key = body.opt_bytes().ok_or_else(|| bad("bad key"))?;
+    let value = body.opt_bytes().ok_or_else(|| bad("bad value"))?;
+    let header_count = body.uvarint().ok_or_else(|| bad("bad header count"))?;
+    if header_count > body.buf.len() as u64 {
+        return Err(bad("header count past record end"));
+    }
+    for _ in 0..header_count {
+        let klen = body.uvarint().ok_or_else(|| bad("bad header key"))?;
+        let k = body.take(klen).ok_or_else(|| bad("bad header key"))?;
+        let k = std::str::from_utf8(k).map_err(|_| bad("header key is not UTF-8"))?;
+        let v = body.opt_bytes().ok_or_else(|| bad("bad header value"))?;
+        on_header(k, v);
+    }
+    if !body.buf.is_empty() {
+        return Err(bad("trailing bytes in record"));
+    }
+    Ok(RawRecord { timestamp_delta, key, value })
+}
+
+/// Walks the record framing of a batch that passed [`validate`]: every
+/// record's length and fields fill the batch exactly and there are
+/// `record_count` of them. Reads lengths only; copies and allocates
+/// nothing. The broker runs this on produce so that every stored batch is
+/// readable by every consumer.
+pub fn validate_records(batch: &[u8], info: &BatchInfo) -> Result<(), RecordError> {
+    let Some(mut rest) = batch.get(HEADER_BYTES..info.batch_len as usize) else {
+        return Err(RecordError::Truncated { needed: info.batch_len as usize, have: batch.len() });
+    };
+    for index in 0..info.record_count {
+        parse_record(&mut rest, index, |_, _| {})?;
+    }
+    if !rest.is_empty() {
+        return Err(RecordError::BadRecord { index: info.record_count, reason: "trailing bytes after last record" });
+    }
+    Ok(())
 }
 
 impl<'a> Iterator for RecordIter<'a> {

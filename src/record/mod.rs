@@ -14,7 +14,7 @@ mod iter;
 mod varint;
 
 pub use builder::{BatchBuilder, Header};
-pub use iter::{Record, RecordIter};
+pub use iter::{validate_records, Record, RecordIter};
 
 /// Size of the fixed batch header in bytes.
 pub const HEADER_BYTES: usize = 64;

@@ -57,6 +57,37 @@ proptest! {
         prop_assert!(RecordIter::new(&batch[..cut]).is_err());
     }
 
+    /// The produce-time walk accepts exactly the batches a consumer can
+    /// decode: damage a record byte (or cut the batch one byte short),
+    /// recompute the CRC as a hostile producer would, and both agree.
+    #[test]
+    fn record_walk_agrees_with_the_decoder(
+        records in proptest::collection::vec(record_strategy(), 1..8),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        shorten in any::<bool>(),
+    ) {
+        let mut batch = build(&records);
+        if shorten {
+            batch.pop();
+        } else {
+            let i = HEADER_BYTES + at.index(batch.len() - HEADER_BYTES);
+            batch[i] = byte;
+        }
+        let len = batch.len() as u32;
+        batch[field::BATCH_LEN..field::BATCH_LEN + 4].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32fast::hash(&batch[CRC_START..]);
+        batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        if let Ok(info) = validate(&batch) {
+            let walk = validate_records(&batch, &info);
+            let decode: Result<Vec<_>, _> = RecordIter::new(&batch).unwrap().collect();
+            prop_assert_eq!(walk.is_ok(), decode.is_ok(), "walk {:?} vs decode {:?}", walk, decode.err());
+            if shorten {
+                prop_assert!(walk.is_err());
+            }
+        }
+    }
+
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = validate(&bytes);

@@ -1,8 +1,10 @@
-//! Produce: slice the payload per partition, check every batch's header
-//! and CRC once, hand the bytes to the owning shard, answer with offsets.
+//! Produce: slice the payload per partition, check every batch once, hand
+//! the bytes to the owning shard, answer with offsets.
 //!
-//! The batches are never decoded: `record::validate` reads the header and
-//! runs the CRC; the log patches the base offset in place.
+//! The batches are never decoded or copied here: `record::validate` reads
+//! the header and runs the CRC, and `record::validate_records` walks the
+//! record lengths, so a batch that is stored is a batch every consumer can
+//! read. The log patches the base offset in place.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -29,7 +31,10 @@ fn validate_all(data: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, (
             Ok((_, info)) if info.batch_len as usize > max_batch_bytes => {
                 return Err((ErrorCode::MessageTooLarge, format!("batch of {} bytes is over the limit of {max_batch_bytes}", info.batch_len)));
             }
-            Ok((_, info)) => infos.push(info),
+            Ok((start, info)) => {
+                record::validate_records(&data[start..], &info).map_err(|e| (ErrorCode::CorruptBatch, e.to_string()))?;
+                infos.push(info)
+            }
             Err(e) => return Err((ErrorCode::CorruptBatch, e.to_string())),
         }
     }

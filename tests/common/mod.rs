@@ -84,6 +84,44 @@ impl Broker {
         b
     }
 
+    /// Runs a broker that is expected to refuse to start; returns its exit
+    /// status and what it printed. Panics if it starts serving instead.
+    pub fn refused(dir: &Path, listen: &str, extra: &[&str]) -> (ExitStatus, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+            .args(["broker", "--listen", listen, "--shards", "1", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the broker binary");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                assert!(!err.contains("listening on"), "the broker started: {err}");
+                return (status, err);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let mut err = String::new();
+                child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                panic!("the broker did not exit: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The broker's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap();
+        kb * 1024
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -133,7 +171,7 @@ impl Reply {
 
 pub struct Client {
     pub stream: TcpStream,
-    next: u32,
+    pub next: u32,
 }
 
 pub type Body<'a> = (fb::RequestBody, WIPOffset<UnionWIPOffset>);
