@@ -374,6 +374,7 @@ async fn shard_main(
 
     let max_conns = config.max_connections.div_ceil(usize::from(nr));
     let conns = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let budget = crate::server::budget::ShardBudget::new(config.max_buffered_request_bytes_per_shard);
     let accept = {
         let (shard, conns) = (shard.clone(), conns.clone());
         async move {
@@ -385,9 +386,9 @@ async fn shard_main(
                     }
                     Ok(s) => {
                         conns.set(conns.get() + 1);
-                        let (shard, conns) = (shard.clone(), conns.clone());
+                        let (shard, conns, budget) = (shard.clone(), conns.clone(), budget.clone());
                         rt::spawn(async move {
-                            connection::serve(shard, s).await;
+                            connection::serve(shard, s, budget).await;
                             conns.set(conns.get() - 1);
                         });
                     }

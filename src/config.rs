@@ -29,6 +29,13 @@ pub struct BrokerConfig {
     pub max_inflight_bytes_per_connection: usize,
     /// Requests a connection may have in flight.
     pub max_inflight_requests_per_connection: usize,
+    /// Request bytes all of one shard's connections may hold buffered
+    /// together (Kafka's `queued.max.request.bytes`, per shard); past it,
+    /// connections wait unread until requests finish.
+    pub max_buffered_request_bytes_per_shard: usize,
+    /// Once a frame's first bytes arrive, the rest must arrive within this
+    /// or the connection is closed and the frame's budget given back.
+    pub request_read_timeout_ms: u64,
     /// Upper bound on a fetch's long-poll wait.
     pub fetch_wait_max_ms: u64,
     /// A connection that sends nothing for this long is closed.
@@ -37,6 +44,9 @@ pub struct BrokerConfig {
     pub shutdown_grace_ms: u64,
     /// Interval of retention checks.
     pub retention_check_interval_ms: u64,
+    /// Accept a data directory on a filesystem that does not survive a
+    /// reboot (tmpfs, ramfs): acknowledged data is then lost with the host.
+    pub allow_nondurable_data_dir: bool,
     /// Storage defaults for every topic, overridable per topic.
     pub log: LogConfig,
 }
@@ -54,10 +64,13 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             max_inflight_bytes_per_connection: 64 << 20,
             max_inflight_requests_per_connection: 1024,
+            max_buffered_request_bytes_per_shard: 128 << 20,
+            request_read_timeout_ms: 30_000,
             fetch_wait_max_ms: 30_000,
             connection_idle_timeout_ms: 10 * 60 * 1000,
             shutdown_grace_ms: 5_000,
             retention_check_interval_ms: 60_000,
+            allow_nondurable_data_dir: false,
             log: LogConfig::default(),
         }
     }
@@ -74,6 +87,12 @@ impl BrokerConfig {
         }
         if self.max_inflight_bytes_per_connection < self.max_frame_bytes {
             return Err("max_inflight_bytes_per_connection must be at least max_frame_bytes, or a full frame could never be read".into());
+        }
+        if self.max_buffered_request_bytes_per_shard < self.max_frame_bytes {
+            return Err("max_buffered_request_bytes_per_shard must be at least max_frame_bytes, or a full frame could never be read".into());
+        }
+        if self.request_read_timeout_ms == 0 {
+            return Err("request_read_timeout_ms must be positive".into());
         }
         if self.max_connections == 0 || self.max_inflight_requests_per_connection == 0 {
             return Err("max_connections and max_inflight_requests_per_connection must be positive".into());

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use glommio::channels::local_channel::{new_bounded as local_bounded, LocalReceiver, LocalSender};
-pub use glommio::sync::{Permit, Semaphore};
+pub use glommio::sync::{Permit, Semaphore, StaticPermit};
 pub use glommio::TaskQueueHandle;
 
 thread_local! {

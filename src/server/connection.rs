@@ -5,16 +5,28 @@
 //! Limits: a frame over `max_frame_bytes` closes the connection before
 //! anything is allocated for it; request bytes in flight are bounded by
 //! `max_inflight_bytes_per_connection` and requests by
-//! `max_inflight_requests_per_connection`: past either, the reader stops
-//! reading the socket until responses drain (backpressure, not buffering).
+//! `max_inflight_requests_per_connection`, and the request bytes buffered
+//! by all of a shard's connections by `max_buffered_request_bytes_per_shard`:
+//! past any of these, the reader stops reading its socket until requests
+//! finish (backpressure, not buffering).
+//!
+//! Memory follows the bytes, not the announced length: nothing is
+//! allocated until a frame's first body bytes arrive, and its buffer then
+//! grows with what arrived, each growth granted by the shard's budget
+//! (`server::budget`, which keeps half-read frames from deadlocking). A
+//! frame must arrive whole within `request_read_timeout_ms` of its first
+//! bytes (time spent waiting for the budget not counted), or the
+//! connection is closed and its budget given back.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::budget::{FrameBudget, ShardBudget};
 use super::listener::Stream;
+use crate::rt::StaticPermit;
 use super::response::{error, Outgoing};
 use crate::protocol::{self, ErrorCode};
 use crate::rt;
@@ -23,6 +35,11 @@ use crate::shard::Shard;
 enum ReadEnd {
     Closed,
     Idle,
+    /// A frame's body did not arrive within `request_read_timeout_ms`.
+    Slow {
+        got: usize,
+        len: usize,
+    },
     Stopping,
     Failed(std::io::Error),
 }
@@ -44,7 +61,94 @@ async fn read_exact_or_stop<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &
     }
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: Stream) {
+/// Bytes of a frame read before anything is allocated for it: enough for
+/// most requests other than produce.
+const FIRST_READ_BYTES: usize = 4096;
+/// The first buffer of a larger frame when its first read came full (more
+/// is waiting); it grows fourfold as bytes come in, up to the frame's length.
+const FIRST_BUFFER_BYTES: usize = 64 << 10;
+
+/// Reads some bytes into `buf`, unless the client goes quiet for `wait`
+/// or the shard starts to stop; end of stream is `Closed`.
+async fn read_some<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], shard: &Shard, wait: Duration) -> Result<usize, ReadEnd> {
+    if shard.is_shutting_down() {
+        return Err(ReadEnd::Stopping);
+    }
+    let read = std::pin::pin!(r.read(buf));
+    let stop = std::pin::pin!(shard.shutdown.listen());
+    match rt::timeout(wait, futures::future::select(read, stop)).await {
+        None => Err(ReadEnd::Idle),
+        Some(futures::future::Either::Right(_)) => Err(ReadEnd::Stopping),
+        Some(futures::future::Either::Left((Ok(0), _))) => Err(ReadEnd::Closed),
+        Some(futures::future::Either::Left((Ok(n), _))) => Ok(n),
+        Some(futures::future::Either::Left((Err(e), _))) => Err(ReadEnd::Failed(e)),
+    }
+}
+
+/// Waits for `bytes` more of the shard's budget, unless the shard stops.
+async fn grow(budget: &mut FrameBudget, bytes: usize, shard: &Shard) -> Result<(), ReadEnd> {
+    let stop = std::pin::pin!(shard.shutdown.listen());
+    match futures::future::select(std::pin::pin!(budget.grow(bytes)), stop).await {
+        futures::future::Either::Left(_) => Ok(()),
+        futures::future::Either::Right(_) => Err(ReadEnd::Stopping),
+    }
+}
+
+/// A frame body read whole, with what it holds of the budgets until its
+/// request is answered.
+struct Frame {
+    body: BytesMut,
+    _budget: FrameBudget,
+    _permits: [StaticPermit; 2],
+}
+
+/// Reads the `len`-byte body of a frame: waits for its first bytes with
+/// nothing allocated, then reads the rest into a buffer that grows with
+/// what arrived, each growth granted by the shard's budget first.
+async fn read_body<R: futures::io::AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    shard: &Shard,
+    budget: &Rc<ShardBudget>,
+    permits: [StaticPermit; 2],
+    idle: Duration,
+) -> Result<Frame, ReadEnd> {
+    let mut first = [0u8; FIRST_READ_BYTES];
+    let n = read_some(r, &mut first[..len.min(FIRST_READ_BYTES)], shard, idle).await?;
+    let timeout = Duration::from_millis(shard.config.request_read_timeout_ms);
+    let mut deadline = Instant::now() + timeout;
+
+    let mut held = budget.begin(len);
+    let initial = len.min(if n == FIRST_READ_BYTES { FIRST_BUFFER_BYTES } else { FIRST_READ_BYTES });
+    let waited = Instant::now();
+    grow(&mut held, initial, shard).await?;
+    deadline += waited.elapsed();
+    let mut body = BytesMut::new();
+    body.resize(initial, 0);
+    body[..n].copy_from_slice(&first[..n]);
+    let mut filled = n;
+    while filled < len {
+        if filled == body.len() {
+            let next = len.min(body.len() * 4);
+            // Time spent waiting for the budget is not the client's.
+            let waited = Instant::now();
+            grow(&mut held, next - body.len(), shard).await?;
+            deadline += waited.elapsed();
+            body.resize(next, 0);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        filled += match read_some(r, &mut body[filled..], shard, left).await {
+            Ok(n) => n,
+            Err(ReadEnd::Idle) => return Err(ReadEnd::Slow { got: filled, len }),
+            Err(e) => return Err(e),
+        };
+    }
+    debug_assert_eq!(body.len(), len);
+    held.complete();
+    Ok(Frame { body, _budget: held, _permits: permits })
+}
+
+pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let cfg = shard.config.clone();
     let (mut reader, mut writer) = stream.split();
@@ -84,21 +188,33 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream) {
         };
         let Ok(bytes_permit) = inflight_bytes.clone().acquire_static_permit(len as u64).await else { break ReadEnd::Stopping };
         let Ok(req_permit) = inflight_reqs.clone().acquire_static_permit(1).await else { break ReadEnd::Stopping };
-        let mut body = BytesMut::zeroed(len);
-        if let Err(e) = read_exact_or_stop(&mut reader, &mut body, &shard, idle).await {
-            break e;
-        }
+        let frame = match read_body(&mut reader, len, &shard, &budget, [bytes_permit, req_permit], idle).await {
+            Ok(f) => f,
+            Err(ReadEnd::Slow { got, len }) => {
+                let msg = format!(
+                    "a request frame did not arrive within request_read_timeout_ms ({} ms): {got} of {len} bytes came; closing the connection",
+                    cfg.request_read_timeout_ms
+                );
+                let _ = tx.send(error(0, ErrorCode::RequestTimedOut, &msg)).await;
+                break ReadEnd::Slow { got, len };
+            }
+            Err(e) => break e,
+        };
         let (shard, tx) = (shard.clone(), tx.clone());
         rt::spawn(async move {
+            let Frame { body, _budget, _permits } = frame;
             if let Some(out) = super::dispatch(&shard, body).await {
                 let _ = tx.send(out).await;
             }
-            drop((bytes_permit, req_permit));
+            drop((_budget, _permits));
         });
     };
     match end {
         ReadEnd::Failed(e) => tracing::debug!(%peer, error = %e, "closing connection"),
         ReadEnd::Idle => tracing::debug!(%peer, "closing idle connection"),
+        ReadEnd::Slow { got, len } => {
+            tracing::info!(%peer, got, len, timeout_ms = cfg.request_read_timeout_ms, "a request frame did not arrive in time; closed the connection")
+        }
         ReadEnd::Closed | ReadEnd::Stopping => {}
     }
     // In-flight requests finish and their responses go out before the

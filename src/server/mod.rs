@@ -5,6 +5,7 @@
 //! Handlers never panic on client input: every bad field is an error code.
 
 pub mod api_versions;
+pub mod budget;
 pub mod connection;
 pub mod fetch;
 pub mod groups;
