@@ -87,14 +87,49 @@ pub fn check_memlock(shards: u16) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Creates the data directory, takes its lock, checks O_DIRECT works on it
-/// and loads the metadata. The returned file holds the lock.
-pub fn prepare_data_dir(dir: &Path) -> Result<(std::fs::File, Metadata), StartError> {
+/// Filesystems whose contents a reboot erases (`statfs` magic numbers).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+const RAMFS_MAGIC: i64 = 0x8584_58f6;
+
+/// The name of a filesystem that does not survive a reboot, if `dir` is on one.
+fn volatile_filesystem(dir: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs fills `st`, which outlives the call; `path` is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    match st.f_type as i64 {
+        TMPFS_MAGIC => Some("tmpfs"),
+        RAMFS_MAGIC => Some("ramfs"),
+        _ => None,
+    }
+}
+
+/// Creates the data directory (saying so when it did not exist), refuses
+/// one that a reboot would erase unless `allow_nondurable` says otherwise,
+/// takes its lock, checks O_DIRECT works on it and loads the metadata. The
+/// returned file holds the lock.
+pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool) -> Result<(std::fs::File, Metadata), StartError> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let bad = |reason: String| StartError::DataDir { dir: dir.display().to_string(), reason };
+    let existed = dir.exists();
     std::fs::create_dir_all(dir.join("meta")).map_err(|e| bad(format!("cannot create it: {e}")))?;
     std::fs::create_dir_all(dir.join("topics")).map_err(|e| bad(format!("cannot create it: {e}")))?;
+    if !existed {
+        tracing::info!(data_dir = %dir.display(), "created the data directory (it did not exist)");
+    }
+    if let Some(fs) = volatile_filesystem(dir) {
+        if !allow_nondurable {
+            return Err(bad(format!(
+                "it is on {fs}, which a reboot erases: acks=all would promise durability the host cannot keep. \
+                 Use a disk-backed filesystem (ext4, XFS), or pass --allow-nondurable-data-dir to accept losing the data"
+            )));
+        }
+        tracing::warn!(data_dir = %dir.display(), filesystem = fs, "the data directory is on {fs}: data is not durable and a reboot erases it (--allow-nondurable-data-dir)");
+    }
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock")).map_err(|e| bad(e.to_string()))?;
     // SAFETY: flock on a descriptor this function owns.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -104,7 +139,7 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(std::fs::File, Metadata), StartEr
     let r = std::fs::OpenOptions::new().create(true).truncate(true).write(true).custom_flags(libc::O_DIRECT).open(&probe);
     let _ = std::fs::remove_file(&probe);
     if let Err(e) = r {
-        return Err(bad(format!("its filesystem does not support O_DIRECT ({e}); use a disk-backed filesystem such as ext4 or XFS, not tmpfs")));
+        return Err(bad(format!("its filesystem does not support O_DIRECT ({e}); use a disk-backed filesystem such as ext4 or XFS")));
     }
     let path = shard::metadata_path(dir);
     let md = match std::fs::read(&path) {
@@ -113,6 +148,29 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(std::fs::File, Metadata), StartEr
         Err(e) => return Err(bad(format!("cannot read {}: {e}", path.display()))),
     };
     Ok((lock, md))
+}
+
+/// Refuses a listen address another process already listens on. Every
+/// shard binds with SO_REUSEPORT, which the kernel would otherwise let a
+/// second broker of the same user join, splitting clients between two
+/// brokers. A plain bind (no SO_REUSEPORT) fails on a port any socket
+/// listens on; it is closed again before the shards bind. Port 0 asks for
+/// a fresh port and needs no check.
+pub fn check_listen_address_free(addr: SocketAddr) -> Result<(), StartError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(StartError::Listen {
+            addr,
+            reason: "the address is already in use: another broker or program listens there. Stop it, or give this broker another --listen".into(),
+        }),
+        Err(e) => Err(StartError::Listen { addr, reason: e.to_string() }),
+    }
 }
 
 /// What ends a broker's run.
@@ -218,7 +276,8 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     let shards = if config.shards == 0 { online.len() as u16 } else { config.shards };
     check_io_uring()?;
     check_memlock(shards)?;
-    let (lock, metadata) = prepare_data_dir(&config.data_dir)?;
+    check_listen_address_free(config.listen)?;
+    let (lock, metadata) = prepare_data_dir(&config.data_dir, config.allow_nondurable_data_dir)?;
     let mut config = config;
     config.data_dir =
         std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;

@@ -19,7 +19,7 @@ pub struct BrokerArgs {
     /// HOST:PORT clients are told to use [default: the listen address]
     #[arg(long, env = "SHARDLOG_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
-    /// Executors, each pinned to a core [default: one per online core]
+    /// Executors, each pinned to a core; 0 means one per online core [default: 0]
     #[arg(long, env = "SHARDLOG_SHARDS")]
     pub shards: Option<u16>,
     /// This broker's id in the cluster [default: 0]
@@ -37,6 +37,13 @@ pub struct BrokerArgs {
     /// Upper bound on a fetch's long-poll wait, in milliseconds
     #[arg(long, env = "SHARDLOG_FETCH_WAIT_MAX_MS")]
     pub fetch_wait_max_ms: Option<u64>,
+    /// Request bytes one shard buffers for all its connections together
+    #[arg(long, env = "SHARDLOG_MAX_BUFFERED_REQUEST_BYTES_PER_SHARD")]
+    pub max_buffered_request_bytes_per_shard: Option<usize>,
+    /// Accept a data directory on tmpfs or ramfs, giving up durability:
+    /// a reboot erases acknowledged data
+    #[arg(long, env = "SHARDLOG_ALLOW_NONDURABLE_DATA_DIR")]
+    pub allow_nondurable_data_dir: bool,
 }
 
 impl BrokerArgs {
@@ -72,6 +79,12 @@ impl BrokerArgs {
         }
         if let Some(v) = self.fetch_wait_max_ms {
             c.fetch_wait_max_ms = v;
+        }
+        if let Some(v) = self.max_buffered_request_bytes_per_shard {
+            c.max_buffered_request_bytes_per_shard = v;
+        }
+        if self.allow_nondurable_data_dir {
+            c.allow_nondurable_data_dir = true;
         }
         c.validate()?;
         Ok(c)

@@ -241,6 +241,8 @@ struct Producer {
     topic: String,
     acks: i8,
     inflight: usize,
+    /// Records sent so far.
+    records: u64,
     failed: Option<String>,
 }
 
@@ -299,13 +301,15 @@ pub fn produce(a: ProduceArgs) -> i32 {
         AcksArg::Zero => 0,
     };
     let interactive = std::io::stdin().is_terminal();
-    let mut p = Producer { conn, topic: a.topic.clone(), acks, inflight: 0, failed: None };
+    let mut p = Producer { conn, topic: a.topic.clone(), acks, inflight: 0, records: 0, failed: None };
     let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
     let mut next_rr = 0u32;
     let mut batch = Vec::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
     let mut line = Vec::new();
+    let mut lineno = 0u64;
+    let mut bad_line = None;
     loop {
         if interactive {
             eprint!(">");
@@ -314,7 +318,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
         line.clear();
         match lines.read_until(b'\n', &mut line) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(_) => lineno += 1,
             Err(e) => return fail(format!("reading stdin: {e}")),
         }
         while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
@@ -323,7 +327,16 @@ pub fn produce(a: ProduceArgs) -> i32 {
         let (key, value): (Option<&[u8]>, &[u8]) = match &a.key_separator {
             Some(sep) => match find(&line, sep.as_bytes()) {
                 Some(i) => (Some(&line[..i]), &line[i + sep.len()..]),
-                None => return fail(format!("line has no key separator '{sep}': {}", String::from_utf8_lossy(&line))),
+                None if interactive => {
+                    eprintln!("shardlog: this line has no key separator '{sep}'; not sent");
+                    continue;
+                }
+                None => {
+                    // Send what came before it, then stop: a bad line is
+                    // the input's fault, not the broker's.
+                    bad_line = Some(format!("line {lineno} has no key separator '{sep}': {}", String::from_utf8_lossy(&line)));
+                    break;
+                }
             },
             None => (None, &line[..]),
         };
@@ -340,6 +353,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
         let full = b.record_count() as usize >= PRODUCE_BATCH_RECORDS || b.encoded_len() >= PRODUCE_BATCH_BYTES;
         if interactive || full {
             batch.clear();
+            p.records += u64::from(b.record_count());
             b.finish_into(&mut batch);
             if let Err(e) = p.send(partition, &batch) {
                 return broker_err(e, "producing");
@@ -354,6 +368,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
     for (partition, b) in builders.iter_mut() {
         if !b.is_empty() {
             batch.clear();
+            p.records += u64::from(b.record_count());
             b.finish_into(&mut batch);
             if let Err(e) = p.send(*partition, &batch) {
                 return broker_err(e, "producing");
@@ -362,6 +377,16 @@ pub fn produce(a: ProduceArgs) -> i32 {
     }
     if let Err(e) = p.drain() {
         return broker_err(e, "waiting for acknowledgements");
+    }
+    if let Some(why) = bad_line {
+        eprintln!("shardlog: {why}");
+        return match &p.failed {
+            Some(e) => fail(format!("and not every message before it was stored: {e}")),
+            None => {
+                eprintln!("shardlog: the {} message(s) before it were sent{}; nothing after it was", p.records, if acks == 0 { "" } else { " and acknowledged" });
+                exit::USAGE
+            }
+        };
     }
     match p.failed {
         Some(e) => fail(format!("not every message was stored: {e}")),

@@ -41,7 +41,7 @@ impl TopicMeta {
     }
 
     pub fn log_config(&self, base: &LogConfig) -> LogConfig {
-        log_config(base, &self.configs).expect("validated at creation")
+        log_config(base, &self.configs)
     }
 }
 
@@ -87,7 +87,7 @@ pub enum MetadataError {
     InvalidName { name: String, reason: &'static str },
     #[error("a topic needs between 1 and {MAX_PARTITIONS_PER_TOPIC} partitions, not {0}")]
     InvalidPartitions(u32),
-    #[error("replication factor {asked} is larger than the {brokers} broker(s) in the cluster")]
+    #[error("{}", replication_factor_problem(*asked, *brokers))]
     InvalidReplicationFactor { asked: u16, brokers: u16 },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
@@ -97,6 +97,14 @@ pub enum MetadataError {
     Unavailable(String),
     #[error("topic '{0}' is internal to the broker")]
     Internal(String),
+}
+
+fn replication_factor_problem(asked: u16, brokers: u16) -> String {
+    if asked == 0 {
+        "the replication factor must be at least 1 (the number of copies of each partition)".into()
+    } else {
+        format!("replication factor {asked} is larger than the {brokers} broker(s) in the cluster")
+    }
 }
 
 pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
@@ -116,22 +124,51 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
     Ok(())
 }
 
-/// Applies topic settings on top of the broker's defaults.
-pub fn log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> Result<LogConfig, MetadataError> {
-    let mut c = base.clone();
+/// The topic settings a client may give, each with what it means.
+pub const TOPIC_SETTINGS: [&str; 4] = ["retention.ms", "retention.bytes", "segment.bytes", "segment.ms"];
+
+/// The smallest segment a topic may ask for with `segment.bytes`.
+pub const MIN_SEGMENT_BYTES: i64 = 4096;
+/// The largest segment: positions inside a segment are 32-bit. This is
+/// what `segment.bytes=-1` (no limit) gives.
+pub const MAX_SEGMENT_BYTES: i64 = u32::MAX as i64;
+
+/// Checks topic settings as a client typed them, naming each as typed:
+/// every value is an integer, -1 means no limit, 0 and other negative
+/// values are refused (a zero age or size limit would roll or delete on
+/// every check).
+pub fn check_topic_settings(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
     for (k, v) in configs {
-        let num = || v.parse::<i64>().map_err(|_| MetadataError::InvalidConfig(format!("{k}={v}: not an integer")));
-        let opt = |n: i64| if n < 0 { None } else { Some(n as u64) };
-        match k.as_str() {
-            "retention.ms" => c.retention_max_age_ms = opt(num()?),
-            "retention.bytes" => c.retention_max_bytes = opt(num()?),
-            "segment.bytes" => c.segment_max_bytes = num()?.max(0) as u64,
-            "segment.ms" => c.segment_max_age_ms = num()?.max(0) as u64,
-            _ => return Err(MetadataError::InvalidConfig(format!("unknown setting '{k}' (known: retention.ms, retention.bytes, segment.bytes, segment.ms)"))),
+        if !TOPIC_SETTINGS.contains(&k.as_str()) {
+            return Err(MetadataError::InvalidConfig(format!("unknown setting '{k}' (known: {})", TOPIC_SETTINGS.join(", "))));
+        }
+        let n: i64 = v.parse().map_err(|_| MetadataError::InvalidConfig(format!("{k}={v}: not an integer")))?;
+        let (min, max) = if k == "segment.bytes" { (MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES) } else { (1, i64::MAX) };
+        if n != -1 && !(min..=max).contains(&n) {
+            return Err(MetadataError::InvalidConfig(format!("{k}={v}: must be between {min} and {max}, or -1 for no limit")));
         }
     }
-    c.validate(crate::record::MAX_BATCH_BYTES.min(c.write_buffer_bytes.saturating_sub(8192))).map_err(MetadataError::InvalidConfig)?;
-    Ok(c)
+    Ok(())
+}
+
+/// Applies topic settings on top of the broker's defaults. Settings are
+/// checked by [`check_topic_settings`] when a topic is created; stored
+/// ones are applied as they are (-1, and any other negative value, is no
+/// limit), since a stored topic must always open.
+pub fn log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> LogConfig {
+    let mut c = base.clone();
+    for (k, v) in configs {
+        let Ok(n) = v.parse::<i64>() else { continue };
+        let limit = if n < 0 { None } else { Some(n as u64) };
+        match k.as_str() {
+            "retention.ms" => c.retention_max_age_ms = limit,
+            "retention.bytes" => c.retention_max_bytes = limit,
+            "segment.bytes" => c.segment_max_bytes = limit.unwrap_or(MAX_SEGMENT_BYTES as u64).clamp(MIN_SEGMENT_BYTES as u64, MAX_SEGMENT_BYTES as u64),
+            "segment.ms" => c.segment_max_age_ms = limit.filter(|&ms| ms > 0).unwrap_or(u64::MAX),
+            _ => {}
+        }
+    }
+    c
 }
 
 fn fnv1a(s: &str) -> u64 {
@@ -142,7 +179,7 @@ impl Metadata {
     /// Validates a new topic and places its partitions on shards round-robin
     /// from a start chosen by the topic's name, so many small topics do not
     /// all land on shard 0.
-    pub fn plan_create(&self, req: NewTopic, cluster: &ClusterShape, base: &LogConfig) -> Result<Change, MetadataError> {
+    pub fn plan_create(&self, req: NewTopic, cluster: &ClusterShape) -> Result<Change, MetadataError> {
         let NewTopic { name, partitions, replication_factor, configs } = req;
         let (name, brokers, nr_shards) = (name.as_str(), cluster.brokers, cluster.shards);
         validate_topic_name(name)?;
@@ -155,7 +192,7 @@ impl Metadata {
         if replication_factor == 0 || replication_factor > brokers {
             return Err(MetadataError::InvalidReplicationFactor { asked: replication_factor, brokers });
         }
-        log_config(base, &configs)?;
+        check_topic_settings(&configs)?;
         let start = (fnv1a(name) % u64::from(nr_shards.max(1))) as u32;
         let shards = (0..partitions).map(|p| ((start + p) % u32::from(nr_shards.max(1))) as u16).collect();
         Ok(Change::CreateTopic(TopicMeta { name: name.to_string(), replication_factor, shards, configs }))
@@ -195,7 +232,7 @@ mod tests {
     }
 
     fn plan(m: &Metadata, name: &str, p: u32, rf: u16) -> Result<Change, MetadataError> {
-        m.plan_create(topic(name, p, rf, BTreeMap::new()), &SHAPE, &LogConfig::default())
+        m.plan_create(topic(name, p, rf, BTreeMap::new()), &SHAPE)
     }
 
     #[test]
@@ -219,9 +256,9 @@ mod tests {
         assert_eq!(plan(&m, "u", 0, 1), Err(MetadataError::InvalidPartitions(0)));
         assert_eq!(plan(&m, "u", 1, 3), Err(MetadataError::InvalidReplicationFactor { asked: 3, brokers: 1 }));
         let bad = BTreeMap::from([("retention.ms".to_string(), "soon".to_string())]);
-        assert!(matches!(m.plan_create(topic("u", 1, 1, bad), &SHAPE, &LogConfig::default()), Err(MetadataError::InvalidConfig(_))));
+        assert!(matches!(m.plan_create(topic("u", 1, 1, bad), &SHAPE), Err(MetadataError::InvalidConfig(_))));
         let unknown = BTreeMap::from([("colour".to_string(), "red".to_string())]);
-        assert!(matches!(m.plan_create(topic("u", 1, 1, unknown), &SHAPE, &LogConfig::default()), Err(MetadataError::InvalidConfig(_))));
+        assert!(matches!(m.plan_create(topic("u", 1, 1, unknown), &SHAPE), Err(MetadataError::InvalidConfig(_))));
         assert_eq!(m.plan_delete("nope"), Err(MetadataError::UnknownTopic("nope".into())));
         m.apply(&m.plan_delete("t").unwrap());
         assert!(m.topics.is_empty());
@@ -229,9 +266,24 @@ mod tests {
     }
 
     #[test]
+    fn topic_settings_minus_one_is_no_limit_and_zero_is_refused() {
+        let c = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        let lc = log_config(&LogConfig::default(), &c("segment.ms", "-1"));
+        assert_eq!(lc.segment_max_age_ms, u64::MAX);
+        assert_eq!(log_config(&LogConfig::default(), &c("segment.bytes", "-1")).segment_max_bytes, u32::MAX as u64);
+        for k in TOPIC_SETTINGS {
+            check_topic_settings(&c(k, "-1")).unwrap();
+            let e = check_topic_settings(&c(k, "0")).unwrap_err().to_string();
+            assert!(e.contains(k), "{e}");
+            assert!(check_topic_settings(&c(k, "-2")).is_err());
+        }
+        assert!(check_topic_settings(&c("segment.bytes", "100")).unwrap_err().to_string().contains("segment.bytes=100"));
+    }
+
+    #[test]
     fn topic_settings_map_to_log_config() {
         let c = BTreeMap::from([("retention.ms".to_string(), "-1".to_string()), ("segment.bytes".to_string(), "1048576".to_string())]);
-        let lc = log_config(&LogConfig::default(), &c).unwrap();
+        let lc = log_config(&LogConfig::default(), &c);
         assert_eq!((lc.retention_max_age_ms, lc.segment_max_bytes), (None, 1 << 20));
     }
 }

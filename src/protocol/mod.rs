@@ -80,14 +80,20 @@ fn verifier_opts() -> flatbuffers::VerifierOptions {
     flatbuffers::VerifierOptions { max_depth: 16, max_tables: 100_000, max_apparent_size: 1 << 26, ignore_missing_null_terminator: false }
 }
 
+/// The verifier's report (several lines, a trailing newline) as one line,
+/// for an error message a client shows.
+fn invalid(e: flatbuffers::InvalidFlatbuffer) -> ProtocolError {
+    ProtocolError::Invalid(e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
 /// Verifies and opens a request message.
 pub fn parse_request(message: &[u8]) -> Result<fb::Request<'_>, ProtocolError> {
-    flatbuffers::root_with_opts::<fb::Request>(&verifier_opts(), message).map_err(|e| ProtocolError::Invalid(e.to_string()))
+    flatbuffers::root_with_opts::<fb::Request>(&verifier_opts(), message).map_err(invalid)
 }
 
 /// Verifies and opens a response message.
 pub fn parse_response(message: &[u8]) -> Result<fb::Response<'_>, ProtocolError> {
-    flatbuffers::root_with_opts::<fb::Response>(&verifier_opts(), message).map_err(|e| ProtocolError::Invalid(e.to_string()))
+    flatbuffers::root_with_opts::<fb::Response>(&verifier_opts(), message).map_err(invalid)
 }
 
 /// The frame prefix and message for a finished flatbuffer followed by

@@ -514,7 +514,7 @@ impl Shard {
         let shape = ClusterShape { brokers: 1, shards: self.nr_shards() };
         let mut out = Vec::with_capacity(topics.len());
         for t in topics {
-            let planned = self.metadata.borrow().plan_create(t, &shape, &self.config.log);
+            let planned = self.metadata.borrow().plan_create(t, &shape);
             out.push(match planned {
                 Ok(change) => self.commit(change).await,
                 Err(e) => Err(e),

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 pub struct LogConfig {
     /// Roll to a new segment when the active one would pass this size.
     pub segment_max_bytes: u64,
-    /// Roll to a new segment when the active one is older than this.
+    /// Roll to a new segment when the active one is older than this
+    /// (`u64::MAX`: never by age).
     pub segment_max_age_ms: u64,
     /// Delete the oldest segments while the log is larger than this.
     pub retention_max_bytes: Option<u64>,
@@ -80,6 +81,12 @@ impl LogConfig {
         }
         if self.segment_max_bytes < 4096 || self.segment_max_bytes > u32::MAX as u64 {
             return Err("segment_max_bytes must be between 4 KiB and 4 GiB".into());
+        }
+        if self.segment_max_age_ms == 0 {
+            return Err("segment_max_age_ms must be positive (a segment would roll on every append)".into());
+        }
+        if self.retention_max_age_ms == Some(0) || self.retention_max_bytes == Some(0) {
+            return Err("retention_max_age_ms and retention_max_bytes must be positive when set".into());
         }
         if self.open_segments_max == 0 {
             return Err("open_segments_max must be positive".into());
