@@ -278,6 +278,8 @@ impl PartitionLog {
                         if !last {
                             broken = true;
                         }
+                    } else if s.padding_bytes > 0 {
+                        tracing::debug!(file = %path.display(), padding_bytes = s.padding_bytes, "trimming the zero padding of the last block (the broker did not stop cleanly)");
                     }
                     if s.valid_bytes != file_size {
                         f.truncate(s.valid_bytes).await?;

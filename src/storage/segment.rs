@@ -77,14 +77,20 @@ pub struct Scan {
     pub next_offset: i64,
     pub max_timestamp: i64,
     pub batches: u64,
-    /// Why the scan stopped before the end of the file, if it did.
+    /// Why the scan stopped before the end of the file, if it did because
+    /// of damage.
     pub stopped_by: Option<String>,
+    /// Zero bytes after the last batch up to the end of its block: what a
+    /// direct write pads with, left when the broker stopped without trimming
+    /// them (a crash). Not damage.
+    pub padding_bytes: u64,
 }
 
 /// Reads a segment from the start, checking every batch's length, CRC and
 /// offset continuity, and rebuilds its index on the way.
 pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_interval_bytes: u32) -> Result<Scan, StorageError> {
-    let mut s = Scan { index: SegmentIndex::default(), valid_bytes: 0, next_offset: base_offset, max_timestamp: i64::MIN, batches: 0, stopped_by: None };
+    let mut s =
+        Scan { index: SegmentIndex::default(), valid_bytes: 0, next_offset: base_offset, max_timestamp: i64::MIN, batches: 0, stopped_by: None, padding_bytes: 0 };
     let mut pos = 0u64;
     while pos < file_size {
         let want = SCAN_CHUNK_BYTES.min((file_size - pos) as usize);
@@ -135,5 +141,21 @@ pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_int
             break;
         }
     }
+    if s.stopped_by.is_some() && is_padding(file, s.valid_bytes, file_size).await? {
+        s.stopped_by = None;
+        s.padding_bytes = file_size - s.valid_bytes;
+    }
     Ok(s)
+}
+
+/// Whether the bytes from `from` to the end of the file are the zero
+/// padding of the last direct-I/O block: all zero, less than a block, and
+/// ending on a block boundary.
+async fn is_padding(file: &DirectFile, from: u64, file_size: u64) -> Result<bool, StorageError> {
+    let a = file.alignment();
+    if from >= file_size || file_size % a != 0 || file_size - from >= a {
+        return Ok(false);
+    }
+    let tail = file.read_at(from, (file_size - from) as usize).await?;
+    Ok(tail.len() as u64 == file_size - from && tail.iter().all(|&b| b == 0))
 }
