@@ -150,27 +150,65 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool) -> Result<(std::fs::
     Ok((lock, md))
 }
 
-/// Refuses a listen address another process already listens on. Every
+/// Refuses a listen address another socket already listens on. Every
 /// shard binds with SO_REUSEPORT, which the kernel would otherwise let a
 /// second broker of the same user join, splitting clients between two
-/// brokers. A plain bind (no SO_REUSEPORT) fails on a port any socket
-/// listens on; it is closed again before the shards bind. Port 0 asks for
-/// a fresh port and needs no check.
+/// brokers. The kernel's own table of listening sockets (this network
+/// namespace's `/proc/net/tcp` and `tcp6`) says whether one is there; a
+/// bind probe cannot, since the connections a broker just closed on this
+/// port (FIN_WAIT after a restart) make a plain bind fail while a
+/// SO_REUSEPORT one would join the other broker. Port 0 asks for a fresh
+/// port and needs no check. Two brokers started in the same instant can
+/// both pass; the data directory's lock still keeps them off one directory.
 pub fn check_listen_address_free(addr: SocketAddr) -> Result<(), StartError> {
     if addr.port() == 0 {
         return Ok(());
     }
-    match std::net::TcpListener::bind(addr) {
-        Ok(probe) => {
-            drop(probe);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(StartError::Listen {
+    let taken =
+        listening_sockets().into_iter().any(|l| l.port() == addr.port() && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_unspecified()));
+    if taken {
+        return Err(StartError::Listen {
             addr,
             reason: "the address is already in use: another broker or program listens there. Stop it, or give this broker another --listen".into(),
-        }),
-        Err(e) => Err(StartError::Listen { addr, reason: e.to_string() }),
+        });
     }
+    Ok(())
+}
+
+/// The local addresses of every listening TCP socket in this network
+/// namespace, read from `/proc/net/tcp` and `/proc/net/tcp6`.
+pub fn listening_sockets() -> Vec<SocketAddr> {
+    const LISTEN: &str = "0A";
+    let mut out = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else { continue };
+        for line in text.lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let (Some(local), Some(state)) = (fields.nth(1), fields.nth(1)) else { continue };
+            if state != LISTEN {
+                continue;
+            }
+            if let Some(a) = parse_proc_net_addr(local) {
+                out.push(a);
+            }
+        }
+    }
+    out
+}
+
+/// Parses `ADDR:PORT` as `/proc/net/tcp*` writes it: the address as 32-bit
+/// words in host byte order, the port in big-endian hex.
+fn parse_proc_net_addr(s: &str) -> Option<SocketAddr> {
+    let (ip, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<u32> = (0..ip.len() / 8).map(|i| u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16)).collect::<Result<_, _>>().ok()?;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 /// What ends a broker's run.
@@ -468,4 +506,28 @@ async fn shard_main(
     }
     shard.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_socket_is_seen_and_a_closed_one_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        assert!(listening_sockets().contains(&addr));
+        assert!(check_listen_address_free(addr).is_err());
+        assert!(check_listen_address_free(SocketAddr::new("0.0.0.0".parse().unwrap(), addr.port())).is_err());
+        drop(l);
+        assert!(!listening_sockets().contains(&addr));
+        assert!(check_listen_address_free(addr).is_ok());
+    }
+
+    #[test]
+    fn proc_net_addresses_parse() {
+        assert_eq!(parse_proc_net_addr("0100007F:1F90"), Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(parse_proc_net_addr("00000000000000000000000001000000:2384"), Some("[::1]:9092".parse().unwrap()));
+        assert_eq!(parse_proc_net_addr("zz:1"), None);
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::client::consumer::{Consumer, ConsumerConfig, ConsumerError, StartFrom};
+use crate::client::consumer::{Consumer, ConsumerConfig, ConsumerError, OffsetReset, StartFrom};
 use crate::client::raw::{ClientError, Connection};
 use crate::protocol::ErrorCode;
 use crate::record::BatchBuilder;
@@ -126,8 +126,9 @@ pub struct ConsumeArgs {
     #[arg(long)]
     pub partition: Option<u32>,
     /// Consume as this group: start after what it committed, and commit
-    /// what is printed. With no commit yet, start at the end (or at the
-    /// beginning with --from-beginning).
+    /// what is printed. With no commit yet, or a commit that retention has
+    /// since deleted, start at the end (or at the beginning with
+    /// --from-beginning).
     #[arg(long, conflicts_with = "offset")]
     pub group: Option<String>,
     /// Exit after printing this many messages.
@@ -383,7 +384,11 @@ pub fn produce(a: ProduceArgs) -> i32 {
         return match &p.failed {
             Some(e) => fail(format!("and not every message before it was stored: {e}")),
             None => {
-                eprintln!("shardlog: the {} message(s) before it were sent{}; nothing after it was", p.records, if acks == 0 { "" } else { " and acknowledged" });
+                eprintln!(
+                    "shardlog: the {} message(s) before it were sent{}; nothing after it was",
+                    p.records,
+                    if acks == 0 { "" } else { " and acknowledged" }
+                );
                 exit::USAGE
             }
         };
@@ -417,6 +422,10 @@ fn consume_inner(a: &ConsumeArgs) -> Result<i32, String> {
             (None, true) => StartFrom::Earliest,
             (None, false) => StartFrom::Latest,
         },
+        // A position no longer stored (retention deleted it) goes to the
+        // log start with --from-beginning, else to the end, as Kafka's
+        // console consumer does.
+        offset_reset: if a.from_beginning { OffsetReset::Earliest } else { OffsetReset::Latest },
         // What is committed is exactly what was printed, not what was fetched.
         auto_commit: false,
         ..ConsumerConfig::default()

@@ -5,17 +5,23 @@ use super::raw::{BrokerMeta, ClientError, Connection, TopicMeta};
 /// Creates, deletes, lists and describes topics.
 ///
 /// ```
-/// # let dir = tempfile::tempdir_in("target").unwrap();
-/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
-/// # let broker = shardlog::broker::start(config).unwrap();
-/// # let addr = broker.addr().to_string();
+/// # // Runs against an in-process broker when the broker is built; with
+/// # // the client feature alone it is compiled, not run.
+/// # fn example(addr: &str) {
 /// use shardlog::client::admin::Admin;
 ///
-/// let mut admin = Admin::connect(&[&addr]).unwrap();
+/// let mut admin = Admin::connect(&[addr]).unwrap();
 /// admin.create_topic("events", 4, 1, &[("retention.ms", "86400000")]).unwrap();
 /// assert!(admin.list_topics().unwrap().contains(&"events".to_string()));
 /// let t = admin.describe_topic("events").unwrap().unwrap();
 /// assert_eq!(t.partitions.len(), 4);
+/// # }
+/// # #[cfg(feature = "broker")] {
+/// # let dir = tempfile::tempdir_in("target").unwrap();
+/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// # let broker = shardlog::broker::start(config).unwrap();
+/// # example(&broker.addr().to_string());
+/// # }
 /// ```
 pub struct Admin {
     conn: Connection,

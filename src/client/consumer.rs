@@ -24,6 +24,19 @@ pub enum StartFrom {
     Timestamp(i64),
 }
 
+/// Where to go when a position is outside the offsets a partition still
+/// stores, for example after retention deleted the segment holding a
+/// group's committed offset (Kafka's `auto.offset.reset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// Restart from the oldest record still stored.
+    Earliest,
+    /// Skip to the end: only records produced from now on.
+    Latest,
+    /// Fail `poll` with [`ConsumerError::Broker`] and `OffsetOutOfRange`.
+    None,
+}
+
 /// Consumer settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -33,6 +46,9 @@ pub struct ConsumerConfig {
     pub group: Option<String>,
     /// Where to start without a commit.
     pub start: StartFrom,
+    /// Where to go when a position (committed, or given as an offset) is
+    /// no longer stored; logged as a warning when it happens.
+    pub offset_reset: OffsetReset,
     /// Commit what `poll` returned, before each following poll and on close.
     pub auto_commit: bool,
     /// How long the group waits for a silent member before reassigning its partitions.
@@ -47,6 +63,7 @@ impl Default for ConsumerConfig {
             bootstrap: vec!["127.0.0.1:9092".into()],
             group: None,
             start: StartFrom::Latest,
+            offset_reset: OffsetReset::Latest,
             auto_commit: true,
             session_timeout_ms: 10_000,
             fetch_max_bytes: 1 << 20,
@@ -111,18 +128,23 @@ struct Member {
 /// A consumer of one topic.
 ///
 /// ```
-/// # let dir = tempfile::tempdir_in("target").unwrap();
-/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
-/// # let broker = shardlog::broker::start(config).unwrap();
-/// # let addr = broker.addr().to_string();
-/// # shardlog::client::admin::Admin::connect(&[&addr]).unwrap().create_topic("events", 2, 1, &[]).unwrap();
+/// # // Runs against an in-process broker when the broker is built; with
+/// # // the client feature alone it is compiled, not run.
+/// # fn example(addr: &str) {
+/// # shardlog::client::admin::Admin::connect(&[addr]).unwrap().create_topic("events", 2, 1, &[]).unwrap();
 /// # use shardlog::client::producer::*;
-/// # let p = Producer::connect(ProducerConfig { bootstrap: vec![addr.clone()], ..Default::default() }).unwrap();
+/// # let p = Producer::connect(ProducerConfig { bootstrap: vec![addr.to_string()], ..Default::default() }).unwrap();
 /// # p.send(ProducerRecord { topic: "events".into(), value: Some(b"hello".to_vec()), ..Default::default() }).unwrap().wait().unwrap();
-/// use shardlog::client::consumer::{Consumer, ConsumerConfig, StartFrom};
+/// use shardlog::client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartFrom};
 /// use std::time::Duration;
 ///
-/// let config = ConsumerConfig { bootstrap: vec![addr.clone()], group: Some("billing".into()), start: StartFrom::Earliest, ..Default::default() };
+/// let config = ConsumerConfig {
+///     bootstrap: vec![addr.to_string()],
+///     group: Some("billing".into()),
+///     start: StartFrom::Earliest,
+///     offset_reset: OffsetReset::Earliest,
+///     ..Default::default()
+/// };
 /// let mut consumer = Consumer::subscribe(config, "events").unwrap();
 /// let mut seen = Vec::new();
 /// while seen.is_empty() {
@@ -133,6 +155,13 @@ struct Member {
 /// }
 /// assert_eq!(seen, vec![Some(b"hello".to_vec())]);
 /// consumer.close().unwrap(); // commits what poll returned, leaves the group
+/// # }
+/// # #[cfg(feature = "broker")] {
+/// # let dir = tempfile::tempdir_in("target").unwrap();
+/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// # let broker = shardlog::broker::start(config).unwrap();
+/// # example(&broker.addr().to_string());
+/// # }
 /// ```
 pub struct Consumer {
     conn: Connection,
@@ -340,6 +369,10 @@ impl Consumer {
                     self.forget(&addr);
                     continue;
                 }
+                if p.error() == ErrorCode::OffsetOutOfRange && self.config.offset_reset != OffsetReset::None {
+                    self.reset_position(p.partition(), p.log_start_offset(), p.high_watermark())?;
+                    continue;
+                }
                 if p.error() != ErrorCode::None {
                     return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
                 }
@@ -369,6 +402,24 @@ impl Consumer {
             self.returned.insert(r.partition, r.offset + 1);
         }
         Ok(out)
+    }
+
+    /// Moves a partition's position that is no longer stored to where
+    /// `offset_reset` says, and says so.
+    fn reset_position(&mut self, partition: u32, log_start: i64, high_watermark: i64) -> Result<(), ConsumerError> {
+        let Some(i) = self.positions.iter().position(|(q, _)| *q == partition) else { return Ok(()) };
+        let (to, name) = match self.config.offset_reset {
+            OffsetReset::Earliest => (log_start, "earliest"),
+            OffsetReset::Latest => (high_watermark, "latest"),
+            OffsetReset::None => return Ok(()),
+        };
+        let was = self.positions[i].1;
+        tracing::warn!(
+            "partition {partition} of '{}': offset {was} is out of range (the partition holds {log_start}..{high_watermark}); resetting to the {name} offset, {to}",
+            self.topic
+        );
+        self.positions[i].1 = to;
+        Ok(())
     }
 
     /// The address of the broker leading `partition`, from metadata.
@@ -437,9 +488,25 @@ impl Consumer {
         if self.config.auto_commit {
             self.commit()?;
         }
-        if let (Some(m), Some(g)) = (&self.member, &self.config.group) {
+        self.leave();
+        Ok(())
+    }
+
+    /// Leaves the group, so its partitions go to the other members now
+    /// rather than when the session expires. Best effort: a broker that
+    /// does not answer soon lets the session expire instead.
+    fn leave(&mut self) {
+        if let (Some(m), Some(g)) = (self.member.take(), &self.config.group) {
+            let _ = self.conn.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = self.conn.group_heartbeat(g, Some(&m.id), &[self.topic.as_str()], self.config.session_timeout_ms, true);
         }
-        Ok(())
+    }
+}
+
+/// A consumer dropped without [`Consumer::close`] (an application that
+/// stops on an error) still leaves its group; it commits nothing.
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.leave();
     }
 }

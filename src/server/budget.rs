@@ -140,8 +140,6 @@ impl ShardBudget {
         let ticket = self.ledger.borrow_mut().begin(len);
         FrameBudget { budget: self.clone(), ticket, held: 0, reading: true }
     }
-
-
 }
 
 /// What one frame holds of its shard's budget; gives it all back on drop.

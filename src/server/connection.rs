@@ -26,10 +26,10 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::budget::{FrameBudget, ShardBudget};
 use super::listener::Stream;
-use crate::rt::StaticPermit;
 use super::response::{error, Outgoing};
 use crate::protocol::{self, ErrorCode};
 use crate::rt;
+use crate::rt::StaticPermit;
 use crate::shard::Shard;
 
 enum ReadEnd {

@@ -89,8 +89,15 @@ pub struct Scan {
 /// Reads a segment from the start, checking every batch's length, CRC and
 /// offset continuity, and rebuilds its index on the way.
 pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_interval_bytes: u32) -> Result<Scan, StorageError> {
-    let mut s =
-        Scan { index: SegmentIndex::default(), valid_bytes: 0, next_offset: base_offset, max_timestamp: i64::MIN, batches: 0, stopped_by: None, padding_bytes: 0 };
+    let mut s = Scan {
+        index: SegmentIndex::default(),
+        valid_bytes: 0,
+        next_offset: base_offset,
+        max_timestamp: i64::MIN,
+        batches: 0,
+        stopped_by: None,
+        padding_bytes: 0,
+    };
     let mut pos = 0u64;
     while pos < file_size {
         let want = SCAN_CHUNK_BYTES.min((file_size - pos) as usize);
