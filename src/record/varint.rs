@@ -30,7 +30,14 @@ pub fn varint_len(v: i64) -> usize {
 
 /// Reads an unsigned varint from the front of `buf`; returns it and its size.
 /// `None` when `buf` ends first or the encoding is longer than a `u64`.
+#[inline]
 pub fn get_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
+    // Most lengths and deltas in a batch fit one or two bytes.
+    match *buf {
+        [b0, ..] if b0 < 0x80 => return Some((u64::from(b0), 1)),
+        [b0, b1, ..] if b1 < 0x80 => return Some((u64::from(b0 & 0x7f) | (u64::from(b1) << 7), 2)),
+        _ => {}
+    }
     let mut v: u64 = 0;
     for (i, &b) in buf.iter().enumerate().take(MAX_VARINT_BYTES) {
         if i == MAX_VARINT_BYTES - 1 && b > 1 {
@@ -44,6 +51,7 @@ pub fn get_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+#[inline]
 pub fn get_varint(buf: &[u8]) -> Option<(i64, usize)> {
     let (u, n) = get_uvarint(buf)?;
     Some((((u >> 1) as i64) ^ -((u & 1) as i64), n))
