@@ -38,7 +38,7 @@ fn bench_append(c: &mut Criterion) {
                 let path = dir.path().to_path_buf();
                 let proto = proto.clone();
                 shardlog::rt::block_on(async move {
-                    let cfg = LogConfig { write_buffer_bytes: 8 << 20, unflushed_max_bytes: 64 << 20, cache_max_bytes: 8 << 20, ..LogConfig::default() };
+                    let cfg = LogConfig { write_buffer_bytes: 8 << 20, unwritten_max_bytes: 64 << 20, cache_max_bytes: 8 << 20, ..LogConfig::default() };
                     let log = PartitionLog::open(&path, cfg).await.unwrap();
                     let start = Instant::now();
                     for _ in 0..iters {
@@ -46,7 +46,7 @@ fn bench_append(c: &mut Criterion) {
                         for _ in 0..BATCHES {
                             last = log.append(BytesMut::from(&proto[..]), &info).await.unwrap().last_offset;
                         }
-                        log.wait_flushed(last).await.unwrap();
+                        log.wait_synced(last).await.unwrap();
                     }
                     let t = start.elapsed();
                     log.close().await.unwrap();

@@ -398,9 +398,12 @@ impl Shard {
             }
         }
         p.appended.notify();
-        if acks == -1 {
-            match rt::timeout(timeout, p.log.wait_flushed(last)).await {
-                None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not synced within {} ms", timeout.as_millis())),
+        // acks=1: the direct write completed (survives a crash of the
+        // process); acks=all: an fdatasync after it (survives the host's).
+        if acks != 0 {
+            let (synced, what) = if acks == -1 { (true, "synced") } else { (false, "written") };
+            match rt::timeout(timeout, p.log.wait(last, synced)).await {
+                None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not {what} within {} ms", timeout.as_millis())),
                 Some(Err(e)) => return ProduceResult::err(storage_code(&e), e.to_string()),
                 Some(Ok(())) => {}
             }

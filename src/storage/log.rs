@@ -1,15 +1,27 @@
 //! A partition log: an ordered set of segments, the active one written
-//! through aligned buffers, a hot-tail cache, and group commit.
+//! through aligned buffers, a hot-tail cache, and two watermarks.
+//!
+//! Written is not synced. A *writer* task issues direct writes as data
+//! comes; a batch is *written* once its write completed (it survives a
+//! crash of the process: acks=1 waits for this). A *syncer* task runs
+//! fdatasync for whoever waits on it, beside the writes that keep going;
+//! a batch is *synced* once a sync that started after its write completed
+//! has finished (it survives a crash of the host: acks=all waits for this).
+//! One sync covers every write before it (group commit).
 //!
 //! Invariants:
 //! - offsets are assigned here, contiguously, in append order;
-//! - `flushed_offset <= next_offset`; every offset below `flushed_offset`
-//!   is on disk and synced, every batch at or above it is in the cache;
-//! - direct writes are issued one at a time in file order, because the
-//!   partial last block of one write is rewritten by the next;
-//! - only one of flush, roll, retention and close does I/O at a time
-//!   (`io_lock`); appends never wait for the disk unless the unflushed
-//!   bytes pass `unflushed_max_bytes`.
+//! - `synced_offset <= written_offset <= next_offset`; every batch below
+//!   `written_offset` is on disk, every batch at or above it is in the
+//!   cache, so unwritten data is readable;
+//! - writes that end on a block boundary (full buffers, whole blocks only)
+//!   may be in flight together, up to `MAX_INFLIGHT_WRITES`; a write that
+//!   ends inside a block (the writer caught up and writes the tail padded
+//!   with zeros) is in flight alone, because the next write rewrites that
+//!   block; completions are taken in issue order, so the watermarks only
+//!   move forward over a contiguous prefix;
+//! - only one of roll, retention and close runs at a time (`io_lock`);
+//!   appends wait for the disk only past `unwritten_max_bytes`.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -19,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
+use futures::StreamExt;
 
 use super::cache::TailCache;
 use super::file::{self, DirectFile, IoBuf, ReadBuf};
@@ -62,12 +75,17 @@ pub struct ReadOutput {
     pub high_watermark: i64,
 }
 
+/// Direct writes of one log in flight at once: enough to keep a disk's
+/// queue busy while one write's completion is handled.
+pub const MAX_INFLIGHT_WRITES: usize = 4;
+
 /// A snapshot of a log's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogStats {
     pub log_start_offset: i64,
     pub next_offset: i64,
-    pub flushed_offset: i64,
+    pub written_offset: i64,
+    pub synced_offset: i64,
     pub segments: usize,
     pub bytes: u64,
     pub cache_bytes: usize,
@@ -79,9 +97,27 @@ struct WriteBuf {
     /// Aligned file position of `buf[0]`.
     file_pos: u64,
     len: usize,
-    /// Whether bytes were appended since the buffer was started (the seeded
-    /// partial block alone is already on disk).
+    /// Whether the buffer holds bytes not yet written (a seeded partial
+    /// block alone is already on disk).
     has_new: bool,
+    /// Where each batch in the buffer ends (file position) and the offset
+    /// after it, oldest first: what a write up to a position covers.
+    batch_ends: VecDeque<(u64, i64)>,
+}
+
+/// How much of the write buffer a seal sends to the disk.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seal {
+    /// The buffer is full: write its whole blocks, carry the partial last
+    /// block (not yet written) into the next buffer. Such writes may
+    /// overlap in time with each other.
+    WholeBlocks,
+    /// The writer caught up: write everything, the last block padded with
+    /// zeros; the next buffer starts with that block and rewrites it.
+    Everything,
+    /// The segment is done: write everything, then sync, trim the padding
+    /// and persist its index.
+    Segment,
 }
 
 /// A sealed buffer waiting to be written.
@@ -89,7 +125,14 @@ struct PendingWrite {
     seg_base: i64,
     file: Rc<DirectFile>,
     write: Option<(IoBuf, u64)>,
-    end_pos: u64,
+    /// File position up to which the segment is written once this is.
+    written_end: u64,
+    /// Every offset below this is written once this is.
+    end_offset: i64,
+    /// `appended_bytes` covered once this is written.
+    end_bytes: u64,
+    /// Ends inside a block: the next write must not be in flight with it.
+    partial: bool,
     /// This is the last write to its segment: sync it, trim the padding and
     /// persist its index afterwards.
     seals: bool,
@@ -101,18 +144,23 @@ struct State {
     alignment: u64,
     segments: BTreeMap<i64, Segment>,
     next_offset: i64,
-    flushed_offset: i64,
+    written_offset: i64,
+    synced_offset: i64,
     appended_bytes: u64,
-    flushed_bytes: u64,
+    written_bytes: u64,
     cache: TailCache,
     wbuf: WriteBuf,
     pending: VecDeque<PendingWrite>,
-    waiters: Vec<(i64, oneshot::Sender<Result<(), String>>)>,
+    write_waiters: Vec<(i64, oneshot::Sender<Result<(), String>>)>,
+    sync_waiters: Vec<(i64, oneshot::Sender<Result<(), String>>)>,
     failed: Option<String>,
     closed: bool,
     rolling: bool,
     read_tick: u64,
+    /// Wakes the writer: new data, or a waiter.
     kick: rt::LocalSender<()>,
+    /// Wakes the syncer: a sync waiter, or newly written data for one.
+    sync_kick: rt::LocalSender<()>,
 }
 
 struct Inner {
@@ -179,7 +227,7 @@ impl State {
     fn append_in_memory(&mut self, mut batch: BytesMut, info: &BatchInfo) -> AppendInfo {
         let len = batch.len();
         if self.wbuf.len + len > self.wbuf.buf.len() {
-            self.seal_wbuf(false);
+            self.seal_wbuf(Seal::WholeBlocks);
         }
         let base = self.next_offset;
         record::set_base_offset(&mut batch, base);
@@ -199,6 +247,7 @@ impl State {
         seg.next_offset = base + i64::from(info.record_count);
         debug_assert_eq!(wbuf_end, seg.size, "the write buffer ends where the segment does");
         let next = seg.next_offset;
+        self.wbuf.batch_ends.push_back((wbuf_end, next));
         self.cache.push(base, next, bytes);
         self.next_offset = next;
         self.appended_bytes += len as u64;
@@ -206,31 +255,79 @@ impl State {
         AppendInfo { base_offset: base, last_offset: next - 1 }
     }
 
-    /// Moves the write buffer to the pending queue and starts a new one that
-    /// holds the partial last block. With `seals`, the new buffer is left
-    /// for the caller to replace.
-    fn seal_wbuf(&mut self, seals: bool) {
-        if !self.wbuf.has_new && !seals {
+    /// Moves (part of) the write buffer to the pending queue and starts a
+    /// new one with what stays in memory: the partial last block, written
+    /// already or not. With `Seal::Segment` the caller replaces the new
+    /// buffer.
+    fn seal_wbuf(&mut self, how: Seal) {
+        if !self.wbuf.has_new && how != Seal::Segment {
             return;
         }
         let a = self.alignment as usize;
         let active = self.active();
         let file = active.file.clone().expect("the active segment's file is open");
-        let (seg_base, end_pos) = (active.base_offset, self.wbuf.file_pos + self.wbuf.len as u64);
-        let tail_start = (self.wbuf.len / a) * a;
+        let seg_base = active.base_offset;
+        let w = &mut self.wbuf;
+        // What goes to disk now: whole blocks only, or everything padded.
+        let send = if how == Seal::WholeBlocks { w.len / a * a } else { w.len };
+        let written_end = w.file_pos + send as u64;
+        let keep_from = send / a * a;
         let mut fresh = file::alloc(self.config.write_buffer_bytes);
-        fresh.as_bytes_mut()[..self.wbuf.len - tail_start].copy_from_slice(&self.wbuf.buf.as_bytes()[tail_start..self.wbuf.len]);
-        let new = WriteBuf { buf: fresh, file_pos: self.wbuf.file_pos + tail_start as u64, len: self.wbuf.len - tail_start, has_new: false };
+        fresh.as_bytes_mut()[..w.len - keep_from].copy_from_slice(&w.buf.as_bytes()[keep_from..w.len]);
+        let mut end_offset = self.written_offset.max(self.pending.back().map_or(i64::MIN, |p| p.end_offset));
+        while let Some(&(end, next)) = w.batch_ends.front() {
+            if end > written_end {
+                break;
+            }
+            end_offset = next;
+            w.batch_ends.pop_front();
+        }
+        let new = WriteBuf {
+            buf: fresh,
+            file_pos: w.file_pos + keep_from as u64,
+            len: w.len - keep_from,
+            has_new: send < w.len,
+            batch_ends: std::mem::take(&mut w.batch_ends),
+        };
+        let end_bytes = self.appended_bytes - (w.len - send) as u64;
         let mut old = std::mem::replace(&mut self.wbuf, new);
-        let write = if old.has_new {
-            let padded = old.len.div_ceil(a) * a;
-            old.buf.as_bytes_mut()[old.len..padded].fill(0);
+        let write = if send > 0 && (old.has_new || how != Seal::Segment) {
+            let padded = send.div_ceil(a) * a;
+            old.buf.as_bytes_mut()[send..padded].fill(0);
             old.buf.trim_to_size(padded);
             Some((old.buf, old.file_pos))
         } else {
             None
         };
-        self.pending.push_back(PendingWrite { seg_base, file, write, end_pos, seals });
+        let partial = send % a != 0;
+        debug_assert!(end_offset >= self.written_offset, "a write never moves the written watermark back");
+        self.pending.push_back(PendingWrite { seg_base, file, write, written_end, end_offset, end_bytes, partial, seals: how == Seal::Segment });
+    }
+
+    /// Wakes every waiter whose offset is below `upto` in `waiters`.
+    fn wake(waiters: &mut Vec<(i64, oneshot::Sender<Result<(), String>>)>, upto: i64) {
+        let all = std::mem::take(waiters);
+        for (o, tx) in all {
+            if o < upto {
+                let _ = tx.send(Ok(()));
+            } else {
+                waiters.push((o, tx));
+            }
+        }
+    }
+
+    /// The disk refused a write or a sync: what is on disk is now unknown,
+    /// so the log stops taking writes rather than acknowledge what it may
+    /// not have. A restart recovers.
+    fn fail(&mut self, e: &StorageError) {
+        let msg = e.to_string();
+        if self.failed.is_none() {
+            tracing::error!(dir = %self.dir.display(), error = %msg, "log write failed; the log is now read-only");
+            self.failed = Some(msg.clone());
+        }
+        for (_, tx) in self.write_waiters.drain(..).chain(self.sync_waiters.drain(..)) {
+            let _ = tx.send(Err(msg.clone()));
+        }
     }
 }
 
@@ -274,7 +371,11 @@ impl PartitionLog {
                     let f = DirectFile::open(&path).await?;
                     let s = segment::scan(&f, base, file_size, config.index_interval_bytes).await?;
                     if let Some(why) = &s.stopped_by {
-                        tracing::warn!(file = %path.display(), valid_bytes = s.valid_bytes, dropped_bytes = file_size - s.valid_bytes, reason = %why, "truncating segment at the first bad batch");
+                        if last && s.unfinished_write {
+                            tracing::info!(file = %path.display(), valid_bytes = s.valid_bytes, dropped_bytes = file_size - s.valid_bytes, reason = %why, "dropping the tail of writes a crash left unfinished (never acknowledged)");
+                        } else {
+                            tracing::warn!(file = %path.display(), valid_bytes = s.valid_bytes, dropped_bytes = file_size - s.valid_bytes, reason = %why, "truncating segment at the first bad batch");
+                        }
                         if !last {
                             broken = true;
                         }
@@ -299,7 +400,7 @@ impl PartitionLog {
             expected_base = Some(next_offset);
             segments.insert(
                 base,
-                Segment { base_offset: base, file, size, durable_size: size, next_offset, max_timestamp: max_ts, index, created: Instant::now(), last_read: 0 },
+                Segment { base_offset: base, file, size, written_size: size, next_offset, max_timestamp: max_ts, index, created: Instant::now(), last_read: 0 },
             );
         }
         if segments.is_empty() {
@@ -320,9 +421,10 @@ impl PartitionLog {
                 let r = active_file.read_at(tail_pos, tail_len).await?;
                 buf.as_bytes_mut()[..tail_len].copy_from_slice(&r);
             }
-            (a, WriteBuf { buf, file_pos: tail_pos, len: tail_len, has_new: false }, active.next_offset)
+            (a, WriteBuf { buf, file_pos: tail_pos, len: tail_len, has_new: false, batch_ends: VecDeque::new() }, active.next_offset)
         };
         let (kick, kicked) = rt::local_bounded(1);
+        let (sync_kick, sync_kicked) = rt::local_bounded(1);
         let st = State {
             dir: dir.to_path_buf(),
             cache: TailCache::new(config.cache_max_bytes),
@@ -330,34 +432,39 @@ impl PartitionLog {
             alignment,
             segments,
             next_offset,
-            flushed_offset: next_offset,
+            written_offset: next_offset,
+            synced_offset: next_offset,
             appended_bytes: 0,
-            flushed_bytes: 0,
+            written_bytes: 0,
             wbuf,
             pending: VecDeque::new(),
-            waiters: Vec::new(),
+            write_waiters: Vec::new(),
+            sync_waiters: Vec::new(),
             failed: None,
             closed: false,
             rolling: false,
             read_tick: 0,
             kick,
+            sync_kick,
         };
         let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), io_lock: rt::Semaphore::new(1), rolled: rt::Event::default() }) };
-        rt::spawn_background(flusher(Rc::downgrade(&log.inner), kicked));
+        // Writes and syncs answer producers: they run in the default queue.
+        rt::spawn(writer(Rc::downgrade(&log.inner), kicked));
+        rt::spawn(syncer(Rc::downgrade(&log.inner), sync_kicked));
         Ok(log)
     }
 
     /// Appends one validated batch: assigns its offsets by patching its base
     /// offset in place, copies it into the write buffer and the cache holds
-    /// it. Returns once it is readable, not once it is durable: see
-    /// [`wait_flushed`](Self::wait_flushed).
+    /// it. Returns once it is readable, not once it is on disk: see
+    /// [`wait_written`](Self::wait_written) and [`wait_synced`](Self::wait_synced).
     pub async fn append(&self, batch: BytesMut, info: &BatchInfo) -> Result<AppendInfo, StorageError> {
         debug_assert_eq!(record::validate(&batch).map(|i| i.crc), Ok(info.crc), "only validated batches are appended");
         let len = batch.len();
         enum Step<W> {
             Roll,
             WaitRoll(W),
-            WaitFlush(i64),
+            WaitWritten(i64),
         }
         loop {
             let step = {
@@ -370,8 +477,8 @@ impl PartitionLog {
                     // Created before the borrow ends, so the roll's notify
                     // cannot slip in between.
                     Step::WaitRoll(self.inner.rolled.listen())
-                } else if (st.appended_bytes - st.flushed_bytes) as usize + len > st.config.unflushed_max_bytes {
-                    Step::WaitFlush(st.next_offset - 1)
+                } else if (st.appended_bytes - st.written_bytes) as usize + len > st.config.unwritten_max_bytes {
+                    Step::WaitWritten(st.next_offset - 1)
                 } else if st.needs_roll(len) {
                     st.rolling = true;
                     Step::Roll
@@ -381,7 +488,7 @@ impl PartitionLog {
             };
             match step {
                 Step::WaitRoll(rolled) => rolled.await,
-                Step::WaitFlush(target) => self.wait_flushed(target).await?,
+                Step::WaitWritten(target) => self.wait_written(target).await?,
                 Step::Roll => {
                     let r = self.roll().await;
                     self.inner.st.borrow_mut().rolling = false;
@@ -403,18 +510,38 @@ impl PartitionLog {
         }
     }
 
-    /// Resolves once every offset up to and including `offset` is synced.
-    pub async fn wait_flushed(&self, offset: i64) -> Result<(), StorageError> {
+    /// Resolves once every offset up to and including `offset` is written:
+    /// its direct write completed, so it survives a crash of the process.
+    pub async fn wait_written(&self, offset: i64) -> Result<(), StorageError> {
+        self.wait(offset, false).await
+    }
+
+    /// Resolves once every offset up to and including `offset` is synced:
+    /// an fdatasync after its write completed, so it survives a crash of
+    /// the host.
+    pub async fn wait_synced(&self, offset: i64) -> Result<(), StorageError> {
+        self.wait(offset, true).await
+    }
+
+    /// [`wait_synced`](Self::wait_synced) when `synced`, else
+    /// [`wait_written`](Self::wait_written).
+    pub async fn wait(&self, offset: i64, synced: bool) -> Result<(), StorageError> {
         let rx = {
             let mut st = self.inner.st.borrow_mut();
             if let Some(f) = &st.failed {
                 return Err(StorageError::Failed(f.clone()));
             }
-            if st.flushed_offset > offset {
+            let mark = if synced { st.synced_offset } else { st.written_offset };
+            if mark > offset {
                 return Ok(());
             }
             let (tx, rx) = oneshot::channel();
-            st.waiters.push((offset, tx));
+            if synced {
+                st.sync_waiters.push((offset, tx));
+                let _ = st.sync_kick.try_send(());
+            } else {
+                st.write_waiters.push((offset, tx));
+            }
             let _ = st.kick.try_send(());
             rx
         };
@@ -425,67 +552,22 @@ impl PartitionLog {
         }
     }
 
-    /// Writes and syncs everything appended so far (group commit: one sync
-    /// covers every append since the last one). Returns the flushed offset.
+    /// Writes and syncs everything appended so far. Returns the synced
+    /// offset.
     pub async fn flush(&self) -> Result<i64, StorageError> {
-        let _p = self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        self.flush_locked().await
+        let last = self.next_offset() - 1;
+        self.wait_synced(last).await?;
+        Ok(self.inner.st.borrow().synced_offset)
     }
 
-    async fn flush_locked(&self) -> Result<i64, StorageError> {
-        let (writes, target, target_bytes) = {
-            let mut st = self.inner.st.borrow_mut();
-            if let Some(f) = &st.failed {
-                return Err(StorageError::Failed(f.clone()));
-            }
-            st.seal_wbuf(false);
-            (std::mem::take(&mut st.pending), st.next_offset, st.appended_bytes)
-        };
-        if writes.is_empty() {
-            return Ok(target);
-        }
-        match self.write_out(writes).await {
-            Ok(()) => {
-                let mut st = self.inner.st.borrow_mut();
-                st.flushed_offset = target;
-                st.flushed_bytes = target_bytes;
-                st.cache.evict(target);
-                let waiters = std::mem::take(&mut st.waiters);
-                let (done, waiting): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|(o, _)| *o < target);
-                st.waiters = waiting;
-                drop(st);
-                for (_, tx) in done {
-                    let _ = tx.send(Ok(()));
-                }
-                Ok(target)
-            }
-            Err(e) => {
-                // The disk refused a write or a sync: what is on disk is now
-                // unknown, so the log stops taking writes rather than
-                // acknowledge what it may not have. A restart recovers.
-                let msg = e.to_string();
-                tracing::error!(dir = %self.inner.st.borrow().dir.display(), error = %msg, "log write failed; the log is now read-only");
-                let mut st = self.inner.st.borrow_mut();
-                st.failed = Some(msg.clone());
-                let waiters = std::mem::take(&mut st.waiters);
-                drop(st);
-                for (_, tx) in waiters {
-                    let _ = tx.send(Err(msg.clone()));
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn write_out(&self, writes: VecDeque<PendingWrite>) -> Result<(), StorageError> {
-        let mut to_sync: Vec<(i64, Rc<DirectFile>, u64)> = Vec::new();
-        for w in writes {
-            if let Some((buf, pos)) = w.write {
-                w.file.write_at(buf, pos).await?;
-            }
-            if w.seals {
-                w.file.sync().await?;
-                w.file.truncate(w.end_pos).await?;
+    /// Handles a completed write: a sealed segment is synced, trimmed and
+    /// indexed; then the written watermark moves and its waiters wake.
+    async fn complete_write(&self, w: PendingWrite) -> Result<(), StorageError> {
+        if w.seals {
+            w.file.sync().await?;
+            let end = self.inner.st.borrow().segments.get(&w.seg_base).map(|s| s.size);
+            if let Some(end) = end {
+                w.file.truncate(end).await?;
                 w.file.sync().await?;
                 let ix = {
                     let st = self.inner.st.borrow();
@@ -494,29 +576,26 @@ impl PartitionLog {
                 if let Some((bytes, dir)) = ix {
                     file::write_atomic(&segment::index_path(&dir, w.seg_base), &bytes).await?;
                 }
-                self.set_durable(w.seg_base, w.end_pos);
-                // Sealed: its file reopens on demand, within open_segments_max.
-                if let Some(seg) = self.inner.st.borrow_mut().segments.get_mut(&w.seg_base) {
-                    seg.file = None;
-                }
-            } else {
-                match to_sync.iter_mut().find(|(b, _, _)| *b == w.seg_base) {
-                    Some(e) => e.2 = w.end_pos,
-                    None => to_sync.push((w.seg_base, w.file, w.end_pos)),
-                }
             }
         }
-        for (base, f, end) in to_sync {
-            f.sync().await?;
-            self.set_durable(base, end);
+        let mut st = self.inner.st.borrow_mut();
+        if let Some(seg) = st.segments.get_mut(&w.seg_base) {
+            seg.written_size = seg.written_size.max(w.written_end.min(seg.size));
+            if w.seals {
+                // Sealed: its file reopens on demand, within open_segments_max.
+                seg.file = None;
+            }
+        }
+        debug_assert!(w.end_offset >= st.written_offset, "completions are taken in issue order");
+        st.written_offset = w.end_offset;
+        st.written_bytes = st.written_bytes.max(w.end_bytes);
+        let written = st.written_offset;
+        st.cache.evict(written);
+        State::wake(&mut st.write_waiters, written);
+        if !st.sync_waiters.is_empty() {
+            let _ = st.sync_kick.try_send(());
         }
         Ok(())
-    }
-
-    fn set_durable(&self, base: i64, end: u64) {
-        if let Some(s) = self.inner.st.borrow_mut().segments.get_mut(&base) {
-            s.durable_size = s.durable_size.max(end);
-        }
     }
 
     /// Starts a new active segment at the current end of the log.
@@ -529,8 +608,8 @@ impl PartitionLog {
         let f = Rc::new(DirectFile::open(&segment::log_path(&dir, base)).await?);
         file::sync_dir(&dir).await?;
         let mut st = self.inner.st.borrow_mut();
-        st.seal_wbuf(true);
-        st.wbuf = WriteBuf { buf: file::alloc(buf_bytes), file_pos: 0, len: 0, has_new: false };
+        st.seal_wbuf(Seal::Segment);
+        st.wbuf = WriteBuf { buf: file::alloc(buf_bytes), file_pos: 0, len: 0, has_new: false, batch_ends: VecDeque::new() };
         st.segments.insert(base, Segment::empty(base, f));
         let _ = st.kick.try_send(());
         tracing::debug!(dir = %dir.display(), base, "rolled segment");
@@ -558,7 +637,7 @@ impl PartitionLog {
             }
             let (_, seg) = st.segments.range(..=offset).next_back().expect("offset >= log start");
             let pos = seg.index.lookup_offset((offset - seg.base_offset) as u32).map_or(0, |e| u64::from(e.pos));
-            (seg.base_offset, seg.file.clone(), pos, seg.durable_size, st.config.read_ahead_bytes)
+            (seg.base_offset, seg.file.clone(), pos, seg.written_size, st.config.read_ahead_bytes)
         };
         let (base, file, mut pos, end_pos, read_ahead) = found;
         let file = match file {
@@ -693,13 +772,16 @@ impl PartitionLog {
         Ok(victims.len())
     }
 
-    /// Flushes, then leaves the files so the next open trusts their indexes.
+    /// Writes and syncs everything, stops the writer, then leaves the files
+    /// so the next open trusts their indexes.
     pub async fn close(&self) -> Result<(), StorageError> {
         let _p = self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        self.flush_locked().await?;
+        self.flush().await?;
         let (file, dir, base, bytes, size) = {
             let mut st = self.inner.st.borrow_mut();
             st.closed = true;
+            let _ = st.kick.try_send(());
+            let _ = st.sync_kick.try_send(());
             let a = st.active();
             (
                 a.file.clone().expect("the active segment's file is open"),
@@ -728,7 +810,8 @@ impl PartitionLog {
         LogStats {
             log_start_offset: st.log_start(),
             next_offset: st.next_offset,
-            flushed_offset: st.flushed_offset,
+            written_offset: st.written_offset,
+            synced_offset: st.synced_offset,
             segments: st.segments.len(),
             bytes: st.segments.values().map(|s| s.size).sum(),
             cache_bytes: st.cache.bytes(),
@@ -772,19 +855,105 @@ fn remove_segment_files(dir: &Path, base: i64) {
     }
 }
 
-/// The group-commit loop of one log: woken by appends and waiters, it
-/// writes and syncs everything pending, then sleeps until the next kick.
-async fn flusher(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
+/// The writer of one log: woken by appends and waiters, it seals what was
+/// appended and keeps direct writes in flight (several whole-block writes,
+/// or one that ends inside a block), taking completions in issue order.
+/// It seals the partial tail only when nothing is in flight, so under load
+/// data gathers into full buffers and at rest it goes out at once.
+async fn writer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
+    type Inflight = std::pin::Pin<Box<dyn std::future::Future<Output = (PendingWrite, Result<(), StorageError>)>>>;
+    let mut inflight: futures::stream::FuturesOrdered<Inflight> = futures::stream::FuturesOrdered::new();
+    let mut last_partial = false;
+    loop {
+        let Some(inner) = log.upgrade() else { return };
+        let log_ref = PartitionLog { inner };
+        // Issue what may go now.
+        loop {
+            if inflight.len() >= MAX_INFLIGHT_WRITES || (last_partial && !inflight.is_empty()) {
+                break;
+            }
+            let next = {
+                let mut st = log_ref.inner.st.borrow_mut();
+                if st.failed.is_some() {
+                    None
+                } else {
+                    if st.pending.is_empty() && inflight.is_empty() {
+                        st.seal_wbuf(Seal::Everything);
+                    }
+                    st.pending.pop_front()
+                }
+            };
+            let Some(mut w) = next else { break };
+            last_partial = w.partial;
+            let write = w.write.take();
+            let file = w.file.clone();
+            inflight.push_back(Box::pin(async move {
+                let r = match write {
+                    Some((buf, pos)) => file.write_at(buf, pos).await.map_err(StorageError::from),
+                    None => Ok(()),
+                };
+                (w, r)
+            }));
+        }
+        if inflight.is_empty() {
+            let closed = log_ref.inner.st.borrow().closed;
+            drop(log_ref);
+            if closed || kicked.recv().await.is_none() {
+                return;
+            }
+            continue;
+        }
+        // Wait for the oldest write, or for more to issue beside it.
+        let done = {
+            let next = std::pin::pin!(inflight.next());
+            let kick = std::pin::pin!(kicked.recv());
+            match futures::future::select(next, kick).await {
+                futures::future::Either::Left((done, _)) => done,
+                futures::future::Either::Right(_) => None,
+            }
+        };
+        if let Some((w, r)) = done {
+            let r = match r {
+                Ok(()) => log_ref.complete_write(w).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                log_ref.inner.st.borrow_mut().fail(&e);
+            }
+        }
+    }
+}
+
+/// The syncer of one log: while anyone waits for a sync, it runs one
+/// fdatasync of the active segment covering everything written when it
+/// started (a sealed segment was synced when it was sealed), beside the
+/// writes that go on.
+async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
     while kicked.recv().await.is_some() {
-        let Some(inner) = log.upgrade() else { break };
-        let log = PartitionLog { inner };
-        let delay = log.inner.st.borrow().config.flush_delay_ms;
-        if delay > 0 {
-            rt::sleep(Duration::from_millis(delay)).await;
+        loop {
+            let Some(inner) = log.upgrade() else { return };
+            let log = PartitionLog { inner };
+            let job = {
+                let st = log.inner.st.borrow();
+                let wanted = st.sync_waiters.iter().map(|(o, _)| *o).max();
+                match wanted {
+                    Some(_) if st.failed.is_none() && st.written_offset > st.synced_offset => {
+                        Some((st.written_offset, st.active().file.clone().expect("the active segment's file is open")))
+                    }
+                    _ => None,
+                }
+            };
+            let Some((target, file)) = job else { break };
+            let r = file.sync().await;
+            let mut st = log.inner.st.borrow_mut();
+            match r {
+                Ok(()) => {
+                    st.synced_offset = st.synced_offset.max(target);
+                    let synced = st.synced_offset;
+                    State::wake(&mut st.sync_waiters, synced);
+                }
+                Err(e) => st.fail(&StorageError::from(e)),
+            }
         }
-        if log.inner.st.borrow().closed {
-            break;
-        }
-        let _ = log.flush().await;
     }
 }

@@ -40,16 +40,14 @@ pub struct LogConfig {
     pub cache_max_bytes: usize,
     /// Size of one aligned write buffer; a batch never spans two.
     pub write_buffer_bytes: usize,
-    /// Unflushed bytes after which appends wait for the disk.
-    pub unflushed_max_bytes: usize,
+    /// Bytes appended but not yet written after which appends wait for
+    /// the disk.
+    pub unwritten_max_bytes: usize,
     /// Smallest cold read, so sequential consumers read ahead.
     pub read_ahead_bytes: usize,
     /// Sealed segment files a log keeps open for reads; the least recently
     /// read are closed past this (the active segment is always open).
     pub open_segments_max: usize,
-    /// Wait this long after the first unflushed append before syncing, to
-    /// gather more appends into one fdatasync (0: sync as soon as idle).
-    pub flush_delay_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -62,9 +60,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             cache_max_bytes: 16 << 20,
             write_buffer_bytes: 4 << 20,
-            unflushed_max_bytes: 16 << 20,
+            unwritten_max_bytes: 16 << 20,
             read_ahead_bytes: 256 << 10,
-            flush_delay_ms: 0,
             open_segments_max: 8,
         }
     }
@@ -76,8 +73,8 @@ impl LogConfig {
         if self.write_buffer_bytes < max_batch_bytes + 8192 {
             return Err(format!("write_buffer_bytes ({}) must exceed the max batch size ({max_batch_bytes}) by 8 KiB", self.write_buffer_bytes));
         }
-        if self.unflushed_max_bytes < self.write_buffer_bytes {
-            return Err("unflushed_max_bytes must be at least write_buffer_bytes".into());
+        if self.unwritten_max_bytes < self.write_buffer_bytes {
+            return Err("unwritten_max_bytes must be at least write_buffer_bytes".into());
         }
         if self.segment_max_bytes < 4096 || self.segment_max_bytes > u32::MAX as u64 {
             return Err("segment_max_bytes must be between 4 KiB and 4 GiB".into());

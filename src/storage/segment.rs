@@ -3,7 +3,8 @@
 //!
 //! Invariant: batches in a segment have strictly increasing, contiguous
 //! offsets starting at the segment's base; `size` counts the bytes of whole
-//! batches, and only bytes below `durable_size` are read from the file.
+//! batches, and only bytes below `written_size` (whose direct writes
+//! completed) are read from the file.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -22,10 +23,10 @@ pub struct Segment {
     pub base_offset: i64,
     /// Open while active, and while recently read when sealed.
     pub file: Option<Rc<DirectFile>>,
-    /// Bytes of whole batches appended, flushed or not.
+    /// Bytes of whole batches appended, written or not.
     pub size: u64,
-    /// Bytes known to be on disk.
-    pub durable_size: u64,
+    /// Bytes whose direct writes completed: readable from the file.
+    pub written_size: u64,
     pub next_offset: i64,
     pub max_timestamp: i64,
     pub index: SegmentIndex,
@@ -41,7 +42,7 @@ impl Segment {
             base_offset,
             file: Some(file),
             size: 0,
-            durable_size: 0,
+            written_size: 0,
             next_offset: base_offset,
             max_timestamp: i64::MIN,
             index: SegmentIndex::default(),
@@ -84,6 +85,11 @@ pub struct Scan {
     /// direct write pads with, left when the broker stopped without trimming
     /// them (a crash). Not damage.
     pub padding_bytes: u64,
+    /// The scan stopped where writes may not have finished: a batch cut by
+    /// the end of the file, or zeros where a batch should start (a write
+    /// after them completed first). In the last segment that is a crash
+    /// during writes, not damage.
+    pub unfinished_write: bool,
 }
 
 /// Reads a segment from the start, checking every batch's length, CRC and
@@ -97,6 +103,7 @@ pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_int
         batches: 0,
         stopped_by: None,
         padding_bytes: 0,
+        unfinished_write: false,
     };
     let mut pos = 0u64;
     while pos < file_size {
@@ -105,12 +112,14 @@ pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_int
         let need = match record::peek_len(&chunk) {
             Ok(n) => n,
             Err(e) => {
+                s.unfinished_write = matches!(e, record::RecordError::BadLength(0));
                 s.stopped_by = Some(e.to_string());
                 break;
             }
         };
         if need > chunk.len() {
             if pos + need as u64 > file_size {
+                s.unfinished_write = true;
                 s.stopped_by = Some(format!("batch at {pos} claims {need} bytes, past the end of the file"));
                 break;
             }
