@@ -330,3 +330,53 @@ fn written_data_survives_a_log_dropped_without_close() {
         assert!(got == expect, "the reopened log differs from what was acknowledged as written");
     });
 }
+
+/// A restart scans only what came after the recovery checkpoint (and the
+/// last index interval before it, to check the prefix's end); a clean close
+/// leaves almost nothing to scan; a damaged checkpoint falls back to a full
+/// scan. Every time, the log reopens whole.
+#[test]
+fn restart_scans_only_past_the_checkpoint() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    block_on(async move {
+        let config = LogConfig { checkpoint_interval_ms: 20, write_buffer_bytes: 64 * 1024, unwritten_max_bytes: 256 * 1024, ..LogConfig::default() };
+        let log = PartitionLog::open(&path, config.clone()).await.unwrap();
+        for t in 0..300 {
+            let (_, last) = append(&log, batch(t, 5, 1)).await;
+            log.wait_written(last).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while log.stats().checkpointed_offset < log.next_offset() {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint: {:?}", log.stats());
+            shardlog::rt::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        for t in 300..310 {
+            let (_, last) = append(&log, batch(t, 5, 1)).await;
+            log.wait_written(last).await.unwrap();
+        }
+        let want = read_all(&log, 0).await;
+        assert_eq!(want.len(), 1550);
+        let total = log.stats().bytes;
+        drop(log);
+
+        let log = PartitionLog::open(&path, config.clone()).await.unwrap();
+        let scanned = log.stats().recovery_scanned_bytes;
+        assert!(scanned < total / 10, "scanned {scanned} of {total} bytes");
+        assert_eq!(read_all(&log, 0).await, want);
+        log.close().await.unwrap();
+        drop(log);
+
+        let log = PartitionLog::open(&path, config.clone()).await.unwrap();
+        // Only the batches after the last index entry are checked again.
+        let scanned = log.stats().recovery_scanned_bytes;
+        assert!(scanned <= 2 * 4096, "a clean close leaves little to scan, not {scanned} bytes");
+        drop(log);
+
+        std::fs::remove_file(path.join("00000000000000000000.index")).unwrap();
+        std::fs::write(path.join("00000000000000000000.checkpoint"), b"not a checkpoint").unwrap();
+        let log = PartitionLog::open(&path, config).await.unwrap();
+        assert_eq!(log.stats().recovery_scanned_bytes, total, "a damaged checkpoint means a full scan");
+        assert_eq!(read_all(&log, 0).await, want);
+    });
+}

@@ -33,6 +33,8 @@ use crate::storage::{file, Chunk, PartitionLog, StorageError};
 
 /// Messages in each direction between a pair of shards.
 pub const MESH_CAPACITY: usize = 1024;
+/// Partitions a shard opens (recovers) at once at start.
+pub const RECOVERY_CONCURRENCY: usize = 32;
 
 /// Work one shard asks of another.
 pub enum ShardMsg {
@@ -174,9 +176,7 @@ impl Shard {
             shutdown: rt::Event::default(),
         });
         let topics: Vec<_> = shard.metadata.borrow().topics.values().cloned().collect();
-        for t in topics {
-            shard.open_owned(&t).await?;
-        }
+        shard.open_owned(&topics).await?;
         shard.replay_offsets().await?;
         Ok(shard)
     }
@@ -340,15 +340,23 @@ impl Shard {
         self.shutting_down.get()
     }
 
-    async fn open_owned(&self, t: &crate::metadata::TopicMeta) -> Result<(), StorageError> {
-        let cfg = t.log_config(&self.config.log);
-        for p in 0..t.partitions() {
-            if t.shard_of(p, self.nr_shards()) != Some(self.id) {
-                continue;
+    /// Opens (recovering) this shard's partitions of `topics`, up to
+    /// `RECOVERY_CONCURRENCY` at a time: a restart waits on the disk, not on
+    /// one partition after another.
+    async fn open_owned(&self, topics: &[crate::metadata::TopicMeta]) -> Result<(), StorageError> {
+        use futures::StreamExt;
+        let mut opens = Vec::new();
+        for t in topics {
+            let cfg = t.log_config(&self.config.log);
+            for p in (0..t.partitions()).filter(|&p| t.shard_of(p, self.nr_shards()) == Some(self.id)) {
+                let (dir, cfg, name) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone());
+                opens.push(async move { (name, p, PartitionLog::open(&dir, cfg).await) });
             }
-            let log = PartitionLog::open(&partition_dir(&self.config.data_dir, &t.name, p), cfg.clone()).await?;
-            let part = Rc::new(Partition { log, appended: rt::Event::default() });
-            self.partitions.borrow_mut().entry(t.name.clone()).or_default().insert(p, part);
+        }
+        let mut opened = futures::stream::iter(opens).buffer_unordered(RECOVERY_CONCURRENCY);
+        while let Some((name, p, log)) = opened.next().await {
+            let part = Rc::new(Partition { log: log?, appended: rt::Event::default() });
+            self.partitions.borrow_mut().entry(name).or_default().insert(p, part);
         }
         Ok(())
     }
@@ -582,7 +590,7 @@ impl Shard {
         self.metadata.borrow_mut().apply(&change);
         match change {
             Change::CreateTopic(t) => {
-                if let Err(e) = self.open_owned(&t).await {
+                if let Err(e) = self.open_owned(std::slice::from_ref(&t)).await {
                     tracing::error!(topic = %t.name, error = %e, "could not open partitions of a new topic");
                     return Err(format!("could not open the partitions of '{}': {e}", t.name));
                 }

@@ -126,7 +126,9 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes a small file atomically: a temporary file, synced, then renamed.
 pub async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let f = DirectFile::open(&tmp).await?;
     let align = f.alignment() as usize;
     let mut buf = alloc(bytes.len().div_ceil(align).max(1) * align);

@@ -57,6 +57,12 @@ impl SegmentIndex {
         self.bytes_since_entry = self.bytes_since_entry.saturating_add(batch_bytes);
     }
 
+    /// Removes the last entry, so a scan can start again at its batch.
+    pub fn pop_last(&mut self) -> Option<IndexEntry> {
+        self.bytes_since_entry = 0;
+        self.entries.pop()
+    }
+
     /// The entry to start scanning from for `rel_offset`: the last one at or
     /// before it.
     pub fn lookup_offset(&self, rel_offset: u32) -> Option<IndexEntry> {
@@ -72,19 +78,23 @@ impl SegmentIndex {
         self.entries.get(i.saturating_sub(1)).copied()
     }
 
+    /// Encodes the index of the segment's first `segment_bytes` (a batch
+    /// boundary): entries of batches past it are left out, so a prefix of
+    /// the active segment can be checkpointed while it grows.
     pub fn encode(&self, segment_bytes: u64, next_offset: i64, max_timestamp: i64) -> Vec<u8> {
-        let mut body = Vec::with_capacity(self.entries.len() * ENTRY_BYTES + 24);
+        let entries: Vec<&IndexEntry> = self.entries.iter().filter(|e| u64::from(e.pos) < segment_bytes).collect();
+        let mut body = Vec::with_capacity(entries.len() * ENTRY_BYTES + 24);
         body.extend_from_slice(&segment_bytes.to_le_bytes());
         body.extend_from_slice(&next_offset.to_le_bytes());
         body.extend_from_slice(&max_timestamp.to_le_bytes());
-        for e in &self.entries {
+        for e in &entries {
             body.extend_from_slice(&e.rel_offset.to_le_bytes());
             body.extend_from_slice(&e.pos.to_le_bytes());
             body.extend_from_slice(&e.max_ts.to_le_bytes());
         }
         let mut out = Vec::with_capacity(8 + body.len());
         out.extend_from_slice(&FILE_MAGIC.to_le_bytes());
-        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&body);

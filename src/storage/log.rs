@@ -86,6 +86,10 @@ pub struct LogStats {
     pub next_offset: i64,
     pub written_offset: i64,
     pub synced_offset: i64,
+    /// Offsets below this are vouched for by a recovery checkpoint.
+    pub checkpointed_offset: i64,
+    /// Bytes the open that recovered this log scanned.
+    pub recovery_scanned_bytes: u64,
     pub segments: usize,
     pub bytes: u64,
     pub cache_bytes: usize,
@@ -100,9 +104,18 @@ struct WriteBuf {
     /// Whether the buffer holds bytes not yet written (a seeded partial
     /// block alone is already on disk).
     has_new: bool,
-    /// Where each batch in the buffer ends (file position) and the offset
-    /// after it, oldest first: what a write up to a position covers.
-    batch_ends: VecDeque<(u64, i64)>,
+    /// Where each batch in the buffer ends (file position), the offset
+    /// after it and the segment's largest timestamp so far, oldest first:
+    /// what a write up to a position covers.
+    batch_ends: VecDeque<BatchEnd>,
+}
+
+/// The end of a whole batch in a segment: what a checkpoint describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchEnd {
+    pos: u64,
+    next_offset: i64,
+    max_timestamp: i64,
 }
 
 /// How much of the write buffer a seal sends to the disk.
@@ -129,6 +142,8 @@ struct PendingWrite {
     written_end: u64,
     /// Every offset below this is written once this is.
     end_offset: i64,
+    /// The last whole batch this write completes, if any.
+    batch_end: Option<BatchEnd>,
     /// `appended_bytes` covered once this is written.
     end_bytes: u64,
     /// Ends inside a block: the next write must not be in flight with it.
@@ -161,6 +176,12 @@ struct State {
     kick: rt::LocalSender<()>,
     /// Wakes the syncer: a sync waiter, or newly written data for one.
     sync_kick: rt::LocalSender<()>,
+    /// The last whole batch of the active segment whose write completed.
+    written_batch_end: (i64, BatchEnd),
+    /// The offset the last recovery checkpoint covers, and when it was written.
+    checkpointed: (i64, Instant),
+    /// Bytes the last open scanned (past checkpoints).
+    recovery_scanned_bytes: u64,
 }
 
 struct Inner {
@@ -247,7 +268,8 @@ impl State {
         seg.next_offset = base + i64::from(info.record_count);
         debug_assert_eq!(wbuf_end, seg.size, "the write buffer ends where the segment does");
         let next = seg.next_offset;
-        self.wbuf.batch_ends.push_back((wbuf_end, next));
+        let max_timestamp = self.active().max_timestamp;
+        self.wbuf.batch_ends.push_back(BatchEnd { pos: wbuf_end, next_offset: next, max_timestamp });
         self.cache.push(base, next, bytes);
         self.next_offset = next;
         self.appended_bytes += len as u64;
@@ -275,11 +297,13 @@ impl State {
         let mut fresh = file::alloc(self.config.write_buffer_bytes);
         fresh.as_bytes_mut()[..w.len - keep_from].copy_from_slice(&w.buf.as_bytes()[keep_from..w.len]);
         let mut end_offset = self.written_offset.max(self.pending.back().map_or(i64::MIN, |p| p.end_offset));
-        while let Some(&(end, next)) = w.batch_ends.front() {
-            if end > written_end {
+        let mut batch_end = None;
+        while let Some(&e) = w.batch_ends.front() {
+            if e.pos > written_end {
                 break;
             }
-            end_offset = next;
+            end_offset = e.next_offset;
+            batch_end = Some(e);
             w.batch_ends.pop_front();
         }
         let new = WriteBuf {
@@ -301,7 +325,7 @@ impl State {
         };
         let partial = send % a != 0;
         debug_assert!(end_offset >= self.written_offset, "a write never moves the written watermark back");
-        self.pending.push_back(PendingWrite { seg_base, file, write, written_end, end_offset, end_bytes, partial, seals: how == Seal::Segment });
+        self.pending.push_back(PendingWrite { seg_base, file, write, written_end, end_offset, batch_end, end_bytes, partial, seals: how == Seal::Segment });
     }
 
     /// Wakes every waiter whose offset is below `upto` in `waiters`.
@@ -342,6 +366,7 @@ impl PartitionLog {
         let mut segments = BTreeMap::new();
         let mut expected_base: Option<i64> = None;
         let mut broken = false;
+        let mut recovery_scanned_bytes = 0u64;
         for (i, &base) in bases.iter().enumerate() {
             let path = segment::log_path(dir, base);
             if broken || expected_base.is_some_and(|e| e != base) {
@@ -355,21 +380,18 @@ impl PartitionLog {
             let last = i + 1 == bases.len();
             let file_size = std::fs::metadata(&path)?.len();
             let ix_path = segment::index_path(dir, base);
-            // The last segment is always checked batch by batch: it is the
-            // one a crash can tear. Sealed ones trust a valid index file.
-            let trusted = if last {
-                let _ = std::fs::remove_file(&ix_path);
-                None
-            } else {
-                load_index(&ix_path, file_size, base).await
-            };
+            // The last segment is checked batch by batch past the prefix its
+            // checkpoint vouches for (all of it without one): it is the one a
+            // crash can tear. Sealed ones trust a valid index file.
+            let (trusted, from) = if last { (None, load_checkpoint(dir, base, file_size).await) } else { (load_index(&ix_path, file_size, base).await, None) };
             // Sealed segments with a valid index stay closed until read.
             let mut file = None;
             let (index, size, next_offset, max_ts) = match trusted {
                 Some(ix) => (ix.index, ix.segment_bytes, ix.next_offset, ix.max_timestamp),
                 None => {
                     let f = DirectFile::open(&path).await?;
-                    let s = segment::scan(&f, base, file_size, config.index_interval_bytes).await?;
+                    let s = segment::scan(&f, base, file_size, config.index_interval_bytes, from).await?;
+                    recovery_scanned_bytes += file_size - s.scanned_from;
                     if let Some(why) = &s.stopped_by {
                         if last && s.unfinished_write {
                             tracing::info!(file = %path.display(), valid_bytes = s.valid_bytes, dropped_bytes = file_size - s.valid_bytes, reason = %why, "dropping the tail of writes a crash left unfinished (never acknowledged)");
@@ -410,7 +432,7 @@ impl PartitionLog {
             file::sync_dir(dir).await?;
             segments.insert(base, Segment::empty(base, Rc::new(f)));
         }
-        let (alignment, wbuf, next_offset) = {
+        let (alignment, wbuf, next_offset, written_batch_end) = {
             let active = segments.values().next_back().expect("inserted above");
             let active_file = active.file.as_ref().expect("the last segment was opened");
             let a = active_file.alignment();
@@ -421,7 +443,8 @@ impl PartitionLog {
                 let r = active_file.read_at(tail_pos, tail_len).await?;
                 buf.as_bytes_mut()[..tail_len].copy_from_slice(&r);
             }
-            (a, WriteBuf { buf, file_pos: tail_pos, len: tail_len, has_new: false, batch_ends: VecDeque::new() }, active.next_offset)
+            let end = BatchEnd { pos: active.size, next_offset: active.next_offset, max_timestamp: active.max_timestamp };
+            (a, WriteBuf { buf, file_pos: tail_pos, len: tail_len, has_new: false, batch_ends: VecDeque::new() }, active.next_offset, (active.base_offset, end))
         };
         let (kick, kicked) = rt::local_bounded(1);
         let (sync_kick, sync_kicked) = rt::local_bounded(1);
@@ -446,6 +469,9 @@ impl PartitionLog {
             read_tick: 0,
             kick,
             sync_kick,
+            written_batch_end,
+            checkpointed: (next_offset, Instant::now()),
+            recovery_scanned_bytes,
         };
         let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), io_lock: rt::Semaphore::new(1), rolled: rt::Event::default() }) };
         // Writes and syncs answer producers: they run in the default queue.
@@ -575,10 +601,14 @@ impl PartitionLog {
                 };
                 if let Some((bytes, dir)) = ix {
                     file::write_atomic(&segment::index_path(&dir, w.seg_base), &bytes).await?;
+                    remove_file_if_there(&segment::checkpoint_path(&dir, w.seg_base));
                 }
             }
         }
         let mut st = self.inner.st.borrow_mut();
+        if let Some(e) = w.batch_end {
+            st.written_batch_end = (w.seg_base, e);
+        }
         if let Some(seg) = st.segments.get_mut(&w.seg_base) {
             seg.written_size = seg.written_size.max(w.written_end.min(seg.size));
             if w.seals {
@@ -812,6 +842,8 @@ impl PartitionLog {
             next_offset: st.next_offset,
             written_offset: st.written_offset,
             synced_offset: st.synced_offset,
+            checkpointed_offset: st.checkpointed.0,
+            recovery_scanned_bytes: st.recovery_scanned_bytes,
             segments: st.segments.len(),
             bytes: st.segments.values().map(|s| s.size).sum(),
             cache_bytes: st.cache.bytes(),
@@ -846,13 +878,39 @@ fn corrupt(file: &DirectFile, pos: u64, reason: String) -> StorageError {
 }
 
 fn remove_segment_files(dir: &Path, base: i64) {
-    for p in [segment::log_path(dir, base), segment::index_path(dir, base)] {
-        if let Err(e) = std::fs::remove_file(&p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(file = %p.display(), error = %e, "could not remove");
-            }
+    for p in [segment::log_path(dir, base), segment::index_path(dir, base), segment::checkpoint_path(dir, base)] {
+        remove_file_if_there(&p);
+    }
+}
+
+fn remove_file_if_there(p: &Path) {
+    if let Err(e) = std::fs::remove_file(p) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %p.display(), error = %e, "could not remove");
         }
     }
+}
+
+/// The best prefix of the last segment a restart may trust without
+/// scanning: its recovery checkpoint, or the index a clean close wrote,
+/// whichever covers more. Either describes bytes that were synced; one
+/// that is damaged or claims more than the file holds is ignored (a full
+/// scan follows).
+async fn load_checkpoint(dir: &Path, base: i64, file_size: u64) -> Option<super::IndexFile> {
+    let mut best: Option<super::IndexFile> = None;
+    for path in [segment::index_path(dir, base), segment::checkpoint_path(dir, base)] {
+        let Ok(Some(bytes)) = file::read_whole(&path, 1 << 30).await else { continue };
+        match SegmentIndex::decode(&bytes) {
+            Ok(ix) if ix.segment_bytes <= file_size && ix.next_offset >= base => {
+                if best.as_ref().is_none_or(|b| ix.segment_bytes > b.segment_bytes) {
+                    best = Some(ix);
+                }
+            }
+            Ok(_) => tracing::warn!(file = %path.display(), "checkpoint does not match its segment; scanning the segment"),
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "damaged checkpoint; scanning the segment"),
+        }
+    }
+    best
 }
 
 /// The writer of one log: woken by appends and waiters, it seals what was
@@ -927,32 +985,61 @@ async fn writer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
 /// The syncer of one log: while anyone waits for a sync, it runs one
 /// fdatasync of the active segment covering everything written when it
 /// started (a sealed segment was synced when it was sealed), beside the
-/// writes that go on.
+/// writes that go on. Every `checkpoint_interval_ms` it also syncs what was
+/// written without anyone waiting, and then checkpoints the synced prefix
+/// of the active segment.
 async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
-    while kicked.recv().await.is_some() {
+    let interval = match log.upgrade() {
+        Some(inner) => Duration::from_millis(inner.st.borrow().config.checkpoint_interval_ms),
+        None => return,
+    };
+    loop {
+        if let Some(None) = rt::timeout(interval, kicked.recv()).await {
+            return; // the log is gone
+        }
         loop {
             let Some(inner) = log.upgrade() else { return };
             let log = PartitionLog { inner };
             let job = {
                 let st = log.inner.st.borrow();
-                let wanted = st.sync_waiters.iter().map(|(o, _)| *o).max();
-                match wanted {
-                    Some(_) if st.failed.is_none() && st.written_offset > st.synced_offset => {
-                        Some((st.written_offset, st.active().file.clone().expect("the active segment's file is open")))
-                    }
-                    _ => None,
+                let due = st.checkpointed.1.elapsed() >= interval && st.written_offset > st.checkpointed.0;
+                let waited_for = !st.sync_waiters.is_empty() && st.written_offset > st.synced_offset;
+                if st.failed.is_some() || st.closed || !(waited_for || due) {
+                    None
+                } else {
+                    let active = st.active();
+                    let file = active.file.clone().expect("the active segment's file is open");
+                    let (seg, end) = st.written_batch_end;
+                    let checkpoint = (due && seg == active.base_offset)
+                        .then(|| (seg, end, active.index.encode(end.pos, end.next_offset, end.max_timestamp), st.dir.clone()));
+                    Some((st.written_offset, file, due, checkpoint))
                 }
             };
-            let Some((target, file)) = job else { break };
-            let r = file.sync().await;
-            let mut st = log.inner.st.borrow_mut();
-            match r {
-                Ok(()) => {
-                    st.synced_offset = st.synced_offset.max(target);
-                    let synced = st.synced_offset;
-                    State::wake(&mut st.sync_waiters, synced);
+            let Some((target, file, due, checkpoint)) = job else { break };
+            let r = if target > log.inner.st.borrow().synced_offset { file.sync().await } else { Ok(()) };
+            if let Err(e) = r {
+                log.inner.st.borrow_mut().fail(&StorageError::from(e));
+                break;
+            }
+            {
+                let mut st = log.inner.st.borrow_mut();
+                st.synced_offset = st.synced_offset.max(target);
+                let synced = st.synced_offset;
+                State::wake(&mut st.sync_waiters, synced);
+            }
+            if due {
+                let mut done = log.inner.st.borrow().checkpointed.0;
+                if let Some((base, end, bytes, dir)) = checkpoint {
+                    // The prefix is synced: the sync above covered every write
+                    // that completed before it started, this batch's included.
+                    match file::write_atomic(&segment::checkpoint_path(&dir, base), &bytes).await {
+                        Ok(()) => done = end.next_offset,
+                        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not write a recovery checkpoint; a restart will scan more"),
+                    }
                 }
-                Err(e) => st.fail(&StorageError::from(e)),
+                // Tried, or the segment just rolled (its seal wrote its index):
+                // the next try is an interval away.
+                log.inner.st.borrow_mut().checkpointed = (done, Instant::now());
             }
         }
     }

@@ -45,6 +45,10 @@ pub struct LogConfig {
     pub unwritten_max_bytes: usize,
     /// Smallest cold read, so sequential consumers read ahead.
     pub read_ahead_bytes: usize,
+    /// How often a log with new writes syncs them and checkpoints the
+    /// synced prefix of its active segment, so a restart scans only what
+    /// came after (Kafka's recovery point).
+    pub checkpoint_interval_ms: u64,
     /// Sealed segment files a log keeps open for reads; the least recently
     /// read are closed past this (the active segment is always open).
     pub open_segments_max: usize,
@@ -63,6 +67,7 @@ impl Default for LogConfig {
             unwritten_max_bytes: 16 << 20,
             read_ahead_bytes: 256 << 10,
             open_segments_max: 8,
+            checkpoint_interval_ms: 5_000,
         }
     }
 }
@@ -84,6 +89,9 @@ impl LogConfig {
         }
         if self.retention_max_age_ms == Some(0) || self.retention_max_bytes == Some(0) {
             return Err("retention_max_age_ms and retention_max_bytes must be positive when set".into());
+        }
+        if self.checkpoint_interval_ms == 0 {
+            return Err("checkpoint_interval_ms must be positive".into());
         }
         if self.open_segments_max == 0 {
             return Err("open_segments_max must be positive".into());

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::file::DirectFile;
-use super::index::SegmentIndex;
+use super::index::{IndexFile, SegmentIndex};
 use super::StorageError;
 use crate::record;
 
@@ -60,6 +60,12 @@ pub fn index_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.index"))
 }
 
+/// The recovery checkpoint of the active segment: the index of a prefix
+/// known to be synced, so a restart scans only past it.
+pub fn checkpoint_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{base:020}.checkpoint"))
+}
+
 /// Parses a segment file name back into its base offset.
 pub fn parse_log_name(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".log")?;
@@ -90,11 +96,15 @@ pub struct Scan {
     /// after them completed first). In the last segment that is a crash
     /// during writes, not damage.
     pub unfinished_write: bool,
+    /// Where the scan started: the end of the prefix a checkpoint vouched
+    /// for, or 0.
+    pub scanned_from: u64,
 }
 
-/// Reads a segment from the start, checking every batch's length, CRC and
-/// offset continuity, and rebuilds its index on the way.
-pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_interval_bytes: u32) -> Result<Scan, StorageError> {
+/// Reads a segment from the start, or from the end of the prefix `from`
+/// describes, checking every batch's length, CRC and offset continuity,
+/// and rebuilds its index on the way.
+pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_interval_bytes: u32, from: Option<IndexFile>) -> Result<Scan, StorageError> {
     let mut s = Scan {
         index: SegmentIndex::default(),
         valid_bytes: 0,
@@ -104,8 +114,23 @@ pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_int
         stopped_by: None,
         padding_bytes: 0,
         unfinished_write: false,
+        scanned_from: 0,
     };
     let mut pos = 0u64;
+    if let Some(mut ix) = from {
+        debug_assert!(ix.segment_bytes <= file_size);
+        // Trust the prefix, but check its end: scan again from the batch of
+        // its last index entry, so damage to the last batches it vouches
+        // for is still found.
+        if let Some(e) = ix.index.pop_last() {
+            s.index = ix.index;
+            s.valid_bytes = u64::from(e.pos);
+            s.next_offset = base_offset + i64::from(e.rel_offset);
+            s.max_timestamp = e.max_ts;
+            s.scanned_from = u64::from(e.pos);
+            pos = u64::from(e.pos);
+        }
+    }
     while pos < file_size {
         let want = SCAN_CHUNK_BYTES.min((file_size - pos) as usize);
         let mut chunk = file.read_at(pos, want).await?;
