@@ -47,6 +47,9 @@ pub struct BrokerConfig {
     /// Accept a data directory on a filesystem that does not survive a
     /// reboot (tmpfs, ramfs): acknowledged data is then lost with the host.
     pub allow_nondurable_data_dir: bool,
+    /// The tail cache of all of a shard's partitions together, split
+    /// evenly between them (each also keeps `log.cache_max_bytes`).
+    pub cache_max_bytes_per_shard: usize,
     /// Storage defaults for every topic, overridable per topic.
     pub log: LogConfig,
 }
@@ -71,6 +74,7 @@ impl Default for BrokerConfig {
             shutdown_grace_ms: 5_000,
             retention_check_interval_ms: 60_000,
             allow_nondurable_data_dir: false,
+            cache_max_bytes_per_shard: 256 << 20,
             log: LogConfig::default(),
         }
     }

@@ -110,6 +110,8 @@ pub struct Shard {
     membership: RefCell<Membership>,
     /// Serialises metadata changes on the controller.
     controller_lock: rt::Semaphore,
+    /// What this shard's logs share (the tail cache budget).
+    memory: Rc<crate::storage::ShardMemory>,
     shutting_down: Cell<bool>,
     pub shutdown: rt::Event,
 }
@@ -163,6 +165,7 @@ fn unknown(topic: &str, partition: u32) -> String {
 impl Shard {
     /// Opens the partitions this shard owns and returns the shard.
     pub async fn start(config: Rc<BrokerConfig>, mesh: mesh::Mesh<ShardMsg>, metadata: Metadata) -> Result<Rc<Self>, StorageError> {
+        let cache_max_bytes_per_shard = config.cache_max_bytes_per_shard;
         let shard = Rc::new(Shard {
             id: mesh.id,
             config,
@@ -172,6 +175,7 @@ impl Shard {
             offsets: RefCell::new(OffsetTable::default()),
             membership: RefCell::new(Membership::default()),
             controller_lock: rt::Semaphore::new(1),
+            memory: crate::storage::ShardMemory::new(cache_max_bytes_per_shard),
             shutting_down: Cell::new(false),
             shutdown: rt::Event::default(),
         });
@@ -349,8 +353,8 @@ impl Shard {
         for t in topics {
             let cfg = t.log_config(&self.config.log);
             for p in (0..t.partitions()).filter(|&p| t.shard_of(p, self.nr_shards()) == Some(self.id)) {
-                let (dir, cfg, name) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone());
-                opens.push(async move { (name, p, PartitionLog::open(&dir, cfg).await) });
+                let (dir, cfg, name, memory) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone(), self.memory.clone());
+                opens.push(async move { (name, p, PartitionLog::open_on_shard(&dir, cfg, memory).await) });
             }
         }
         let mut opened = futures::stream::iter(opens).buffer_unordered(RECOVERY_CONCURRENCY);

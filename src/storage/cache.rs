@@ -43,9 +43,10 @@ impl TailCache {
         self.entries.push_back(Entry { base_offset, next_offset, bytes });
     }
 
-    /// Drops flushed batches from the front while over the budget.
-    pub fn evict(&mut self, flushed_offset: i64) {
-        while self.bytes > self.max_bytes {
+    /// Drops written batches from the front while over `max_bytes` (or the
+    /// cache's own limit, if lower).
+    pub fn evict(&mut self, flushed_offset: i64, max_bytes: usize) {
+        while self.bytes > self.max_bytes.min(max_bytes) {
             match self.entries.front() {
                 Some(e) if e.next_offset <= flushed_offset => {
                     self.bytes -= e.bytes.len();
@@ -111,12 +112,14 @@ mod tests {
     #[test]
     fn never_evicts_unflushed_batches() {
         let mut c = filled();
-        c.evict(0);
+        c.evict(0, usize::MAX);
         assert_eq!(c.bytes(), 500);
-        c.evict(20);
+        c.evict(20, usize::MAX);
         assert_eq!((c.bytes(), c.start_offset()), (300, Some(20)));
-        c.evict(50);
+        c.evict(50, usize::MAX);
         assert_eq!((c.bytes(), c.start_offset()), (200, Some(30)));
+        c.evict(50, 100);
+        assert_eq!((c.bytes(), c.start_offset()), (100, Some(40)), "a tighter share evicts more");
         let mut out = Vec::new();
         assert_eq!(c.read(5, 1000, &mut out), None);
     }

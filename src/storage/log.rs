@@ -78,6 +78,10 @@ pub struct ReadOutput {
 /// Direct writes of one log in flight at once: enough to keep a disk's
 /// queue busy while one write's completion is handled.
 pub const MAX_INFLIGHT_WRITES: usize = 4;
+/// The smallest write buffer. A log's buffer is sized by what it gathered
+/// between two writes (up to `write_buffer_bytes`), so a quiet partition
+/// holds a small one and a busy one a large one.
+pub const MIN_WRITE_BUFFER_BYTES: usize = 64 << 10;
 
 /// A snapshot of a log's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +190,8 @@ struct State {
 
 struct Inner {
     st: RefCell<State>,
+    /// What this log shares with the other logs of its shard.
+    memory: Rc<super::ShardMemory>,
     io_lock: rt::Semaphore,
     /// Notified when a roll ends; appends wait on it while one runs.
     rolled: rt::Event,
@@ -248,7 +254,16 @@ impl State {
     fn append_in_memory(&mut self, mut batch: BytesMut, info: &BatchInfo) -> AppendInfo {
         let len = batch.len();
         if self.wbuf.len + len > self.wbuf.buf.len() {
-            self.seal_wbuf(Seal::WholeBlocks);
+            let need = self.wbuf.len + len;
+            if need <= self.config.write_buffer_bytes {
+                // Grow a small buffer rather than write a part of it.
+                let grown = need.next_power_of_two().max(2 * self.wbuf.buf.len()).min(self.config.write_buffer_bytes);
+                let mut bigger = file::alloc(grown);
+                bigger.as_bytes_mut()[..self.wbuf.len].copy_from_slice(&self.wbuf.buf.as_bytes()[..self.wbuf.len]);
+                self.wbuf.buf = bigger;
+            } else {
+                self.seal_wbuf(Seal::WholeBlocks);
+            }
         }
         let base = self.next_offset;
         record::set_base_offset(&mut batch, base);
@@ -294,7 +309,11 @@ impl State {
         let send = if how == Seal::WholeBlocks { w.len / a * a } else { w.len };
         let written_end = w.file_pos + send as u64;
         let keep_from = send / a * a;
-        let mut fresh = file::alloc(self.config.write_buffer_bytes);
+        // A full buffer is followed by a full one; otherwise the next one is
+        // sized by what this one gathered.
+        let fresh_len =
+            if how == Seal::WholeBlocks { w.buf.len() } else { w.len.next_power_of_two().max(MIN_WRITE_BUFFER_BYTES).min(self.config.write_buffer_bytes) };
+        let mut fresh = file::alloc(fresh_len);
         fresh.as_bytes_mut()[..w.len - keep_from].copy_from_slice(&w.buf.as_bytes()[keep_from..w.len]);
         let mut end_offset = self.written_offset.max(self.pending.back().map_or(i64::MIN, |p| p.end_offset));
         let mut batch_end = None;
@@ -359,6 +378,11 @@ impl PartitionLog {
     /// Opens the log in `dir` (creating it if needed), recovering the last
     /// segment batch by batch. Must run on the shard that will own the log.
     pub async fn open(dir: &Path, config: LogConfig) -> Result<Self, StorageError> {
+        PartitionLog::open_on_shard(dir, config, super::ShardMemory::new(usize::MAX)).await
+    }
+
+    /// [`open`](Self::open), sharing `memory` with the shard's other logs.
+    pub async fn open_on_shard(dir: &Path, config: LogConfig, memory: Rc<super::ShardMemory>) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir)?;
         let mut bases: Vec<i64> =
             std::fs::read_dir(dir)?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(segment::parse_log_name)).collect();
@@ -437,7 +461,7 @@ impl PartitionLog {
             let active_file = active.file.as_ref().expect("the last segment was opened");
             let a = active_file.alignment();
             let tail_pos = active.size / a * a;
-            let mut buf = file::alloc(config.write_buffer_bytes);
+            let mut buf = file::alloc(MIN_WRITE_BUFFER_BYTES.min(config.write_buffer_bytes));
             let tail_len = (active.size - tail_pos) as usize;
             if tail_len > 0 {
                 let r = active_file.read_at(tail_pos, tail_len).await?;
@@ -473,7 +497,8 @@ impl PartitionLog {
             checkpointed: (next_offset, Instant::now()),
             recovery_scanned_bytes,
         };
-        let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), io_lock: rt::Semaphore::new(1), rolled: rt::Event::default() }) };
+        memory.log_opened();
+        let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), memory, io_lock: rt::Semaphore::new(1), rolled: rt::Event::default() }) };
         // Writes and syncs answer producers: they run in the default queue.
         rt::spawn(writer(Rc::downgrade(&log.inner), kicked));
         rt::spawn(syncer(Rc::downgrade(&log.inner), sync_kicked));
@@ -620,7 +645,8 @@ impl PartitionLog {
         st.written_offset = w.end_offset;
         st.written_bytes = st.written_bytes.max(w.end_bytes);
         let written = st.written_offset;
-        st.cache.evict(written);
+        let share = self.inner.memory.cache_share();
+        st.cache.evict(written, share);
         State::wake(&mut st.write_waiters, written);
         if !st.sync_waiters.is_empty() {
             let _ = st.sync_kick.try_send(());
@@ -639,7 +665,7 @@ impl PartitionLog {
         file::sync_dir(&dir).await?;
         let mut st = self.inner.st.borrow_mut();
         st.seal_wbuf(Seal::Segment);
-        st.wbuf = WriteBuf { buf: file::alloc(buf_bytes), file_pos: 0, len: 0, has_new: false, batch_ends: VecDeque::new() };
+        st.wbuf = WriteBuf { buf: file::alloc(MIN_WRITE_BUFFER_BYTES.min(buf_bytes)), file_pos: 0, len: 0, has_new: false, batch_ends: VecDeque::new() };
         st.segments.insert(base, Segment::empty(base, f));
         let _ = st.kick.try_send(());
         tracing::debug!(dir = %dir.display(), base, "rolled segment");
@@ -848,6 +874,12 @@ impl PartitionLog {
             bytes: st.segments.values().map(|s| s.size).sum(),
             cache_bytes: st.cache.bytes(),
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.memory.log_dropped();
     }
 }
 

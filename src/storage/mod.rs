@@ -19,6 +19,38 @@ pub use index::{IndexEntry, IndexFile, SegmentIndex};
 pub use log::{AppendInfo, Chunk, LogStats, PartitionLog, ReadOutput};
 pub use segment::parse_log_name;
 
+/// What the logs of one shard share: the tail cache's budget, split evenly
+/// between the logs open on the shard, so 10,000 partitions cache what 10
+/// do. Each log also keeps its own `cache_max_bytes` ceiling.
+#[derive(Debug)]
+pub struct ShardMemory {
+    cache_max_bytes: usize,
+    logs: std::cell::Cell<usize>,
+}
+
+impl ShardMemory {
+    pub fn new(cache_max_bytes_per_shard: usize) -> std::rc::Rc<Self> {
+        std::rc::Rc::new(ShardMemory { cache_max_bytes: cache_max_bytes_per_shard, logs: std::cell::Cell::new(0) })
+    }
+
+    /// One log's share of the cache budget now.
+    pub fn cache_share(&self) -> usize {
+        self.cache_max_bytes / self.logs.get().max(1)
+    }
+
+    pub fn logs(&self) -> usize {
+        self.logs.get()
+    }
+
+    fn log_opened(&self) {
+        self.logs.set(self.logs.get() + 1);
+    }
+
+    fn log_dropped(&self) {
+        self.logs.set(self.logs.get().saturating_sub(1));
+    }
+}
+
 use serde::{Deserialize, Serialize};
 
 /// Per-partition storage settings; every size and time carries its unit.
