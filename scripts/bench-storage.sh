@@ -93,7 +93,7 @@ stored=$(du -sb "$out/data" | awk '{print $1}')
 t0=$(date +%s.%N)
 start_broker
 t1=$(date +%s.%N)
-echo "stored $((stored / 1024 / 1024)) MiB; restart to 'listening on': $(echo "$t1 - $t0" | bc) s" | tee "$out/restart.txt"
+echo "stored $((stored / 1024 / 1024)) MiB; restart to 'listening on': $(python3 -c "print(round($t1 - $t0, 2))") s" | tee "$out/restart.txt"
 stop_broker
 
 if [ -n "${IGGY_BIN_DIR:-}" ]; then
@@ -101,16 +101,23 @@ if [ -n "${IGGY_BIN_DIR:-}" ]; then
   for i in $(seq "$rounds"); do
     rm -rf "$out/iggy"
     mkdir -p "$out/iggy"
-    (cd "$out/iggy" && IGGY_SYSTEM_PATH="$out/iggy/data" "$IGGY_BIN_DIR/iggy-server" >"$out/iggy/server.log" 2>&1) &
+    # Iggy's server makes up a root password unless it is given one; its
+    # bench client signs in as iggy/iggy.
+    (cd "$out/iggy" && exec env IGGY_ROOT_USERNAME=iggy IGGY_ROOT_PASSWORD=iggy IGGY_SYSTEM_PATH="$out/iggy/data" \
+      "$IGGY_BIN_DIR/iggy-server" >"$out/iggy/server.log" 2>&1) &
     iggy=$!
     for _ in $(seq 600); do (exec 3<>/dev/tcp/127.0.0.1/8090) 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    # Iggy's pinned producer gives each producer its own one-partition
+    # stream: 1 and 2 producers are its 1 and 2 partitions.
     for p in 1 2; do
-      "$IGGY_BIN_DIR/iggy-bench" --message-size 100 --messages-per-batch 1000 --message-batches 50000 \
-        pinned-producer --streams 1 --producers 1 --partitions "$p" tcp >"$out/iggy-produce-${p}p-$i.txt" 2>&1 || true
+      "$IGGY_BIN_DIR/iggy-bench" --message-size 100 --messages-per-batch 1000 --message-batches 20000 \
+        pinned-producer --streams "$p" --producers "$p" tcp >"$out/iggy-produce-${p}p-$i.txt" 2>&1 || true
     done
-    "$IGGY_BIN_DIR/iggy-bench" --message-size 100 --messages-per-batch 1000 --message-batches 50000 \
+    "$IGGY_BIN_DIR/iggy-bench" --message-size 100 --messages-per-batch 1000 --message-batches 20000 \
       pinned-consumer --streams 1 --consumers 1 tcp >"$out/iggy-consume-$i.txt" 2>&1 || true
-    kill -TERM "$iggy"; wait "$iggy" 2>/dev/null || true; iggy=""
+    kill -TERM "$iggy" 2>/dev/null || true; wait "$iggy" 2>/dev/null || true; iggy=""
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/8090) 2>/dev/null || break; sleep 0.1; done
   done
 fi
 
@@ -132,11 +139,12 @@ for f in ("produce-10000p",):
     except FileNotFoundError:
         pass
 for name in ("iggy-produce-1p", "iggy-produce-2p", "iggy-consume"):
-    rates = []
+    rates, p99s = [], []
     for f in sorted(glob.glob(f"{d}/{name}-*.txt")):
-        m = re.findall(r"([0-9.]+) msg/s", open(f).read())
+        m = re.findall(r"Total throughput: [0-9.]+ MB/s, ([0-9.]+) messages/s.*?p99 latency: ([0-9.]+) ms", open(f).read())
         if m:
-            rates.append(float(m[-1]))
+            rates.append(float(m[-1][0]))
+            p99s.append(float(m[-1][1]))
     if rates:
-        print(f"{name}: {med(rates)/1e6:.2f} M msg/s ({', '.join(f'{x/1e6:.2f}' for x in rates)})")
+        print(f"{name}: {med(rates)/1e6:.2f} M msg/s ({', '.join(f'{x/1e6:.2f}' for x in rates)}), p99 {med(p99s):.2f} ms")
 EOF

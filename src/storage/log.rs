@@ -78,10 +78,16 @@ pub struct ReadOutput {
 /// Direct writes of one log in flight at once: enough to keep a disk's
 /// queue busy while one write's completion is handled.
 pub const MAX_INFLIGHT_WRITES: usize = 4;
-/// The smallest write buffer. A log's buffer is sized by what it gathered
-/// between two writes (up to `write_buffer_bytes`), so a quiet partition
-/// holds a small one and a busy one a large one.
-pub const MIN_WRITE_BUFFER_BYTES: usize = 64 << 10;
+/// Written bytes past the last checkpoint below which a log does not
+/// checkpoint again: scanning that little at a restart costs less.
+pub const CHECKPOINT_MIN_BYTES: u64 = 1 << 20;
+/// A log's write buffer holds one block (the partial last one) while the
+/// log is at rest, grows with appends up to `write_buffer_bytes`, and is
+/// replaced by one block again once its write is sealed: 10,000 quiet
+/// partitions hold 10,000 blocks, not 10,000 buffers.
+fn rest_buffer(alignment: u64) -> IoBuf {
+    file::alloc(alignment as usize)
+}
 
 /// A snapshot of a log's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +188,9 @@ struct State {
     sync_kick: rt::LocalSender<()>,
     /// The last whole batch of the active segment whose write completed.
     written_batch_end: (i64, BatchEnd),
-    /// The offset the last recovery checkpoint covers, and when it was written.
-    checkpointed: (i64, Instant),
+    /// The offset the last recovery checkpoint covers, `written_bytes` then,
+    /// and when it was written.
+    checkpointed: (i64, u64, Instant),
     /// Bytes the last open scanned (past checkpoints).
     recovery_scanned_bytes: u64,
 }
@@ -309,11 +316,9 @@ impl State {
         let send = if how == Seal::WholeBlocks { w.len / a * a } else { w.len };
         let written_end = w.file_pos + send as u64;
         let keep_from = send / a * a;
-        // A full buffer is followed by a full one; otherwise the next one is
-        // sized by what this one gathered.
-        let fresh_len =
-            if how == Seal::WholeBlocks { w.buf.len() } else { w.len.next_power_of_two().max(MIN_WRITE_BUFFER_BYTES).min(self.config.write_buffer_bytes) };
-        let mut fresh = file::alloc(fresh_len);
+        // A full buffer is followed by a full one; otherwise the log may be
+        // going quiet: keep one block, and grow again with the next appends.
+        let mut fresh = if how == Seal::WholeBlocks { file::alloc(w.buf.len()) } else { rest_buffer(self.alignment) };
         fresh.as_bytes_mut()[..w.len - keep_from].copy_from_slice(&w.buf.as_bytes()[keep_from..w.len]);
         let mut end_offset = self.written_offset.max(self.pending.back().map_or(i64::MIN, |p| p.end_offset));
         let mut batch_end = None;
@@ -461,7 +466,7 @@ impl PartitionLog {
             let active_file = active.file.as_ref().expect("the last segment was opened");
             let a = active_file.alignment();
             let tail_pos = active.size / a * a;
-            let mut buf = file::alloc(MIN_WRITE_BUFFER_BYTES.min(config.write_buffer_bytes));
+            let mut buf = rest_buffer(a);
             let tail_len = (active.size - tail_pos) as usize;
             if tail_len > 0 {
                 let r = active_file.read_at(tail_pos, tail_len).await?;
@@ -494,7 +499,7 @@ impl PartitionLog {
             kick,
             sync_kick,
             written_batch_end,
-            checkpointed: (next_offset, Instant::now()),
+            checkpointed: (next_offset, 0, Instant::now()),
             recovery_scanned_bytes,
         };
         memory.log_opened();
@@ -657,15 +662,15 @@ impl PartitionLog {
     /// Starts a new active segment at the current end of the log.
     async fn roll(&self) -> Result<(), StorageError> {
         let _p = self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
-        let (dir, base, buf_bytes) = {
+        let (dir, base) = {
             let st = self.inner.st.borrow();
-            (st.dir.clone(), st.next_offset, st.config.write_buffer_bytes)
+            (st.dir.clone(), st.next_offset)
         };
         let f = Rc::new(DirectFile::open(&segment::log_path(&dir, base)).await?);
         file::sync_dir(&dir).await?;
         let mut st = self.inner.st.borrow_mut();
         st.seal_wbuf(Seal::Segment);
-        st.wbuf = WriteBuf { buf: file::alloc(MIN_WRITE_BUFFER_BYTES.min(buf_bytes)), file_pos: 0, len: 0, has_new: false, batch_ends: VecDeque::new() };
+        st.wbuf = WriteBuf { buf: rest_buffer(st.alignment), file_pos: 0, len: 0, has_new: false, batch_ends: VecDeque::new() };
         st.segments.insert(base, Segment::empty(base, f));
         let _ = st.kick.try_send(());
         tracing::debug!(dir = %dir.display(), base, "rolled segment");
@@ -1032,11 +1037,21 @@ async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
         loop {
             let Some(inner) = log.upgrade() else { return };
             let log = PartitionLog { inner };
+            let is_due = |st: &State| {
+                st.checkpointed.2.elapsed() >= interval && st.written_offset > st.checkpointed.0 && st.written_bytes - st.checkpointed.1 >= CHECKPOINT_MIN_BYTES
+            };
+            let waited_for = |st: &State| !st.sync_waiters.is_empty() && st.written_offset > st.synced_offset;
+            // A checkpoint nobody waits for takes one of the shard's slots.
+            let memory = log.inner.memory.clone();
+            let slot_needed = {
+                let st = log.inner.st.borrow();
+                is_due(&st) && !waited_for(&st)
+            };
+            let _slot = if slot_needed { memory.checkpoints.acquire_permit(1).await.ok() } else { None };
             let job = {
                 let st = log.inner.st.borrow();
-                let due = st.checkpointed.1.elapsed() >= interval && st.written_offset > st.checkpointed.0;
-                let waited_for = !st.sync_waiters.is_empty() && st.written_offset > st.synced_offset;
-                if st.failed.is_some() || st.closed || !(waited_for || due) {
+                let due = is_due(&st);
+                if st.failed.is_some() || st.closed || !(waited_for(&st) || due) {
                     None
                 } else {
                     let active = st.active();
@@ -1044,10 +1059,10 @@ async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
                     let (seg, end) = st.written_batch_end;
                     let checkpoint = (due && seg == active.base_offset)
                         .then(|| (seg, end, active.index.encode(end.pos, end.next_offset, end.max_timestamp), st.dir.clone()));
-                    Some((st.written_offset, file, due, checkpoint))
+                    Some((st.written_offset, st.written_bytes, file, due, checkpoint))
                 }
             };
-            let Some((target, file, due, checkpoint)) = job else { break };
+            let Some((target, target_bytes, file, due, checkpoint)) = job else { break };
             let r = if target > log.inner.st.borrow().synced_offset { file.sync().await } else { Ok(()) };
             if let Err(e) = r {
                 log.inner.st.borrow_mut().fail(&StorageError::from(e));
@@ -1060,18 +1075,21 @@ async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
                 State::wake(&mut st.sync_waiters, synced);
             }
             if due {
-                let mut done = log.inner.st.borrow().checkpointed.0;
+                let (mut done, mut done_bytes) = {
+                    let st = log.inner.st.borrow();
+                    (st.checkpointed.0, st.checkpointed.1)
+                };
                 if let Some((base, end, bytes, dir)) = checkpoint {
                     // The prefix is synced: the sync above covered every write
                     // that completed before it started, this batch's included.
                     match file::write_atomic(&segment::checkpoint_path(&dir, base), &bytes).await {
-                        Ok(()) => done = end.next_offset,
+                        Ok(()) => (done, done_bytes) = (end.next_offset, target_bytes),
                         Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not write a recovery checkpoint; a restart will scan more"),
                     }
                 }
                 // Tried, or the segment just rolled (its seal wrote its index):
                 // the next try is an interval away.
-                log.inner.st.borrow_mut().checkpointed = (done, Instant::now());
+                log.inner.st.borrow_mut().checkpointed = (done, done_bytes, Instant::now());
             }
         }
     }

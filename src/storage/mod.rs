@@ -19,18 +19,34 @@ pub use index::{IndexEntry, IndexFile, SegmentIndex};
 pub use log::{AppendInfo, Chunk, LogStats, PartitionLog, ReadOutput};
 pub use segment::parse_log_name;
 
+/// Recovery checkpoints one shard writes at once: a checkpoint is a sync
+/// and a small file, and 10,000 logs that all come due together must not
+/// flood the disk queue that produce writes wait in.
+pub const CHECKPOINTS_IN_FLIGHT_PER_SHARD: u64 = 4;
+
 /// What the logs of one shard share: the tail cache's budget, split evenly
 /// between the logs open on the shard, so 10,000 partitions cache what 10
-/// do. Each log also keeps its own `cache_max_bytes` ceiling.
-#[derive(Debug)]
+/// do (each log also keeps its own `cache_max_bytes` ceiling); and the
+/// slots for recovery checkpoints.
 pub struct ShardMemory {
     cache_max_bytes: usize,
     logs: std::cell::Cell<usize>,
+    checkpoints: crate::rt::Semaphore,
+}
+
+impl std::fmt::Debug for ShardMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardMemory").field("cache_max_bytes", &self.cache_max_bytes).field("logs", &self.logs.get()).finish()
+    }
 }
 
 impl ShardMemory {
     pub fn new(cache_max_bytes_per_shard: usize) -> std::rc::Rc<Self> {
-        std::rc::Rc::new(ShardMemory { cache_max_bytes: cache_max_bytes_per_shard, logs: std::cell::Cell::new(0) })
+        std::rc::Rc::new(ShardMemory {
+            cache_max_bytes: cache_max_bytes_per_shard,
+            logs: std::cell::Cell::new(0),
+            checkpoints: crate::rt::Semaphore::new(CHECKPOINTS_IN_FLIGHT_PER_SHARD),
+        })
     }
 
     /// One log's share of the cache budget now.
@@ -77,9 +93,9 @@ pub struct LogConfig {
     pub unwritten_max_bytes: usize,
     /// Smallest cold read, so sequential consumers read ahead.
     pub read_ahead_bytes: usize,
-    /// How often a log with new writes syncs them and checkpoints the
-    /// synced prefix of its active segment, so a restart scans only what
-    /// came after (Kafka's recovery point).
+    /// How often a log with at least `CHECKPOINT_MIN_BYTES` of new writes
+    /// syncs them and checkpoints the synced prefix of its active segment,
+    /// so a restart scans only what came after (Kafka's recovery point).
     pub checkpoint_interval_ms: u64,
     /// Sealed segment files a log keeps open for reads; the least recently
     /// read are closed past this (the active segment is always open).
@@ -99,7 +115,7 @@ impl Default for LogConfig {
             unwritten_max_bytes: 16 << 20,
             read_ahead_bytes: 256 << 10,
             open_segments_max: 8,
-            checkpoint_interval_ms: 5_000,
+            checkpoint_interval_ms: 2_000,
         }
     }
 }
