@@ -53,7 +53,7 @@ for name in ("fio-write", "fio-fdatasync"):
     j = json.load(open(f"{d}/{name}.json"))["jobs"][0]
     mib = j["write"]["bw_bytes"] / 2**20
     extra = ""
-    if "sync" in j and j["sync"].get("lat_ns"):
+    if j.get("sync", {}).get("lat_ns", {}).get("max", 0) > 0:
         p = j["sync"]["lat_ns"].get("percentile", {})
         extra = f", fdatasync p99 {p.get('99.000000', 0)/1e6:.1f} ms, max {j['sync']['lat_ns']['max']/1e6:.1f} ms"
     print(f"{name}: {mib:.0f} MiB/s{extra}")
@@ -63,19 +63,23 @@ else
 fi
 
 echo "== shardlog: produce and consume, 100 B x 1000"
+# A fresh data directory for each run: ten seconds at this rate is ~8 GB.
+fresh() { rm -rf "$out/data"; start_broker; }
 for i in $(seq "$rounds"); do
-  rm -rf "$out/data"
-  start_broker
+  fresh
   lg produce --topic p1 --partitions 1 --acks 1 --message-size 100 --batch-size 1000 --warmup 2 --duration 10 --json "$out/produce-1p-acks1-$i.json"
-  lg produce --topic p2 --partitions 2 --acks 1 --message-size 100 --batch-size 1000 --warmup 2 --duration 10 --json "$out/produce-2p-acks1-$i.json"
-  lg produce --topic a2 --partitions 2 --acks all --message-size 100 --batch-size 1000 --warmup 2 --duration 10 --json "$out/produce-2p-acksall-$i.json"
   lg consume --topic p1 --partitions 1 --consumers 1 --messages 20000000 --json "$out/consume-1p-$i.json"
+  stop_broker
+  fresh
+  lg produce --topic p2 --partitions 2 --acks 1 --message-size 100 --batch-size 1000 --warmup 2 --duration 10 --json "$out/produce-2p-acks1-$i.json"
+  stop_broker
+  fresh
+  lg produce --topic a2 --partitions 2 --acks all --message-size 100 --batch-size 1000 --warmup 2 --duration 10 --json "$out/produce-2p-acksall-$i.json"
   stop_broker
 done
 
 echo "== shardlog: 10,000 partitions, broker RSS under load"
-rm -rf "$out/data"
-start_broker
+fresh
 lg produce --topic many --partitions 10000 --acks 1 --message-size 100 --batch-size 1000 --duration 1 >/dev/null
 lg produce --topic many --partitions 10000 --acks 1 --message-size 100 --batch-size 1000 --duration 15 --json "$out/produce-10000p.json" &
 load=$!
@@ -85,8 +89,7 @@ wait "$load"
 stop_broker
 
 echo "== shardlog: restart after SIGKILL with 10 GiB stored"
-rm -rf "$out/data"
-start_broker
+fresh
 lg produce --topic big --partitions 2000 --acks 1 --message-size 1000 --batch-size 100 --messages 11000000 >/dev/null
 kill -9 "$broker"; wait "$broker" 2>/dev/null || true; broker=""
 stored=$(du -sb "$out/data" | awk '{print $1}')
@@ -95,6 +98,7 @@ start_broker
 t1=$(date +%s.%N)
 echo "stored $((stored / 1024 / 1024)) MiB; restart to 'listening on': $(python3 -c "print(round($t1 - $t0, 2))") s" | tee "$out/restart.txt"
 stop_broker
+rm -rf "$out/data"
 
 if [ -n "${IGGY_BIN_DIR:-}" ]; then
   echo "== Iggy: the same parameters, right after"
