@@ -44,21 +44,26 @@ enum ReadEnd {
     Failed(std::io::Error),
 }
 
-/// Reads exactly `buf.len()` bytes, unless the client goes idle or the
-/// shard starts to stop.
-async fn read_exact_or_stop<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], shard: &Shard, idle: Duration) -> Result<(), ReadEnd> {
+/// Runs a socket read unless the client goes quiet for `wait` or the
+/// shard starts to stop; end of stream is `Closed`.
+async fn read_or_stop<T>(read: impl std::future::Future<Output = std::io::Result<T>>, shard: &Shard, wait: Duration) -> Result<T, ReadEnd> {
     if shard.is_shutting_down() {
         return Err(ReadEnd::Stopping);
     }
-    let read = std::pin::pin!(r.read_exact(buf));
+    let read = std::pin::pin!(read);
     let stop = std::pin::pin!(shard.shutdown.listen());
-    match rt::timeout(idle, futures::future::select(read, stop)).await {
+    match rt::timeout(wait, futures::future::select(read, stop)).await {
         None => Err(ReadEnd::Idle),
         Some(futures::future::Either::Right(_)) => Err(ReadEnd::Stopping),
-        Some(futures::future::Either::Left((Ok(()), _))) => Ok(()),
+        Some(futures::future::Either::Left((Ok(v), _))) => Ok(v),
         Some(futures::future::Either::Left((Err(e), _))) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ReadEnd::Closed),
         Some(futures::future::Either::Left((Err(e), _))) => Err(ReadEnd::Failed(e)),
     }
+}
+
+/// Reads exactly `buf.len()` bytes (see [`read_or_stop`]).
+async fn read_exact_or_stop<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], shard: &Shard, idle: Duration) -> Result<(), ReadEnd> {
+    read_or_stop(r.read_exact(buf), shard, idle).await
 }
 
 /// Bytes of a frame read before anything is allocated for it: enough for
@@ -68,20 +73,11 @@ const FIRST_READ_BYTES: usize = 4096;
 /// is waiting); it grows fourfold as bytes come in, up to the frame's length.
 const FIRST_BUFFER_BYTES: usize = 64 << 10;
 
-/// Reads some bytes into `buf`, unless the client goes quiet for `wait`
-/// or the shard starts to stop; end of stream is `Closed`.
+/// Reads some bytes into `buf` (see [`read_or_stop`]); never `Ok(0)`.
 async fn read_some<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], shard: &Shard, wait: Duration) -> Result<usize, ReadEnd> {
-    if shard.is_shutting_down() {
-        return Err(ReadEnd::Stopping);
-    }
-    let read = std::pin::pin!(r.read(buf));
-    let stop = std::pin::pin!(shard.shutdown.listen());
-    match rt::timeout(wait, futures::future::select(read, stop)).await {
-        None => Err(ReadEnd::Idle),
-        Some(futures::future::Either::Right(_)) => Err(ReadEnd::Stopping),
-        Some(futures::future::Either::Left((Ok(0), _))) => Err(ReadEnd::Closed),
-        Some(futures::future::Either::Left((Ok(n), _))) => Ok(n),
-        Some(futures::future::Either::Left((Err(e), _))) => Err(ReadEnd::Failed(e)),
+    match read_or_stop(r.read(buf), shard, wait).await? {
+        0 => Err(ReadEnd::Closed),
+        n => Ok(n),
     }
 }
 

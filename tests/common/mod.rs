@@ -44,22 +44,25 @@ impl Broker {
         Broker::start_listening(cwd, dir, shards, "127.0.0.1:0", extra)
     }
 
-    /// Starts a broker on a chosen address (to restart one on the same port).
-    pub fn start_listening(cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Broker {
+    /// The broker command line every test starts from.
+    fn command(cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
-        let mut child = cmd
-            .args(["broker", "--listen", listen, "--shards", &shards.to_string(), "--data-dir"])
+        cmd.args(["broker", "--listen", listen, "--shards", &shards.to_string(), "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the broker binary");
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Starts a broker on a chosen address (to restart one on the same port).
+    pub fn start_listening(cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Broker {
+        let mut child = Broker::command(cwd, dir, shards, listen, extra).spawn().expect("start the broker binary");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -87,16 +90,7 @@ impl Broker {
     /// Runs a broker that is expected to refuse to start; returns its exit
     /// status and what it printed. Panics if it starts serving instead.
     pub fn refused(dir: &Path, listen: &str, extra: &[&str]) -> (ExitStatus, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
-            .args(["broker", "--listen", listen, "--shards", "1", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the broker binary");
+        let mut child = Broker::command(None, dir, 1, listen, extra).spawn().expect("start the broker binary");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -155,6 +149,22 @@ impl Drop for Broker {
             let _ = c.wait();
         }
     }
+}
+
+/// Runs the `shardlog` command against `b` with `args`, feeding `stdin`.
+pub fn cli(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+        .args(args)
+        .args(["--bootstrap-server", &b.addr.to_string()])
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// A response: the verified message bytes and the payload after it.
