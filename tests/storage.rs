@@ -381,3 +381,35 @@ fn restart_scans_only_past_the_checkpoint() {
         assert_eq!(read_all(&log, 0).await, want);
     });
 }
+
+/// A log's cache is its share of the shard's budget: when more logs open
+/// on the shard, a quiet log gives back what it cached beyond its new
+/// share within a checkpoint interval, without writing anything itself.
+#[test]
+fn a_quiet_log_shrinks_its_cache_to_its_share_of_the_shard() {
+    use shardlog::storage::ShardMemory;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().to_path_buf();
+    block_on(async move {
+        let config = LogConfig { checkpoint_interval_ms: 20, cache_max_bytes: 1 << 20, ..LogConfig::default() };
+        let memory = ShardMemory::new(256 * 1024);
+        let quiet = PartitionLog::open_on_shard(&path.join("quiet"), config.clone(), memory.clone()).await.unwrap();
+        for t in 0..40 {
+            let (_, last) = append(&quiet, batch(t, 200, 1)).await;
+            quiet.wait_written(last).await.unwrap();
+        }
+        let alone = quiet.stats().cache_bytes;
+        assert!(alone > 128 * 1024 && alone <= 256 * 1024, "alone on the shard it caches up to the whole budget: {alone}");
+        let mut others = Vec::new();
+        for i in 0..7 {
+            others.push(PartitionLog::open_on_shard(&path.join(format!("other{i}")), config.clone(), memory.clone()).await.unwrap());
+        }
+        assert_eq!(memory.logs(), 8);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while quiet.stats().cache_bytes > 32 * 1024 {
+            assert!(std::time::Instant::now() < deadline, "the quiet log kept {} bytes cached", quiet.stats().cache_bytes);
+            shardlog::rt::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(read_all(&quiet, 0).await.len(), 8000, "what left the cache is read from disk");
+    });
+}

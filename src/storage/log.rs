@@ -1023,8 +1023,8 @@ async fn writer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
 /// fdatasync of the active segment covering everything written when it
 /// started (a sealed segment was synced when it was sealed), beside the
 /// writes that go on. Every `checkpoint_interval_ms` it also syncs what was
-/// written without anyone waiting, and then checkpoints the synced prefix
-/// of the active segment.
+/// written without anyone waiting, checkpoints the synced prefix of the
+/// active segment, and trims the log's cache to its share of the shard's.
 async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
     let interval = match log.upgrade() {
         Some(inner) => Duration::from_millis(inner.st.borrow().config.checkpoint_interval_ms),
@@ -1033,6 +1033,14 @@ async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
     loop {
         if let Some(None) = rt::timeout(interval, kicked.recv()).await {
             return; // the log is gone
+        }
+        // A quiet log gives back what it cached beyond its current share of
+        // the shard's budget (which shrinks as other logs open).
+        if let Some(inner) = log.upgrade() {
+            let share = inner.memory.cache_share();
+            let mut st = inner.st.borrow_mut();
+            let written = st.written_offset;
+            st.cache.evict(written, share);
         }
         loop {
             let Some(inner) = log.upgrade() else { return };
