@@ -205,15 +205,7 @@ fn acks_1_survives_sigkill() {
 #[test]
 fn garbage_in_the_active_segment_is_dropped_on_restart() {
     let tmp = common::temp_dir();
-    let mut b = Broker::start_in(tmp.path(), 1, &[]);
-    let mut c = b.client();
-    assert_eq!(c.create_topic("g", 1), ErrorCode::None);
-    for i in 0..5 {
-        c.produce("g", 0, &batch_of(&[format!("ok{i}").as_bytes()]), -1);
-    }
-    drop(c);
-    b.kill9();
-    let seg = tmp.path().join("topics/g-0/00000000000000000000.log");
+    let seg = common::produce_then_kill9(tmp.path(), "g", 5);
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(&[0xAB; 3000]).unwrap();
     drop(f);

@@ -364,15 +364,8 @@ fn a_consumer_dropped_without_close_leaves_its_group() {
 #[test]
 fn the_padding_of_the_last_block_after_sigkill_is_not_damage() {
     let tmp = common::temp_dir();
-    let mut b = Broker::start_in(tmp.path(), 1, &[]);
-    let mut c = b.client();
-    assert_eq!(c.create_topic("pad", 1), ErrorCode::None);
-    for i in 0..5 {
-        c.produce("pad", 0, &batch_of(&[format!("m{i}").as_bytes()]), -1);
-    }
-    drop(c);
-    b.kill9();
-    let size = std::fs::metadata(tmp.path().join("topics/pad-0/00000000000000000000.log")).unwrap().len();
+    let seg = common::produce_then_kill9(tmp.path(), "pad", 5);
+    let size = std::fs::metadata(seg).unwrap().len();
     assert_eq!(size % 512, 0, "a direct-I/O segment ends on a block after a crash");
     let b = Broker::start_in(tmp.path(), 1, &[]);
     assert!(!b.log_text().contains("WARN"), "{}", b.log_text());

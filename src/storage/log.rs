@@ -150,8 +150,6 @@ struct PendingWrite {
     write: Option<(IoBuf, u64)>,
     /// File position up to which the segment is written once this is.
     written_end: u64,
-    /// Every offset below this is written once this is.
-    end_offset: i64,
     /// The last whole batch this write completes, if any.
     batch_end: Option<BatchEnd>,
     /// `appended_bytes` covered once this is written.
@@ -320,13 +318,11 @@ impl State {
         // going quiet: keep one block, and grow again with the next appends.
         let mut fresh = if how == Seal::WholeBlocks { file::alloc(w.buf.len()) } else { rest_buffer(self.alignment) };
         fresh.as_bytes_mut()[..w.len - keep_from].copy_from_slice(&w.buf.as_bytes()[keep_from..w.len]);
-        let mut end_offset = self.written_offset.max(self.pending.back().map_or(i64::MIN, |p| p.end_offset));
         let mut batch_end = None;
         while let Some(&e) = w.batch_ends.front() {
             if e.pos > written_end {
                 break;
             }
-            end_offset = e.next_offset;
             batch_end = Some(e);
             w.batch_ends.pop_front();
         }
@@ -348,8 +344,7 @@ impl State {
             None
         };
         let partial = send % a != 0;
-        debug_assert!(end_offset >= self.written_offset, "a write never moves the written watermark back");
-        self.pending.push_back(PendingWrite { seg_base, file, write, written_end, end_offset, batch_end, end_bytes, partial, seals: how == Seal::Segment });
+        self.pending.push_back(PendingWrite { seg_base, file, write, written_end, batch_end, end_bytes, partial, seals: how == Seal::Segment });
     }
 
     /// Wakes every waiter whose offset is below `upto` in `waiters`.
@@ -636,7 +631,11 @@ impl PartitionLog {
             }
         }
         let mut st = self.inner.st.borrow_mut();
+        // A write that completes no whole batch leaves the watermark where
+        // the writes before it (completed first: issue order) put it.
         if let Some(e) = w.batch_end {
+            debug_assert!(e.next_offset >= st.written_offset, "completions are taken in issue order");
+            st.written_offset = e.next_offset;
             st.written_batch_end = (w.seg_base, e);
         }
         if let Some(seg) = st.segments.get_mut(&w.seg_base) {
@@ -646,8 +645,6 @@ impl PartitionLog {
                 seg.file = None;
             }
         }
-        debug_assert!(w.end_offset >= st.written_offset, "completions are taken in issue order");
-        st.written_offset = w.end_offset;
         st.written_bytes = st.written_bytes.max(w.end_bytes);
         let written = st.written_offset;
         let share = self.inner.memory.cache_share();

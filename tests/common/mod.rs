@@ -151,6 +151,21 @@ impl Drop for Broker {
     }
 }
 
+/// Starts a one-shard broker on `dir`, creates `topic` (1 partition),
+/// produces `n` single-message batches with acks=all, and kills the broker
+/// with SIGKILL. Returns the path of the partition's first segment file.
+pub fn produce_then_kill9(dir: &Path, topic: &str, n: usize) -> PathBuf {
+    let mut b = Broker::start_in(dir, 1, &[]);
+    let mut c = b.client();
+    assert_eq!(c.create_topic(topic, 1), ErrorCode::None);
+    for i in 0..n {
+        c.produce(topic, 0, &batch_of(&[format!("m{i}").as_bytes()]), -1);
+    }
+    drop(c);
+    b.kill9();
+    dir.join(format!("topics/{topic}-0/00000000000000000000.log"))
+}
+
 /// Runs the `shardlog` command against `b` with `args`, feeding `stdin`.
 pub fn cli(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
