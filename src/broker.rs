@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 
 use crate::config::BrokerConfig;
-use crate::metadata::Metadata;
+use crate::cluster::log_store::LogStore;
+use crate::cluster::metadata::{BrokerMeta, Metadata};
+use crate::cluster::service::{self, Service, ServiceConfig};
 use crate::rt;
 use crate::server::{connection, listener::Listener};
 use crate::shard::{self, mesh, Shard, ShardMsg};
@@ -109,9 +111,10 @@ fn volatile_filesystem(dir: &Path) -> Option<&'static str> {
 
 /// Creates the data directory (saying so when it did not exist), refuses
 /// one that a reboot would erase unless `allow_nondurable` says otherwise,
-/// takes its lock, checks O_DIRECT works on it and loads the metadata. The
-/// returned file holds the lock.
-pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool) -> Result<(std::fs::File, Metadata), StartError> {
+/// takes its lock, checks O_DIRECT works on it and loads the metadata
+/// quorum's log (a new one for `voters` on first start). The returned file
+/// holds the lock.
+pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool, voters: &[u64]) -> Result<(std::fs::File, LogStore), StartError> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let bad = |reason: String| StartError::DataDir { dir: dir.display().to_string(), reason };
@@ -141,13 +144,13 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool) -> Result<(std::fs::
     if let Err(e) = r {
         return Err(bad(format!("its filesystem does not support O_DIRECT ({e}); use a disk-backed filesystem such as ext4 or XFS")));
     }
-    let path = shard::metadata_path(dir);
-    let md = match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| bad(format!("{} is damaged: {e}", path.display())))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Metadata::default(),
+    let path = service::store_path(dir);
+    let store = match std::fs::read(&path) {
+        Ok(b) => LogStore::decode(&b).map_err(|e| bad(format!("{} is damaged: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => LogStore::new(voters.to_vec()),
         Err(e) => return Err(bad(format!("cannot read {}: {e}", path.display()))),
     };
-    Ok((lock, md))
+    Ok((lock, store))
 }
 
 /// Refuses a listen address another socket already listens on. Every
@@ -315,7 +318,12 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     check_io_uring()?;
     check_memlock(shards)?;
     check_listen_address_free(config.listen)?;
-    let (lock, metadata) = prepare_data_dir(&config.data_dir, config.allow_nondurable_data_dir)?;
+    let voters: Vec<u64> = config.voters().iter().map(|v| service::raft_id(v.id)).collect();
+    let (lock, store) = prepare_data_dir(&config.data_dir, config.allow_nondurable_data_dir, &voters)?;
+    let metadata = crate::cluster::quorum::snapshot_state(&store)
+        .map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: format!("the quorum log's snapshot does not decode: {e}") })?;
+    let incarnation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
+    let mut store = Some(store);
     let mut config = config;
     config.data_dir =
         std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
@@ -330,12 +338,13 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
         let (bound_tx, bound_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (cfg, md, end, events) = (config.clone(), metadata.clone(), ends.next().expect("one end per shard"), events.clone());
+        let store = if id == shard::QUORUM_SHARD { store.take() } else { None };
         let cpu = online[usize::from(id) % online.len()];
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("shard{id}"))
             .io_memory(IO_MEMORY_BYTES_PER_SHARD)
             .spawn(move || async move {
-                let r = shard_main(cfg, end, md, addr, bound_tx, stop_rx).await;
+                let r = shard_main(cfg, end, md, store.map(|s| (s, incarnation)), addr, bound_tx, stop_rx).await;
                 let _ = events.send(Event::ShardExited(id, r));
             })
             .map_err(|e| StartError::Shard { shard: id, reason: e.to_string() })?;
@@ -414,6 +423,7 @@ async fn shard_main(
     cfg: Arc<BrokerConfig>,
     end: mesh::MeshEnds<ShardMsg>,
     metadata: Metadata,
+    quorum_store: Option<(LogStore, u64)>,
     addr: SocketAddr,
     bound: mpsc::Sender<Result<SocketAddr, String>>,
     mut stop: oneshot::Receiver<()>,
@@ -441,6 +451,26 @@ async fn shard_main(
         futures::future::Either::Right(_) => return Ok(()),
     };
     let nr = mesh.nr_shards().max(1);
+    let quorum = match quorum_store {
+        None => None,
+        Some((store, incarnation)) => {
+            let (host, port) = config.advertised();
+            let me = BrokerMeta { id: config.node_id, host, port, shards: nr, incarnation, fenced: false };
+            let sc = ServiceConfig {
+                me,
+                voters: config.voters(),
+                data_dir: config.data_dir.clone(),
+                session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+            };
+            match Service::open(sc, store) {
+                Ok(q) => Some(q),
+                Err(reason) => {
+                    let _ = bound.send(Err(reason.clone()));
+                    return Err(reason);
+                }
+            }
+        }
+    };
     let shard = match Shard::start(config.clone(), mesh, metadata).await {
         Ok(s) => s,
         Err(e) => {
@@ -459,12 +489,40 @@ async fn shard_main(
     }
     rt::spawn_background(shard.clone().retention_loop());
     rt::spawn_background(shard.clone().group_expiry_loop());
-    if shard.id == 0 {
-        // Every shard serves its mesh by now, so the controller can commit.
-        if let Err(e) = shard.ensure_internal_topics().await {
-            let reason = format!("creating the internal offsets topic: {e}");
-            let _ = bound.send(Err(reason.clone()));
-            return Err(reason);
+    // Every shard serves its mesh by now, so committed changes can reach them.
+    let (quorum_done, mut quorum_failed) = oneshot::channel::<Result<(), String>>();
+    let quorum = quorum.map(|(svc, deliveries)| {
+        shard.set_quorum(svc.clone());
+        rt::spawn(shard.clone().deliver_loop(deliveries));
+        svc
+    });
+    if let Some(svc) = &quorum {
+        let started = svc.start().and_then(|()| Ok(svc.clone()));
+        let svc = match started {
+            Ok(s) => s,
+            Err(reason) => {
+                let _ = bound.send(Err(reason.clone()));
+                return Err(reason);
+            }
+        };
+        let runner = svc.clone();
+        rt::spawn(async move {
+            let r = runner.run().await;
+            let _ = quorum_done.send(r);
+        });
+        // A one-voter quorum commits alone: the broker is announced once
+        // its registration (and the import of an old data directory) is
+        // applied, so a client's first request finds it a usable cluster.
+        if svc.voters().len() == 1 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !svc.registered(&shard.metadata()) {
+                if Instant::now() > deadline {
+                    let reason = "the one-voter quorum did not register this broker within 10 s".to_string();
+                    let _ = bound.send(Err(reason.clone()));
+                    return Err(reason);
+                }
+                rt::sleep(Duration::from_millis(5)).await;
+            }
         }
     }
     let _ = bound.send(Ok(config.listen));
@@ -497,7 +555,19 @@ async fn shard_main(
             }
         }
     };
-    futures::future::select(std::pin::pin!(accept), stop).await;
+    let quorum_failure = async {
+        match (&mut quorum_failed).await {
+            Ok(Err(e)) => e,
+            _ => std::future::pending().await,
+        }
+    };
+    let failure = match futures::future::select(std::pin::pin!(accept), futures::future::select(stop, std::pin::pin!(quorum_failure))).await {
+        futures::future::Either::Right((futures::future::Either::Right((e, _)), _)) => Some(e),
+        _ => None,
+    };
+    if let Some(q) = &quorum {
+        q.stop();
+    }
     shard.begin_shutdown();
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let start = Instant::now();
@@ -505,7 +575,10 @@ async fn shard_main(
         rt::sleep(Duration::from_millis(5)).await;
     }
     shard.close().await;
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,13 @@ pub struct BrokerConfig {
     /// The tail cache of all of a shard's partitions together, split
     /// evenly between them (each also keeps `log.cache_max_bytes`).
     pub cache_max_bytes_per_shard: usize,
+    /// The metadata quorum: `1@HOST:PORT,2@HOST:PORT,...`, each voter's
+    /// quorum listener (a port apart from clients'). Unset: this broker
+    /// is a one-voter quorum of itself and opens no quorum port.
+    pub quorum_voters: Option<String>,
+    /// A broker the controller has not heard from for this long is fenced
+    /// and its partitions' leadership moves.
+    pub broker_session_timeout_ms: u64,
     /// Storage defaults for every topic, overridable per topic.
     pub log: LogConfig,
 }
@@ -75,6 +82,8 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 60_000,
             allow_nondurable_data_dir: false,
             cache_max_bytes_per_shard: 256 << 20,
+            quorum_voters: None,
+            broker_session_timeout_ms: 6_000,
             log: LogConfig::default(),
         }
     }
@@ -111,7 +120,25 @@ impl BrokerConfig {
         if let Some(a) = &self.advertised_address {
             parse_host_port(a).map_err(|e| format!("advertised_address: {e}"))?;
         }
+        if let Some(v) = &self.quorum_voters {
+            let voters = crate::cluster::parse_voters(v).map_err(|e| format!("quorum_voters: {e}"))?;
+            if !voters.iter().any(|v| v.id == self.node_id) {
+                return Err(format!("quorum_voters: this broker's node_id {} is not among the voters ({v}); every broker is a voter", self.node_id));
+            }
+        }
+        if !(500..=600_000).contains(&self.broker_session_timeout_ms) {
+            return Err("broker_session_timeout_ms must be between 500 and 600000".into());
+        }
         Ok(())
+    }
+
+    /// The voters of the metadata quorum; without `quorum_voters`, this
+    /// broker alone (port 0: a one-voter quorum opens no listener).
+    pub fn voters(&self) -> Vec<crate::cluster::Voter> {
+        match &self.quorum_voters {
+            Some(v) => crate::cluster::parse_voters(v).expect("validated"),
+            None => vec![crate::cluster::Voter { id: self.node_id, host: self.listen.ip().to_string(), port: 0 }],
+        }
     }
 
     /// The address and port clients should use.

@@ -10,11 +10,11 @@ pub mod cli;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "broker")]
+pub mod cluster;
+#[cfg(feature = "broker")]
 pub mod config;
 #[cfg(feature = "broker")]
 pub mod group;
-#[cfg(feature = "broker")]
-pub mod metadata;
 pub mod protocol;
 pub mod record;
 #[cfg(feature = "broker")]

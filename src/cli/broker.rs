@@ -25,6 +25,14 @@ pub struct BrokerArgs {
     /// This broker's id in the cluster [default: 0]
     #[arg(long, env = "SHARDLOG_NODE_ID")]
     pub node_id: Option<i32>,
+    /// The metadata quorum, every broker of the cluster: ID@HOST:PORT,...
+    /// with each voter's quorum listener (a port apart from clients').
+    /// Unset: a one-voter quorum of this broker alone
+    #[arg(long, env = "SHARDLOG_QUORUM_VOTERS")]
+    pub quorum_voters: Option<String>,
+    /// Fence a broker not heard from for this long, in milliseconds [default: 6000]
+    #[arg(long, env = "SHARDLOG_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
     /// A TOML file with any setting of the broker (see README.md)
     #[arg(long, env = "SHARDLOG_CONFIG")]
     pub config: Option<PathBuf>,
@@ -70,6 +78,12 @@ impl BrokerArgs {
         }
         if let Some(v) = self.node_id {
             c.node_id = v;
+        }
+        if let Some(v) = &self.quorum_voters {
+            c.quorum_voters = Some(v.clone());
+        }
+        if let Some(v) = self.broker_session_timeout_ms {
+            c.broker_session_timeout_ms = v;
         }
         if let Some(v) = self.max_frame_bytes {
             c.max_frame_bytes = v;

@@ -40,6 +40,8 @@ pub enum GroupError {
     BadSessionTimeout(u64),
     #[error("the group's coordinator is not available")]
     Unavailable,
+    #[error("this broker does not coordinate the group; find its coordinator")]
+    NotCoordinator,
 }
 
 #[derive(Debug, Clone)]

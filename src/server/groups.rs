@@ -63,3 +63,22 @@ pub async fn heartbeat(shard: &Rc<Shard>, corr: u32, req: fb::GroupHeartbeatRequ
     };
     respond(corr, fbb, (fb::ResponseBody::GroupHeartbeatResponse, body.as_union_value()), Vec::new())
 }
+
+pub async fn find_coordinator(shard: &Rc<Shard>, corr: u32, req: fb::FindCoordinatorRequest<'_>) -> Outgoing {
+    if !valid_group(req.group()) {
+        return error(corr, ErrorCode::InvalidGroupId, "a group name is 1 to 255 bytes without NUL");
+    }
+    let r = shard.find_coordinator(req.group()).await;
+    let mut fbb = FlatBufferBuilder::with_capacity(128);
+    let body = match r {
+        Ok((node_id, host, port)) => {
+            let host = fbb.create_string(&host);
+            fb::FindCoordinatorResponse::create(&mut fbb, &fb::FindCoordinatorResponseArgs { error: ErrorCode::None, error_message: None, node_id, host: Some(host), port })
+        }
+        Err((code, m)) => {
+            let msg = opt_str(&mut fbb, Some(&m));
+            fb::FindCoordinatorResponse::create(&mut fbb, &fb::FindCoordinatorResponseArgs { error: code, error_message: msg, node_id: -1, ..Default::default() })
+        }
+    };
+    respond(corr, fbb, (fb::ResponseBody::FindCoordinatorResponse, body.as_union_value()), Vec::new())
+}

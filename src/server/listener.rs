@@ -25,3 +25,12 @@ impl Listener {
         Ok(s)
     }
 }
+
+/// Connects to `addr` (a host name is resolved first), with `nodelay`.
+pub async fn connect(host: &str, port: u16) -> io::Result<Stream> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))?;
+    let s = glommio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}

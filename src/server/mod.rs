@@ -63,9 +63,9 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
     }
     let out = match kind {
         fb::RequestBody::ApiVersionsRequest => api_versions::handle(shard, corr),
-        fb::RequestBody::MetadataRequest => metadata::handle(shard, corr, body!(body_as_metadata_request)),
-        fb::RequestBody::ListTopicsRequest => metadata::list_topics(shard, corr),
-        fb::RequestBody::DescribeTopicRequest => metadata::describe_topic(shard, corr, body!(body_as_describe_topic_request)),
+        fb::RequestBody::MetadataRequest => metadata::handle(shard, corr, body!(body_as_metadata_request)).await,
+        fb::RequestBody::ListTopicsRequest => metadata::list_topics(shard, corr).await,
+        fb::RequestBody::DescribeTopicRequest => metadata::describe_topic(shard, corr, body!(body_as_describe_topic_request)).await,
         fb::RequestBody::CreateTopicsRequest => topics::create(shard, corr, body!(body_as_create_topics_request)).await,
         fb::RequestBody::DeleteTopicsRequest => topics::delete(shard, corr, body!(body_as_delete_topics_request)).await,
         fb::RequestBody::ProduceRequest => return produce::handle(shard, corr, body!(body_as_produce_request), payload).await,
@@ -74,6 +74,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
         fb::RequestBody::OffsetCommitRequest => offsets::commit(shard, corr, body!(body_as_offset_commit_request)).await,
         fb::RequestBody::OffsetFetchRequest => offsets::fetch(shard, corr, body!(body_as_offset_fetch_request)).await,
         fb::RequestBody::GroupHeartbeatRequest => groups::heartbeat(shard, corr, body!(body_as_group_heartbeat_request)).await,
+        fb::RequestBody::FindCoordinatorRequest => groups::find_coordinator(shard, corr, body!(body_as_find_coordinator_request)).await,
         _ => error(corr, ErrorCode::UnsupportedApi, "unknown API"),
     };
     Some(out)

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use flatbuffers::FlatBufferBuilder;
 
 use super::response::{opt_str, respond, Outgoing};
-use crate::metadata::{MetadataError, NewTopic};
+use crate::cluster::metadata::{MetadataError, NewTopic};
 use crate::protocol::{fb, ErrorCode};
 use crate::shard::{metadata_code, Shard};
 

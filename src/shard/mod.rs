@@ -6,8 +6,11 @@
 //! - a partition's log is opened, written, read and closed on its owning
 //!   shard only (`debug_assert!`ed on every local operation);
 //! - no lock and no shared mutable state crosses shards; each shard has its
-//!   own copy of the metadata, changed only by [`Change`]s the controller
-//!   (shard 0) sends to every shard;
+//!   own copy of the metadata, changed only by the committed commands the
+//!   quorum shard (shard 0, `cluster::service`) sends every shard, in log
+//!   order, each applied with the same `Metadata::apply`;
+//! - a shard serves produce and fetch only for partitions this broker
+//!   leads; others get `NotLeader`, and the client follows the metadata.
 //! - what crosses shards is `Send` data: batch bytes as `BytesMut`/`Bytes`
 //!   (moved, not copied) and plain values.
 
@@ -25,25 +28,37 @@ use futures::channel::oneshot;
 use crate::config::BrokerConfig;
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
 use crate::group::{commit_key, offsets_partition, parse_commit, OffsetTable, OFFSETS_TOPIC};
-use crate::metadata::{Change, ClusterShape, Metadata, MetadataError, NewTopic};
+use crate::cluster::metadata::{Command, Metadata, MetadataError, NewTopic, NodeId, Outcome, Proposal, TopicMeta, NO_LEADER};
+use crate::cluster::service::Service;
 use crate::protocol::ErrorCode;
 use crate::record::BatchInfo;
 use crate::rt;
-use crate::storage::{file, Chunk, PartitionLog, StorageError};
+use crate::storage::{Chunk, PartitionLog, StorageError};
 
 /// Messages in each direction between a pair of shards.
 pub const MESH_CAPACITY: usize = 1024;
 /// Partitions a shard opens (recovers) at once at start.
 pub const RECOVERY_CONCURRENCY: usize = 32;
+/// The shard that runs this broker's voter of the metadata quorum.
+pub const QUORUM_SHARD: u16 = 0;
+/// How long a describe waits to catch up with the quorum's commit index.
+pub const READ_BARRIER_WAIT: Duration = Duration::from_secs(2);
 
 /// Work one shard asks of another.
 pub enum ShardMsg {
     Produce { topic: String, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration, reply: oneshot::Sender<ProduceResult> },
     Fetch { topic: String, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>, reply: oneshot::Sender<FetchResult<Bytes>> },
     ListOffset { topic: String, partition: u32, timestamp: i64, reply: oneshot::Sender<OffsetResult> },
-    CreateTopics { topics: Vec<NewTopic>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
-    DeleteTopics { names: Vec<String>, reply: oneshot::Sender<Vec<Result<(), MetadataError>>> },
-    Apply { change: Change, reply: oneshot::Sender<Result<(), String>> },
+    /// To the quorum shard: commit a command, answer with its outcome.
+    Propose { command: Command, reply: oneshot::Sender<Result<Outcome, MetadataError>> },
+    /// To the quorum shard: the commit index a linearizable read waits for.
+    ReadIndex { reply: oneshot::Sender<Option<u64>> },
+    /// From the quorum shard: committed commands, in log order.
+    Apply { entries: Vec<(u64, Proposal)>, reply: oneshot::Sender<()> },
+    /// From the quorum shard: a snapshot replaced the whole metadata.
+    Install { state: Box<Metadata>, reply: oneshot::Sender<()> },
+    /// From the quorum shard: the quorum's leader changed.
+    Controller(Option<NodeId>),
     CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
     GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
     FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, i64)>> },
@@ -108,8 +123,14 @@ pub struct Shard {
     offsets: RefCell<OffsetTable>,
     /// Members and assignments of the groups this shard coordinates.
     membership: RefCell<Membership>,
-    /// Serialises metadata changes on the controller.
-    controller_lock: rt::Semaphore,
+    /// Notified whenever this shard's copy of the metadata changes.
+    metadata_changed: rt::Event,
+    /// Applies committed changes one after another, in the order sent.
+    apply_lock: rt::Semaphore,
+    /// The quorum's leader, as the quorum shard last said.
+    controller: Cell<Option<NodeId>>,
+    /// This broker's voter (on the quorum shard only).
+    quorum: RefCell<Option<Rc<Service>>>,
     /// What this shard's logs share (the tail cache budget).
     memory: Rc<crate::storage::ShardMemory>,
     shutting_down: Cell<bool>,
@@ -132,6 +153,7 @@ pub fn group_code(e: &GroupError) -> ErrorCode {
         GroupError::Full => ErrorCode::PolicyViolation,
         GroupError::BadSessionTimeout(_) => ErrorCode::InvalidRequest,
         GroupError::Unavailable => ErrorCode::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ErrorCode::NotCoordinator,
     }
 }
 
@@ -174,7 +196,10 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             offsets: RefCell::new(OffsetTable::default()),
             membership: RefCell::new(Membership::default()),
-            controller_lock: rt::Semaphore::new(1),
+            metadata_changed: rt::Event::default(),
+            apply_lock: rt::Semaphore::new(1),
+            controller: Cell::new(None),
+            quorum: RefCell::new(None),
             memory: crate::storage::ShardMemory::new(cache_max_bytes_per_shard),
             shutting_down: Cell::new(false),
             shutdown: rt::Event::default(),
@@ -217,30 +242,53 @@ impl Shard {
         Ok(())
     }
 
-    /// Creates the internal offsets topic if it is missing (controller only).
-    pub async fn ensure_internal_topics(&self) -> Result<(), MetadataError> {
+    /// Creates the internal offsets topic if it is missing: one partition
+    /// per shard of the live brokers.
+    async fn ensure_offsets_topic(&self) -> Result<(), MetadataError> {
         if self.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
-        let t = NewTopic { name: OFFSETS_TOPIC.into(), partitions: u32::from(self.nr_shards()), replication_factor: 1, configs: Default::default() };
+        let partitions = self.metadata.borrow().live_brokers().map(|b| u32::from(b.shards)).sum::<u32>().max(1);
+        let t = NewTopic { name: OFFSETS_TOPIC.into(), partitions, replication_factor: 1, configs: Default::default() };
         match self.create_topics(vec![t]).await.pop() {
             Some(Err(MetadataError::TopicExists(_))) | Some(Ok(())) | None => Ok(()),
             Some(Err(e)) => Err(e),
         }
     }
 
-    /// The offsets partition and its owning shard for `group`.
-    fn coordinator(&self, group: &str) -> Option<(u32, u16)> {
-        let n = self.metadata.borrow().topics.get(OFFSETS_TOPIC)?.partitions();
+    /// The offsets partition of `group` and its shard, if this broker
+    /// coordinates the group (leads that partition).
+    fn coordinator(&self, group: &str) -> Result<(u32, u16), ErrorCode> {
+        let n = self.metadata.borrow().topics.get(OFFSETS_TOPIC).map(TopicMeta::partitions).ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let p = offsets_partition(group, n);
-        Some((p, self.owner(OFFSETS_TOPIC, p)?))
+        match self.route(OFFSETS_TOPIC, p) {
+            Ok(s) => Ok((p, s)),
+            Err((ErrorCode::NotLeader, _)) => Err(ErrorCode::NotCoordinator),
+            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// The broker that coordinates `group`, creating the offsets topic on
+    /// first use: (node id, host, port), or why there is none yet.
+    pub async fn find_coordinator(&self, group: &str) -> Result<(NodeId, String, u16), (ErrorCode, String)> {
+        if let Err(e) = self.ensure_offsets_topic().await {
+            return Err((ErrorCode::CoordinatorNotAvailable, e.to_string()));
+        }
+        let md = self.metadata.borrow();
+        let t = md.topics.get(OFFSETS_TOPIC).ok_or((ErrorCode::CoordinatorNotAvailable, "the offsets topic is being created".to_string()))?;
+        let leader = t.leader(offsets_partition(group, t.partitions())).unwrap_or(NO_LEADER);
+        match md.brokers.get(&leader) {
+            Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
+            _ => Err((ErrorCode::CoordinatorNotAvailable, format!("the coordinator of group '{group}' is not available (its broker is down)"))),
+        }
     }
 
     /// Commits a group's offsets durably; one error code per offset.
     pub async fn commit_offsets(&self, group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
         let n = offsets.len();
-        let Some((partition, owner)) = self.coordinator(&group) else {
-            return vec![ErrorCode::CoordinatorNotAvailable; n];
+        let (partition, owner) = match self.coordinator(&group) {
+            Ok(c) => c,
+            Err(code) => return vec![code; n],
         };
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
@@ -255,10 +303,10 @@ impl Shard {
         }
         let codes: Vec<ErrorCode> = offsets
             .iter()
-            .map(|(t, p, o)| match self.owner(t, *p) {
-                None => ErrorCode::UnknownTopicOrPartition,
-                Some(_) if *o < 0 => ErrorCode::InvalidRequest,
-                Some(_) => ErrorCode::None,
+            .map(|(t, p, o)| match self.metadata.borrow().topics.get(t).is_some_and(|t| *p < t.partitions()) {
+                false => ErrorCode::UnknownTopicOrPartition,
+                true if *o < 0 => ErrorCode::InvalidRequest,
+                true => ErrorCode::None,
             })
             .collect();
         let mut b = crate::record::BatchBuilder::new(64 + 48 * n);
@@ -287,8 +335,10 @@ impl Shard {
 
     /// Joins, renews or leaves a group on its coordinator.
     pub async fn group_heartbeat(&self, group: String, member_id: Option<String>, sub: Subscription, leave: bool) -> Result<Heartbeat, GroupError> {
-        let Some((_, owner)) = self.coordinator(&group) else {
-            return Err(GroupError::Unavailable);
+        let (_, owner) = match self.coordinator(&group) {
+            Ok(c) => c,
+            Err(ErrorCode::NotCoordinator) => return Err(GroupError::NotCoordinator),
+            Err(_) => return Err(GroupError::Unavailable),
         };
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
@@ -318,8 +368,9 @@ impl Shard {
     /// A group's committed offsets; -1 where it has none.
     pub async fn fetch_offsets(&self, group: String, partitions: Vec<(String, u32)>) -> Vec<(ErrorCode, i64)> {
         let n = partitions.len();
-        let Some((_, owner)) = self.coordinator(&group) else {
-            return vec![(ErrorCode::CoordinatorNotAvailable, -1); n];
+        let (_, owner) = match self.coordinator(&group) {
+            Ok(c) => c,
+            Err(code) => return vec![(code, -1); n],
         };
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
@@ -347,12 +398,13 @@ impl Shard {
     /// Opens (recovering) this shard's partitions of `topics`, up to
     /// `RECOVERY_CONCURRENCY` at a time: a restart waits on the disk, not on
     /// one partition after another.
-    async fn open_owned(&self, topics: &[crate::metadata::TopicMeta]) -> Result<(), StorageError> {
+    async fn open_owned(&self, topics: &[crate::cluster::metadata::TopicMeta]) -> Result<(), StorageError> {
         use futures::StreamExt;
         let mut opens = Vec::new();
         for t in topics {
             let cfg = t.log_config(&self.config.log);
-            for p in (0..t.partitions()).filter(|&p| t.shard_of(p, self.nr_shards()) == Some(self.id)) {
+            let node = self.config.node_id;
+            for p in (0..t.partitions()).filter(|&p| t.shard_on(p, node, self.nr_shards()) == Some(self.id) && self.partition(&t.name, p).is_none()) {
                 let (dir, cfg, name, memory) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone(), self.memory.clone());
                 opens.push(async move { (name, p, PartitionLog::open_on_shard(&dir, cfg, memory).await) });
             }
@@ -369,19 +421,30 @@ impl Shard {
         self.partitions.borrow().get(topic).and_then(|m| m.get(&partition)).cloned()
     }
 
-    /// The shard that owns a partition, by this shard's copy of the metadata.
-    pub fn owner(&self, topic: &str, partition: u32) -> Option<u16> {
-        self.metadata.borrow().topics.get(topic).and_then(|t| t.shard_of(partition, self.nr_shards()))
+    /// The shard of this broker that serves a partition, by this shard's
+    /// copy of the metadata: the partition must exist and this broker
+    /// must lead it.
+    pub fn route(&self, topic: &str, partition: u32) -> Result<u16, (ErrorCode, String)> {
+        let md = self.metadata.borrow();
+        let Some(t) = md.topics.get(topic).filter(|t| partition < t.partitions()) else {
+            return Err((ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)));
+        };
+        let me = self.config.node_id;
+        match t.leader(partition) {
+            Some(l) if l == me => t.shard_on(partition, me, self.nr_shards()).ok_or_else(|| (ErrorCode::NotLeader, format!("partition {partition} of '{topic}' has no replica on broker {me}"))),
+            Some(NO_LEADER) | None => Err((ErrorCode::NotLeader, format!("partition {partition} of '{topic}' has no live leader"))),
+            Some(l) => Err((ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is led by broker {l}"))),
+        }
     }
 
     // ---- produce ------------------------------------------------------------
 
     /// Appends validated batches to a partition, wherever it lives.
     pub async fn produce(&self, topic: &str, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
-        match self.owner(topic, partition) {
-            None => ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)),
-            Some(s) if s == self.id => self.produce_local(topic, partition, data, batches, acks, timeout).await,
-            Some(s) => {
+        match self.route(topic, partition) {
+            Err((code, m)) => ProduceResult::err(code, m),
+            Ok(s) if s == self.id => self.produce_local(topic, partition, data, batches, acks, timeout).await,
+            Ok(s) => {
                 let (reply, rx) = oneshot::channel();
                 let msg = ShardMsg::Produce { topic: topic.to_string(), partition, data, batches, acks, timeout, reply };
                 self.ask(s, msg, rx).await.unwrap_or_else(|| ProduceResult::err(ErrorCode::BrokerShuttingDown, "the owning shard is stopping"))
@@ -393,7 +456,7 @@ impl Shard {
         let Some(p) = self.partition(topic, partition) else {
             return ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
-        debug_assert_eq!(self.owner(topic, partition), Some(self.id), "a shard only touches partitions it owns");
+        debug_assert!(self.route(topic, partition).map_or(true, |s| s == self.id), "a shard only touches partitions it owns");
         let mut first = None;
         let mut last = -1;
         for info in &batches {
@@ -465,10 +528,10 @@ impl Shard {
     /// `Bytes`: a direct-read buffer belongs to the executor that read it, so
     /// bytes read from disk on another shard are copied once to cross over.
     pub async fn fetch(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>) -> FetchResult<Chunk> {
-        match self.owner(topic, partition) {
-            None => FetchResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)),
-            Some(s) if s == self.id => self.fetch_local(topic, partition, offset, max_bytes, wait_until).await,
-            Some(s) => {
+        match self.route(topic, partition) {
+            Err((code, m)) => FetchResult::err(code, m),
+            Ok(s) if s == self.id => self.fetch_local(topic, partition, offset, max_bytes, wait_until).await,
+            Ok(s) => {
                 let (reply, rx) = oneshot::channel();
                 let msg = ShardMsg::Fetch { topic: topic.to_string(), partition, offset, max_bytes, wait_until, reply };
                 match self.ask(s, msg, rx).await {
@@ -490,9 +553,9 @@ impl Shard {
 
     pub async fn list_offset(&self, topic: &str, partition: u32, timestamp: i64) -> OffsetResult {
         let bad = |error, m: String| OffsetResult { error, message: Some(m), offset: -1, timestamp: -1 };
-        match self.owner(topic, partition) {
-            None => bad(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)),
-            Some(s) if s == self.id => {
+        match self.route(topic, partition) {
+            Err((code, m)) => bad(code, m),
+            Ok(s) if s == self.id => {
                 let Some(p) = self.partition(topic, partition) else {
                     return bad(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
                 };
@@ -508,7 +571,7 @@ impl Shard {
                     ts => bad(ErrorCode::InvalidRequest, format!("timestamp {ts} is neither -2, -1 nor a time")),
                 }
             }
-            Some(s) => {
+            Ok(s) => {
                 let (reply, rx) = oneshot::channel();
                 let msg = ShardMsg::ListOffset { topic: topic.to_string(), partition, timestamp, reply };
                 self.ask(s, msg, rx).await.unwrap_or_else(|| bad(ErrorCode::BrokerShuttingDown, "the owning shard is stopping".into()))
@@ -516,102 +579,167 @@ impl Shard {
         }
     }
 
-    // ---- the controller -----------------------------------------------------
+    // ---- the metadata quorum ----------------------------------------------
 
-    /// Creates topics through the controller shard.
+    /// Gives the quorum shard this broker's voter.
+    pub fn set_quorum(&self, svc: Rc<Service>) {
+        *self.quorum.borrow_mut() = Some(svc);
+    }
+
+    pub fn quorum(&self) -> Option<Rc<Service>> {
+        self.quorum.borrow().clone()
+    }
+
+    /// The quorum's leader, as this shard last heard.
+    pub fn controller(&self) -> Option<NodeId> {
+        self.controller.get()
+    }
+
+    /// Commits a command through the quorum (from any shard) and returns
+    /// its outcome once every shard of this broker applied it.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, MetadataError> {
+        if let Some(q) = self.quorum() {
+            return q.propose(command).await;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.ask(QUORUM_SHARD, ShardMsg::Propose { command, reply }, rx).await.unwrap_or_else(|| Err(MetadataError::Unavailable("the quorum shard is stopping".into())))
+    }
+
+    /// Creates topics through the quorum; one result per topic.
     pub async fn create_topics(&self, topics: Vec<NewTopic>) -> Vec<Result<(), MetadataError>> {
-        if self.id != 0 {
-            let (reply, rx) = oneshot::channel();
-            let n = topics.len();
-            return self.ask(0, ShardMsg::CreateTopics { topics, reply }, rx).await.unwrap_or_else(|| shutting_down_results(n));
-        }
-        let _g = self.controller_lock.acquire_permit(1).await;
-        let shape = ClusterShape { brokers: 1, shards: self.nr_shards() };
-        let mut out = Vec::with_capacity(topics.len());
-        for t in topics {
-            let planned = self.metadata.borrow().plan_create(t, &shape);
-            out.push(match planned {
-                Ok(change) => self.commit(change).await,
-                Err(e) => Err(e),
-            });
-        }
-        out
+        let n = topics.len();
+        outcomes(self.propose(Command::CreateTopics(topics)).await, n)
     }
 
     pub async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), MetadataError>> {
-        if self.id != 0 {
-            let (reply, rx) = oneshot::channel();
-            let n = names.len();
-            return self.ask(0, ShardMsg::DeleteTopics { names, reply }, rx).await.unwrap_or_else(|| shutting_down_results(n));
-        }
-        let _g = self.controller_lock.acquire_permit(1).await;
-        let mut out = Vec::with_capacity(names.len());
-        for n in names {
-            let planned = self.metadata.borrow().plan_delete(&n);
-            out.push(match planned {
-                Ok(change) => self.commit(change).await,
-                Err(e) => Err(e),
-            });
-        }
-        out
+        let n = names.len();
+        outcomes(self.propose(Command::DeleteTopics(names)).await, n)
     }
 
-    /// Persists a change, then has every shard apply it; returns once all have.
-    async fn commit(&self, change: Change) -> Result<(), MetadataError> {
-        let mut next = self.metadata.borrow().clone();
-        next.apply(&change);
-        let json = serde_json::to_vec_pretty(&next).expect("metadata serialises");
-        if let Err(e) = file::write_atomic(&metadata_path(&self.config.data_dir), &json).await {
-            tracing::error!(error = %e, "could not persist metadata");
-            return Err(MetadataError::Storage(e.to_string()));
-        }
-        let mut acks = Vec::new();
-        for peer in self.mesh.peers() {
-            let (reply, rx) = oneshot::channel();
-            if self.mesh.send(peer, ShardMsg::Apply { change: change.clone(), reply }).await.is_ok() {
-                acks.push((peer, rx));
+    /// Waits until this shard's copy of the metadata holds everything the
+    /// quorum committed before now, so a read through any broker sees a
+    /// change another broker answered for. Without a quorum leader it
+    /// gives up after [`READ_BARRIER_WAIT`]; the copy is then served as is.
+    pub async fn read_barrier(&self) {
+        let index = match self.quorum() {
+            Some(q) => q.read_index(READ_BARRIER_WAIT).await,
+            None => {
+                let (reply, rx) = oneshot::channel();
+                self.ask(QUORUM_SHARD, ShardMsg::ReadIndex { reply }, rx).await.flatten()
             }
-        }
-        // The change is committed (persisted) whatever happens next; a shard
-        // that could not apply it retries when the broker restarts, and the
-        // client hears that its topic is not fully usable.
-        let mut failed = self.apply(change).await.err().map(|e| format!("shard {}: {e}", self.id));
-        for (peer, rx) in acks {
-            match rx.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failed = failed.or(Some(format!("shard {peer}: {e}"))),
-                Err(_) => failed = failed.or(Some(format!("shard {peer} is stopping"))),
-            }
-        }
-        match failed {
-            None => Ok(()),
-            Some(e) => Err(MetadataError::Storage(e)),
+        };
+        let Some(index) = index else { return };
+        let deadline = Instant::now() + READ_BARRIER_WAIT;
+        while self.metadata.borrow().applied < index && Instant::now() < deadline {
+            rt::timeout(deadline - Instant::now(), self.metadata_changed.listen()).await;
         }
     }
 
-    /// Applies a committed change to this shard's copy and its partitions.
-    async fn apply(&self, change: Change) -> Result<(), String> {
-        self.metadata.borrow_mut().apply(&change);
-        match change {
-            Change::CreateTopic(t) => {
-                if let Err(e) = self.open_owned(std::slice::from_ref(&t)).await {
-                    tracing::error!(topic = %t.name, error = %e, "could not open partitions of a new topic");
-                    return Err(format!("could not open the partitions of '{}': {e}", t.name));
+    /// Applies committed commands to this shard's copy, in order, then
+    /// opens or removes the partitions they gave or took from this shard.
+    async fn apply(&self, entries: Vec<(u64, Proposal)>) {
+        let _turn = self.apply_lock.acquire_permit(1).await;
+        let mut created = Vec::new();
+        let mut deleted = Vec::new();
+        {
+            let mut md = self.metadata.borrow_mut();
+            for (index, p) in &entries {
+                if *index <= md.applied {
+                    continue;
+                }
+                let o = md.apply(*index, p);
+                created.extend(o.created);
+                deleted.extend(o.deleted);
+            }
+        }
+        self.metadata_changed.notify();
+        self.apply_effects(created, deleted).await;
+    }
+
+    /// Replaces this shard's copy by a snapshot's state.
+    async fn install(&self, state: Metadata) {
+        let _turn = self.apply_lock.acquire_permit(1).await;
+        let old = std::mem::replace(&mut *self.metadata.borrow_mut(), state);
+        self.metadata_changed.notify();
+        let md = self.metadata.borrow();
+        let deleted = old.topics.keys().filter(|n| !md.topics.contains_key(*n)).cloned().collect();
+        let created = md.topics.keys().cloned().collect();
+        drop(md);
+        self.apply_effects(created, deleted).await;
+    }
+
+    async fn apply_effects(&self, created: Vec<String>, deleted: Vec<String>) {
+        for name in deleted {
+            if self.metadata.borrow().topics.contains_key(&name) {
+                continue;
+            }
+            let removed = self.partitions.borrow_mut().remove(&name);
+            for (p, part) in removed.into_iter().flatten() {
+                let _ = part.log.close().await;
+                part.appended.notify();
+                let dir = partition_dir(&self.config.data_dir, &name, p);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
                 }
             }
-            Change::DeleteTopic(name) => {
-                let removed = self.partitions.borrow_mut().remove(&name);
-                for (p, part) in removed.into_iter().flatten() {
-                    let _ = part.log.close().await;
-                    part.appended.notify();
-                    let dir = partition_dir(&self.config.data_dir, &name, p);
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a deleted partition");
+        }
+        let topics: Vec<TopicMeta> = {
+            let md = self.metadata.borrow();
+            created.iter().filter_map(|n| md.topics.get(n).cloned()).collect()
+        };
+        if let Err(e) = self.open_owned(&topics).await {
+            // The change is committed; the partition stays unserved on
+            // this broker until it restarts and opens it again.
+            tracing::error!(error = %e, "could not open partitions of a committed topic");
+        }
+    }
+
+    /// Runs on the quorum shard: passes every committed change to every
+    /// shard, in order, then answers the proposers.
+    pub async fn deliver_loop(self: Rc<Self>, rx: rt::LocalReceiver<crate::cluster::service::Delivery>) {
+        use crate::cluster::service::Delivery;
+        let Some(svc) = self.quorum() else { return };
+        while let Some(d) = rx.recv().await {
+            match d {
+                Delivery::Applied(applied) => {
+                    let entries: Vec<(u64, Proposal)> = applied.iter().map(|a| (a.index, a.proposal.clone())).collect();
+                    let mut acks = Vec::new();
+                    for peer in self.mesh.peers() {
+                        let (reply, rx) = oneshot::channel();
+                        if self.mesh.send(peer, ShardMsg::Apply { entries: entries.clone(), reply }).await.is_ok() {
+                            acks.push(rx);
+                        }
+                    }
+                    self.apply(entries).await;
+                    for rx in acks {
+                        let _ = rx.await;
+                    }
+                    if applied.iter().any(|a| matches!(a.proposal.command, Command::Import(_))) {
+                        svc.imported();
+                    }
+                    svc.resolve(&applied);
+                }
+                Delivery::Installed(state) => {
+                    let mut acks = Vec::new();
+                    for peer in self.mesh.peers() {
+                        let (reply, rx) = oneshot::channel();
+                        if self.mesh.send(peer, ShardMsg::Install { state: Box::new(state.clone()), reply }).await.is_ok() {
+                            acks.push(rx);
+                        }
+                    }
+                    self.install(state).await;
+                    for rx in acks {
+                        let _ = rx.await;
+                    }
+                }
+                Delivery::Controller(c) => {
+                    self.controller.set(c);
+                    for peer in self.mesh.peers() {
+                        let _ = self.mesh.send(peer, ShardMsg::Controller(c)).await;
                     }
                 }
             }
         }
-        Ok(())
     }
 
     // ---- messages -----------------------------------------------------------
@@ -650,15 +778,25 @@ impl Shard {
             ShardMsg::ListOffset { topic, partition, timestamp, reply } => {
                 let _ = reply.send(self.list_offset(&topic, partition, timestamp).await);
             }
-            ShardMsg::CreateTopics { topics, reply } => {
-                let _ = reply.send(self.create_topics(topics).await);
+            ShardMsg::Propose { command, reply } => {
+                let _ = reply.send(self.propose(command).await);
             }
-            ShardMsg::DeleteTopics { names, reply } => {
-                let _ = reply.send(self.delete_topics(names).await);
+            ShardMsg::ReadIndex { reply } => {
+                let r = match self.quorum() {
+                    Some(q) => q.read_index(READ_BARRIER_WAIT).await,
+                    None => None,
+                };
+                let _ = reply.send(r);
             }
-            ShardMsg::Apply { change, reply } => {
-                let _ = reply.send(self.apply(change).await);
+            ShardMsg::Apply { entries, reply } => {
+                self.apply(entries).await;
+                let _ = reply.send(());
             }
+            ShardMsg::Install { state, reply } => {
+                self.install(*state).await;
+                let _ = reply.send(());
+            }
+            ShardMsg::Controller(c) => self.controller.set(c),
             ShardMsg::CommitOffsets { group, member, offsets, reply } => {
                 let _ = reply.send(self.commit_offsets(group, member, offsets).await);
             }
@@ -707,6 +845,11 @@ impl Shard {
     }
 }
 
-fn shutting_down_results(n: usize) -> Vec<Result<(), MetadataError>> {
-    (0..n).map(|_| Err(MetadataError::Unavailable("the controller shard is stopping".into()))).collect()
+/// One result per topic of a create or delete.
+fn outcomes(r: Result<Outcome, MetadataError>, n: usize) -> Vec<Result<(), MetadataError>> {
+    match r {
+        Ok(o) if o.results.len() == n => o.results,
+        Ok(_) => vec![Ok(()); n],
+        Err(e) => vec![Err(e); n],
+    }
 }

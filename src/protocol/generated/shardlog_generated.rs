@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 24;
+pub const ENUM_MAX_ERROR_CODE: i16 = 25;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 26] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -42,6 +42,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
   ErrorCode::InvalidGroupId,
   ErrorCode::UnknownMemberId,
   ErrorCode::IllegalGeneration,
+  ErrorCode::NotCoordinator,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -75,9 +76,10 @@ impl ErrorCode {
   pub const InvalidGroupId: Self = Self(22);
   pub const UnknownMemberId: Self = Self(23);
   pub const IllegalGeneration: Self = Self(24);
+  pub const NotCoordinator: Self = Self(25);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 24;
+  pub const ENUM_MAX: i16 = 25;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -104,6 +106,7 @@ impl ErrorCode {
     Self::InvalidGroupId,
     Self::UnknownMemberId,
     Self::IllegalGeneration,
+    Self::NotCoordinator,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -133,6 +136,7 @@ impl ErrorCode {
       Self::InvalidGroupId => Some("InvalidGroupId"),
       Self::UnknownMemberId => Some("UnknownMemberId"),
       Self::IllegalGeneration => Some("IllegalGeneration"),
+      Self::NotCoordinator => Some("NotCoordinator"),
       _ => None,
     }
   }
@@ -274,10 +278,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Assignor {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 12;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 13;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 14] = [
   RequestBody::NONE,
   RequestBody::ApiVersionsRequest,
   RequestBody::MetadataRequest,
@@ -291,6 +295,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 13] = [
   RequestBody::OffsetCommitRequest,
   RequestBody::OffsetFetchRequest,
   RequestBody::GroupHeartbeatRequest,
+  RequestBody::FindCoordinatorRequest,
 ];
 
 /// The union tag of a request body is its API key.
@@ -312,9 +317,10 @@ impl RequestBody {
   pub const OffsetCommitRequest: Self = Self(10);
   pub const OffsetFetchRequest: Self = Self(11);
   pub const GroupHeartbeatRequest: Self = Self(12);
+  pub const FindCoordinatorRequest: Self = Self(13);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 13;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -329,6 +335,7 @@ impl RequestBody {
     Self::OffsetCommitRequest,
     Self::OffsetFetchRequest,
     Self::GroupHeartbeatRequest,
+    Self::FindCoordinatorRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -346,6 +353,7 @@ impl RequestBody {
       Self::OffsetCommitRequest => Some("OffsetCommitRequest"),
       Self::OffsetFetchRequest => Some("OffsetFetchRequest"),
       Self::GroupHeartbeatRequest => Some("GroupHeartbeatRequest"),
+      Self::FindCoordinatorRequest => Some("FindCoordinatorRequest"),
       _ => None,
     }
   }
@@ -405,10 +413,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 12;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 13;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 14] = [
   ResponseBody::NONE,
   ResponseBody::ApiVersionsResponse,
   ResponseBody::MetadataResponse,
@@ -422,6 +430,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 13] = [
   ResponseBody::OffsetCommitResponse,
   ResponseBody::OffsetFetchResponse,
   ResponseBody::GroupHeartbeatResponse,
+  ResponseBody::FindCoordinatorResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -442,9 +451,10 @@ impl ResponseBody {
   pub const OffsetCommitResponse: Self = Self(10);
   pub const OffsetFetchResponse: Self = Self(11);
   pub const GroupHeartbeatResponse: Self = Self(12);
+  pub const FindCoordinatorResponse: Self = Self(13);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 12;
+  pub const ENUM_MAX: u8 = 13;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -459,6 +469,7 @@ impl ResponseBody {
     Self::OffsetCommitResponse,
     Self::OffsetFetchResponse,
     Self::GroupHeartbeatResponse,
+    Self::FindCoordinatorResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -476,6 +487,7 @@ impl ResponseBody {
       Self::OffsetCommitResponse => Some("OffsetCommitResponse"),
       Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
       Self::GroupHeartbeatResponse => Some("GroupHeartbeatResponse"),
+      Self::FindCoordinatorResponse => Some("FindCoordinatorResponse"),
       _ => None,
     }
   }
@@ -1136,6 +1148,7 @@ impl<'a> BrokerInfo<'a> {
   pub const VT_HOST: ::flatbuffers::VOffsetT = 6;
   pub const VT_PORT: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_FENCED: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1151,6 +1164,7 @@ impl<'a> BrokerInfo<'a> {
     builder.add_node_id(args.node_id);
     builder.add_shards(args.shards);
     builder.add_port(args.port);
+    builder.add_fenced(args.fenced);
     builder.finish()
   }
 
@@ -1183,6 +1197,13 @@ impl<'a> BrokerInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(BrokerInfo::VT_SHARDS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn fenced(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(BrokerInfo::VT_FENCED, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BrokerInfo<'_> {
@@ -1195,6 +1216,7 @@ impl ::flatbuffers::Verifiable for BrokerInfo<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
      .visit_field::<u16>("port", Self::VT_PORT, false)?
      .visit_field::<u16>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<bool>("fenced", Self::VT_FENCED, false)?
      .finish();
     Ok(())
   }
@@ -1204,6 +1226,7 @@ pub struct BrokerInfoArgs<'a> {
     pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub port: u16,
     pub shards: u16,
+    pub fenced: bool,
 }
 impl<'a> Default for BrokerInfoArgs<'a> {
   #[inline]
@@ -1213,6 +1236,7 @@ impl<'a> Default for BrokerInfoArgs<'a> {
       host: None,
       port: 0,
       shards: 0,
+      fenced: false,
     }
   }
 }
@@ -1239,6 +1263,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BrokerInfoBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<u16>(BrokerInfo::VT_SHARDS, shards, 0);
   }
   #[inline]
+  pub fn add_fenced(&mut self, fenced: bool) {
+    self.fbb_.push_slot::<bool>(BrokerInfo::VT_FENCED, fenced, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BrokerInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BrokerInfoBuilder {
@@ -1260,6 +1288,7 @@ impl ::core::fmt::Debug for BrokerInfo<'_> {
       ds.field("host", &self.host());
       ds.field("port", &self.port());
       ds.field("shards", &self.shards());
+      ds.field("fenced", &self.fenced());
       ds.finish()
   }
 }
@@ -1284,6 +1313,7 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_LEADER: ::flatbuffers::VOffsetT = 8;
   pub const VT_SHARD: ::flatbuffers::VOffsetT = 10;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1295,6 +1325,7 @@ impl<'a> PartitionInfo<'a> {
     args: &'args PartitionInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionInfo<'bldr>> {
     let mut builder = PartitionInfoBuilder::new(_fbb);
+    builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.replicas { builder.add_replicas(x); }
     builder.add_leader(args.leader);
     builder.add_partition(args.partition);
@@ -1339,6 +1370,13 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_REPLICAS, None)}
   }
+  #[inline]
+  pub fn leader_epoch(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PartitionInfo::VT_LEADER_EPOCH, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
@@ -1352,6 +1390,7 @@ impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<i32>("leader", Self::VT_LEADER, false)?
      .visit_field::<u16>("shard", Self::VT_SHARD, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<u32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
      .finish();
     Ok(())
   }
@@ -1362,6 +1401,7 @@ pub struct PartitionInfoArgs<'a> {
     pub leader: i32,
     pub shard: u16,
     pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
+    pub leader_epoch: u32,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -1372,6 +1412,7 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       leader: 0,
       shard: 0,
       replicas: None,
+      leader_epoch: 0,
     }
   }
 }
@@ -1402,6 +1443,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionInfoBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionInfo::VT_REPLICAS, replicas);
   }
   #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: u32) {
+    self.fbb_.push_slot::<u32>(PartitionInfo::VT_LEADER_EPOCH, leader_epoch, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -1424,6 +1469,7 @@ impl ::core::fmt::Debug for PartitionInfo<'_> {
       ds.field("leader", &self.leader());
       ds.field("shard", &self.shard());
       ds.field("replicas", &self.replicas());
+      ds.field("leader_epoch", &self.leader_epoch());
       ds.finish()
   }
 }
@@ -1591,6 +1637,136 @@ impl ::core::fmt::Debug for TopicInfo<'_> {
       ds.finish()
   }
 }
+pub enum VoterInfoOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct VoterInfo<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for VoterInfo<'a> {
+  type Inner = VoterInfo<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> VoterInfo<'a> {
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_HOST: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PORT: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    VoterInfo { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args VoterInfoArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<VoterInfo<'bldr>> {
+    let mut builder = VoterInfoBuilder::new(_fbb);
+    if let Some(x) = args.host { builder.add_host(x); }
+    builder.add_node_id(args.node_id);
+    builder.add_port(args.port);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(VoterInfo::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(VoterInfo::VT_HOST, None)}
+  }
+  #[inline]
+  pub fn port(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(VoterInfo::VT_PORT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for VoterInfo<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i32>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
+     .visit_field::<u16>("port", Self::VT_PORT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct VoterInfoArgs<'a> {
+    pub node_id: i32,
+    pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub port: u16,
+}
+impl<'a> Default for VoterInfoArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    VoterInfoArgs {
+      node_id: 0,
+      host: None,
+      port: 0,
+    }
+  }
+}
+
+pub struct VoterInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> VoterInfoBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: i32) {
+    self.fbb_.push_slot::<i32>(VoterInfo::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_host(&mut self, host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(VoterInfo::VT_HOST, host);
+  }
+  #[inline]
+  pub fn add_port(&mut self, port: u16) {
+    self.fbb_.push_slot::<u16>(VoterInfo::VT_PORT, port, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> VoterInfoBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    VoterInfoBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<VoterInfo<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for VoterInfo<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("VoterInfo");
+      ds.field("node_id", &self.node_id());
+      ds.field("host", &self.host());
+      ds.field("port", &self.port());
+      ds.finish()
+  }
+}
 pub enum MetadataResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1611,6 +1787,7 @@ impl<'a> MetadataResponse<'a> {
   pub const VT_CONTROLLER_ID: ::flatbuffers::VOffsetT = 6;
   pub const VT_BROKERS: ::flatbuffers::VOffsetT = 8;
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_VOTERS: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1622,6 +1799,7 @@ impl<'a> MetadataResponse<'a> {
     args: &'args MetadataResponseArgs<'args>
   ) -> ::flatbuffers::WIPOffset<MetadataResponse<'bldr>> {
     let mut builder = MetadataResponseBuilder::new(_fbb);
+    if let Some(x) = args.voters { builder.add_voters(x); }
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.brokers { builder.add_brokers(x); }
     builder.add_controller_id(args.controller_id);
@@ -1642,7 +1820,7 @@ impl<'a> MetadataResponse<'a> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<i32>(MetadataResponse::VT_CONTROLLER_ID, Some(0)).unwrap()}
+    unsafe { self._tab.get::<i32>(MetadataResponse::VT_CONTROLLER_ID, Some(-1)).unwrap()}
   }
   #[inline]
   pub fn brokers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<BrokerInfo<'a>>>> {
@@ -1658,6 +1836,13 @@ impl<'a> MetadataResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicInfo>>>>(MetadataResponse::VT_TOPICS, None)}
   }
+  #[inline]
+  pub fn voters(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<VoterInfo<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<VoterInfo>>>>(MetadataResponse::VT_VOTERS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MetadataResponse<'_> {
@@ -1670,6 +1855,7 @@ impl ::flatbuffers::Verifiable for MetadataResponse<'_> {
      .visit_field::<i32>("controller_id", Self::VT_CONTROLLER_ID, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<BrokerInfo>>>>("brokers", Self::VT_BROKERS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicInfo>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<VoterInfo>>>>("voters", Self::VT_VOTERS, false)?
      .finish();
     Ok(())
   }
@@ -1679,15 +1865,17 @@ pub struct MetadataResponseArgs<'a> {
     pub controller_id: i32,
     pub brokers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<BrokerInfo<'a>>>>>,
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicInfo<'a>>>>>,
+    pub voters: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<VoterInfo<'a>>>>>,
 }
 impl<'a> Default for MetadataResponseArgs<'a> {
   #[inline]
   fn default() -> Self {
     MetadataResponseArgs {
       cluster_id: None,
-      controller_id: 0,
+      controller_id: -1,
       brokers: None,
       topics: None,
+      voters: None,
     }
   }
 }
@@ -1703,7 +1891,7 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MetadataResponseBuilder<'a, '
   }
   #[inline]
   pub fn add_controller_id(&mut self, controller_id: i32) {
-    self.fbb_.push_slot::<i32>(MetadataResponse::VT_CONTROLLER_ID, controller_id, 0);
+    self.fbb_.push_slot::<i32>(MetadataResponse::VT_CONTROLLER_ID, controller_id, -1);
   }
   #[inline]
   pub fn add_brokers(&mut self, brokers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<BrokerInfo<'b >>>>) {
@@ -1712,6 +1900,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MetadataResponseBuilder<'a, '
   #[inline]
   pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicInfo<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MetadataResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_voters(&mut self, voters: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<VoterInfo<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MetadataResponse::VT_VOTERS, voters);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MetadataResponseBuilder<'a, 'b, A> {
@@ -1735,6 +1927,7 @@ impl ::core::fmt::Debug for MetadataResponse<'_> {
       ds.field("controller_id", &self.controller_id());
       ds.field("brokers", &self.brokers());
       ds.field("topics", &self.topics());
+      ds.field("voters", &self.voters());
       ds.finish()
   }
 }
@@ -6488,6 +6681,267 @@ impl ::core::fmt::Debug for GroupHeartbeatResponse<'_> {
       ds.finish()
   }
 }
+pub enum FindCoordinatorRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct FindCoordinatorRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for FindCoordinatorRequest<'a> {
+  type Inner = FindCoordinatorRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> FindCoordinatorRequest<'a> {
+  pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FindCoordinatorRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FindCoordinatorRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'bldr>> {
+    let mut builder = FindCoordinatorRequestBuilder::new(_fbb);
+    if let Some(x) = args.group { builder.add_group(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorRequest::VT_GROUP, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FindCoordinatorRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FindCoordinatorRequestArgs<'a> {
+    pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for FindCoordinatorRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FindCoordinatorRequestArgs {
+      group: None, // required field
+    }
+  }
+}
+
+pub struct FindCoordinatorRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FindCoordinatorRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group(&mut self, group: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorRequest::VT_GROUP, group);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FindCoordinatorRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FindCoordinatorRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FindCoordinatorRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, FindCoordinatorRequest::VT_GROUP,"group");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FindCoordinatorRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FindCoordinatorRequest");
+      ds.field("group", &self.group());
+      ds.finish()
+  }
+}
+pub enum FindCoordinatorResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct FindCoordinatorResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for FindCoordinatorResponse<'a> {
+  type Inner = FindCoordinatorResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> FindCoordinatorResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 8;
+  pub const VT_HOST: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PORT: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    FindCoordinatorResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args FindCoordinatorResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'bldr>> {
+    let mut builder = FindCoordinatorResponseBuilder::new(_fbb);
+    if let Some(x) = args.host { builder.add_host(x); }
+    builder.add_node_id(args.node_id);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_port(args.port);
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(FindCoordinatorResponse::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorResponse::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn node_id(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(FindCoordinatorResponse::VT_NODE_ID, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(FindCoordinatorResponse::VT_HOST, None)}
+  }
+  #[inline]
+  pub fn port(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(FindCoordinatorResponse::VT_PORT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for FindCoordinatorResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<i32>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
+     .visit_field::<u16>("port", Self::VT_PORT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct FindCoordinatorResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub node_id: i32,
+    pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub port: u16,
+}
+impl<'a> Default for FindCoordinatorResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    FindCoordinatorResponseArgs {
+      error: ErrorCode::None,
+      error_message: None,
+      node_id: -1,
+      host: None,
+      port: 0,
+    }
+  }
+}
+
+pub struct FindCoordinatorResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FindCoordinatorResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(FindCoordinatorResponse::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorResponse::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: i32) {
+    self.fbb_.push_slot::<i32>(FindCoordinatorResponse::VT_NODE_ID, node_id, -1);
+  }
+  #[inline]
+  pub fn add_host(&mut self, host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FindCoordinatorResponse::VT_HOST, host);
+  }
+  #[inline]
+  pub fn add_port(&mut self, port: u16) {
+    self.fbb_.push_slot::<u16>(FindCoordinatorResponse::VT_PORT, port, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FindCoordinatorResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    FindCoordinatorResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<FindCoordinatorResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for FindCoordinatorResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("FindCoordinatorResponse");
+      ds.field("error", &self.error());
+      ds.field("error_message", &self.error_message());
+      ds.field("node_id", &self.node_id());
+      ds.field("host", &self.host());
+      ds.field("port", &self.port());
+      ds.finish()
+  }
+}
 pub enum RequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6744,6 +7198,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_find_coordinator_request(&self) -> Option<FindCoordinatorRequest<'a>> {
+    if self.body_type() == RequestBody::FindCoordinatorRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FindCoordinatorRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -6769,6 +7238,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::OffsetCommitRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitRequest>>("RequestBody::OffsetCommitRequest", pos),
           RequestBody::OffsetFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchRequest>>("RequestBody::OffsetFetchRequest", pos),
           RequestBody::GroupHeartbeatRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatRequest>>("RequestBody::GroupHeartbeatRequest", pos),
+          RequestBody::FindCoordinatorRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorRequest>>("RequestBody::FindCoordinatorRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -6923,6 +7393,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::GroupHeartbeatRequest => {
           if let Some(x) = self.body_as_group_heartbeat_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::FindCoordinatorRequest => {
+          if let Some(x) = self.body_as_find_coordinator_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -7192,6 +7669,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_find_coordinator_response(&self) -> Option<FindCoordinatorResponse<'a>> {
+    if self.body_type() == ResponseBody::FindCoordinatorResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { FindCoordinatorResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -7217,6 +7709,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::OffsetCommitResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetCommitResponse>>("ResponseBody::OffsetCommitResponse", pos),
           ResponseBody::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("ResponseBody::OffsetFetchResponse", pos),
           ResponseBody::GroupHeartbeatResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<GroupHeartbeatResponse>>("ResponseBody::GroupHeartbeatResponse", pos),
+          ResponseBody::FindCoordinatorResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorResponse>>("ResponseBody::FindCoordinatorResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -7371,6 +7864,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::GroupHeartbeatResponse => {
           if let Some(x) = self.body_as_group_heartbeat_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::FindCoordinatorResponse => {
+          if let Some(x) = self.body_as_find_coordinator_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

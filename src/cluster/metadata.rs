@@ -1,0 +1,566 @@
+//! The cluster's metadata, the state machine the quorum replicates:
+//! registered brokers, topics with their settings, and each partition's
+//! replicas as (broker, shard) with its leader and leader epoch.
+//!
+//! Sans-IO and deterministic: [`Metadata::apply`] turns the same sequence
+//! of [`Command`]s into the same state and the same outcomes on every
+//! broker and every shard, so a command's validation (does the topic
+//! exist, is the replication factor possible) runs inside `apply`, on
+//! state every replica agrees on, and the proposer reads its outcome from
+//! its own replica.
+//!
+//! Architecture invariants:
+//! - only committed commands change a [`Metadata`], in log order, through
+//!   [`Metadata::apply`] (or a whole snapshot replaces it);
+//! - `applied` is the quorum log index of the last command applied; two
+//!   copies with the same `applied` are equal.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::storage::LogConfig;
+
+/// A broker's id in the cluster (`--node-id`).
+pub type NodeId = i32;
+/// "No broker": a partition without a live leader.
+pub const NO_LEADER: NodeId = -1;
+
+/// Longest topic name, as in Kafka.
+pub const MAX_TOPIC_NAME_BYTES: usize = 249;
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS_PER_TOPIC: u32 = 10_000;
+/// Request ids remembered per proposing broker, to apply a re-proposed
+/// command once.
+pub const DEDUP_WINDOW: usize = 1024;
+
+/// A broker as it registered with the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    pub id: NodeId,
+    /// The address clients are told to connect to.
+    pub host: String,
+    pub port: u16,
+    pub shards: u16,
+    /// Differs on every start of the broker's process; a heartbeat or a
+    /// fence for an older incarnation is ignored.
+    pub incarnation: u64,
+    /// Missed heartbeats for the session timeout: leads nothing.
+    pub fenced: bool,
+}
+
+/// One copy of a partition: the broker and the shard on it that owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    pub broker: NodeId,
+    pub shard: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    /// The first replica is the preferred leader.
+    pub replicas: Vec<Replica>,
+    /// [`NO_LEADER`] while every replica is fenced.
+    pub leader: NodeId,
+    /// Bumped whenever the leader changes.
+    pub leader_epoch: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub replication_factor: u16,
+    pub partitions: Vec<PartitionMeta>,
+    /// The settings given at creation, as key/value strings.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn partitions(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    /// The shard of broker `node` that owns `partition`, if `node` holds a
+    /// replica of it. A broker restarted with fewer shards folds the
+    /// assignment onto the shards it has.
+    pub fn shard_on(&self, partition: u32, node: NodeId, nr_shards: u16) -> Option<u16> {
+        let p = self.partitions.get(partition as usize)?;
+        p.replicas.iter().find(|r| r.broker == node).map(|r| r.shard % nr_shards.max(1))
+    }
+
+    pub fn leader(&self, partition: u32) -> Option<NodeId> {
+        self.partitions.get(partition as usize).map(|p| p.leader)
+    }
+
+    pub fn log_config(&self, base: &LogConfig) -> LogConfig {
+        log_config(base, &self.configs)
+    }
+}
+
+/// The whole metadata table; every shard of every broker holds a copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The quorum log index of the last applied command.
+    pub applied: u64,
+    pub brokers: BTreeMap<NodeId, BrokerMeta>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// Recent request ids per proposing broker (see [`DEDUP_WINDOW`]).
+    pub requests: BTreeMap<NodeId, VecDeque<u64>>,
+    /// A single broker's topics from before the quorum were imported.
+    #[serde(default)]
+    pub imported: bool,
+}
+
+/// A request to create a topic, as a client states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: u32,
+    pub replication_factor: u16,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What a broker asks the quorum to do; an entry of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateTopics(Vec<NewTopic>),
+    DeleteTopics(Vec<String>),
+    /// Registers (or re-registers after a restart or a fence) a broker.
+    RegisterBroker(BrokerMeta),
+    /// The controller stopped hearing from this incarnation of a broker.
+    FenceBroker { id: NodeId, incarnation: u64 },
+    /// The topics of a single broker's data directory from before the
+    /// quorum, placed on that broker (applied once, on an empty cluster).
+    Import(Vec<TopicMeta>),
+}
+
+/// A command with who proposed it, so the proposer can find its outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub origin: NodeId,
+    pub request: u64,
+    pub command: Command,
+}
+
+/// What applying one command did, for the proposer and for the shards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// One result per topic of a create or delete; one otherwise.
+    pub results: Vec<Result<(), MetadataError>>,
+    /// Topics whose partitions appeared or whose placement changed.
+    pub created: Vec<String>,
+    /// Topics that no longer exist.
+    pub deleted: Vec<String>,
+    /// A re-proposal of a command already applied: nothing changed.
+    pub duplicate: bool,
+}
+
+/// Why a change was refused; maps one to one onto protocol error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("a topic needs between 1 and {MAX_PARTITIONS_PER_TOPIC} partitions, not {0}")]
+    InvalidPartitions(u32),
+    #[error("{}", replication_factor_problem(*asked, *brokers))]
+    InvalidReplicationFactor { asked: u16, brokers: u16 },
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("the change could not be stored: {0}")]
+    Storage(String),
+    #[error("the controller is unavailable: {0}")]
+    Unavailable(String),
+    #[error("topic '{0}' is internal to the broker")]
+    Internal(String),
+}
+
+fn replication_factor_problem(asked: u16, brokers: u16) -> String {
+    if asked == 0 {
+        "the replication factor must be at least 1 (the number of copies of each partition)".into()
+    } else {
+        format!("replication factor {asked} is larger than the {brokers} broker(s) in the cluster")
+    }
+}
+
+pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let bad = |reason| Err(MetadataError::InvalidName { name: name.chars().take(MAX_TOPIC_NAME_BYTES).collect(), reason });
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > MAX_TOPIC_NAME_BYTES {
+        return bad("it is longer than 249 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// The topic settings a client may give, each with what it means.
+pub const TOPIC_SETTINGS: [&str; 4] = ["retention.ms", "retention.bytes", "segment.bytes", "segment.ms"];
+
+/// The smallest segment a topic may ask for with `segment.bytes`.
+pub const MIN_SEGMENT_BYTES: i64 = 4096;
+/// The largest segment: positions inside a segment are 32-bit. This is
+/// what `segment.bytes=-1` (no limit) gives.
+pub const MAX_SEGMENT_BYTES: i64 = u32::MAX as i64;
+
+/// Checks topic settings as a client typed them, naming each as typed:
+/// every value is an integer, -1 means no limit, 0 and other negative
+/// values are refused (a zero age or size limit would roll or delete on
+/// every check).
+pub fn check_topic_settings(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
+    for (k, v) in configs {
+        if !TOPIC_SETTINGS.contains(&k.as_str()) {
+            return Err(MetadataError::InvalidConfig(format!("unknown setting '{k}' (known: {})", TOPIC_SETTINGS.join(", "))));
+        }
+        let n: i64 = v.parse().map_err(|_| MetadataError::InvalidConfig(format!("{k}={v}: not an integer")))?;
+        let (min, max) = if k == "segment.bytes" { (MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES) } else { (1, i64::MAX) };
+        if n != -1 && !(min..=max).contains(&n) {
+            return Err(MetadataError::InvalidConfig(format!("{k}={v}: must be between {min} and {max}, or -1 for no limit")));
+        }
+    }
+    Ok(())
+}
+
+/// Applies topic settings on top of the broker's defaults. Settings are
+/// checked by [`check_topic_settings`] when a topic is created; stored
+/// ones are applied as they are (-1, and any other negative value, is no
+/// limit), since a stored topic must always open.
+pub fn log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> LogConfig {
+    let mut c = base.clone();
+    for (k, v) in configs {
+        let Ok(n) = v.parse::<i64>() else { continue };
+        let limit = if n < 0 { None } else { Some(n as u64) };
+        match k.as_str() {
+            "retention.ms" => c.retention_max_age_ms = limit,
+            "retention.bytes" => c.retention_max_bytes = limit,
+            "segment.bytes" => c.segment_max_bytes = limit.unwrap_or(MAX_SEGMENT_BYTES as u64).clamp(MIN_SEGMENT_BYTES as u64, MAX_SEGMENT_BYTES as u64),
+            "segment.ms" => c.segment_max_age_ms = limit.filter(|&ms| ms > 0).unwrap_or(u64::MAX),
+            _ => {}
+        }
+    }
+    c
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+impl Metadata {
+    /// Brokers that may lead partitions, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// Applies one committed command at log index `index`.
+    pub fn apply(&mut self, index: u64, p: &Proposal) -> Outcome {
+        self.applied = index;
+        if !self.remember(p.origin, p.request) {
+            return Outcome { duplicate: true, ..Default::default() };
+        }
+        let mut out = Outcome::default();
+        match &p.command {
+            Command::CreateTopics(ts) => {
+                for t in ts {
+                    let r = self.plan_create(t).map(|meta| {
+                        out.created.push(meta.name.clone());
+                        self.topics.insert(meta.name.clone(), meta);
+                    });
+                    out.results.push(r);
+                }
+            }
+            Command::DeleteTopics(names) => {
+                for n in names {
+                    let r = self.check_delete(n).map(|()| {
+                        self.topics.remove(n);
+                        out.deleted.push(n.clone());
+                    });
+                    out.results.push(r);
+                }
+            }
+            Command::RegisterBroker(b) => {
+                self.brokers.insert(b.id, BrokerMeta { fenced: false, ..b.clone() });
+                out.created = self.elect_leaders();
+                out.results.push(Ok(()));
+            }
+            Command::FenceBroker { id, incarnation } => {
+                if let Some(b) = self.brokers.get_mut(id).filter(|b| b.incarnation == *incarnation && !b.fenced) {
+                    b.fenced = true;
+                    out.created = self.elect_leaders();
+                }
+                out.results.push(Ok(()));
+            }
+            Command::Import(topics) => {
+                if !std::mem::replace(&mut self.imported, true) {
+                    for t in topics {
+                        out.created.push(t.name.clone());
+                        self.topics.insert(t.name.clone(), t.clone());
+                    }
+                }
+                out.results.push(Ok(()));
+            }
+        }
+        out
+    }
+
+    /// Records a request id; false if it was applied already.
+    fn remember(&mut self, origin: NodeId, request: u64) -> bool {
+        let seen = self.requests.entry(origin).or_default();
+        if seen.contains(&request) {
+            return false;
+        }
+        if seen.len() == DEDUP_WINDOW {
+            seen.pop_front();
+        }
+        seen.push_back(request);
+        true
+    }
+
+    /// Gives every partition whose leader is fenced (or missing) its first
+    /// live replica as leader; returns the topics whose leaders changed.
+    fn elect_leaders(&mut self) -> Vec<String> {
+        let live = |id: NodeId, brokers: &BTreeMap<NodeId, BrokerMeta>| brokers.get(&id).is_some_and(|b| !b.fenced);
+        let mut changed = Vec::new();
+        for t in self.topics.values_mut() {
+            let mut any = false;
+            for p in &mut t.partitions {
+                if live(p.leader, &self.brokers) {
+                    continue;
+                }
+                let next = p.replicas.iter().map(|r| r.broker).find(|&b| live(b, &self.brokers)).unwrap_or(NO_LEADER);
+                if next != p.leader {
+                    p.leader = next;
+                    p.leader_epoch += 1;
+                    any = true;
+                }
+            }
+            if any {
+                changed.push(t.name.clone());
+            }
+        }
+        changed
+    }
+
+    /// Validates a new topic and places it: replicas spread round-robin
+    /// over the live brokers from a start chosen by the topic's name (so
+    /// many small topics do not all land on the same broker and shard),
+    /// and over each broker's shards.
+    pub fn plan_create(&self, req: &NewTopic) -> Result<TopicMeta, MetadataError> {
+        let NewTopic { name, partitions, replication_factor, configs } = req;
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        if *partitions == 0 || *partitions > MAX_PARTITIONS_PER_TOPIC {
+            return Err(MetadataError::InvalidPartitions(*partitions));
+        }
+        let brokers: Vec<&BrokerMeta> = self.live_brokers().collect();
+        let n = brokers.len() as u64;
+        if *replication_factor == 0 || u64::from(*replication_factor) > n {
+            return Err(MetadataError::InvalidReplicationFactor { asked: *replication_factor, brokers: n as u16 });
+        }
+        check_topic_settings(configs)?;
+        let start = fnv1a(name);
+        let parts = (0..u64::from(*partitions))
+            .map(|p| {
+                let slot = start.wrapping_add(p);
+                let replicas: Vec<Replica> = (0..u64::from(*replication_factor))
+                    .map(|i| {
+                        let b = brokers[((slot + i) % n) as usize];
+                        Replica { broker: b.id, shard: ((slot / n + i) % u64::from(b.shards.max(1))) as u16 }
+                    })
+                    .collect();
+                PartitionMeta { leader: replicas[0].broker, replicas, leader_epoch: 0 }
+            })
+            .collect();
+        Ok(TopicMeta { name: name.to_string(), replication_factor: *replication_factor, partitions: parts, configs: configs.clone() })
+    }
+
+    fn check_delete(&self, name: &str) -> Result<(), MetadataError> {
+        if name.starts_with("__") && self.topics.contains_key(name) {
+            return Err(MetadataError::Internal(name.to_string()));
+        }
+        if !self.topics.contains_key(name) {
+            return Err(MetadataError::UnknownTopic(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// The metadata file of a broker from before the quorum:
+/// `meta/metadata.json` with each partition's shard.
+#[derive(Debug, Deserialize)]
+pub struct LegacyMetadata {
+    pub topics: BTreeMap<String, LegacyTopic>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LegacyTopic {
+    pub name: String,
+    pub replication_factor: u16,
+    pub shards: Vec<u16>,
+    pub configs: BTreeMap<String, String>,
+}
+
+impl LegacyMetadata {
+    /// The same topics, each partition on `node` at the shard it had.
+    pub fn placed_on(self, node: NodeId) -> Vec<TopicMeta> {
+        self.topics
+            .into_values()
+            .map(|t| TopicMeta {
+                name: t.name,
+                replication_factor: t.replication_factor,
+                partitions: t.shards.iter().map(|&s| PartitionMeta { replicas: vec![Replica { broker: node, shard: s }], leader: node, leader_epoch: 0 }).collect(),
+                configs: t.configs,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(id: NodeId, shards: u16) -> BrokerMeta {
+        BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16, shards, incarnation: 1, fenced: false }
+    }
+
+    fn topic(name: &str, partitions: u32, replication_factor: u16, configs: BTreeMap<String, String>) -> NewTopic {
+        NewTopic { name: name.into(), partitions, replication_factor, configs }
+    }
+
+    /// A state with brokers 1..=n of `shards` shards each.
+    fn cluster(n: NodeId, shards: u16) -> (Metadata, u64) {
+        let mut m = Metadata::default();
+        let mut i = 0;
+        for id in 1..=n {
+            i += 1;
+            m.apply(i, &Proposal { origin: id, request: 0, command: Command::RegisterBroker(broker(id, shards)) });
+        }
+        (m, i)
+    }
+
+    fn run(m: &mut Metadata, i: &mut u64, c: Command) -> Outcome {
+        *i += 1;
+        m.apply(*i, &Proposal { origin: 1, request: *i, command: c })
+    }
+
+    fn create(m: &mut Metadata, i: &mut u64, name: &str, p: u32, rf: u16) -> Result<(), MetadataError> {
+        run(m, i, Command::CreateTopics(vec![topic(name, p, rf, BTreeMap::new())])).results.pop().unwrap()
+    }
+
+    #[test]
+    fn partitions_and_leaders_spread_over_brokers_and_shards() {
+        let (mut m, mut i) = cluster(3, 2);
+        create(&mut m, &mut i, "t", 12, 3).unwrap();
+        let t = &m.topics["t"];
+        let mut leaders = BTreeMap::new();
+        let mut slots = BTreeMap::new();
+        for p in &t.partitions {
+            *leaders.entry(p.leader).or_insert(0) += 1;
+            let brokers: std::collections::BTreeSet<_> = p.replicas.iter().map(|r| r.broker).collect();
+            assert_eq!(brokers.len(), 3, "replicas on distinct brokers");
+            for r in &p.replicas {
+                *slots.entry((r.broker, r.shard)).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![4, 4, 4]);
+        assert_eq!(slots.len(), 6);
+        assert!(slots.values().all(|&n| n == 6), "{slots:?}");
+        assert_eq!(t.shard_on(0, t.partitions[0].replicas[0].broker, 1), Some(0));
+        assert_eq!(t.shard_on(99, 1, 2), None);
+    }
+
+    #[test]
+    fn refuses_bad_topics() {
+        let (mut m, mut i) = cluster(1, 2);
+        create(&mut m, &mut i, "t", 1, 1).unwrap();
+        assert_eq!(create(&mut m, &mut i, "t", 1, 1), Err(MetadataError::TopicExists("t".into())));
+        assert!(matches!(create(&mut m, &mut i, "a/b", 1, 1), Err(MetadataError::InvalidName { .. })));
+        assert!(matches!(create(&mut m, &mut i, "..", 1, 1), Err(MetadataError::InvalidName { .. })));
+        assert!(matches!(create(&mut m, &mut i, &"x".repeat(250), 1, 1), Err(MetadataError::InvalidName { .. })));
+        assert_eq!(create(&mut m, &mut i, "u", 0, 1), Err(MetadataError::InvalidPartitions(0)));
+        assert_eq!(create(&mut m, &mut i, "u", 1, 3), Err(MetadataError::InvalidReplicationFactor { asked: 3, brokers: 1 }));
+        let bad = BTreeMap::from([("retention.ms".to_string(), "soon".to_string())]);
+        assert!(matches!(m.plan_create(&topic("u", 1, 1, bad)), Err(MetadataError::InvalidConfig(_))));
+        let unknown = BTreeMap::from([("colour".to_string(), "red".to_string())]);
+        assert!(matches!(m.plan_create(&topic("u", 1, 1, unknown)), Err(MetadataError::InvalidConfig(_))));
+        let r = run(&mut m, &mut i, Command::DeleteTopics(vec!["nope".into(), "t".into()]));
+        assert_eq!(r.results, vec![Err(MetadataError::UnknownTopic("nope".into())), Ok(())]);
+        assert_eq!(r.deleted, vec!["t".to_string()]);
+        assert!(m.topics.is_empty());
+        assert_eq!(m.applied, i);
+    }
+
+    #[test]
+    fn a_fenced_broker_leads_nothing_and_leads_again_when_it_registers() {
+        let (mut m, mut i) = cluster(2, 1);
+        create(&mut m, &mut i, "r", 4, 2).unwrap();
+        create(&mut m, &mut i, "one", 4, 1).unwrap();
+        let r = run(&mut m, &mut i, Command::FenceBroker { id: 1, incarnation: 1 });
+        assert!(!r.created.is_empty());
+        for p in &m.topics["r"].partitions {
+            assert_eq!(p.leader, 2);
+        }
+        for p in &m.topics["one"].partitions {
+            assert!(p.leader == 2 || p.leader == NO_LEADER);
+            assert_eq!(p.leader == NO_LEADER, p.replicas[0].broker == 1);
+        }
+        // A fence of an older incarnation changes nothing.
+        run(&mut m, &mut i, Command::RegisterBroker(BrokerMeta { incarnation: 2, ..broker(1, 1) }));
+        let before = m.clone();
+        run(&mut m, &mut i, Command::FenceBroker { id: 1, incarnation: 1 });
+        assert_eq!((m.topics.clone(), m.brokers.clone()), (before.topics, before.brokers));
+        assert!(m.topics["one"].partitions.iter().all(|p| p.leader != NO_LEADER));
+        assert_eq!(create(&mut m, &mut i, "two", 2, 2), Ok(()));
+    }
+
+    #[test]
+    fn a_re_proposed_command_applies_once() {
+        let (mut m, _) = cluster(1, 1);
+        let p = Proposal { origin: 7, request: 42, command: Command::CreateTopics(vec![topic("t", 1, 1, BTreeMap::new())]) };
+        assert_eq!(m.apply(10, &p).results, vec![Ok(())]);
+        let again = m.apply(11, &p);
+        assert!(again.duplicate && again.results.is_empty());
+        assert_eq!(m.applied, 11);
+    }
+
+    #[test]
+    fn a_legacy_data_dir_imports_on_its_broker() {
+        let json = r#"{"version":3,"topics":{"a":{"name":"a","replication_factor":1,"shards":[1,0],"configs":{}}}}"#;
+        let legacy: LegacyMetadata = serde_json::from_str(json).unwrap();
+        let (mut m, mut i) = cluster(1, 2);
+        run(&mut m, &mut i, Command::Import(legacy.placed_on(1)));
+        assert_eq!(m.topics["a"].shard_on(0, 1, 2), Some(1));
+        assert_eq!(m.topics["a"].leader(1), Some(1));
+    }
+
+    #[test]
+    fn topic_settings_minus_one_is_no_limit_and_zero_is_refused() {
+        let c = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        let lc = log_config(&LogConfig::default(), &c("segment.ms", "-1"));
+        assert_eq!(lc.segment_max_age_ms, u64::MAX);
+        assert_eq!(log_config(&LogConfig::default(), &c("segment.bytes", "-1")).segment_max_bytes, u32::MAX as u64);
+        for k in TOPIC_SETTINGS {
+            check_topic_settings(&c(k, "-1")).unwrap();
+            let e = check_topic_settings(&c(k, "0")).unwrap_err().to_string();
+            assert!(e.contains(k), "{e}");
+            assert!(check_topic_settings(&c(k, "-2")).is_err());
+        }
+        assert!(check_topic_settings(&c("segment.bytes", "100")).unwrap_err().to_string().contains("segment.bytes=100"));
+    }
+
+    #[test]
+    fn topic_settings_map_to_log_config() {
+        let c = BTreeMap::from([("retention.ms".to_string(), "-1".to_string()), ("segment.bytes".to_string(), "1048576".to_string())]);
+        let lc = log_config(&LogConfig::default(), &c);
+        assert_eq!((lc.retention_max_age_ms, lc.segment_max_bytes), (None, 1 << 20));
+    }
+}

@@ -1,0 +1,579 @@
+//! The I/O around this broker's voter, on its quorum shard (shard 0): the
+//! quorum listener and one connection to each other voter, the clock that
+//! ticks Raft, the disk that keeps its log, broker heartbeats, and the
+//! delivery of every committed change to the shards.
+//!
+//! Invariants:
+//! - the voter's log store is on disk (`meta/quorum.log`, written whole
+//!   and atomically) before the votes and acks of a round leave;
+//! - committed changes reach the shards in log order, through one bounded
+//!   channel; a proposer hears its outcome only after every shard of its
+//!   broker applied it;
+//! - every queue is bounded: a peer's outgoing frames (oldest dropped,
+//!   which Raft tolerates), the deliveries (backpressure), the waiters
+//!   (one per request in flight).
+//!
+//! The quorum port speaks only to brokers: it must not be reachable by
+//! clients (as Kafka's controller listener). Frames are checked (length
+//! bound, CRC, our own decoder), but Raft trusts a voter's messages.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::codec::{self, Reader, Writer};
+use super::controller::Liveness;
+use super::log_store::LogStore;
+use super::metadata::{BrokerMeta, Command, LegacyMetadata, Metadata, MetadataError, NodeId, Outcome, Proposal, TopicMeta};
+use super::quorum::{Applied, Quorum, QuorumConfig};
+use super::Voter;
+use crate::rt;
+use crate::server::listener::{self, Listener, Stream};
+use crate::storage::file;
+
+/// One Raft tick.
+pub const TICK: Duration = Duration::from_millis(100);
+/// A follower campaigns after 1 to 2 s without a leader.
+pub const ELECTION_TICKS: (usize, usize) = (10, 20);
+pub const HEARTBEAT_TICKS: usize = 2;
+/// Applied entries kept before a snapshot replaces them.
+pub const SNAPSHOT_EVERY: u64 = 1024;
+/// How often a broker heartbeats to the controller.
+pub const BROKER_HEARTBEAT: Duration = Duration::from_millis(500);
+/// Largest frame between voters (a snapshot of the whole metadata).
+pub const MAX_PEER_FRAME: usize = 64 << 20;
+/// Frames waiting for one peer; past it the oldest is dropped.
+pub const PEER_QUEUE_FRAMES: usize = 4096;
+/// Committed changes waiting for the shards.
+pub const DELIVERY_QUEUE: usize = 1024;
+/// A proposal not applied within this is proposed again (same request id).
+pub const REPROPOSE_AFTER: Duration = Duration::from_secs(2);
+/// A proposal not applied within this fails.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a voter keeps its log, under the data directory.
+pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("meta").join("quorum.log")
+}
+
+const HELLO: u8 = 1;
+const RAFT: u8 = 2;
+const HEARTBEAT: u8 = 3;
+
+/// Raft ids start at 1; node ids at 0.
+pub fn raft_id(n: NodeId) -> u64 {
+    n as u64 + 1
+}
+
+pub fn node_of(r: u64) -> NodeId {
+    r.saturating_sub(1) as NodeId
+}
+
+/// What the quorum shard passes to the shards, in order.
+pub enum Delivery {
+    Applied(Vec<Applied>),
+    /// A snapshot from the leader replaced the whole state.
+    Installed(Metadata),
+    Controller(Option<NodeId>),
+}
+
+/// What a broker needs to join the quorum.
+pub struct ServiceConfig {
+    pub me: BrokerMeta,
+    pub voters: Vec<Voter>,
+    pub data_dir: PathBuf,
+    pub session_timeout: Duration,
+}
+
+struct Peer {
+    voter: Voter,
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    ready: rt::Event,
+}
+
+impl Peer {
+    fn push(&self, frame: Vec<u8>) {
+        let mut q = self.queue.borrow_mut();
+        if q.len() >= PEER_QUEUE_FRAMES {
+            q.pop_front();
+        }
+        q.push_back(frame);
+        drop(q);
+        self.ready.notify();
+    }
+}
+
+pub struct Service {
+    me: BrokerMeta,
+    voters: Vec<Voter>,
+    q: RefCell<Quorum>,
+    wake: rt::Event,
+    path: PathBuf,
+    peers: BTreeMap<u64, Rc<Peer>>,
+    waiters: RefCell<HashMap<u64, oneshot::Sender<Outcome>>>,
+    reads: RefCell<HashMap<u64, oneshot::Sender<u64>>>,
+    next_request: Cell<u64>,
+    liveness: RefCell<Liveness>,
+    session_ms: u64,
+    deliveries: rt::LocalSender<Delivery>,
+    legacy: RefCell<Option<(PathBuf, Vec<TopicMeta>)>>,
+    started: Instant,
+    stopped: Cell<bool>,
+}
+
+fn frame(tag: u8, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
+    let mut w = Writer(vec![0; 8]);
+    w.u8(tag);
+    body(&mut w);
+    let len = (w.0.len() - 8) as u32;
+    let crc = crc32fast::hash(&w.0[8..]);
+    w.0[..4].copy_from_slice(&len.to_le_bytes());
+    w.0[4..8].copy_from_slice(&crc.to_le_bytes());
+    w.0
+}
+
+fn put_broker(w: &mut Writer, b: &BrokerMeta) {
+    w.u64(b.id as u64);
+    w.bytes(b.host.as_bytes());
+    w.u32(u32::from(b.port));
+    w.u32(u32::from(b.shards));
+    w.u64(b.incarnation);
+}
+
+fn get_broker(r: &mut Reader<'_>) -> Result<BrokerMeta, codec::DecodeError> {
+    let id = NodeId::try_from(r.u64()?).map_err(|_| codec::DecodeError("node id"))?;
+    let host = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| codec::DecodeError("host"))?;
+    let port = u16::try_from(r.u32()?).map_err(|_| codec::DecodeError("port"))?;
+    let shards = u16::try_from(r.u32()?).map_err(|_| codec::DecodeError("shards"))?;
+    Ok(BrokerMeta { id, host, port, shards, incarnation: r.u64()?, fenced: false })
+}
+
+impl Service {
+    /// Takes this voter's log (read at start by the broker) and returns the
+    /// service and the channel of committed changes after the log's
+    /// snapshot.
+    pub fn open(cfg: ServiceConfig, store: LogStore) -> Result<(Rc<Self>, rt::LocalReceiver<Delivery>), String> {
+        let ServiceConfig { me, voters, data_dir, session_timeout } = cfg;
+        let ids: Vec<u64> = voters.iter().map(|v| raft_id(v.id)).collect();
+        if !voters.iter().any(|v| v.id == me.id) {
+            return Err(format!("node id {} is not among the quorum voters ({})", me.id, voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")));
+        }
+        let path = store_path(&data_dir);
+        let mut stored = store.conf_state.voters.clone();
+        stored.sort_unstable();
+        let mut given = ids.clone();
+        given.sort_unstable();
+        if stored != given {
+            let show = |v: &[u64]| v.iter().map(|&r| node_of(r).to_string()).collect::<Vec<_>>().join(",");
+            return Err(format!(
+                "this data directory belongs to a quorum of voters {} but --quorum-voters names {}; changing the voters is not supported",
+                show(&stored),
+                show(&given)
+            ));
+        }
+        let legacy_path = crate::shard::metadata_path(&data_dir);
+        let legacy = match std::fs::read(&legacy_path) {
+            Ok(b) => {
+                let l: LegacyMetadata = serde_json::from_slice(&b).map_err(|e| format!("{} is damaged: {e}", legacy_path.display()))?;
+                if voters.len() > 1 {
+                    return Err(format!("{} holds a single broker's topics; start this broker alone (without --quorum-voters) once to import them", legacy_path.display()));
+                }
+                Some((legacy_path, l.placed_on(me.id)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("reading {}: {e}", legacy_path.display())),
+        };
+        let qc = QuorumConfig { id: raft_id(me.id), election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, snapshot_every: SNAPSHOT_EVERY };
+        let q = Quorum::new(qc, store).map_err(|e| e.to_string())?;
+        let peers = voters
+            .iter()
+            .filter(|v| v.id != me.id)
+            .map(|v| (raft_id(v.id), Rc::new(Peer { voter: v.clone(), queue: RefCell::new(VecDeque::new()), ready: rt::Event::default() })))
+            .collect();
+        let (tx, rx) = rt::local_bounded(DELIVERY_QUEUE);
+        let incarnation = me.incarnation;
+        let svc = Rc::new(Service {
+            me,
+            voters,
+            q: RefCell::new(q),
+            wake: rt::Event::default(),
+            path,
+            peers,
+            waiters: RefCell::new(HashMap::new()),
+            reads: RefCell::new(HashMap::new()),
+            next_request: Cell::new((incarnation & 0xffff_ffff) << 32),
+            liveness: RefCell::new(Liveness::default()),
+            session_ms: session_timeout.as_millis() as u64,
+            deliveries: tx,
+            legacy: RefCell::new(legacy),
+            started: Instant::now(),
+            stopped: Cell::new(false),
+        });
+        Ok((svc, rx))
+    }
+
+    /// Whether `md` holds this process's registration (and the import of
+    /// an old data directory, if there is one), unfenced.
+    pub fn registered(&self, md: &Metadata) -> bool {
+        let me = md.brokers.get(&self.me.id).is_some_and(|b| b.incarnation == self.me.incarnation && !b.fenced);
+        me && (self.legacy.borrow().is_none() || md.imported)
+    }
+
+    pub fn voters(&self) -> &[Voter] {
+        &self.voters
+    }
+
+    /// This broker's own listener among the voters.
+    pub fn my_voter(&self) -> &Voter {
+        self.voters.iter().find(|v| v.id == self.me.id).expect("checked at open")
+    }
+
+    pub fn controller(&self) -> Option<NodeId> {
+        self.q.borrow().leader().map(node_of)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Starts the listener, the peer connections and the driver.
+    pub fn start(self: &Rc<Self>) -> Result<(), String> {
+        if self.peers.is_empty() {
+            // A one-voter quorum talks to no one and opens no port.
+            return Ok(());
+        }
+        let v = self.my_voter();
+        let addr = (v.host.as_str(), v.port);
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr).ok().and_then(|mut a| a.next()).ok_or_else(|| format!("quorum listener {v}: no address"))?;
+        crate::broker::check_listen_address_free(addr).map_err(|e| format!("quorum listener: {e}"))?;
+        let listener = Listener::bind(addr).map_err(|e| format!("quorum listener {addr}: {e}"))?;
+        tracing::info!(node_id = self.me.id, voters = %self.voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","), "quorum listening on {addr}");
+        let svc = self.clone();
+        rt::spawn(async move {
+            while !svc.stopped.get() {
+                let accepted = rt::timeout(Duration::from_millis(500), listener.accept()).await;
+                match accepted {
+                    Some(Ok(s)) => rt::spawn(svc.clone().serve_peer(s)),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "quorum accept failed");
+                        rt::sleep(Duration::from_millis(50)).await;
+                    }
+                    None => {}
+                }
+            }
+        });
+        for peer in self.peers.values() {
+            rt::spawn(self.clone().send_to(peer.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.wake.notify();
+        for p in self.peers.values() {
+            p.ready.notify();
+        }
+    }
+
+    /// Keeps one connection to `peer` and writes its queued frames.
+    async fn send_to(self: Rc<Self>, peer: Rc<Peer>) {
+        let hello = frame(HELLO, |w| w.u64(raft_id(self.me.id)));
+        let mut warned = false;
+        while !self.stopped.get() {
+            let conn = rt::timeout(Duration::from_secs(1), listener::connect(&peer.voter.host, peer.voter.port)).await;
+            let mut s = match conn {
+                Some(Ok(s)) => s,
+                failed => {
+                    if !warned {
+                        let why = match failed {
+                            Some(Err(e)) => e.to_string(),
+                            _ => "timed out".into(),
+                        };
+                        tracing::info!(peer = %peer.voter, error = %why, "cannot reach a quorum voter yet; retrying");
+                        warned = true;
+                    }
+                    peer.queue.borrow_mut().clear();
+                    rt::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            warned = false;
+            if s.write_all(&hello).await.is_err() {
+                continue;
+            }
+            loop {
+                let woken = peer.ready.listen();
+                let batch: Vec<Vec<u8>> = peer.queue.borrow_mut().drain(..).collect();
+                if self.stopped.get() {
+                    return;
+                }
+                if batch.is_empty() {
+                    rt::timeout(Duration::from_secs(1), woken).await;
+                    continue;
+                }
+                let mut failed = false;
+                for f in &batch {
+                    if s.write_all(f).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed || s.flush().await.is_err() {
+                    self.q.borrow_mut().unreachable(raft_id(peer.voter.id));
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reads frames from a voter that connected to us.
+    async fn serve_peer(self: Rc<Self>, mut s: Stream) {
+        let idle = Duration::from_secs(30);
+        loop {
+            let mut head = [0u8; 8];
+            match rt::timeout(idle, s.read_exact(&mut head)).await {
+                Some(Ok(())) => {}
+                _ => return,
+            }
+            let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+            let crc = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+            if len == 0 || len > MAX_PEER_FRAME {
+                tracing::warn!(len, "quorum peer sent a frame of a bad length; closing");
+                return;
+            }
+            let mut body = vec![0u8; len];
+            match rt::timeout(idle, s.read_exact(&mut body)).await {
+                Some(Ok(())) => {}
+                _ => return,
+            }
+            if crc32fast::hash(&body) != crc {
+                tracing::warn!("quorum peer sent a frame with a bad checksum; closing");
+                return;
+            }
+            let mut r = Reader(&body[1..]);
+            let ok = match body[0] {
+                HELLO => r.u64().is_ok(),
+                RAFT => match codec::get_message(&mut r) {
+                    Ok(m) => {
+                        self.q.borrow_mut().step(m);
+                        self.wake.notify();
+                        true
+                    }
+                    Err(_) => false,
+                },
+                HEARTBEAT => match get_broker(&mut r) {
+                    Ok(b) => {
+                        self.on_heartbeat(b);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                _ => false,
+            };
+            if !ok {
+                tracing::warn!(tag = body[0], "quorum peer sent a frame that does not decode; closing");
+                return;
+            }
+        }
+    }
+
+    fn send(&self, msgs: Vec<raft::eraftpb::Message>) {
+        for m in msgs {
+            if let Some(p) = self.peers.get(&m.to) {
+                p.push(frame(RAFT, |w| codec::put_message(w, &m)));
+            }
+        }
+    }
+
+    /// Runs Raft until the service stops; an error (the log cannot be
+    /// written) stops the broker, which must not vote on what it cannot keep.
+    pub async fn run(self: Rc<Self>) -> Result<(), String> {
+        let mut next_tick = Instant::now() + TICK;
+        let mut next_heartbeat = Instant::now();
+        let mut leader: Option<u64> = None;
+        while !self.stopped.get() {
+            let woken = self.wake.listen();
+            let now = Instant::now();
+            if now >= next_tick {
+                self.q.borrow_mut().tick();
+                next_tick = now + TICK;
+            }
+            self.rounds().await?;
+            let l = self.q.borrow().leader();
+            if l != leader {
+                leader = l;
+                if self.q.borrow().is_leader() {
+                    tracing::info!(node_id = self.me.id, term = self.q.borrow().term(), "this broker is now the controller");
+                    self.liveness.borrow_mut().reset(self.now_ms());
+                    self.import_legacy();
+                }
+                let _ = self.deliveries.send(Delivery::Controller(l.map(node_of))).await;
+            }
+            if now >= next_heartbeat {
+                next_heartbeat = now + BROKER_HEARTBEAT;
+                self.heartbeat();
+                self.fence_expired();
+            }
+            let wait = next_tick.min(next_heartbeat).saturating_duration_since(Instant::now());
+            rt::timeout(wait, woken).await;
+        }
+        Ok(())
+    }
+
+    async fn rounds(&self) -> Result<(), String> {
+        loop {
+            let Some(io) = self.q.borrow_mut().ready() else { return Ok(()) };
+            self.send(io.send);
+            if io.persist {
+                let bytes = self.q.borrow().store().encode();
+                if let Err(e) = file::write_atomic(&self.path, &bytes).await {
+                    return Err(format!("could not write the quorum log {}: {e}", self.path.display()));
+                }
+            }
+            let more = self.q.borrow_mut().advance();
+            self.send(more.send);
+            for rs in io.read_states {
+                let ctx = rs.request_ctx.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+                if let Some(tx) = ctx.and_then(|c| self.reads.borrow_mut().remove(&c)) {
+                    let _ = tx.send(rs.index);
+                }
+            }
+            if io.installed_snapshot {
+                let state = self.q.borrow().state().clone();
+                let _ = self.deliveries.send(Delivery::Installed(state)).await;
+            }
+            let mut applied = io.applied;
+            applied.extend(more.applied);
+            if !applied.is_empty() {
+                let _ = self.deliveries.send(Delivery::Applied(applied)).await;
+            }
+        }
+    }
+
+    /// Called once every shard applied `applied`: answers their proposers.
+    pub fn resolve(&self, applied: &[Applied]) {
+        let mut w = self.waiters.borrow_mut();
+        for a in applied.iter().filter(|a| a.proposal.origin == self.me.id) {
+            if let Some(tx) = w.remove(&a.proposal.request) {
+                let _ = tx.send(a.outcome.clone());
+            }
+        }
+    }
+
+    /// Proposes a command and waits until it is committed and applied on
+    /// every shard of this broker; proposes again (same request id, so it
+    /// applies once) if it was lost to a leader change.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, MetadataError> {
+        let request = self.next_request.get() + 1;
+        self.next_request.set(request);
+        let (tx, mut rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(request, tx);
+        let p = Proposal { origin: self.me.id, request, command };
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        loop {
+            let sent = self.q.borrow_mut().propose(&p).is_ok();
+            self.wake.notify();
+            let wait = if sent { REPROPOSE_AFTER } else { Duration::from_millis(100) };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rt::timeout(wait.min(left), &mut rx).await {
+                Some(Ok(o)) => return Ok(o),
+                Some(Err(_)) => return Err(MetadataError::Unavailable("the broker is stopping".into())),
+                None if Instant::now() >= deadline => {
+                    self.waiters.borrow_mut().remove(&request);
+                    return Err(MetadataError::Unavailable(format!(
+                        "the change was not committed within {} s: a majority of the quorum voters must be up and connected",
+                        COMMIT_TIMEOUT.as_secs()
+                    )));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The commit index a linearizable read must wait for, confirmed by
+    /// the leader; `None` without a leader within `wait`.
+    pub async fn read_index(&self, wait: Duration) -> Option<u64> {
+        let ctx = self.next_request.get() + 1;
+        self.next_request.set(ctx);
+        let (tx, rx) = oneshot::channel();
+        self.reads.borrow_mut().insert(ctx, tx);
+        self.q.borrow_mut().read_index(ctx.to_le_bytes().to_vec());
+        self.wake.notify();
+        let r = rt::timeout(wait, rx).await.and_then(Result::ok);
+        self.reads.borrow_mut().remove(&ctx);
+        r
+    }
+
+    fn heartbeat(&self) {
+        let leader = self.q.borrow().leader();
+        match leader {
+            Some(l) if l == raft_id(self.me.id) => self.on_heartbeat(self.me.clone()),
+            Some(l) => {
+                if let Some(p) = self.peers.get(&l) {
+                    p.push(frame(HEARTBEAT, |w| put_broker(w, &self.me)));
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn on_heartbeat(self: &Service, b: BrokerMeta) {
+        if !self.q.borrow().is_leader() {
+            return;
+        }
+        let cmd = self.liveness.borrow_mut().heartbeat(self.q.borrow().state(), &b, self.now_ms());
+        if let Some(c) = cmd {
+            self.propose_detached(c);
+        }
+    }
+
+    fn fence_expired(&self) {
+        if !self.q.borrow().is_leader() {
+            return;
+        }
+        let cmds = self.liveness.borrow_mut().expired(self.q.borrow().state(), self.now_ms(), self.session_ms);
+        for c in cmds {
+            if let Command::FenceBroker { id, .. } = &c {
+                tracing::warn!(broker = id, session_timeout_ms = self.session_ms, "fencing a broker that stopped heartbeating");
+            }
+            self.propose_detached(c);
+        }
+    }
+
+    fn import_legacy(&self) {
+        let Some((path, topics)) = self.legacy.borrow().clone() else { return };
+        let q = &self.q;
+        if q.borrow().state().imported {
+            return;
+        }
+        let request = self.next_request.get() + 1;
+        self.next_request.set(request);
+        let _ = q.borrow_mut().propose(&Proposal { origin: self.me.id, request, command: Command::Import(topics) });
+        tracing::info!(file = %path.display(), "importing this broker's topics into the metadata quorum");
+    }
+
+    /// After an import committed, the old metadata file is kept aside.
+    pub fn imported(&self) {
+        if let Some((path, _)) = self.legacy.borrow_mut().take() {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(".imported");
+            if let Err(e) = std::fs::rename(&path, &aside) {
+                tracing::warn!(file = %path.display(), error = %e, "could not set the imported metadata file aside");
+            }
+        }
+    }
+
+    fn propose_detached(&self, c: Command) {
+        // Controller commands need no answer; the outcome is in the log.
+        let request = self.next_request.get() + 1;
+        self.next_request.set(request);
+        let _ = self.q.borrow_mut().propose(&Proposal { origin: self.me.id, request, command: c });
+        self.wake.notify();
+    }
+}
