@@ -21,6 +21,9 @@ use raft::{RawNode, ReadState, StateRole};
 use super::log_store::LogStore;
 use super::metadata::{Metadata, Outcome, Proposal};
 
+/// Messages held while a snapshot is persisted; past it they are dropped.
+pub const MAX_HELD: usize = 4096;
+
 /// Timing and compaction settings of one voter.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
@@ -72,6 +75,10 @@ pub struct Quorum {
     pending: Option<u64>,
     /// Votes and acks of the pending round, sent once it is durable.
     after_persist: Vec<Message>,
+    /// Messages that arrived while a round that installs a snapshot is
+    /// being persisted: raft-rs must not act (become leader, say) on a
+    /// log whose snapshot it has not yet been told is applied.
+    held: Option<Vec<Message>>,
     /// The log store changed outside a Ready (a compaction).
     compacted: bool,
 }
@@ -112,7 +119,7 @@ impl Quorum {
             ..Default::default()
         };
         let raw = RawNode::new(&rc, store, &logger()).map_err(|e| QuorumError::Store(e.to_string()))?;
-        let mut q = Quorum { raw, state, cfg, pending: None, after_persist: Vec::new(), compacted: false };
+        let mut q = Quorum { raw, state, cfg, pending: None, after_persist: Vec::new(), held: None, compacted: false };
         if q.voters() == [q.cfg.id] && !q.is_leader() {
             // A one-voter quorum needs no election timeout to lead.
             let _ = q.raw.campaign();
@@ -163,8 +170,12 @@ impl Quorum {
         format!("{} first {} last {} pending {:?}", out.join(", "), self.raw.store().snapshot_index() + 1, self.raw.raft.raft_log.last_index(), self.pending)
     }
 
+    /// Counts one tick. Skipped while a snapshot is being persisted (a
+    /// late tick only delays an election).
     pub fn tick(&mut self) {
-        self.raw.tick();
+        if self.held.is_none() {
+            self.raw.tick();
+        }
     }
 
     /// Takes a message from a peer. Messages not addressed to this voter,
@@ -175,7 +186,14 @@ impl Quorum {
         if local || m.to != self.cfg.id || !self.voters().contains(&m.from) || m.from == self.cfg.id {
             return;
         }
-        let _ = self.raw.step(m);
+        match &mut self.held {
+            Some(held) if held.len() < MAX_HELD => held.push(m),
+            // Raft resends what is lost.
+            Some(_) => {}
+            None => {
+                let _ = self.raw.step(m);
+            }
+        }
     }
 
     /// Proposes a command; the leader appends it, a follower forwards it.
@@ -224,6 +242,7 @@ impl Quorum {
             self.raw.mut_store().apply_snapshot(snap);
             io.installed_snapshot = true;
             io.persist = true;
+            self.held = Some(Vec::new());
         }
         let committed = rd.take_committed_entries();
         let last_committed = committed.last().map(|e| e.index);
@@ -257,6 +276,9 @@ impl Quorum {
         // durable (committed entries were marked applied as they were).
         if self.state.applied > self.raw.raft.raft_log.applied && self.state.applied <= self.raw.raft.raft_log.committed {
             self.raw.advance_apply_to(self.state.applied);
+        }
+        for m in self.held.take().unwrap_or_default() {
+            let _ = self.raw.step(m);
         }
         io.send = std::mem::take(&mut self.after_persist);
         self.snapshots_sent(&io.send);

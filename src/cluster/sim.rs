@@ -8,7 +8,7 @@
 //! Then it heals everything and checks the voters converge and still
 //! commit.
 //!
-//! `SHARDLOG_SIM_SEEDS=N` runs N seeds (default 2000);
+//! `SHARDLOG_SIM_SEEDS=N` runs N seeds (default 10000);
 //! `SHARDLOG_SIM_SEED=S` replays one seed; a failure prints its seed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -295,18 +295,10 @@ impl Sim {
     }
 }
 
-fn run(seed: u64) -> Result<(), String> {
-    let mut sim = Sim::new(seed);
-    for step in 0..STEPS {
-        sim.step().map_err(|e| format!("step {step}: {e}"))?;
-    }
-    sim.settle()
-}
-
 #[test]
 fn the_quorum_keeps_its_promises_under_faults() {
     let one: Option<u64> = std::env::var("SHARDLOG_SIM_SEED").ok().and_then(|s| s.parse().ok());
-    let count: u64 = std::env::var("SHARDLOG_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let count: u64 = std::env::var("SHARDLOG_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let seeds: Vec<u64> = match one {
         Some(s) => vec![s],
         None => (0..count).collect(),
@@ -314,12 +306,15 @@ fn the_quorum_keeps_its_promises_under_faults() {
     let started = std::time::Instant::now();
     let mut committed = 0usize;
     for &seed in &seeds {
-        let mut sim = Sim::new(seed);
-        let r = (0..STEPS).try_for_each(|step| sim.step().map_err(|e| format!("step {step}: {e}"))).and_then(|()| sim.settle());
-        if let Err(e) = r {
-            panic!("seed {seed} failed: {e}\nreplay it with SHARDLOG_SIM_SEED={seed} cargo test --lib cluster::sim");
+        let r = std::panic::catch_unwind(|| {
+            let mut sim = Sim::new(seed);
+            (0..STEPS).try_for_each(|step| sim.step().map_err(|e| format!("step {step}: {e}"))).and_then(|()| sim.settle()).map(|()| sim.committed.len())
+        });
+        match r {
+            Ok(Ok(n)) => committed += n,
+            Ok(Err(e)) => panic!("seed {seed} failed: {e}\nreplay it with SHARDLOG_SIM_SEED={seed} cargo test --lib cluster::sim"),
+            Err(_) => panic!("seed {seed} panicked (above)\nreplay it with SHARDLOG_SIM_SEED={seed} cargo test --lib cluster::sim"),
         }
-        committed += sim.committed.len();
     }
     // The faults must not be so many that nothing ever commits.
     assert!(committed >= seeds.len(), "only {committed} entries committed over {} seeds", seeds.len());
@@ -336,5 +331,4 @@ fn a_seed_replays_identically() {
         (sim.committed.clone(), sim.leaders.clone())
     };
     assert_eq!(trace(7), trace(7));
-    let _ = run;
 }
