@@ -237,11 +237,15 @@ const PRODUCE_BATCH_BYTES: usize = 512 * 1024;
 /// Produce requests in flight before waiting for answers.
 const PRODUCE_INFLIGHT: usize = 32;
 
+/// Sends each partition's batches to its leader, pipelined on one
+/// connection per leader.
 struct Producer {
-    conn: Connection,
+    /// Connections by leader address, each with its requests in flight.
+    conns: BTreeMap<String, (Connection, usize)>,
+    /// Each partition's leader address, from the metadata at start.
+    leaders: Vec<String>,
     topic: String,
     acks: i8,
-    inflight: usize,
     /// Records sent so far.
     records: u64,
     failed: Option<String>,
@@ -249,19 +253,25 @@ struct Producer {
 
 impl Producer {
     fn send(&mut self, partition: u32, batch: &[u8]) -> Result<(), ClientError> {
-        self.conn.send_produce(&self.topic, &[(partition, batch)], self.acks)?;
+        let addr = self.leaders[partition as usize].clone();
+        if !self.conns.contains_key(&addr) {
+            self.conns.insert(addr.clone(), (Connection::connect(addr.as_str())?, 0));
+        }
+        let (conn, inflight) = self.conns.get_mut(&addr).expect("inserted above");
+        conn.send_produce(&self.topic, &[(partition, batch)], self.acks)?;
         if self.acks != 0 {
-            self.inflight += 1;
-            while self.inflight >= PRODUCE_INFLIGHT {
-                self.answer()?;
+            *inflight += 1;
+            while self.conns[&addr].1 >= PRODUCE_INFLIGHT {
+                self.answer(&addr)?;
             }
         }
         Ok(())
     }
 
-    fn answer(&mut self) -> Result<(), ClientError> {
-        let r = self.conn.recv()?;
-        self.inflight -= 1;
+    fn answer(&mut self, addr: &str) -> Result<(), ClientError> {
+        let (conn, inflight) = self.conns.get_mut(addr).expect("a connection with requests in flight");
+        let r = conn.recv()?;
+        *inflight -= 1;
         let resp = r.ok()?;
         for t in resp.body_as_produce_response().and_then(|p| p.topics()).iter().flatten() {
             for p in t.partitions().iter().flatten() {
@@ -274,8 +284,11 @@ impl Producer {
     }
 
     fn drain(&mut self) -> Result<(), ClientError> {
-        while self.inflight > 0 {
-            self.answer()?;
+        let addrs: Vec<String> = self.conns.keys().cloned().collect();
+        for addr in addrs {
+            while self.conns[&addr].1 > 0 {
+                self.answer(&addr)?;
+            }
         }
         Ok(())
     }
@@ -286,11 +299,12 @@ pub fn produce(a: ProduceArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let partitions = match conn.partitions(&a.topic) {
-        Ok(Some(n)) => n,
+    let leaders = match conn.leaders(&a.topic) {
+        Ok(Some(l)) => l,
         Ok(None) => return fail(format!("topic '{}' does not exist; create it with `shardlog topics create --topic {}`", a.topic, a.topic)),
         Err(e) => return broker_err(e, "looking up the topic"),
     };
+    let partitions = leaders.len() as u32;
     if let Some(p) = a.partition {
         if p >= partitions {
             return fail(format!("topic '{}' has partitions 0..{}, not {p}", a.topic, partitions));
@@ -302,7 +316,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
         AcksArg::Zero => 0,
     };
     let interactive = std::io::stdin().is_terminal();
-    let mut p = Producer { conn, topic: a.topic.clone(), acks, inflight: 0, records: 0, failed: None };
+    let mut p = Producer { conns: BTreeMap::new(), leaders, topic: a.topic.clone(), acks, records: 0, failed: None };
     let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
     let mut next_rr = 0u32;
     let mut batch = Vec::new();
@@ -505,15 +519,31 @@ pub fn cluster_info(b: Bootstrap) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    match c.metadata(None) {
-        Ok((brokers, topics)) => {
+    match c.cluster_info(None) {
+        Ok(info) => {
+            println!("Quorum voters:");
+            for v in &info.voters {
+                let role = if v.node_id == info.controller { "\tcontroller" } else { "" };
+                println!("\tnode {}\t{}:{}{role}", v.node_id, v.host, v.port);
+            }
+            if info.controller < 0 {
+                println!("\t(no controller: the quorum has no leader)");
+            }
             println!("Brokers:");
-            for b in brokers {
-                println!("\tnode {}\t{}:{}\tshards: {}", b.node_id, b.host, b.port, b.shards);
+            for b in &info.brokers {
+                let state = if b.fenced { "fenced" } else { "live" };
+                println!("\tnode {}\t{}:{}\tshards: {}\t{state}", b.node_id, b.host, b.port, b.shards);
             }
             println!("Topics:");
-            for t in topics {
-                let placement: Vec<String> = t.partitions.iter().map(|p| format!("{}@node{}/shard{}", p.partition, p.leader, p.shard)).collect();
+            for t in &info.topics {
+                let placement: Vec<String> = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let replicas: Vec<String> = p.replicas.iter().map(|r| r.to_string()).collect();
+                        format!("{}@node{}/shard{}[replicas {}]", p.partition, p.leader, p.shard, replicas.join(","))
+                    })
+                    .collect();
                 println!("\t{}\tpartitions: {}\treplication: {}\t{}", t.name, t.partitions.len(), t.replication_factor, placement.join(" "));
             }
             exit::OK

@@ -1,6 +1,6 @@
 //! Topic administration and cluster information.
 
-use super::raw::{BrokerMeta, ClientError, Connection, TopicMeta};
+use super::raw::{BrokerMeta, ClientError, ClusterInfo, Connection, TopicMeta};
 
 /// Creates, deletes, lists and describes topics.
 ///
@@ -58,5 +58,10 @@ impl Admin {
     /// Brokers (with their shards) and every topic.
     pub fn cluster(&mut self) -> Result<(Vec<BrokerMeta>, Vec<TopicMeta>), ClientError> {
         self.conn.metadata(None)
+    }
+
+    /// The metadata quorum (voters, controller), brokers and placement.
+    pub fn cluster_info(&mut self) -> Result<ClusterInfo, ClientError> {
+        self.conn.cluster_info(None)
     }
 }

@@ -174,6 +174,8 @@ pub struct Consumer {
     leaders: BTreeMap<u32, String>,
     /// Fetch connections, one per leader address.
     fetchers: BTreeMap<String, Connection>,
+    /// A connection to the group's coordinator, found through the cluster.
+    coordinator: Option<Connection>,
     /// Offset after the last record returned, per partition.
     returned: BTreeMap<u32, i64>,
     committed: BTreeMap<u32, i64>,
@@ -213,6 +215,7 @@ impl Consumer {
             positions: Vec::new(),
             leaders: BTreeMap::new(),
             fetchers: BTreeMap::new(),
+            coordinator: None,
             returned: BTreeMap::new(),
             committed: BTreeMap::new(),
         })
@@ -236,10 +239,30 @@ impl Consumer {
         };
         let mut pos: Vec<(u32, i64)> = match self.config.start {
             StartFrom::Offset(o) => parts.iter().map(|&p| (p, o)).collect(),
-            _ => self.conn.list_offsets(&self.topic, &parts.iter().map(|&p| (p, ts)).collect::<Vec<_>>())?.into_iter().map(|(p, _, o)| (p, o)).collect(),
+            // Each partition's leader answers for it.
+            _ => {
+                let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+                for &p in parts {
+                    by_leader.entry(self.leader(p)?).or_default().push((p, ts));
+                }
+                let mut out = Vec::new();
+                for (addr, ps) in by_leader {
+                    let topic = self.topic.clone();
+                    let r = self.fetch_conn(&addr).and_then(|c| c.list_offsets(&topic, &ps));
+                    match r {
+                        Ok(v) => out.extend(v.into_iter().map(|(p, _, o)| (p, o))),
+                        Err(e) => {
+                            self.forget(&addr);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                out
+            }
         };
         if let Some(g) = self.config.group.clone() {
-            for (p, code, o) in self.conn.fetch_offsets(&g, &self.topic, parts)? {
+            let topic = self.topic.clone();
+            for (p, code, o) in self.with_coordinator(|c| c.fetch_offsets(&g, &topic, parts), |r| r.iter().map(|x| x.1).collect())? {
                 if code != ErrorCode::None {
                     return Err(ConsumerError::Broker(code, format!("reading the offsets of group '{g}'")));
                 }
@@ -256,11 +279,13 @@ impl Consumer {
     /// Joins or renews group membership; returns the assigned partitions.
     fn heartbeat(&mut self) -> Result<Vec<u32>, ConsumerError> {
         let g = self.config.group.clone().ok_or(ConsumerError::NoGroup)?;
-        let topics = [self.topic.as_str()];
+        let topic = self.topic.clone();
+        let topics = [topic.as_str()];
         let t = self.config.session_timeout_ms;
-        let mut view = self.conn.group_heartbeat(&g, self.member.as_ref().map(|m| m.id.as_str()), &topics, t, false)?;
+        let member = self.member.as_ref().map(|m| m.id.clone());
+        let mut view = self.with_coordinator(|c| c.group_heartbeat(&g, member.as_deref(), &topics, t, false), |v| vec![v.error])?;
         if view.error == ErrorCode::UnknownMemberId {
-            view = self.conn.group_heartbeat(&g, None, &topics, t, false)?;
+            view = self.with_coordinator(|c| c.group_heartbeat(&g, None, &topics, t, false), |v| vec![v.error])?;
         }
         if view.error != ErrorCode::None {
             return Err(ConsumerError::Broker(view.error, view.message));
@@ -438,6 +463,53 @@ impl Consumer {
         self.leaders.get(&partition).cloned().ok_or_else(|| ConsumerError::Broker(ErrorCode::NotLeader, format!("no leader known for partition {partition}")))
     }
 
+    /// Runs a group request on the group's coordinator, found through the
+    /// cluster (FindCoordinator) and looked up again, a few times, while
+    /// the answer says it moved or is not available yet.
+    fn with_coordinator<T>(
+        &mut self,
+        f: impl Fn(&mut Connection) -> Result<T, ClientError>,
+        codes: impl Fn(&T) -> Vec<ErrorCode>,
+    ) -> Result<T, ConsumerError> {
+        const ATTEMPTS: u32 = 10;
+        let g = self.config.group.clone().ok_or(ConsumerError::NoGroup)?;
+        let mut last = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+            }
+            if self.coordinator.is_none() {
+                match self.conn.find_coordinator(&g) {
+                    Ok(Ok(addr)) => match Connection::connect(addr.as_str()) {
+                        Ok(c) => self.coordinator = Some(c),
+                        Err(e) => {
+                            last = Some(ConsumerError::Client(e));
+                            continue;
+                        }
+                    },
+                    Ok(Err((code, m))) => {
+                        last = Some(ConsumerError::Broker(code, m));
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let c = self.coordinator.as_mut().expect("set above");
+            match f(c) {
+                Ok(v) if codes(&v).iter().any(|c| matches!(*c, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)) => {
+                    self.coordinator = None;
+                    last = Some(ConsumerError::Broker(ErrorCode::NotCoordinator, format!("the coordinator of group '{g}' moved or is not available")));
+                }
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    self.coordinator = None;
+                    last = Some(ConsumerError::Client(e));
+                }
+            }
+        }
+        Err(last.unwrap_or(ConsumerError::NoGroup))
+    }
+
     /// A connection to `addr`, opened on first use.
     fn fetch_conn(&mut self, addr: &str) -> Result<&mut Connection, ClientError> {
         if !self.fetchers.contains_key(addr) {
@@ -468,8 +540,10 @@ impl Consumer {
         if todo.is_empty() {
             return Ok(());
         }
-        let who = self.member.as_ref().map(|m| (m.id.as_str(), m.generation));
-        for (p, code, o) in self.conn.commit_offsets(&g, who, &self.topic, &todo)? {
+        let who = self.member.as_ref().map(|m| (m.id.clone(), m.generation));
+        let topic = self.topic.clone();
+        let answers = self.with_coordinator(|c| c.commit_offsets(&g, who.as_ref().map(|(m, g)| (m.as_str(), *g)), &topic, &todo), |r| r.iter().map(|x| x.1).collect())?;
+        for (p, code, o) in answers {
             match code {
                 ErrorCode::None => {
                     self.committed.insert(p, o);
@@ -496,9 +570,9 @@ impl Consumer {
     /// rather than when the session expires. Best effort: a broker that
     /// does not answer soon lets the session expire instead.
     fn leave(&mut self) {
-        if let (Some(m), Some(g)) = (self.member.take(), &self.config.group) {
-            let _ = self.conn.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = self.conn.group_heartbeat(g, Some(&m.id), &[self.topic.as_str()], self.config.session_timeout_ms, true);
+        if let (Some(m), Some(g), Some(c)) = (self.member.take(), &self.config.group, self.coordinator.as_mut()) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = c.group_heartbeat(g, Some(&m.id), &[self.topic.as_str()], self.config.session_timeout_ms, true);
         }
     }
 }

@@ -274,6 +274,10 @@ pub struct PartitionMeta {
     pub leader: i32,
     /// The shard of the leader that owns it.
     pub shard: u16,
+    /// The brokers holding a copy, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// Bumped whenever the leader changes.
+    pub leader_epoch: u32,
 }
 
 /// A topic as the metadata describes it.
@@ -302,6 +306,32 @@ pub struct BrokerMeta {
     pub port: u16,
     /// Its shards (executors).
     pub shards: u16,
+    /// It missed heartbeats and leads nothing until it registers again.
+    pub fenced: bool,
+}
+
+/// A voter of the metadata quorum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoterMeta {
+    /// The voter's (broker's) node id.
+    pub node_id: i32,
+    /// Its quorum listener's host.
+    pub host: String,
+    /// Its quorum listener's port.
+    pub port: u16,
+}
+
+/// The whole cluster as one broker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// The quorum's leader; -1 while there is none.
+    pub controller: i32,
+    /// The metadata quorum.
+    pub voters: Vec<VoterMeta>,
+    /// Every registered broker.
+    pub brokers: Vec<BrokerMeta>,
+    /// The topics asked for.
+    pub topics: Vec<TopicMeta>,
 }
 
 fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
@@ -309,7 +339,13 @@ fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
         name: t.name().unwrap_or_default().to_string(),
         error: t.error(),
         replication_factor: t.replication_factor(),
-        partitions: t.partitions().iter().flatten().map(|p| PartitionMeta { partition: p.partition(), leader: p.leader(), shard: p.shard() }).collect(),
+        partitions: t.partitions().iter().flatten().map(|p| PartitionMeta {
+                partition: p.partition(),
+                leader: p.leader(),
+                shard: p.shard(),
+                replicas: p.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
+                leader_epoch: p.leader_epoch(),
+            }).collect(),
         configs: t.configs().iter().flatten().map(|c| (c.key().to_string(), c.value().to_string())).collect(),
     }
 }
@@ -317,6 +353,45 @@ fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
 impl Connection {
     /// Brokers and topics (all topics when `topics` is `None`).
     pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<(Vec<BrokerMeta>, Vec<TopicMeta>), ClientError> {
+        let c = self.cluster_info(topics)?;
+        Ok((c.brokers, c.topics))
+    }
+
+    /// The address (`host:port`) of the broker that coordinates `group`,
+    /// or the broker's reason there is none yet.
+    pub fn find_coordinator(&mut self, group: &str) -> Result<Result<String, (ErrorCode, String)>, ClientError> {
+        let r = self.call(&[], |b| {
+            let g = b.create_string(group);
+            let body = fb::FindCoordinatorRequest::create(b, &fb::FindCoordinatorRequestArgs { group: Some(g) });
+            (fb::RequestBody::FindCoordinatorRequest, body.as_union_value())
+        })?;
+        let resp = r.response();
+        let f = resp.body_as_find_coordinator_response().ok_or(ProtocolError::MissingBody)?;
+        if f.error() != ErrorCode::None {
+            return Ok(Err((f.error(), f.error_message().unwrap_or_default().to_string())));
+        }
+        Ok(Ok(format!("{}:{}", f.host().unwrap_or_default(), f.port())))
+    }
+
+    /// The address of each partition's leader, by partition; `None` if the
+    /// topic does not exist, an error if a partition has no live leader.
+    pub fn leaders(&mut self, topic: &str) -> Result<Option<Vec<String>>, ClientError> {
+        let (brokers, topics) = self.metadata(Some(&[topic]))?;
+        let Some(t) = topics.into_iter().find(|t| t.name == topic && t.error == ErrorCode::None) else { return Ok(None) };
+        t.partitions
+            .iter()
+            .map(|p| {
+                brokers.iter().find(|b| b.node_id == p.leader && !b.fenced).map(|b| format!("{}:{}", b.host, b.port)).ok_or_else(|| ClientError::Broker {
+                    code: ErrorCode::NotLeader,
+                    message: format!("partition {} of '{topic}' has no live leader", p.partition),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// The quorum, the brokers and the topics (all when `topics` is `None`).
+    pub fn cluster_info(&mut self, topics: Option<&[&str]>) -> Result<ClusterInfo, ClientError> {
         let r = self.call(&[], |b| {
             let names = topics.map(|ts| {
                 let v: Vec<_> = ts.iter().map(|t| b.create_string(t)).collect();
@@ -331,9 +406,10 @@ impl Connection {
             .brokers()
             .iter()
             .flatten()
-            .map(|b| BrokerMeta { node_id: b.node_id(), host: b.host().unwrap_or_default().to_string(), port: b.port(), shards: b.shards() })
+            .map(|b| BrokerMeta { node_id: b.node_id(), host: b.host().unwrap_or_default().to_string(), port: b.port(), shards: b.shards(), fenced: b.fenced() })
             .collect();
-        Ok((brokers, md.topics().iter().flatten().map(topic_meta).collect()))
+        let voters = md.voters().iter().flatten().map(|v| VoterMeta { node_id: v.node_id(), host: v.host().unwrap_or_default().to_string(), port: v.port() }).collect();
+        Ok(ClusterInfo { controller: md.controller_id(), voters, brokers, topics: md.topics().iter().flatten().map(topic_meta).collect() })
     }
 
     /// Creates a topic with settings; `Ok(false)` if it already existed.

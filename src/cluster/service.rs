@@ -252,7 +252,7 @@ impl Service {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr).ok().and_then(|mut a| a.next()).ok_or_else(|| format!("quorum listener {v}: no address"))?;
         crate::broker::check_listen_address_free(addr).map_err(|e| format!("quorum listener: {e}"))?;
         let listener = Listener::bind(addr).map_err(|e| format!("quorum listener {addr}: {e}"))?;
-        tracing::info!(node_id = self.me.id, voters = %self.voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","), "quorum listening on {addr}");
+        tracing::info!(node_id = self.me.id, voters = %self.voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","), "quorum voter accepting peers at {addr}");
         let svc = self.clone();
         rt::spawn(async move {
             while !svc.stopped.get() {

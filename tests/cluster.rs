@@ -1,0 +1,146 @@
+//! Three real brokers on 127.0.0.1 with the embedded metadata quorum: the
+//! seed's walkthrough across them, one view of the cluster through each,
+//! and the quorum surviving the death of its controller.
+
+mod common;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{cli, temp_dir, Broker};
+
+struct Cluster {
+    brokers: Vec<Option<Broker>>,
+    dirs: Vec<tempfile::TempDir>,
+    voters: String,
+}
+
+/// A port nothing listens on now (the kernel's next ephemeral one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let voters = (1..=3).map(|i| format!("{i}@127.0.0.1:{}", free_port())).collect::<Vec<_>>().join(",");
+        let dirs: Vec<_> = (0..3).map(|_| temp_dir()).collect();
+        let mut c = Cluster { brokers: Vec::new(), dirs, voters };
+        for i in 0..3 {
+            let b = c.start_broker(i, "127.0.0.1:0");
+            c.brokers.push(Some(b));
+        }
+        c.wait_for(0, "every broker registered", |info| info.matches("\tlive").count() == 3);
+        c
+    }
+
+    fn start_broker(&self, i: usize, listen: &str) -> Broker {
+        let id = (i + 1).to_string();
+        let extra = ["--node-id", id.as_str(), "--quorum-voters", self.voters.as_str(), "--broker-session-timeout-ms", "2000"];
+        Broker::start_listening(None, self.dirs[i].path(), 1, listen, &extra)
+    }
+
+    fn broker(&self, i: usize) -> &Broker {
+        self.brokers[i].as_ref().expect("a running broker")
+    }
+
+    fn info(&self, i: usize) -> String {
+        let o = cli(self.broker(i), &["cluster", "info"], None);
+        assert!(o.status.success(), "cluster info through broker {}: {}\nits log:\n{}", i + 1, text(&o), self.broker(i).log_text());
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Polls `cluster info` through broker `i` until `ok` holds.
+    fn wait_for(&self, i: usize, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info = self.info(i);
+            if ok(&info) {
+                return info;
+            }
+            assert!(Instant::now() < deadline, "waited 30 s for {what}; cluster info through broker {}:\n{info}", i + 1);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node id of the controller, as broker `i` says.
+    fn controller(&self, i: usize) -> usize {
+        let info = self.wait_for(i, "a controller", |s| s.contains("\tcontroller"));
+        let line = info.lines().find(|l| l.ends_with("\tcontroller")).unwrap();
+        line.trim().strip_prefix("node ").unwrap().split('\t').next().unwrap().parse().unwrap()
+    }
+}
+
+const SEED_LINES: &str = "123\n测试数据\ntest data\n阿牛\n";
+
+#[test]
+fn the_seed_walkthrough_runs_across_three_brokers() {
+    let c = Cluster::start();
+    let o = cli(c.broker(0), &["topics", "create", "--topic", "test"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    // Right after the create returns, every broker describes it the same.
+    let describe = |i| {
+        let o = cli(c.broker(i), &["topics", "describe", "--topic", "test"], None);
+        assert!(o.status.success(), "describe through broker {}: {}", i + 1, text(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let first = describe(0);
+    assert!(first.contains("Partition: 0"), "{first}");
+    assert_eq!(describe(1), first);
+    assert_eq!(describe(2), first);
+
+    let o = cli(c.broker(0), &["produce", "--topic", "test"], Some(SEED_LINES.as_bytes()));
+    assert!(o.status.success(), "{}", text(&o));
+    for i in [1, 2] {
+        let o = cli(c.broker(i), &["consume", "--topic", "test", "--from-beginning", "--max-messages", "4"], None);
+        assert!(o.status.success(), "consume through broker {}: {}", i + 1, text(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), SEED_LINES, "through broker {}", i + 1);
+    }
+
+    // Every broker shows the same voters, brokers and placement.
+    let info = c.info(0);
+    assert!(info.contains("test\tpartitions: 1"), "{info}");
+    for v in c.voters.split(',') {
+        let (id, addr) = v.split_once('@').unwrap();
+        assert!(info.contains(&format!("node {id}\t{addr}")), "voter {v} missing:\n{info}");
+    }
+    assert_eq!(c.info(1), info);
+    assert_eq!(c.info(2), info);
+}
+
+#[test]
+fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
+    let mut c = Cluster::start();
+    let dead = c.controller(0) - 1;
+    let survivor = (dead + 1) % 3;
+    let addr = c.broker(dead).addr;
+    c.brokers[dead].as_mut().unwrap().kill9();
+    c.brokers[dead] = None;
+
+    // A create through a survivor commits once the others elect a leader.
+    let killed = Instant::now();
+    let created = loop {
+        let o = cli(c.broker(survivor), &["topics", "create", "--topic", "after", "--partitions", "4"], None);
+        if o.status.success() {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "no create within 5 s of killing the controller: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!("a topic create succeeded {} ms after SIGKILL of the controller", created.as_millis());
+
+    // The dead broker is fenced: it is marked so and leads nothing.
+    let dead_id = dead + 1;
+    let info = c.wait_for(survivor, "the dead broker fenced", |s| s.contains(&format!("node {dead_id}\t{addr}\tshards: 1\tfenced")));
+    assert!(!info.contains(&format!("@node{dead_id}/")), "a fenced broker still leads a partition:\n{info}");
+
+    // Restarted on its data directory, it rejoins, catches up and serves.
+    let restarted = c.start_broker(dead, &addr.to_string());
+    c.brokers[dead] = Some(restarted);
+    c.wait_for(dead, "the restarted broker to catch up", |s| s.contains("after\tpartitions: 4") && s.matches("\tlive").count() == 3);
+    let o = cli(c.broker(dead), &["topics", "describe", "--topic", "after"], None);
+    assert!(o.status.success(), "{}", text(&o));
+}
