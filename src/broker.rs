@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
-use crate::config::BrokerConfig;
 use crate::cluster::log_store::LogStore;
 use crate::cluster::metadata::{BrokerMeta, Metadata};
 use crate::cluster::service::{self, Service, ServiceConfig};
+use crate::config::BrokerConfig;
 use crate::rt;
 use crate::server::{connection, listener::Listener};
 use crate::shard::{self, mesh, Shard, ShardMsg};
@@ -497,7 +497,7 @@ async fn shard_main(
         svc
     });
     if let Some(svc) = &quorum {
-        let started = svc.start().and_then(|()| Ok(svc.clone()));
+        let started = svc.start().map(|()| svc.clone());
         let svc = match started {
             Ok(s) => s,
             Err(reason) => {

@@ -466,11 +466,7 @@ impl Consumer {
     /// Runs a group request on the group's coordinator, found through the
     /// cluster (FindCoordinator) and looked up again, a few times, while
     /// the answer says it moved or is not available yet.
-    fn with_coordinator<T>(
-        &mut self,
-        f: impl Fn(&mut Connection) -> Result<T, ClientError>,
-        codes: impl Fn(&T) -> Vec<ErrorCode>,
-    ) -> Result<T, ConsumerError> {
+    fn with_coordinator<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>, codes: impl Fn(&T) -> Vec<ErrorCode>) -> Result<T, ConsumerError> {
         const ATTEMPTS: u32 = 10;
         let g = self.config.group.clone().ok_or(ConsumerError::NoGroup)?;
         let mut last = None;
@@ -542,7 +538,8 @@ impl Consumer {
         }
         let who = self.member.as_ref().map(|m| (m.id.clone(), m.generation));
         let topic = self.topic.clone();
-        let answers = self.with_coordinator(|c| c.commit_offsets(&g, who.as_ref().map(|(m, g)| (m.as_str(), *g)), &topic, &todo), |r| r.iter().map(|x| x.1).collect())?;
+        let answers =
+            self.with_coordinator(|c| c.commit_offsets(&g, who.as_ref().map(|(m, g)| (m.as_str(), *g)), &topic, &todo), |r| r.iter().map(|x| x.1).collect())?;
         for (p, code, o) in answers {
             match code {
                 ErrorCode::None => {

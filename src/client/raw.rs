@@ -339,13 +339,18 @@ fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
         name: t.name().unwrap_or_default().to_string(),
         error: t.error(),
         replication_factor: t.replication_factor(),
-        partitions: t.partitions().iter().flatten().map(|p| PartitionMeta {
+        partitions: t
+            .partitions()
+            .iter()
+            .flatten()
+            .map(|p| PartitionMeta {
                 partition: p.partition(),
                 leader: p.leader(),
                 shard: p.shard(),
                 replicas: p.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
                 leader_epoch: p.leader_epoch(),
-            }).collect(),
+            })
+            .collect(),
         configs: t.configs().iter().flatten().map(|c| (c.key().to_string(), c.value().to_string())).collect(),
     }
 }
@@ -406,9 +411,16 @@ impl Connection {
             .brokers()
             .iter()
             .flatten()
-            .map(|b| BrokerMeta { node_id: b.node_id(), host: b.host().unwrap_or_default().to_string(), port: b.port(), shards: b.shards(), fenced: b.fenced() })
+            .map(|b| BrokerMeta {
+                node_id: b.node_id(),
+                host: b.host().unwrap_or_default().to_string(),
+                port: b.port(),
+                shards: b.shards(),
+                fenced: b.fenced(),
+            })
             .collect();
-        let voters = md.voters().iter().flatten().map(|v| VoterMeta { node_id: v.node_id(), host: v.host().unwrap_or_default().to_string(), port: v.port() }).collect();
+        let voters =
+            md.voters().iter().flatten().map(|v| VoterMeta { node_id: v.node_id(), host: v.host().unwrap_or_default().to_string(), port: v.port() }).collect();
         Ok(ClusterInfo { controller: md.controller_id(), voters, brokers, topics: md.topics().iter().flatten().map(topic_meta).collect() })
     }
 

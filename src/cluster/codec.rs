@@ -8,6 +8,10 @@
 //! limit, so bytes from a peer or a damaged file give an error, never a
 //! panic or an allocation they did not pay for.
 
+// raft-rs's protobuf types carry hidden fields: they are built by
+// assigning to a default, not by a struct literal.
+#![allow(clippy::field_reassign_with_default)]
+
 use bytes::Bytes;
 use protobuf::ProtobufEnum;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType, Snapshot, SnapshotMetadata};

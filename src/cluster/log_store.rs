@@ -5,6 +5,10 @@
 //! Invariants: `entries` are contiguous and start at `snapshot.index + 1`;
 //! nothing at or below the snapshot's index is kept.
 
+// raft-rs's protobuf types carry hidden fields: they are built by
+// assigning to a default, not by a struct literal.
+#![allow(clippy::field_reassign_with_default)]
+
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 

@@ -127,7 +127,10 @@ pub enum Command {
     /// Registers (or re-registers after a restart or a fence) a broker.
     RegisterBroker(BrokerMeta),
     /// The controller stopped hearing from this incarnation of a broker.
-    FenceBroker { id: NodeId, incarnation: u64 },
+    FenceBroker {
+        id: NodeId,
+        incarnation: u64,
+    },
     /// The topics of a single broker's data directory from before the
     /// quorum, placed on that broker (applied once, on an empty cluster).
     Import(Vec<TopicMeta>),
@@ -417,7 +420,11 @@ impl LegacyMetadata {
             .map(|t| TopicMeta {
                 name: t.name,
                 replication_factor: t.replication_factor,
-                partitions: t.shards.iter().map(|&s| PartitionMeta { replicas: vec![Replica { broker: node, shard: s }], leader: node, leader_epoch: 0 }).collect(),
+                partitions: t
+                    .shards
+                    .iter()
+                    .map(|&s| PartitionMeta { replicas: vec![Replica { broker: node, shard: s }], leader: node, leader_epoch: 0 })
+                    .collect(),
                 configs: t.configs,
             })
             .collect()

@@ -182,7 +182,10 @@ impl Quorum {
     /// from a node that is not a voter, or of a kind only a node sends
     /// itself, are dropped: raft-rs trusts what it steps.
     pub fn step(&mut self, m: Message) {
-        let local = matches!(m.msg_type, MessageType::MsgHup | MessageType::MsgBeat | MessageType::MsgUnreachable | MessageType::MsgSnapStatus | MessageType::MsgCheckQuorum);
+        let local = matches!(
+            m.msg_type,
+            MessageType::MsgHup | MessageType::MsgBeat | MessageType::MsgUnreachable | MessageType::MsgSnapStatus | MessageType::MsgCheckQuorum
+        );
         if local || m.to != self.cfg.id || !self.voters().contains(&m.from) || m.from == self.cfg.id {
             return;
         }

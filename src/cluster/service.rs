@@ -181,7 +181,10 @@ impl Service {
             Ok(b) => {
                 let l: LegacyMetadata = serde_json::from_slice(&b).map_err(|e| format!("{} is damaged: {e}", legacy_path.display()))?;
                 if voters.len() > 1 {
-                    return Err(format!("{} holds a single broker's topics; start this broker alone (without --quorum-voters) once to import them", legacy_path.display()));
+                    return Err(format!(
+                        "{} holds a single broker's topics; start this broker alone (without --quorum-voters) once to import them",
+                        legacy_path.display()
+                    ));
                 }
                 Some((legacy_path, l.placed_on(me.id)))
             }

@@ -11,6 +11,10 @@
 //! `SHARDLOG_SIM_SEEDS=N` runs N seeds (default 10000);
 //! `SHARDLOG_SIM_SEED=S` replays one seed; a failure prints its seed.
 
+// raft-rs's protobuf types carry hidden fields: they are built by
+// assigning to a default, not by a struct literal.
+#![allow(clippy::field_reassign_with_default)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use raft::eraftpb::Message;
@@ -93,7 +97,9 @@ impl Sim {
         let q = self.nodes[i].q.as_ref().expect("a live node");
         for a in &io.applied {
             match self.committed.get(&a.index) {
-                Some(p) if p != &a.proposal => return Err(format!("index {} applied as {:?} on node {} but as {:?} before", a.index, a.proposal, self.nodes[i].id, p)),
+                Some(p) if p != &a.proposal => {
+                    return Err(format!("index {} applied as {:?} on node {} but as {:?} before", a.index, a.proposal, self.nodes[i].id, p))
+                }
                 Some(_) => {}
                 None => {
                     self.committed.insert(a.index, a.proposal.clone());
@@ -165,7 +171,12 @@ impl Sim {
         self.proposals += 1;
         let k = self.proposals;
         match self.rng.below(5) {
-            0 | 1 => Command::CreateTopics(vec![NewTopic { name: format!("t{}", self.rng.below(20)), partitions: 1 + self.rng.below(3) as u32, replication_factor: 1, configs: Default::default() }]),
+            0 | 1 => Command::CreateTopics(vec![NewTopic {
+                name: format!("t{}", self.rng.below(20)),
+                partitions: 1 + self.rng.below(3) as u32,
+                replication_factor: 1,
+                configs: Default::default(),
+            }]),
             2 => Command::DeleteTopics(vec![format!("t{}", self.rng.below(20))]),
             3 => {
                 let id = 1 + self.rng.below(VOTERS) as i32;

@@ -73,11 +73,17 @@ pub async fn find_coordinator(shard: &Rc<Shard>, corr: u32, req: fb::FindCoordin
     let body = match r {
         Ok((node_id, host, port)) => {
             let host = fbb.create_string(&host);
-            fb::FindCoordinatorResponse::create(&mut fbb, &fb::FindCoordinatorResponseArgs { error: ErrorCode::None, error_message: None, node_id, host: Some(host), port })
+            fb::FindCoordinatorResponse::create(
+                &mut fbb,
+                &fb::FindCoordinatorResponseArgs { error: ErrorCode::None, error_message: None, node_id, host: Some(host), port },
+            )
         }
         Err((code, m)) => {
             let msg = opt_str(&mut fbb, Some(&m));
-            fb::FindCoordinatorResponse::create(&mut fbb, &fb::FindCoordinatorResponseArgs { error: code, error_message: msg, node_id: -1, ..Default::default() })
+            fb::FindCoordinatorResponse::create(
+                &mut fbb,
+                &fb::FindCoordinatorResponseArgs { error: code, error_message: msg, node_id: -1, ..Default::default() },
+            )
         }
     };
     respond(corr, fbb, (fb::ResponseBody::FindCoordinatorResponse, body.as_union_value()), Vec::new())

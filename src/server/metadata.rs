@@ -28,7 +28,14 @@ fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicM
             let shard = p.replicas.iter().find(|r| r.broker == p.leader).map_or(0, |r| r.shard);
             fb::PartitionInfo::create(
                 fbb,
-                &fb::PartitionInfoArgs { partition: i as u32, error: ErrorCode::None, leader: p.leader, shard, replicas: Some(replicas), leader_epoch: p.leader_epoch },
+                &fb::PartitionInfoArgs {
+                    partition: i as u32,
+                    error: ErrorCode::None,
+                    leader: p.leader,
+                    shard,
+                    replicas: Some(replicas),
+                    leader_epoch: p.leader_epoch,
+                },
             )
         })
         .collect();

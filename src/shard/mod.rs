@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
+use crate::cluster::metadata::{Command, Metadata, MetadataError, NewTopic, NodeId, Outcome, Proposal, TopicMeta, NO_LEADER};
+use crate::cluster::service::Service;
 use crate::config::BrokerConfig;
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
 use crate::group::{commit_key, offsets_partition, parse_commit, OffsetTable, OFFSETS_TOPIC};
-use crate::cluster::metadata::{Command, Metadata, MetadataError, NewTopic, NodeId, Outcome, Proposal, TopicMeta, NO_LEADER};
-use crate::cluster::service::Service;
 use crate::protocol::ErrorCode;
 use crate::record::BatchInfo;
 use crate::rt;
@@ -46,22 +46,69 @@ pub const READ_BARRIER_WAIT: Duration = Duration::from_secs(2);
 
 /// Work one shard asks of another.
 pub enum ShardMsg {
-    Produce { topic: String, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration, reply: oneshot::Sender<ProduceResult> },
-    Fetch { topic: String, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>, reply: oneshot::Sender<FetchResult<Bytes>> },
-    ListOffset { topic: String, partition: u32, timestamp: i64, reply: oneshot::Sender<OffsetResult> },
+    Produce {
+        topic: String,
+        partition: u32,
+        data: BytesMut,
+        batches: Vec<BatchInfo>,
+        acks: i8,
+        timeout: Duration,
+        reply: oneshot::Sender<ProduceResult>,
+    },
+    Fetch {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        max_bytes: usize,
+        wait_until: Option<Instant>,
+        reply: oneshot::Sender<FetchResult<Bytes>>,
+    },
+    ListOffset {
+        topic: String,
+        partition: u32,
+        timestamp: i64,
+        reply: oneshot::Sender<OffsetResult>,
+    },
     /// To the quorum shard: commit a command, answer with its outcome.
-    Propose { command: Command, reply: oneshot::Sender<Result<Outcome, MetadataError>> },
+    Propose {
+        command: Command,
+        reply: oneshot::Sender<Result<Outcome, MetadataError>>,
+    },
     /// To the quorum shard: the commit index a linearizable read waits for.
-    ReadIndex { reply: oneshot::Sender<Option<u64>> },
+    ReadIndex {
+        reply: oneshot::Sender<Option<u64>>,
+    },
     /// From the quorum shard: committed commands, in log order.
-    Apply { entries: Vec<(u64, Proposal)>, reply: oneshot::Sender<()> },
+    /// Answered with the topics whose partitions could not be opened.
+    Apply {
+        entries: Vec<(u64, Proposal)>,
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
     /// From the quorum shard: a snapshot replaced the whole metadata.
-    Install { state: Box<Metadata>, reply: oneshot::Sender<()> },
+    Install {
+        state: Box<Metadata>,
+        reply: oneshot::Sender<()>,
+    },
     /// From the quorum shard: the quorum's leader changed.
     Controller(Option<NodeId>),
-    CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
-    GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
-    FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, i64)>> },
+    CommitOffsets {
+        group: String,
+        member: Option<(String, i32)>,
+        offsets: Vec<(String, u32, i64)>,
+        reply: oneshot::Sender<Vec<ErrorCode>>,
+    },
+    GroupHeartbeat {
+        group: String,
+        member_id: Option<String>,
+        sub: Subscription,
+        leave: bool,
+        reply: oneshot::Sender<Result<Heartbeat, GroupError>>,
+    },
+    FetchOffsets {
+        group: String,
+        partitions: Vec<(String, u32)>,
+        reply: oneshot::Sender<Vec<(ErrorCode, i64)>>,
+    },
 }
 
 /// The outcome of a produce to one partition.
@@ -166,7 +213,7 @@ pub fn metadata_code(e: &MetadataError) -> ErrorCode {
         MetadataError::InvalidReplicationFactor { .. } => ErrorCode::InvalidReplicationFactor,
         MetadataError::InvalidConfig(_) => ErrorCode::InvalidConfig,
         MetadataError::Storage(_) => ErrorCode::StorageError,
-        MetadataError::Unavailable(_) => ErrorCode::BrokerShuttingDown,
+        MetadataError::Unavailable(_) => ErrorCode::RequestTimedOut,
         MetadataError::Internal(_) => ErrorCode::PolicyViolation,
     }
 }
@@ -206,14 +253,15 @@ impl Shard {
         });
         let topics: Vec<_> = shard.metadata.borrow().topics.values().cloned().collect();
         shard.open_owned(&topics).await?;
-        shard.replay_offsets().await?;
+        let offsets: Vec<u32> = shard.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        shard.replay_offsets(&offsets).await?;
         Ok(shard)
     }
 
     /// Rebuilds the committed offsets of this shard's groups from its
     /// partitions of the offsets topic.
-    async fn replay_offsets(&self) -> Result<(), StorageError> {
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.values().cloned().collect()).unwrap_or_default();
+    async fn replay_offsets(&self, which: &[u32]) -> Result<(), StorageError> {
+        let parts: Vec<Rc<Partition>> = which.iter().filter_map(|&p| self.partition(OFFSETS_TOPIC, p)).collect();
         for p in parts {
             let mut next = p.log.log_start_offset();
             loop {
@@ -285,6 +333,8 @@ impl Shard {
 
     /// Commits a group's offsets durably; one error code per offset.
     pub async fn commit_offsets(&self, group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
+        // A client that skipped FindCoordinator still gets its group.
+        let _ = self.ensure_offsets_topic().await;
         let n = offsets.len();
         let (partition, owner) = match self.coordinator(&group) {
             Ok(c) => c,
@@ -335,6 +385,8 @@ impl Shard {
 
     /// Joins, renews or leaves a group on its coordinator.
     pub async fn group_heartbeat(&self, group: String, member_id: Option<String>, sub: Subscription, leave: bool) -> Result<Heartbeat, GroupError> {
+        // A client that skipped FindCoordinator still gets its group.
+        let _ = self.ensure_offsets_topic().await;
         let (_, owner) = match self.coordinator(&group) {
             Ok(c) => c,
             Err(ErrorCode::NotCoordinator) => return Err(GroupError::NotCoordinator),
@@ -367,6 +419,8 @@ impl Shard {
 
     /// A group's committed offsets; -1 where it has none.
     pub async fn fetch_offsets(&self, group: String, partitions: Vec<(String, u32)>) -> Vec<(ErrorCode, i64)> {
+        // A client that skipped FindCoordinator still gets its group.
+        let _ = self.ensure_offsets_topic().await;
         let n = partitions.len();
         let (_, owner) = match self.coordinator(&group) {
             Ok(c) => c,
@@ -431,7 +485,9 @@ impl Shard {
         };
         let me = self.config.node_id;
         match t.leader(partition) {
-            Some(l) if l == me => t.shard_on(partition, me, self.nr_shards()).ok_or_else(|| (ErrorCode::NotLeader, format!("partition {partition} of '{topic}' has no replica on broker {me}"))),
+            Some(l) if l == me => t
+                .shard_on(partition, me, self.nr_shards())
+                .ok_or_else(|| (ErrorCode::NotLeader, format!("partition {partition} of '{topic}' has no replica on broker {me}"))),
             Some(NO_LEADER) | None => Err((ErrorCode::NotLeader, format!("partition {partition} of '{topic}' has no live leader"))),
             Some(l) => Err((ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is led by broker {l}"))),
         }
@@ -602,7 +658,9 @@ impl Shard {
             return q.propose(command).await;
         }
         let (reply, rx) = oneshot::channel();
-        self.ask(QUORUM_SHARD, ShardMsg::Propose { command, reply }, rx).await.unwrap_or_else(|| Err(MetadataError::Unavailable("the quorum shard is stopping".into())))
+        self.ask(QUORUM_SHARD, ShardMsg::Propose { command, reply }, rx)
+            .await
+            .unwrap_or_else(|| Err(MetadataError::Unavailable("the quorum shard is stopping".into())))
     }
 
     /// Creates topics through the quorum; one result per topic.
@@ -636,8 +694,9 @@ impl Shard {
     }
 
     /// Applies committed commands to this shard's copy, in order, then
-    /// opens or removes the partitions they gave or took from this shard.
-    async fn apply(&self, entries: Vec<(u64, Proposal)>) {
+    /// opens or removes the partitions they gave or took from this shard;
+    /// returns the topics whose partitions could not be opened, and why.
+    async fn apply(&self, entries: Vec<(u64, Proposal)>) -> Vec<(String, String)> {
         let _turn = self.apply_lock.acquire_permit(1).await;
         let mut created = Vec::new();
         let mut deleted = Vec::new();
@@ -653,7 +712,7 @@ impl Shard {
             }
         }
         self.metadata_changed.notify();
-        self.apply_effects(created, deleted).await;
+        self.apply_effects(created, deleted).await
     }
 
     /// Replaces this shard's copy by a snapshot's state.
@@ -661,14 +720,16 @@ impl Shard {
         let _turn = self.apply_lock.acquire_permit(1).await;
         let old = std::mem::replace(&mut *self.metadata.borrow_mut(), state);
         self.metadata_changed.notify();
-        let md = self.metadata.borrow();
-        let deleted = old.topics.keys().filter(|n| !md.topics.contains_key(*n)).cloned().collect();
-        let created = md.topics.keys().cloned().collect();
-        drop(md);
-        self.apply_effects(created, deleted).await;
+        let (created, deleted) = {
+            let md = self.metadata.borrow();
+            (md.topics.keys().cloned().collect(), old.topics.keys().filter(|n| !md.topics.contains_key(*n)).cloned().collect())
+        };
+        for (topic, e) in self.apply_effects(created, deleted).await {
+            tracing::error!(%topic, error = %e, "could not open partitions of a topic from a snapshot");
+        }
     }
 
-    async fn apply_effects(&self, created: Vec<String>, deleted: Vec<String>) {
+    async fn apply_effects(&self, created: Vec<String>, deleted: Vec<String>) -> Vec<(String, String)> {
         for name in deleted {
             if self.metadata.borrow().topics.contains_key(&name) {
                 continue;
@@ -687,11 +748,27 @@ impl Shard {
             let md = self.metadata.borrow();
             created.iter().filter_map(|n| md.topics.get(n).cloned()).collect()
         };
-        if let Err(e) = self.open_owned(&topics).await {
-            // The change is committed; the partition stays unserved on
-            // this broker until it restarts and opens it again.
-            tracing::error!(error = %e, "could not open partitions of a committed topic");
+        let mut failed = Vec::new();
+        for t in topics {
+            let before: Vec<u32> = self.partitions.borrow().get(&t.name).map(|m| m.keys().copied().collect()).unwrap_or_default();
+            let opened = self.open_owned(std::slice::from_ref(&t)).await;
+            if t.name == OFFSETS_TOPIC {
+                // Partitions of the offsets topic that came with this change
+                // (a restart re-applying the log, a new topic) hold commits.
+                let new: Vec<u32> =
+                    self.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().filter(|p| !before.contains(p)).collect()).unwrap_or_default();
+                if let Err(e) = self.replay_offsets(&new).await {
+                    tracing::error!(error = %e, "could not read committed offsets");
+                }
+            }
+            if let Err(e) = opened {
+                // The change is committed; the partition stays unserved on
+                // this broker until it restarts and opens it again.
+                tracing::error!(topic = %t.name, error = %e, "could not open partitions of a committed topic");
+                failed.push((t.name.clone(), format!("could not open the partitions of '{}' on shard {}: {e}", t.name, self.id)));
+            }
         }
+        failed
     }
 
     /// Runs on the quorum shard: passes every committed change to every
@@ -701,7 +778,7 @@ impl Shard {
         let Some(svc) = self.quorum() else { return };
         while let Some(d) = rx.recv().await {
             match d {
-                Delivery::Applied(applied) => {
+                Delivery::Applied(mut applied) => {
                     let entries: Vec<(u64, Proposal)> = applied.iter().map(|a| (a.index, a.proposal.clone())).collect();
                     let mut acks = Vec::new();
                     for peer in self.mesh.peers() {
@@ -710,9 +787,20 @@ impl Shard {
                             acks.push(rx);
                         }
                     }
-                    self.apply(entries).await;
+                    let mut failed = self.apply(entries).await;
                     for rx in acks {
-                        let _ = rx.await;
+                        failed.extend(rx.await.unwrap_or_default());
+                    }
+                    // A create committed, but this broker could not open
+                    // its partitions: its proposer hears so.
+                    for a in &mut applied {
+                        if let Command::CreateTopics(ts) = &a.proposal.command {
+                            for (t, r) in ts.iter().zip(a.outcome.results.iter_mut()) {
+                                if let Some((_, e)) = failed.iter().find(|(name, _)| *name == t.name) {
+                                    *r = Err(MetadataError::Storage(e.clone()));
+                                }
+                            }
+                        }
                     }
                     if applied.iter().any(|a| matches!(a.proposal.command, Command::Import(_))) {
                         svc.imported();
@@ -789,8 +877,7 @@ impl Shard {
                 let _ = reply.send(r);
             }
             ShardMsg::Apply { entries, reply } => {
-                self.apply(entries).await;
-                let _ = reply.send(());
+                let _ = reply.send(self.apply(entries).await);
             }
             ShardMsg::Install { state, reply } => {
                 self.install(*state).await;
