@@ -194,8 +194,29 @@ struct Control {
     epoch: Instant,
 }
 
-fn producer(id: u32, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
-    let mut conn = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+/// The partitions one broker leads: a producer or consumer talks to one.
+#[derive(Clone)]
+struct Leader {
+    addr: String,
+    partitions: Vec<u32>,
+}
+
+/// The topic's partitions grouped by the broker that leads them.
+fn leaders(args: &Args) -> Result<Vec<Leader>> {
+    let mut c = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+    let by_partition = c.leaders(&args.topic)?.with_context(|| format!("topic {} does not exist", args.topic))?;
+    let mut out: Vec<Leader> = Vec::new();
+    for (p, addr) in by_partition.into_iter().enumerate() {
+        match out.iter_mut().find(|l| l.addr == addr) {
+            Some(l) => l.partitions.push(p as u32),
+            None => out.push(Leader { addr, partitions: vec![p as u32] }),
+        }
+    }
+    Ok(out)
+}
+
+fn producer(id: u32, leader: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
+    let mut conn = Connection::connect(leader.addr.as_str()).with_context(|| format!("connecting to {}", leader.addr))?;
     let acks = args.acks.wire();
     let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
     let reader = if acks != 0 {
@@ -257,7 +278,7 @@ fn producer(id: u32, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Op
         None
     };
 
-    let partitions: Vec<u32> = (0..args.partitions).collect();
+    let partitions = leader.partitions;
     let per_producer_rate = if args.rate > 0 { Some(args.rate as f64 / f64::from(args.producers)) } else { None };
     let mut seqs: HashMap<u32, u64> = HashMap::new();
     let mut tallies: HashMap<u32, Tally> = HashMap::new();
@@ -334,17 +355,18 @@ fn producer(id: u32, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Op
 /// Per (producer, partition): the next sequence number expected.
 type Expect = HashMap<(u32, u32), u64>;
 
+/// Reads `mine.partitions` from their leader `mine.addr`.
 fn consumer(
+    mine: Leader,
     args: Args,
-    parts: Vec<u32>,
     stats: Arc<Stats>,
     ctl: Arc<Control>,
     start: HashMap<u32, i64>,
     quota: Option<u64>,
     check: bool,
 ) -> Result<(HashMap<u32, Tally>, Vec<String>)> {
-    let mut conn = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
-    let mut offsets: Vec<(u32, i64)> = parts.iter().map(|p| (*p, start.get(p).copied().unwrap_or(0))).collect();
+    let mut conn = Connection::connect(mine.addr.as_str()).with_context(|| format!("connecting to {}", mine.addr))?;
+    let mut offsets: Vec<(u32, i64)> = mine.partitions.iter().map(|p| (*p, start.get(p).copied().unwrap_or(0))).collect();
     let mut tallies: HashMap<u32, Tally> = HashMap::new();
     let mut expect: Expect = HashMap::new();
     let mut violations = Vec::new();
@@ -431,15 +453,17 @@ fn ensure_topic(args: &Args) -> Result<()> {
     }
 }
 
-fn end_offsets(args: &Args, which: i64) -> Result<HashMap<u32, i64>> {
-    let mut c = Connection::connect(&args.bootstrap_server)?;
-    let parts: Vec<(u32, i64)> = (0..args.partitions).map(|p| (p, which)).collect();
+fn end_offsets(args: &Args, leaders: &[Leader], which: i64) -> Result<HashMap<u32, i64>> {
     let mut out = HashMap::new();
-    for (p, code, off) in c.list_offsets(&args.topic, &parts)? {
-        if code != ErrorCode::None {
-            bail!("list offsets of partition {p}: {code:?}");
+    for l in leaders {
+        let mut c = Connection::connect(l.addr.as_str())?;
+        let parts: Vec<(u32, i64)> = l.partitions.iter().map(|&p| (p, which)).collect();
+        for (p, code, off) in c.list_offsets(&args.topic, &parts)? {
+            if code != ErrorCode::None {
+                bail!("list offsets of partition {p}: {code:?}");
+            }
+            out.insert(p, off);
         }
-        out.insert(p, off);
     }
     Ok(out)
 }
@@ -466,6 +490,19 @@ fn run(args: Args) -> Result<i32> {
         bail!("e2e messages carry a {STAMP_BYTES}-byte stamp: --message-size must be at least {STAMP_BYTES}");
     }
     ensure_topic(&args)?;
+    // Each producer and consumer talks to the leader of its partitions;
+    // every broker that leads some gets at least one of each.
+    let leaders = leaders(&args)?;
+    let n_leaders = leaders.len() as u32;
+    let mut args = args;
+    if args.mode != Mode::Consume && args.producers < n_leaders {
+        eprintln!("loadgen: the topic's partitions are led by {n_leaders} brokers: using {n_leaders} producers, one or more per broker");
+        args.producers = n_leaders;
+    }
+    if args.mode != Mode::Produce && args.consumers < n_leaders {
+        eprintln!("loadgen: the topic's partitions are led by {n_leaders} brokers: using {n_leaders} consumers, one or more per broker");
+        args.consumers = n_leaders;
+    }
     let stats = Arc::new(Stats::new());
     let ctl = Arc::new(Control {
         stop_producers: AtomicBool::new(false),
@@ -477,8 +514,8 @@ fn run(args: Args) -> Result<i32> {
     let producers = if args.mode == Mode::Consume { 0 } else { args.producers };
     let consumers = if args.mode == Mode::Produce { 0 } else { args.consumers.min(args.partitions) };
     let starts = match args.mode {
-        Mode::Consume => end_offsets(&args, -2)?,
-        Mode::E2e => end_offsets(&args, -1)?,
+        Mode::Consume => end_offsets(&args, &leaders, -2)?,
+        Mode::E2e => end_offsets(&args, &leaders, -1)?,
         Mode::Produce => HashMap::new(),
     };
     let check = args.mode == Mode::E2e;
@@ -487,14 +524,23 @@ fn run(args: Args) -> Result<i32> {
     for id in 0..producers {
         let quota = args.messages.map(|m| m / u64::from(producers) + u64::from(id < (m % u64::from(producers)) as u32));
         let (a, s, c) = (args.clone(), stats.clone(), ctl.clone());
-        prod_handles.push(thread::spawn(move || producer(id, a, s, c, quota)));
+        let leader = leaders[(id % n_leaders) as usize].clone();
+        prod_handles.push(thread::spawn(move || producer(id, leader, a, s, c, quota)));
     }
     let mut cons_handles = Vec::new();
     for id in 0..consumers {
-        let parts: Vec<u32> = (0..args.partitions).filter(|p| p % consumers == id).collect();
+        // Consumer `id` reads from leader `id % n`, sharing its partitions
+        // with the other consumers of that leader.
+        let leader = &leaders[(id % n_leaders) as usize];
+        let (rank, peers) = (id / n_leaders, (consumers - id % n_leaders).div_ceil(n_leaders));
+        let parts: Vec<u32> = leader.partitions.iter().copied().enumerate().filter(|(i, _)| *i as u32 % peers == rank).map(|(_, p)| p).collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let mine = Leader { addr: leader.addr.clone(), partitions: parts };
         let quota = if args.mode == Mode::Consume { args.messages.map(|m| m / u64::from(consumers) + 1) } else { None };
         let (a, s, c, st) = (args.clone(), stats.clone(), ctl.clone(), starts.clone());
-        cons_handles.push(thread::spawn(move || consumer(a, parts, s, c, st, quota, check)));
+        cons_handles.push(thread::spawn(move || consumer(mine, a, s, c, st, quota, check)));
     }
 
     if args.warmup > 0.0 {
