@@ -7,12 +7,15 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{cli, temp_dir, Broker};
+use common::{cli_in, temp_dir, Broker};
 
 struct Cluster {
     brokers: Vec<Option<Broker>>,
     dirs: Vec<tempfile::TempDir>,
     voters: String,
+    /// Where each broker runs: a network namespace (or this one) and the
+    /// address it listens on there.
+    hosts: Vec<(Option<String>, String)>,
 }
 
 /// A port nothing listens on now (the kernel's next ephemeral one).
@@ -26,11 +29,16 @@ fn text(o: &Output) -> String {
 
 impl Cluster {
     fn start() -> Cluster {
-        let voters = (1..=3).map(|i| format!("{i}@127.0.0.1:{}", free_port())).collect::<Vec<_>>().join(",");
+        Cluster::start_on((0..3).map(|_| (None, "127.0.0.1".to_string())).collect())
+    }
+
+    fn start_on(hosts: Vec<(Option<String>, String)>) -> Cluster {
+        let voters = hosts.iter().enumerate().map(|(i, (_, ip))| format!("{}@{ip}:{}", i + 1, free_port())).collect::<Vec<_>>().join(",");
         let dirs: Vec<_> = (0..3).map(|_| temp_dir()).collect();
-        let mut c = Cluster { brokers: Vec::new(), dirs, voters };
+        let mut c = Cluster { brokers: Vec::new(), dirs, voters, hosts };
         for i in 0..3 {
-            let b = c.start_broker(i, "127.0.0.1:0");
+            let listen = format!("{}:0", c.hosts[i].1);
+            let b = c.start_broker(i, &listen);
             c.brokers.push(Some(b));
         }
         c.wait_for(0, "every broker registered", |info| info.matches("\tlive").count() == 3);
@@ -40,15 +48,23 @@ impl Cluster {
     fn start_broker(&self, i: usize, listen: &str) -> Broker {
         let id = (i + 1).to_string();
         let extra = ["--node-id", id.as_str(), "--quorum-voters", self.voters.as_str(), "--broker-session-timeout-ms", "2000"];
-        Broker::start_listening(None, self.dirs[i].path(), 1, listen, &extra)
+        match &self.hosts[i].0 {
+            Some(ns) => Broker::start_in_netns(ns, self.dirs[i].path(), listen, &extra),
+            None => Broker::start_listening(None, self.dirs[i].path(), 1, listen, &extra),
+        }
     }
 
     fn broker(&self, i: usize) -> &Broker {
         self.brokers[i].as_ref().expect("a running broker")
     }
 
+    /// Runs the CLI against broker `i`, from inside its network namespace.
+    fn cli(&self, i: usize, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        cli_in(self.hosts[i].0.as_deref(), self.broker(i), args, stdin)
+    }
+
     fn info(&self, i: usize) -> String {
-        let o = cli(self.broker(i), &["cluster", "info"], None);
+        let o = self.cli(i, &["cluster", "info"], None);
         assert!(o.status.success(), "cluster info through broker {}: {}\nits log:\n{}", i + 1, text(&o), self.broker(i).log_text());
         String::from_utf8(o.stdout).unwrap()
     }
@@ -79,11 +95,11 @@ const SEED_LINES: &str = "123\n测试数据\ntest data\n阿牛\n";
 #[test]
 fn the_seed_walkthrough_runs_across_three_brokers() {
     let c = Cluster::start();
-    let o = cli(c.broker(0), &["topics", "create", "--topic", "test"], None);
+    let o = c.cli(0, &["topics", "create", "--topic", "test"], None);
     assert!(o.status.success(), "{}", text(&o));
     // Right after the create returns, every broker describes it the same.
     let describe = |i| {
-        let o = cli(c.broker(i), &["topics", "describe", "--topic", "test"], None);
+        let o = c.cli(i, &["topics", "describe", "--topic", "test"], None);
         assert!(o.status.success(), "describe through broker {}: {}", i + 1, text(&o));
         String::from_utf8(o.stdout).unwrap()
     };
@@ -92,13 +108,23 @@ fn the_seed_walkthrough_runs_across_three_brokers() {
     assert_eq!(describe(1), first);
     assert_eq!(describe(2), first);
 
-    let o = cli(c.broker(0), &["produce", "--topic", "test"], Some(SEED_LINES.as_bytes()));
+    let o = c.cli(0, &["produce", "--topic", "test"], Some(SEED_LINES.as_bytes()));
     assert!(o.status.success(), "{}", text(&o));
     for i in [1, 2] {
-        let o = cli(c.broker(i), &["consume", "--topic", "test", "--from-beginning", "--max-messages", "4"], None);
+        let o = c.cli(i, &["consume", "--topic", "test", "--from-beginning", "--max-messages", "4"], None);
         assert!(o.status.success(), "consume through broker {}: {}", i + 1, text(&o));
         assert_eq!(String::from_utf8(o.stdout).unwrap(), SEED_LINES, "through broker {}", i + 1);
     }
+
+    // A group's coordinator is found through whichever broker a consumer
+    // asks: a consumer through broker 3 commits, one through broker 2 goes on.
+    let group = |i, want: &str| {
+        let o = c.cli(i, &["consume", "--topic", "test", "--group", "seed", "--from-beginning", "--max-messages", "2"], None);
+        assert!(o.status.success(), "group consume through broker {}: {}", i + 1, text(&o));
+        assert_eq!(String::from_utf8(o.stdout).unwrap(), want, "through broker {}", i + 1);
+    };
+    group(2, "123\n测试数据\n");
+    group(1, "test data\n阿牛\n");
 
     // Every broker shows the same voters, brokers and placement.
     let info = c.info(0);
@@ -123,7 +149,7 @@ fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
     // A create through a survivor commits once the others elect a leader.
     let killed = Instant::now();
     let created = loop {
-        let o = cli(c.broker(survivor), &["topics", "create", "--topic", "after", "--partitions", "4"], None);
+        let o = c.cli(survivor, &["topics", "create", "--topic", "after", "--partitions", "4"], None);
         if o.status.success() {
             break killed.elapsed();
         }
@@ -141,6 +167,88 @@ fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
     let restarted = c.start_broker(dead, &addr.to_string());
     c.brokers[dead] = Some(restarted);
     c.wait_for(dead, "the restarted broker to catch up", |s| s.contains("after\tpartitions: 4") && s.matches("\tlive").count() == 3);
-    let o = cli(c.broker(dead), &["topics", "describe", "--topic", "after"], None);
+    let o = c.cli(dead, &["topics", "describe", "--topic", "after"], None);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// A host of its own: a network namespace joined to this one by a veth
+/// pair, whose link the test can cut and heal. Needs root (CI runs as root).
+struct Island {
+    ns: String,
+    outer: String,
+    /// This namespace's end of the link, and the island's.
+    outer_ip: String,
+    inner_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let o = std::process::Command::new("ip").args(args).output().expect("the ip command (iproute2)");
+    assert!(o.status.success(), "ip {}: {} (network namespaces need root)", args.join(" "), String::from_utf8_lossy(&o.stderr));
+}
+
+impl Island {
+    fn new() -> Island {
+        let pid = std::process::id();
+        let (ns, outer, inner) = (format!("slg-{pid}"), format!("slg{pid}o"), format!("slg{pid}i"));
+        let net = format!("10.{}.{}", 100 + pid % 100, (pid / 100) % 250);
+        let (outer_ip, inner_ip) = (format!("{net}.1"), format!("{net}.2"));
+        let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).output();
+        ip(&["netns", "add", &ns]);
+        let island = Island { ns: ns.clone(), outer: outer.clone(), outer_ip: outer_ip.clone(), inner_ip: inner_ip.clone() };
+        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["addr", "add", &format!("{outer_ip}/24"), "dev", &outer]);
+        ip(&["link", "set", &outer, "up"]);
+        ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{inner_ip}/24"), "dev", &inner]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        island
+    }
+
+    fn cut(&self) {
+        ip(&["link", "set", &self.outer, "down"]);
+    }
+
+    fn heal(&self) {
+        ip(&["link", "set", &self.outer, "up"]);
+    }
+}
+
+impl Drop for Island {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+#[test]
+fn a_broker_cut_off_from_the_others_cannot_commit_and_catches_up_when_healed() {
+    let island = Island::new();
+    let c = Cluster::start_on(vec![(Some(island.ns.clone()), island.inner_ip.clone()), (None, island.outer_ip.clone()), (None, island.outer_ip.clone())]);
+    let o = c.cli(0, &["topics", "create", "--topic", "before"], None);
+    assert!(o.status.success(), "a create through the island before the cut: {}", text(&o));
+
+    island.cut();
+    // The island alone is a minority: its create is never committed.
+    let o = c.cli(0, &["topics", "create", "--topic", "during"], None);
+    assert!(!o.status.success(), "a create through a broker cut off from the quorum succeeded");
+    assert!(text(&o).contains("not committed"), "{}", text(&o));
+    eprintln!("through the island while cut off: {}", text(&o).trim());
+    // The other two are a majority: they elect a controller and commit.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = c.cli(1, &["topics", "create", "--topic", "majority"], None);
+        if o.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the majority could not commit while the island was cut off: {}", text(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let listed = c.cli(2, &["topics", "list"], None);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "before\nmajority\n", "only committed changes are seen");
+
+    island.heal();
+    c.wait_for(0, "the island to catch up", |s| s.contains("majority\tpartitions: 1"));
+    let o = c.cli(0, &["topics", "describe", "--topic", "majority"], None);
     assert!(o.status.success(), "{}", text(&o));
 }

@@ -46,7 +46,19 @@ impl Broker {
 
     /// The broker command line every test starts from.
     fn command(cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardlog"));
+        Broker::command_in(None, cwd, dir, shards, listen, extra)
+    }
+
+    /// The broker command line, run in network namespace `netns` if given.
+    fn command_in(netns: Option<&str>, cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Command {
+        let mut cmd = match netns {
+            None => Command::new(env!("CARGO_BIN_EXE_shardlog")),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_shardlog")]);
+                c
+            }
+        };
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
@@ -62,7 +74,17 @@ impl Broker {
 
     /// Starts a broker on a chosen address (to restart one on the same port).
     pub fn start_listening(cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Broker {
-        let mut child = Broker::command(cwd, dir, shards, listen, extra).spawn().expect("start the broker binary");
+        Broker::spawn(Broker::command(cwd, dir, shards, listen, extra), dir)
+    }
+
+    /// Starts a broker inside network namespace `netns` (`ip netns exec`
+    /// becomes the broker: its pid is the broker's).
+    pub fn start_in_netns(netns: &str, dir: &Path, listen: &str, extra: &[&str]) -> Broker {
+        Broker::spawn(Broker::command_in(Some(netns), None, dir, 1, listen, extra), dir)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path) -> Broker {
+        let mut child = cmd.spawn().expect("start the broker binary");
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -168,7 +190,20 @@ pub fn produce_then_kill9(dir: &Path, topic: &str, n: usize) -> PathBuf {
 
 /// Runs the `shardlog` command against `b` with `args`, feeding `stdin`.
 pub fn cli(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog"))
+    cli_in(None, b, args, stdin)
+}
+
+/// Like [`cli`], run inside network namespace `netns` if given.
+pub fn cli_in(netns: Option<&str>, b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut cmd = match netns {
+        None => Command::new(env!("CARGO_BIN_EXE_shardlog")),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_shardlog")]);
+            c
+        }
+    };
+    let mut child = cmd
         .args(args)
         .args(["--bootstrap-server", &b.addr.to_string()])
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
