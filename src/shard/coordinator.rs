@@ -1,0 +1,200 @@
+//! The group coordinator's side of a shard: committed offsets (kept in
+//! the internal offsets topic, replayed when its partitions open) and
+//! group membership, for the groups whose offsets partition this shard
+//! owns and this broker leads. Other shards forward to the owner; other
+//! brokers answer `NotCoordinator`.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::channel::oneshot;
+
+use super::{group_code, Partition, Shard, ShardMsg};
+use crate::cluster::metadata::{MetadataError, NewTopic, NodeId, TopicMeta, NO_LEADER};
+use crate::group::membership::{GroupError, Heartbeat, Subscription};
+use crate::group::{commit_key, offsets_partition, parse_commit, OFFSETS_TOPIC};
+use crate::protocol::ErrorCode;
+use crate::rt;
+use crate::storage::StorageError;
+
+impl Shard {
+    /// Rebuilds the committed offsets of this shard's groups from its
+    /// partitions of the offsets topic.
+    pub(super) async fn replay_offsets(&self, which: &[u32]) -> Result<(), StorageError> {
+        let parts: Vec<Rc<Partition>> = which.iter().filter_map(|&p| self.partition(OFFSETS_TOPIC, p)).collect();
+        for p in parts {
+            let mut next = p.log.log_start_offset();
+            loop {
+                let out = p.log.read(next, 1 << 20).await?;
+                if out.chunks.is_empty() {
+                    break;
+                }
+                for c in &out.chunks {
+                    for b in crate::record::batches(c) {
+                        let Ok((start, info)) = b else { break };
+                        if let Ok(it) = crate::record::RecordIter::new(&c[start..]) {
+                            for r in it.flatten() {
+                                if let Some((g, t, part, o)) = r.key.zip(r.value).and_then(|(k, v)| parse_commit(k, v)) {
+                                    self.offsets.borrow_mut().apply(g, t, part, o);
+                                }
+                            }
+                        }
+                        next = info.next_offset();
+                    }
+                }
+            }
+        }
+        if !self.offsets.borrow().is_empty() {
+            tracing::info!(shard = self.id, committed = self.offsets.borrow().len(), "recovered committed offsets");
+        }
+        Ok(())
+    }
+
+    /// Creates the internal offsets topic if it is missing: one partition
+    /// per shard of the live brokers.
+    pub(super) async fn ensure_offsets_topic(&self) -> Result<(), MetadataError> {
+        if self.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
+            return Ok(());
+        }
+        let partitions = self.metadata.borrow().live_brokers().map(|b| u32::from(b.shards)).sum::<u32>().max(1);
+        let t = NewTopic { name: OFFSETS_TOPIC.into(), partitions, replication_factor: 1, configs: Default::default() };
+        match self.create_topics(vec![t]).await.pop() {
+            Some(Err(MetadataError::TopicExists(_))) | Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// The offsets partition of `group` and its shard, if this broker
+    /// coordinates the group (leads that partition).
+    fn coordinator(&self, group: &str) -> Result<(u32, u16), ErrorCode> {
+        let n = self.metadata.borrow().topics.get(OFFSETS_TOPIC).map(TopicMeta::partitions).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let p = offsets_partition(group, n);
+        match self.route(OFFSETS_TOPIC, p) {
+            Ok(s) => Ok((p, s)),
+            Err((ErrorCode::NotLeader, _)) => Err(ErrorCode::NotCoordinator),
+            Err(_) => Err(ErrorCode::CoordinatorNotAvailable),
+        }
+    }
+
+    /// The broker that coordinates `group`, creating the offsets topic on
+    /// first use: (node id, host, port), or why there is none yet.
+    pub async fn find_coordinator(&self, group: &str) -> Result<(NodeId, String, u16), (ErrorCode, String)> {
+        if let Err(e) = self.ensure_offsets_topic().await {
+            return Err((ErrorCode::CoordinatorNotAvailable, e.to_string()));
+        }
+        let md = self.metadata.borrow();
+        let t = md.topics.get(OFFSETS_TOPIC).ok_or((ErrorCode::CoordinatorNotAvailable, "the offsets topic is being created".to_string()))?;
+        let leader = t.leader(offsets_partition(group, t.partitions())).unwrap_or(NO_LEADER);
+        match md.brokers.get(&leader) {
+            Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
+            _ => Err((ErrorCode::CoordinatorNotAvailable, format!("the coordinator of group '{group}' is not available (its broker is down)"))),
+        }
+    }
+
+    /// Commits a group's offsets durably; one error code per offset.
+    pub async fn commit_offsets(&self, group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
+        // A client that skipped FindCoordinator still gets its group.
+        let _ = self.ensure_offsets_topic().await;
+        let n = offsets.len();
+        let (partition, owner) = match self.coordinator(&group) {
+            Ok(c) => c,
+            Err(code) => return vec![code; n],
+        };
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self
+                .ask(owner, ShardMsg::CommitOffsets { group, member, offsets, reply }, rx)
+                .await
+                .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; n]);
+        }
+        let (member_id, generation) = member.as_ref().map_or((None, -1), |(m, g)| (Some(m.as_str()), *g));
+        if let Err(e) = self.membership.borrow().check_commit(&group, member_id, generation) {
+            return vec![group_code(&e); n];
+        }
+        let codes: Vec<ErrorCode> = offsets
+            .iter()
+            .map(|(t, p, o)| match self.metadata.borrow().topics.get(t).is_some_and(|t| *p < t.partitions()) {
+                false => ErrorCode::UnknownTopicOrPartition,
+                true if *o < 0 => ErrorCode::InvalidRequest,
+                true => ErrorCode::None,
+            })
+            .collect();
+        let mut b = crate::record::BatchBuilder::new(64 + 48 * n);
+        for ((t, p, o), code) in offsets.iter().zip(&codes) {
+            if *code == ErrorCode::None {
+                b.push(crate::time::now_ms(), Some(&commit_key(&group, t, *p)), Some(&o.to_le_bytes()), &[]);
+            }
+        }
+        if b.is_empty() {
+            return codes;
+        }
+        let batch = b.finish();
+        let info = crate::record::validate(&batch).expect("a batch this shard built is valid");
+        let r = self.produce_local(OFFSETS_TOPIC, partition, BytesMut::from(&batch[..]), vec![info], -1, Duration::from_secs(30)).await;
+        if r.error != ErrorCode::None {
+            return codes.into_iter().map(|c| if c == ErrorCode::None { r.error } else { c }).collect();
+        }
+        let mut table = self.offsets.borrow_mut();
+        for ((t, p, o), code) in offsets.into_iter().zip(&codes) {
+            if *code == ErrorCode::None {
+                table.apply(group.clone(), t, p, o);
+            }
+        }
+        codes
+    }
+
+    /// Joins, renews or leaves a group on its coordinator.
+    pub async fn group_heartbeat(&self, group: String, member_id: Option<String>, sub: Subscription, leave: bool) -> Result<Heartbeat, GroupError> {
+        // A client that skipped FindCoordinator still gets its group.
+        let _ = self.ensure_offsets_topic().await;
+        let (_, owner) = match self.coordinator(&group) {
+            Ok(c) => c,
+            Err(ErrorCode::NotCoordinator) => return Err(GroupError::NotCoordinator),
+            Err(_) => return Err(GroupError::Unavailable),
+        };
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self.ask(owner, ShardMsg::GroupHeartbeat { group, member_id, sub, leave, reply }, rx).await.unwrap_or(Err(GroupError::Unavailable));
+        }
+        let md = self.metadata.borrow();
+        let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
+        let mut m = self.membership.borrow_mut();
+        if leave {
+            let id = member_id.unwrap_or_default();
+            m.leave(&group, &id, &partitions)?;
+            return Ok(Heartbeat { member_id: id, generation: -1, assignment: Vec::new() });
+        }
+        m.heartbeat(&group, member_id.as_deref(), &sub, crate::time::now_ms(), &partitions)
+    }
+
+    /// Removes group members whose session ran out, now and then.
+    pub async fn group_expiry_loop(self: Rc<Self>) {
+        while !self.is_shutting_down() {
+            rt::timeout(Duration::from_millis(500), self.shutdown.listen()).await;
+            let md = self.metadata.borrow();
+            let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
+            self.membership.borrow_mut().expire(crate::time::now_ms(), &partitions);
+        }
+    }
+
+    /// A group's committed offsets; -1 where it has none.
+    pub async fn fetch_offsets(&self, group: String, partitions: Vec<(String, u32)>) -> Vec<(ErrorCode, i64)> {
+        // A client that skipped FindCoordinator still gets its group.
+        let _ = self.ensure_offsets_topic().await;
+        let n = partitions.len();
+        let (_, owner) = match self.coordinator(&group) {
+            Ok(c) => c,
+            Err(code) => return vec![(code, -1); n],
+        };
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self
+                .ask(owner, ShardMsg::FetchOffsets { group, partitions, reply }, rx)
+                .await
+                .unwrap_or_else(|| vec![(ErrorCode::CoordinatorNotAvailable, -1); n]);
+        }
+        let table = self.offsets.borrow();
+        partitions.iter().map(|(t, p)| (ErrorCode::None, table.get(&group, t, *p).unwrap_or(-1))).collect()
+    }
+}
