@@ -126,6 +126,20 @@ fn the_seed_walkthrough_runs_across_three_brokers() {
     group(2, "123\n测试数据\n");
     group(1, "test data\n阿牛\n");
 
+    // A delete through another broker removes the topic everywhere,
+    // partitions included, wherever they lived.
+    let o = c.cli(2, &["topics", "create", "--topic", "gone", "--partitions", "3"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.cli(1, &["topics", "delete", "--topic", "gone"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    for i in 0..3 {
+        let o = c.cli(i, &["topics", "describe", "--topic", "gone"], None);
+        assert!(!o.status.success(), "deleted, yet described through broker {}", i + 1);
+        let left: Vec<_> =
+            std::fs::read_dir(c.dirs[i].path().join("topics")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with("gone-")).collect();
+        assert!(left.is_empty(), "broker {} kept {left:?}", i + 1);
+    }
+
     // Every broker shows the same voters, brokers and placement.
     let info = c.info(0);
     assert!(info.contains("test\tpartitions: 1"), "{info}");

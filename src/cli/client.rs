@@ -524,7 +524,12 @@ pub fn cluster_info(b: Bootstrap) -> i32 {
             println!("Quorum voters:");
             for v in &info.voters {
                 let role = if v.node_id == info.controller { "\tcontroller" } else { "" };
-                println!("\tnode {}\t{}:{}{role}", v.node_id, v.host, v.port);
+                if v.port == 0 {
+                    // A one-voter quorum opens no quorum port.
+                    println!("\tnode {}\t(this broker alone, no quorum port){role}", v.node_id);
+                } else {
+                    println!("\tnode {}\t{}:{}{role}", v.node_id, v.host, v.port);
+                }
             }
             if info.controller < 0 {
                 println!("\t(no controller: the quorum has no leader)");

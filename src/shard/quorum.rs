@@ -69,6 +69,10 @@ impl Shard {
         while self.metadata.borrow().applied < index && Instant::now() < deadline {
             rt::timeout(deadline - Instant::now(), self.metadata_changed.listen()).await;
         }
+        // The copy is updated first and the partitions opened or removed
+        // after, under the apply lock: waiting for it means a read also
+        // sees the partitions of what it sees in the metadata.
+        drop(self.apply_lock.acquire_permit(1).await);
     }
 
     /// Applies committed commands to this shard's copy, in order, then
