@@ -47,6 +47,9 @@ pub const SNAPSHOT_EVERY: u64 = 1024;
 pub const BROKER_HEARTBEAT: Duration = Duration::from_millis(500);
 /// Largest frame between voters (a snapshot of the whole metadata).
 pub const MAX_PEER_FRAME: usize = 64 << 20;
+/// Inbound quorum connections at once, per voter: past it new ones are
+/// closed (a voter keeps one; the rest allow for reconnects).
+pub const INBOUND_PER_VOTER: usize = 4;
 /// Frames waiting for one peer; past it the oldest is dropped.
 pub const PEER_QUEUE_FRAMES: usize = 4096;
 /// Committed changes waiting for the shards.
@@ -257,11 +260,24 @@ impl Service {
         let listener = Listener::bind(addr).map_err(|e| format!("quorum listener {addr}: {e}"))?;
         tracing::info!(node_id = self.me.id, voters = %self.voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","), "quorum voter accepting peers at {addr}");
         let svc = self.clone();
+        let max_inbound = INBOUND_PER_VOTER * self.voters.len();
+        let inbound = Rc::new(Cell::new(0usize));
         rt::spawn(async move {
             while !svc.stopped.get() {
                 let accepted = rt::timeout(Duration::from_millis(500), listener.accept()).await;
                 match accepted {
-                    Some(Ok(s)) => rt::spawn(svc.clone().serve_peer(s)),
+                    Some(Ok(s)) if inbound.get() >= max_inbound => {
+                        tracing::warn!(max_inbound, "too many quorum connections; closing a new one");
+                        drop(s);
+                    }
+                    Some(Ok(s)) => {
+                        inbound.set(inbound.get() + 1);
+                        let (svc, inbound) = (svc.clone(), inbound.clone());
+                        rt::spawn(async move {
+                            svc.serve_peer(s).await;
+                            inbound.set(inbound.get() - 1);
+                        });
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "quorum accept failed");
                         rt::sleep(Duration::from_millis(50)).await;
@@ -350,9 +366,10 @@ impl Service {
                 tracing::warn!(len, "quorum peer sent a frame of a bad length; closing");
                 return;
             }
-            let mut body = vec![0u8; len];
-            match rt::timeout(idle, s.read_exact(&mut body)).await {
-                Some(Ok(())) => {}
+            // Grown as the bytes arrive, not allocated from the length.
+            let mut body = Vec::new();
+            match rt::timeout(idle, (&mut s).take(len as u64).read_to_end(&mut body)).await {
+                Some(Ok(n)) if n == len => {}
                 _ => return,
             }
             if crc32fast::hash(&body) != crc {
