@@ -266,3 +266,33 @@ fn a_broker_cut_off_from_the_others_cannot_commit_and_catches_up_when_healed() {
     let o = c.cli(0, &["topics", "describe", "--topic", "majority"], None);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn a_group_keeps_its_committed_offsets_across_the_death_of_its_coordinators_broker() {
+    let mut c = Cluster::start();
+    let o = c.cli(0, &["topics", "create", "--topic", "orders"], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = c.cli(0, &["produce", "--topic", "orders"], Some(SEED_LINES.as_bytes()));
+    assert!(o.status.success(), "{}", text(&o));
+    let consume = |c: &Cluster, i: usize| {
+        c.cli(i, &["consume", "--topic", "orders", "--group", "g", "--from-beginning", "--max-messages", "2", "--timeout-ms", "20000"], None)
+    };
+    let o = consume(&c, 0);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "123\n测试数据\n", "{}", text(&o));
+
+    // The coordinator's broker dies and comes back on its data directory.
+    let mut conn = shardlog::client::raw::Connection::connect(c.broker(1).addr).unwrap();
+    let coordinator = conn.find_coordinator("g").unwrap().expect("a coordinator");
+    let dead = (0..3).find(|&i| c.broker(i).addr.to_string() == coordinator).expect("the coordinator is one of the brokers");
+    let addr = c.broker(dead).addr;
+    c.brokers[dead].as_mut().unwrap().kill9();
+    c.brokers[dead] = None;
+    let dead_id = dead + 1;
+    c.wait_for((dead + 1) % 3, "the coordinator's broker fenced", |s| s.contains(&format!("node {dead_id}\t{addr}\tshards: 1\tfenced")));
+    let restarted = c.start_broker(dead, &addr.to_string());
+    c.brokers[dead] = Some(restarted);
+
+    // The group goes on after what it committed, through another broker.
+    let o = consume(&c, (dead + 2) % 3);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "test data\n阿牛\n", "{}", text(&o));
+}
