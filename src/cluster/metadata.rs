@@ -63,6 +63,21 @@ pub struct PartitionMeta {
     pub leader: NodeId,
     /// Bumped whenever the leader changes.
     pub leader_epoch: u32,
+    /// The in-sync replicas: only they may be elected leader. Empty in
+    /// state from before replication: every replica then counts.
+    #[serde(default)]
+    pub isr: Vec<NodeId>,
+}
+
+impl PartitionMeta {
+    /// Whether `broker` is in sync (may be elected).
+    pub fn in_sync(&self, broker: NodeId) -> bool {
+        if self.isr.is_empty() {
+            self.replicas.iter().any(|r| r.broker == broker)
+        } else {
+            self.isr.contains(&broker)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +146,15 @@ pub enum Command {
         id: NodeId,
         incarnation: u64,
     },
+    /// A partition's leader changes its in-sync replicas; refused unless
+    /// `leader_epoch` is the partition's current one (a deposed leader
+    /// cannot change it).
+    AlterIsr {
+        topic: String,
+        partition: u32,
+        leader_epoch: u32,
+        isr: Vec<NodeId>,
+    },
     /// The topics of a single broker's data directory from before the
     /// quorum, placed on that broker (applied once, on an empty cluster).
     Import(Vec<TopicMeta>),
@@ -178,6 +202,8 @@ pub enum MetadataError {
     Unavailable(String),
     #[error("topic '{0}' is internal to the broker")]
     Internal(String),
+    #[error("{0}")]
+    StaleLeaderEpoch(String),
 }
 
 fn replication_factor_problem(asked: u16, brokers: u16) -> String {
@@ -296,9 +322,17 @@ impl Metadata {
             Command::FenceBroker { id, incarnation } => {
                 if let Some(b) = self.brokers.get_mut(id).filter(|b| b.incarnation == *incarnation && !b.fenced) {
                     b.fenced = true;
+                    self.leave_isrs(*id);
                     out.created = self.elect_leaders();
                 }
                 out.results.push(Ok(()));
+            }
+            Command::AlterIsr { topic, partition, leader_epoch, isr } => {
+                let r = self.alter_isr(topic, *partition, *leader_epoch, isr);
+                if r.is_ok() {
+                    out.created.push(topic.clone());
+                }
+                out.results.push(r);
             }
             Command::Import(topics) => {
                 if !std::mem::replace(&mut self.imported, true) {
@@ -326,8 +360,36 @@ impl Metadata {
         true
     }
 
+    /// Takes a fenced broker out of every ISR it is in, unless it is the
+    /// last member: the last in-sync replica stays so, and the partition
+    /// waits for it rather than lose what only it holds.
+    fn leave_isrs(&mut self, id: NodeId) {
+        for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
+            if p.isr.contains(&id) && p.isr.len() > 1 {
+                p.isr.retain(|&b| b != id);
+            }
+        }
+    }
+
+    fn alter_isr(&mut self, topic: &str, partition: u32, leader_epoch: u32, isr: &[NodeId]) -> Result<(), MetadataError> {
+        let p =
+            self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)).ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
+        if p.leader_epoch != leader_epoch {
+            return Err(MetadataError::StaleLeaderEpoch(format!(
+                "partition {partition} of '{topic}' is at leader epoch {}, not {leader_epoch}",
+                p.leader_epoch
+            )));
+        }
+        if !isr.contains(&p.leader) || !isr.iter().all(|b| p.replicas.iter().any(|r| r.broker == *b)) {
+            return Err(MetadataError::InvalidConfig(format!("an ISR holds the leader and only replicas of partition {partition} of '{topic}'")));
+        }
+        p.isr = isr.to_vec();
+        Ok(())
+    }
+
     /// Gives every partition whose leader is fenced (or missing) its first
-    /// live replica as leader; returns the topics whose leaders changed.
+    /// live in-sync replica as leader (none: no leader, never an unclean
+    /// election); returns the topics whose leaders changed.
     fn elect_leaders(&mut self) -> Vec<String> {
         let live = |id: NodeId, brokers: &BTreeMap<NodeId, BrokerMeta>| brokers.get(&id).is_some_and(|b| !b.fenced);
         let mut changed = Vec::new();
@@ -337,7 +399,7 @@ impl Metadata {
                 if live(p.leader, &self.brokers) {
                     continue;
                 }
-                let next = p.replicas.iter().map(|r| r.broker).find(|&b| live(b, &self.brokers)).unwrap_or(NO_LEADER);
+                let next = p.replicas.iter().map(|r| r.broker).find(|&b| live(b, &self.brokers) && p.in_sync(b)).unwrap_or(NO_LEADER);
                 if next != p.leader {
                     p.leader = next;
                     p.leader_epoch += 1;
@@ -380,7 +442,8 @@ impl Metadata {
                         Replica { broker: b.id, shard: ((slot / n + i) % u64::from(b.shards.max(1))) as u16 }
                     })
                     .collect();
-                PartitionMeta { leader: replicas[0].broker, replicas, leader_epoch: 0 }
+                let isr = replicas.iter().map(|r| r.broker).collect();
+                PartitionMeta { leader: replicas[0].broker, replicas, leader_epoch: 0, isr }
             })
             .collect();
         Ok(TopicMeta { name: name.to_string(), replication_factor: *replication_factor, partitions: parts, configs: configs.clone() })
@@ -423,7 +486,7 @@ impl LegacyMetadata {
                 partitions: t
                     .shards
                     .iter()
-                    .map(|&s| PartitionMeta { replicas: vec![Replica { broker: node, shard: s }], leader: node, leader_epoch: 0 })
+                    .map(|&s| PartitionMeta { replicas: vec![Replica { broker: node, shard: s }], leader: node, leader_epoch: 0, isr: vec![node] })
                     .collect(),
                 configs: t.configs,
             })
@@ -527,6 +590,30 @@ mod tests {
         assert_eq!((m.topics.clone(), m.brokers.clone()), (before.topics, before.brokers));
         assert!(m.topics["one"].partitions.iter().all(|p| p.leader != NO_LEADER));
         assert_eq!(create(&mut m, &mut i, "two", 2, 2), Ok(()));
+    }
+
+    #[test]
+    fn only_in_sync_replicas_are_elected_and_a_deposed_leader_cannot_alter_the_isr() {
+        let (mut m, mut i) = cluster(3, 1);
+        create(&mut m, &mut i, "r", 1, 3).unwrap();
+        let p = m.topics["r"].partitions[0].clone();
+        let (lead, others) = (p.leader, p.replicas.iter().map(|r| r.broker).filter(|&b| b != p.leader).collect::<Vec<_>>());
+        assert_eq!(p.isr.len(), 3);
+        // The leader drops one follower from the ISR; then the leader dies.
+        let r = run(&mut m, &mut i, Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: 0, isr: vec![lead, others[1]] });
+        assert_eq!(r.results, vec![Ok(())]);
+        run(&mut m, &mut i, Command::FenceBroker { id: lead, incarnation: 1 });
+        let p = &m.topics["r"].partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (others[1], 1, vec![others[1]]), "the in-sync follower leads, not the first live one");
+        // The old leader's ISR change from epoch 0 is refused.
+        let r = run(&mut m, &mut i, Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: 0, isr: vec![others[1], others[0]] });
+        assert!(matches!(r.results[0], Err(MetadataError::StaleLeaderEpoch(_))));
+        // The last in-sync replica dies: no unclean election.
+        run(&mut m, &mut i, Command::FenceBroker { id: others[1], incarnation: 1 });
+        let p = &m.topics["r"].partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![others[1]]));
+        run(&mut m, &mut i, Command::RegisterBroker(BrokerMeta { incarnation: 2, ..broker(others[1], 1) }));
+        assert_eq!(m.topics["r"].partitions[0].leader, others[1]);
     }
 
     #[test]

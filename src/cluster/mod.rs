@@ -18,6 +18,7 @@ pub mod controller;
 pub mod log_store;
 pub mod metadata;
 pub mod quorum;
+pub mod replication;
 pub mod service;
 #[cfg(test)]
 mod sim;

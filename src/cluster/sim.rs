@@ -170,7 +170,7 @@ impl Sim {
     fn command(&mut self) -> Command {
         self.proposals += 1;
         let k = self.proposals;
-        match self.rng.below(5) {
+        match self.rng.below(6) {
             0 | 1 => Command::CreateTopics(vec![NewTopic {
                 name: format!("t{}", self.rng.below(20)),
                 partitions: 1 + self.rng.below(3) as u32,
@@ -182,7 +182,13 @@ impl Sim {
                 let id = 1 + self.rng.below(VOTERS) as i32;
                 Command::RegisterBroker(BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16, shards: 2, incarnation: k, fenced: false })
             }
-            _ => Command::FenceBroker { id: 1 + self.rng.below(VOTERS) as i32, incarnation: self.rng.below(k + 1) },
+            4 => Command::FenceBroker { id: 1 + self.rng.below(VOTERS) as i32, incarnation: self.rng.below(k + 1) },
+            _ => Command::AlterIsr {
+                topic: format!("t{}", self.rng.below(20)),
+                partition: 0,
+                leader_epoch: self.rng.below(3) as u32,
+                isr: (1..=VOTERS as i32).filter(|_| self.rng.chance(70)).collect(),
+            },
         }
     }
 

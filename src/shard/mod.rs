@@ -217,6 +217,7 @@ pub fn metadata_code(e: &MetadataError) -> ErrorCode {
         MetadataError::Storage(_) => ErrorCode::StorageError,
         MetadataError::Unavailable(_) => ErrorCode::RequestTimedOut,
         MetadataError::Internal(_) => ErrorCode::PolicyViolation,
+        MetadataError::StaleLeaderEpoch(_) => ErrorCode::NotLeader,
     }
 }
 

@@ -1,0 +1,276 @@
+//! Partition replication's state, sans-IO (issue 12, in progress: not yet
+//! driven by the broker). The design is Kafka's, after KIP-101 and
+//! KIP-279: a leader per partition chosen by the controller, followers
+//! that fetch the leader's batches unchanged, an in-sync replica set
+//! (ISR) kept in the metadata quorum, and leader epochs to find where a
+//! returning replica's log diverges.
+//!
+//! - [`EpochHistory`]: the first offset written in each leader epoch (the
+//!   epoch is in every stored batch's header), and the end of an epoch as
+//!   the leader answers a follower's "where did epoch E end?";
+//! - [`truncation_offset`]: where a follower cuts its log before it
+//!   follows a new leader, so it never keeps a tail the leader lacks;
+//! - [`LeaderProgress`]: the leader's view of its followers: which are
+//!   caught up (the ISR), the high watermark (synced on every ISR member),
+//!   and when acks=all may be answered.
+//!
+//! Invariants: an ISR always holds the leader; the high watermark never
+//! moves back within an epoch; acks=all is answered only for offsets
+//! below the high watermark and only while the ISR is a majority of the
+//! replicas, so every acknowledged batch is on a majority, and the
+//! controller elects only ISR members.
+
+use std::collections::BTreeMap;
+
+use super::metadata::NodeId;
+
+/// The first offset of each leader epoch in one replica's log, ascending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochHistory {
+    starts: Vec<(u32, i64)>,
+}
+
+impl EpochHistory {
+    /// Records that `epoch` starts at `offset` (a new leader's first
+    /// batch, or a follower appending the first batch of a new epoch).
+    /// Epochs only grow; an older or equal epoch is ignored.
+    pub fn begin(&mut self, epoch: u32, offset: i64) {
+        if self.starts.last().is_some_and(|&(e, _)| e >= epoch) {
+            return;
+        }
+        debug_assert!(self.starts.last().is_none_or(|&(_, o)| o <= offset), "epochs start at increasing offsets");
+        self.starts.push((epoch, offset));
+    }
+
+    pub fn last_epoch(&self) -> Option<u32> {
+        self.starts.last().map(|&(e, _)| e)
+    }
+
+    /// The largest epoch not above `epoch` and the offset where it ended
+    /// in this log (the next epoch's start, or `log_end` for the last):
+    /// the leader's answer to a follower (KIP-279). `None` if this log has
+    /// no epoch that old.
+    pub fn end_of(&self, epoch: u32, log_end: i64) -> Option<(u32, i64)> {
+        let i = self.starts.iter().rposition(|&(e, _)| e <= epoch)?;
+        let end = self.starts.get(i + 1).map_or(log_end, |&(_, o)| o);
+        Some((self.starts[i].0, end))
+    }
+
+    /// Forgets epochs that start at or after `offset` (the log was cut there).
+    pub fn truncate(&mut self, offset: i64) {
+        self.starts.retain(|&(_, o)| o < offset);
+    }
+}
+
+/// Where a follower with `mine` (log end `my_end`) cuts its log, given
+/// the leader's answer `(epoch, end)` for the follower's last epoch: the
+/// follower keeps what the leader also has. `None` from the leader (it
+/// has no epoch that old) cuts everything.
+pub fn truncation_offset(mine: &EpochHistory, my_end: i64, leader_answer: Option<(u32, i64)>) -> i64 {
+    let Some((epoch, leader_end)) = leader_answer else { return 0 };
+    // The follower's own end of the epoch the leader answered with: when
+    // the leader's epoch is older than the follower's last, the follower's
+    // later epochs are not the leader's.
+    let my_end_of_epoch = mine.end_of(epoch, my_end).filter(|&(e, _)| e == epoch).map_or(0, |(_, end)| end);
+    my_end_of_epoch.min(leader_end).min(my_end)
+}
+
+/// A follower as its leader sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Follower {
+    /// The offset it asked for last: everything below is on it.
+    pub log_end: i64,
+    /// Everything below is synced on it.
+    pub synced: i64,
+    /// When it last asked for an offset at or past the leader's log end
+    /// of that moment (ms).
+    pub caught_up_at_ms: u64,
+}
+
+/// Why acks=all cannot be answered now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    #[error("only {isr} of {replicas} replicas are in sync; acks=all needs {needed}")]
+    NotEnoughReplicas { isr: usize, replicas: usize, needed: usize },
+}
+
+/// The leader's side of one partition in one epoch.
+#[derive(Debug, Clone)]
+pub struct LeaderProgress {
+    pub me: NodeId,
+    pub epoch: u32,
+    pub replicas: Vec<NodeId>,
+    /// The in-sync replicas as the metadata quorum last committed them.
+    pub isr: Vec<NodeId>,
+    followers: BTreeMap<NodeId, Follower>,
+    high_watermark: i64,
+}
+
+impl LeaderProgress {
+    /// A new leader; every follower counts as caught up at `now_ms`, so a
+    /// new leader does not shrink the ISR before a follower could fetch.
+    pub fn new(me: NodeId, epoch: u32, replicas: Vec<NodeId>, isr: Vec<NodeId>, high_watermark: i64, now_ms: u64) -> Self {
+        debug_assert!(isr.contains(&me), "the leader is in its ISR");
+        let followers = replicas.iter().filter(|&&r| r != me).map(|&r| (r, Follower { log_end: 0, synced: 0, caught_up_at_ms: now_ms })).collect();
+        LeaderProgress { me, epoch, replicas, isr, followers, high_watermark }
+    }
+
+    /// The fewest in-sync replicas (the leader included) acks=all needs:
+    /// a majority of the replicas.
+    pub fn min_isr(&self) -> usize {
+        self.replicas.len() / 2 + 1
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    pub fn follower(&self, id: NodeId) -> Option<&Follower> {
+        self.followers.get(&id)
+    }
+
+    /// Takes a follower's fetch: it holds everything below `log_end`,
+    /// synced below `synced`, while the leader's log ends at `leader_end`.
+    pub fn on_fetch(&mut self, id: NodeId, log_end: i64, synced: i64, leader_end: i64, now_ms: u64) {
+        let Some(f) = self.followers.get_mut(&id) else { return };
+        f.log_end = log_end.min(leader_end);
+        f.synced = synced.min(f.log_end);
+        if log_end >= leader_end {
+            f.caught_up_at_ms = now_ms;
+        }
+    }
+
+    /// Moves the high watermark to what every ISR member holds synced
+    /// (`leader_synced` for the leader), if that is further; returns it
+    /// when it moved. With the ISR below `min_isr` it does not move, so
+    /// nothing is visible to consumers that a majority does not hold.
+    pub fn advance(&mut self, leader_synced: i64) -> Option<i64> {
+        if self.isr.len() < self.min_isr() {
+            return None;
+        }
+        let hw = self.isr.iter().map(|&r| if r == self.me { leader_synced } else { self.followers.get(&r).map_or(0, |f| f.synced) }).min()?;
+        (hw > self.high_watermark).then(|| {
+            self.high_watermark = hw;
+            hw
+        })
+    }
+
+    /// Whether acks=all may be answered for a batch ending before `end`.
+    pub fn acked(&self, end: i64) -> Result<bool, AckError> {
+        if self.isr.len() < self.min_isr() {
+            return Err(AckError::NotEnoughReplicas { isr: self.isr.len(), replicas: self.replicas.len(), needed: self.min_isr() });
+        }
+        Ok(self.high_watermark >= end)
+    }
+
+    /// The ISR the leader should ask the quorum for: followers not caught
+    /// up within `lag_ms` leave it; followers out of it that hold at least
+    /// the high watermark (and so every acknowledged batch) join it.
+    /// `None` when it should stay as it is.
+    pub fn wanted_isr(&self, now_ms: u64, lag_ms: u64) -> Option<Vec<NodeId>> {
+        let mut want: Vec<NodeId> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|&r| {
+                if r == self.me {
+                    return true;
+                }
+                let Some(f) = self.followers.get(&r) else { return false };
+                if self.isr.contains(&r) {
+                    now_ms < f.caught_up_at_ms + lag_ms
+                } else {
+                    f.log_end >= self.high_watermark && now_ms < f.caught_up_at_ms + lag_ms
+                }
+            })
+            .collect();
+        want.sort_unstable();
+        let mut now: Vec<NodeId> = self.isr.clone();
+        now.sort_unstable();
+        (want != now).then_some(want)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(starts: &[(u32, i64)]) -> EpochHistory {
+        let mut h = EpochHistory::default();
+        for &(e, o) in starts {
+            h.begin(e, o);
+        }
+        h
+    }
+
+    #[test]
+    fn an_epoch_ends_where_the_next_begins() {
+        let h = history(&[(1, 0), (3, 10), (4, 25)]);
+        assert_eq!(h.end_of(1, 40), Some((1, 10)));
+        assert_eq!(h.end_of(2, 40), Some((1, 10)), "the largest epoch not above the one asked");
+        assert_eq!(h.end_of(4, 40), Some((4, 40)));
+        assert_eq!(h.end_of(0, 40), None);
+        let mut t = h.clone();
+        t.truncate(25);
+        assert_eq!(t.last_epoch(), Some(3));
+        let mut same = h.clone();
+        same.begin(2, 30);
+        assert_eq!(same, h, "an older epoch is ignored");
+    }
+
+    #[test]
+    fn a_follower_drops_the_tail_the_new_leader_lacks() {
+        // KIP-101's case: both wrote epoch 1 up to 10; the old leader (now
+        // a follower) also wrote 10..12 in epoch 1, which was never acked.
+        let leader = history(&[(1, 0), (2, 10)]);
+        let follower = history(&[(1, 0)]);
+        let answer = leader.end_of(follower.last_epoch().unwrap(), 20);
+        assert_eq!(truncation_offset(&follower, 12, answer), 10);
+        // KIP-279's case: the follower wrote in an epoch the leader never
+        // had (2, from 8), so it cuts at the end of the last shared epoch.
+        let leader = history(&[(1, 0), (3, 9)]);
+        let follower = history(&[(1, 0), (2, 8)]);
+        let answer = leader.end_of(follower.last_epoch().unwrap(), 15);
+        assert_eq!(answer, Some((1, 9)));
+        assert_eq!(truncation_offset(&follower, 11, answer), 8);
+        // A follower behind the leader keeps everything it has.
+        assert_eq!(truncation_offset(&history(&[(1, 0)]), 5, Some((1, 9))), 5);
+        assert_eq!(truncation_offset(&follower, 11, None), 0);
+    }
+
+    #[test]
+    fn the_high_watermark_is_what_every_isr_member_holds_synced() {
+        let mut l = LeaderProgress::new(1, 5, vec![1, 2, 3], vec![1, 2, 3], 0, 0);
+        assert_eq!(l.min_isr(), 2);
+        l.on_fetch(2, 10, 8, 10, 1);
+        assert_eq!(l.advance(10), None, "follower 3 holds nothing yet");
+        l.on_fetch(3, 6, 6, 10, 1);
+        assert_eq!(l.advance(10), Some(6));
+        assert_eq!(l.acked(6), Ok(true));
+        assert_eq!(l.acked(7), Ok(false));
+        // Follower 3 stops fetching: it leaves the ISR after the lag.
+        assert_eq!(l.wanted_isr(500, 1000), None);
+        l.on_fetch(2, 10, 8, 10, 900);
+        assert_eq!(l.wanted_isr(1001, 1000), Some(vec![1, 2]));
+        l.isr = vec![1, 2];
+        assert_eq!(l.advance(10), Some(8), "now only 1 and 2 count");
+        // With the leader alone in sync, nothing is acknowledged.
+        l.isr = vec![1];
+        assert!(l.acked(8).is_err());
+        assert_eq!(l.advance(10), None);
+        // Follower 2 catches up again and rejoins.
+        l.on_fetch(2, 10, 10, 10, 2000);
+        assert_eq!(l.wanted_isr(2000, 1000), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn a_lagging_follower_joins_the_isr_only_once_it_holds_the_high_watermark() {
+        let mut l = LeaderProgress::new(1, 1, vec![1, 2, 3], vec![1, 2], 0, 0);
+        l.on_fetch(2, 20, 20, 20, 10);
+        l.advance(20);
+        l.on_fetch(3, 15, 15, 20, 10);
+        assert_eq!(l.wanted_isr(10, 1000), None, "3 lacks 15..20");
+        l.on_fetch(3, 20, 20, 20, 20);
+        assert_eq!(l.wanted_isr(20, 1000), Some(vec![1, 2, 3]));
+    }
+}
