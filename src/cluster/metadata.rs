@@ -67,6 +67,10 @@ pub struct PartitionMeta {
     /// state from before replication: every replica then counts.
     #[serde(default)]
     pub isr: Vec<NodeId>,
+    /// Bumped whenever the leader or the ISR changes: an ISR change is
+    /// refused unless it was computed from the current one.
+    #[serde(default)]
+    pub partition_epoch: u32,
 }
 
 impl PartitionMeta {
@@ -153,6 +157,7 @@ pub enum Command {
         topic: String,
         partition: u32,
         leader_epoch: u32,
+        partition_epoch: u32,
         isr: Vec<NodeId>,
     },
     /// The topics of a single broker's data directory from before the
@@ -315,6 +320,17 @@ impl Metadata {
                 }
             }
             Command::RegisterBroker(b) => {
+                let restarted = self.brokers.get(&b.id).is_some_and(|old| old.incarnation != b.incarnation && !old.fenced);
+                if restarted {
+                    // It restarted before it was fenced: what it had not
+                    // synced is gone, so it leads nothing in an epoch it led
+                    // before. Its partitions get a new leader, or itself in
+                    // a new epoch if it is their last in-sync replica.
+                    self.leave_isrs(b.id);
+                    for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()).filter(|p| p.leader == b.id) {
+                        p.leader = NO_LEADER;
+                    }
+                }
                 self.brokers.insert(b.id, BrokerMeta { fenced: false, ..b.clone() });
                 out.created = self.elect_leaders();
                 out.results.push(Ok(()));
@@ -327,8 +343,8 @@ impl Metadata {
                 }
                 out.results.push(Ok(()));
             }
-            Command::AlterIsr { topic, partition, leader_epoch, isr } => {
-                let r = self.alter_isr(topic, *partition, *leader_epoch, isr);
+            Command::AlterIsr { topic, partition, leader_epoch, partition_epoch, isr } => {
+                let r = self.alter_isr(topic, *partition, (*leader_epoch, *partition_epoch), isr);
                 if r.is_ok() {
                     out.created.push(topic.clone());
                 }
@@ -367,23 +383,25 @@ impl Metadata {
         for p in self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()) {
             if p.isr.contains(&id) && p.isr.len() > 1 {
                 p.isr.retain(|&b| b != id);
+                p.partition_epoch += 1;
             }
         }
     }
 
-    fn alter_isr(&mut self, topic: &str, partition: u32, leader_epoch: u32, isr: &[NodeId]) -> Result<(), MetadataError> {
+    fn alter_isr(&mut self, topic: &str, partition: u32, (leader_epoch, partition_epoch): (u32, u32), isr: &[NodeId]) -> Result<(), MetadataError> {
         let p =
             self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(partition as usize)).ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
-        if p.leader_epoch != leader_epoch {
+        if (p.leader_epoch, p.partition_epoch) != (leader_epoch, partition_epoch) {
             return Err(MetadataError::StaleLeaderEpoch(format!(
-                "partition {partition} of '{topic}' is at leader epoch {}, not {leader_epoch}",
-                p.leader_epoch
+                "partition {partition} of '{topic}' is at leader epoch {} and partition epoch {}, not {leader_epoch} and {partition_epoch}",
+                p.leader_epoch, p.partition_epoch
             )));
         }
         if !isr.contains(&p.leader) || !isr.iter().all(|b| p.replicas.iter().any(|r| r.broker == *b)) {
             return Err(MetadataError::InvalidConfig(format!("an ISR holds the leader and only replicas of partition {partition} of '{topic}'")));
         }
         p.isr = isr.to_vec();
+        p.partition_epoch += 1;
         Ok(())
     }
 
@@ -403,6 +421,7 @@ impl Metadata {
                 if next != p.leader {
                     p.leader = next;
                     p.leader_epoch += 1;
+                    p.partition_epoch += 1;
                     any = true;
                 }
             }
@@ -443,7 +462,7 @@ impl Metadata {
                     })
                     .collect();
                 let isr = replicas.iter().map(|r| r.broker).collect();
-                PartitionMeta { leader: replicas[0].broker, replicas, leader_epoch: 0, isr }
+                PartitionMeta { leader: replicas[0].broker, replicas, leader_epoch: 0, isr, partition_epoch: 0 }
             })
             .collect();
         Ok(TopicMeta { name: name.to_string(), replication_factor: *replication_factor, partitions: parts, configs: configs.clone() })
@@ -486,7 +505,13 @@ impl LegacyMetadata {
                 partitions: t
                     .shards
                     .iter()
-                    .map(|&s| PartitionMeta { replicas: vec![Replica { broker: node, shard: s }], leader: node, leader_epoch: 0, isr: vec![node] })
+                    .map(|&s| PartitionMeta {
+                        replicas: vec![Replica { broker: node, shard: s }],
+                        leader: node,
+                        leader_epoch: 0,
+                        isr: vec![node],
+                        partition_epoch: 0,
+                    })
                     .collect(),
                 configs: t.configs,
             })
@@ -600,13 +625,14 @@ mod tests {
         let (lead, others) = (p.leader, p.replicas.iter().map(|r| r.broker).filter(|&b| b != p.leader).collect::<Vec<_>>());
         assert_eq!(p.isr.len(), 3);
         // The leader drops one follower from the ISR; then the leader dies.
-        let r = run(&mut m, &mut i, Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: 0, isr: vec![lead, others[1]] });
+        let r = run(&mut m, &mut i, Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: 0, partition_epoch: 0, isr: vec![lead, others[1]] });
         assert_eq!(r.results, vec![Ok(())]);
         run(&mut m, &mut i, Command::FenceBroker { id: lead, incarnation: 1 });
         let p = &m.topics["r"].partitions[0];
         assert_eq!((p.leader, p.leader_epoch, p.isr.clone()), (others[1], 1, vec![others[1]]), "the in-sync follower leads, not the first live one");
-        // The old leader's ISR change from epoch 0 is refused.
-        let r = run(&mut m, &mut i, Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: 0, isr: vec![others[1], others[0]] });
+        // The old leader's ISR change from leader epoch 0 is refused.
+        let r =
+            run(&mut m, &mut i, Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: 0, partition_epoch: 1, isr: vec![others[1], others[0]] });
         assert!(matches!(r.results[0], Err(MetadataError::StaleLeaderEpoch(_))));
         // The last in-sync replica dies: no unclean election.
         run(&mut m, &mut i, Command::FenceBroker { id: others[1], incarnation: 1 });

@@ -19,6 +19,8 @@ pub mod log_store;
 pub mod metadata;
 pub mod quorum;
 pub mod replication;
+#[cfg(test)]
+mod replication_sim;
 pub mod service;
 #[cfg(test)]
 mod sim;

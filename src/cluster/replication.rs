@@ -85,6 +85,8 @@ pub struct Follower {
     /// When it last asked for an offset at or past the leader's log end
     /// of that moment (ms).
     pub caught_up_at_ms: u64,
+    /// It fetched from this leader in this epoch.
+    pub fetched: bool,
 }
 
 /// Why acks=all cannot be answered now.
@@ -100,19 +102,46 @@ pub struct LeaderProgress {
     pub me: NodeId,
     pub epoch: u32,
     pub replicas: Vec<NodeId>,
-    /// The in-sync replicas as the metadata quorum last committed them.
+    /// The in-sync replicas as the metadata quorum last committed them,
+    /// and the partition epoch they came with.
     pub isr: Vec<NodeId>,
+    pub partition_epoch: u32,
     followers: BTreeMap<NodeId, Follower>,
     high_watermark: i64,
+    /// The leader's log end when this epoch began: a replica short of it
+    /// lacks batches of earlier epochs that may have been acknowledged.
+    epoch_start: i64,
 }
 
 impl LeaderProgress {
-    /// A new leader; every follower counts as caught up at `now_ms`, so a
-    /// new leader does not shrink the ISR before a follower could fetch.
-    pub fn new(me: NodeId, epoch: u32, replicas: Vec<NodeId>, isr: Vec<NodeId>, high_watermark: i64, now_ms: u64) -> Self {
+    /// A new leader whose log ends at `epoch_start`; every follower counts
+    /// as caught up at `now_ms`, so a new leader does not shrink the ISR
+    /// before a follower could fetch (but none joins before it fetched).
+    pub fn new(
+        me: NodeId,
+        (epoch, partition_epoch): (u32, u32),
+        replicas: Vec<NodeId>,
+        isr: Vec<NodeId>,
+        high_watermark: i64,
+        epoch_start: i64,
+        now_ms: u64,
+    ) -> Self {
         debug_assert!(isr.contains(&me), "the leader is in its ISR");
-        let followers = replicas.iter().filter(|&&r| r != me).map(|&r| (r, Follower { log_end: 0, synced: 0, caught_up_at_ms: now_ms })).collect();
-        LeaderProgress { me, epoch, replicas, isr, followers, high_watermark }
+        let followers =
+            replicas.iter().filter(|&&r| r != me).map(|&r| (r, Follower { log_end: 0, synced: 0, caught_up_at_ms: now_ms, fetched: false })).collect();
+        LeaderProgress { me, epoch, replicas, isr, partition_epoch, followers, high_watermark, epoch_start }
+    }
+
+    /// Takes the ISR the quorum committed (its own change, or the
+    /// controller's after a fence). The quorum's ISR is never larger than
+    /// the one the leader counts for the high watermark, since only the
+    /// leader adds members, so every member it elects holds every
+    /// acknowledged batch.
+    pub fn learn_isr(&mut self, isr: Vec<NodeId>, partition_epoch: u32) {
+        if partition_epoch > self.partition_epoch {
+            self.isr = isr;
+            self.partition_epoch = partition_epoch;
+        }
     }
 
     /// The fewest in-sync replicas (the leader included) acks=all needs:
@@ -135,6 +164,7 @@ impl LeaderProgress {
         let Some(f) = self.followers.get_mut(&id) else { return };
         f.log_end = log_end.min(leader_end);
         f.synced = synced.min(f.log_end);
+        f.fetched = true;
         if log_end >= leader_end {
             f.caught_up_at_ms = now_ms;
         }
@@ -164,8 +194,10 @@ impl LeaderProgress {
     }
 
     /// The ISR the leader should ask the quorum for: followers not caught
-    /// up within `lag_ms` leave it; followers out of it that hold at least
-    /// the high watermark (and so every acknowledged batch) join it.
+    /// up within `lag_ms` leave it; followers out of it that fetched in
+    /// this epoch, are caught up, and hold synced at least the high
+    /// watermark and everything from before this epoch (so every
+    /// acknowledged batch, durably) join it.
     /// `None` when it should stay as it is.
     pub fn wanted_isr(&self, now_ms: u64, lag_ms: u64) -> Option<Vec<NodeId>> {
         let mut want: Vec<NodeId> = self
@@ -180,7 +212,9 @@ impl LeaderProgress {
                 if self.isr.contains(&r) {
                     now_ms < f.caught_up_at_ms + lag_ms
                 } else {
-                    f.log_end >= self.high_watermark && now_ms < f.caught_up_at_ms + lag_ms
+                    // Synced, not only written: a member that crashes keeps
+                    // what it synced, and the ISR must keep every ack.
+                    f.fetched && f.synced >= self.high_watermark.max(self.epoch_start) && now_ms < f.caught_up_at_ms + lag_ms
                 }
             })
             .collect();
@@ -240,7 +274,7 @@ mod tests {
 
     #[test]
     fn the_high_watermark_is_what_every_isr_member_holds_synced() {
-        let mut l = LeaderProgress::new(1, 5, vec![1, 2, 3], vec![1, 2, 3], 0, 0);
+        let mut l = LeaderProgress::new(1, (5, 0), vec![1, 2, 3], vec![1, 2, 3], 0, 0, 0);
         assert_eq!(l.min_isr(), 2);
         l.on_fetch(2, 10, 8, 10, 1);
         assert_eq!(l.advance(10), None, "follower 3 holds nothing yet");
@@ -265,11 +299,13 @@ mod tests {
 
     #[test]
     fn a_lagging_follower_joins_the_isr_only_once_it_holds_the_high_watermark() {
-        let mut l = LeaderProgress::new(1, 1, vec![1, 2, 3], vec![1, 2], 0, 0);
+        let mut l = LeaderProgress::new(1, (1, 0), vec![1, 2, 3], vec![1, 2], 0, 0, 0);
         l.on_fetch(2, 20, 20, 20, 10);
         l.advance(20);
         l.on_fetch(3, 15, 15, 20, 10);
         assert_eq!(l.wanted_isr(10, 1000), None, "3 lacks 15..20");
+        l.on_fetch(3, 20, 17, 20, 15);
+        assert_eq!(l.wanted_isr(15, 1000), None, "3 has 17..20 but not synced");
         l.on_fetch(3, 20, 20, 20, 20);
         assert_eq!(l.wanted_isr(20, 1000), Some(vec![1, 2, 3]));
     }

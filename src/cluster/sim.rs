@@ -187,6 +187,7 @@ impl Sim {
                 topic: format!("t{}", self.rng.below(20)),
                 partition: 0,
                 leader_epoch: self.rng.below(3) as u32,
+                partition_epoch: self.rng.below(3) as u32,
                 isr: (1..=VOTERS as i32).filter(|_| self.rng.chance(70)).collect(),
             },
         }
