@@ -140,6 +140,16 @@ fn the_seed_walkthrough_runs_across_three_brokers() {
         assert!(left.is_empty(), "broker {} kept {left:?}", i + 1);
     }
 
+    // A topic is usable through every leader as soon as its create
+    // returned through any broker, though their copies apply it later.
+    for i in 0..30 {
+        let name = format!("fresh{i}");
+        let o = c.cli(i % 3, &["topics", "create", "--topic", &name, "--partitions", "3"], None);
+        assert!(o.status.success(), "{}", text(&o));
+        let o = c.cli(i % 3, &["produce", "--topic", &name], Some(b"a\nb\nc\n"));
+        assert!(o.status.success(), "produce right after the create through broker {}: {}", i % 3 + 1, text(&o));
+    }
+
     // Every broker shows the same voters, brokers and placement.
     let info = c.info(0);
     assert!(info.contains("test\tpartitions: 1"), "{info}");

@@ -317,11 +317,25 @@ impl Shard {
         }
     }
 
+    /// Like [`Shard::route`], but a topic this copy does not know is looked
+    /// up again once the copy holds what the quorum committed: a topic
+    /// created through another broker is usable here as soon as its
+    /// create returned there.
+    async fn route_fresh(&self, topic: &str, partition: u32) -> Result<u16, (ErrorCode, String)> {
+        match self.route(topic, partition) {
+            Err((ErrorCode::UnknownTopicOrPartition, _)) => {
+                self.read_barrier().await;
+                self.route(topic, partition)
+            }
+            r => r,
+        }
+    }
+
     // ---- produce ------------------------------------------------------------
 
     /// Appends validated batches to a partition, wherever it lives.
     pub async fn produce(&self, topic: &str, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
-        match self.route(topic, partition) {
+        match self.route_fresh(topic, partition).await {
             Err((code, m)) => ProduceResult::err(code, m),
             Ok(s) if s == self.id => self.produce_local(topic, partition, data, batches, acks, timeout).await,
             Ok(s) => {
@@ -408,7 +422,7 @@ impl Shard {
     /// `Bytes`: a direct-read buffer belongs to the executor that read it, so
     /// bytes read from disk on another shard are copied once to cross over.
     pub async fn fetch(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>) -> FetchResult<Chunk> {
-        match self.route(topic, partition) {
+        match self.route_fresh(topic, partition).await {
             Err((code, m)) => FetchResult::err(code, m),
             Ok(s) if s == self.id => self.fetch_local(topic, partition, offset, max_bytes, wait_until).await,
             Ok(s) => {
@@ -433,7 +447,7 @@ impl Shard {
 
     pub async fn list_offset(&self, topic: &str, partition: u32, timestamp: i64) -> OffsetResult {
         let bad = |error, m: String| OffsetResult { error, message: Some(m), offset: -1, timestamp: -1 };
-        match self.route(topic, partition) {
+        match self.route_fresh(topic, partition).await {
             Err((code, m)) => bad(code, m),
             Ok(s) if s == self.id => {
                 let Some(p) = self.partition(topic, partition) else {
