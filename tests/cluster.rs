@@ -164,6 +164,8 @@ fn the_seed_walkthrough_runs_across_three_brokers() {
 #[test]
 fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
     let mut c = Cluster::start();
+    let o = c.cli(0, &["topics", "create", "--topic", "rf3", "--partitions", "3", "--replication-factor", "3"], None);
+    assert!(o.status.success(), "{}", text(&o));
     let dead = c.controller(0) - 1;
     let survivor = (dead + 1) % 3;
     let addr = c.broker(dead).addr;
@@ -186,6 +188,16 @@ fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
     let dead_id = dead + 1;
     let info = c.wait_for(survivor, "the dead broker fenced", |s| s.contains(&format!("node {dead_id}\t{addr}\tshards: 1\tfenced")));
     assert!(!info.contains(&format!("@node{dead_id}/")), "a fenced broker still leads a partition:\n{info}");
+    // Its copies of the three-replica topic are out of sync: every
+    // partition of it is under-replicated, led by an in-sync survivor.
+    let rf3 = info.lines().find(|l| l.trim_start().starts_with("rf3\t")).expect("rf3 listed");
+    assert_eq!(rf3.matches("under-replicated").count(), 3, "{rf3}");
+    let o = c.cli(survivor, &["topics", "describe", "--topic", "rf3"], None);
+    let described = String::from_utf8_lossy(&o.stdout).to_string();
+    for line in described.lines().filter(|l| l.contains("Partition:")) {
+        let isr = line.split("Isr: ").nth(1).unwrap();
+        assert!(!isr.split(',').any(|b| b == dead_id.to_string()) && isr.split(',').count() == 2, "{line}");
+    }
 
     // Restarted on its data directory, it rejoins, catches up and serves.
     let restarted = c.start_broker(dead, &addr.to_string());

@@ -201,7 +201,16 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
                             configs.join(",")
                         );
                         for p in &t.partitions {
-                            println!("\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}", t.name, p.partition, p.leader, p.shard);
+                            let list = |v: &[i32]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+                            println!(
+                                "\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}\tReplicas: {}\tIsr: {}",
+                                t.name,
+                                p.partition,
+                                p.leader,
+                                p.shard,
+                                list(&p.replicas),
+                                list(&p.isr)
+                            );
                         }
                         exit::OK
                     }
@@ -546,7 +555,8 @@ pub fn cluster_info(b: Bootstrap) -> i32 {
                     .iter()
                     .map(|p| {
                         let replicas: Vec<String> = p.replicas.iter().map(|r| r.to_string()).collect();
-                        format!("{}@node{}/shard{}[replicas {}]", p.partition, p.leader, p.shard, replicas.join(","))
+                        let lagging = if p.isr.len() < p.replicas.len() { " under-replicated" } else { "" };
+                        format!("{}@node{}/shard{}[replicas {}{lagging}]", p.partition, p.leader, p.shard, replicas.join(","))
                     })
                     .collect();
                 println!("\t{}\tpartitions: {}\treplication: {}\t{}", t.name, t.partitions.len(), t.replication_factor, placement.join(" "));

@@ -278,6 +278,9 @@ pub struct PartitionMeta {
     pub replicas: Vec<i32>,
     /// Bumped whenever the leader changes.
     pub leader_epoch: u32,
+    /// The replicas in sync with the leader; fewer than `replicas` means
+    /// under-replicated.
+    pub isr: Vec<i32>,
 }
 
 /// A topic as the metadata describes it.
@@ -349,6 +352,7 @@ fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
                 shard: p.shard(),
                 replicas: p.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
                 leader_epoch: p.leader_epoch(),
+                isr: p.isr().map(|r| r.iter().collect()).unwrap_or_default(),
             })
             .collect(),
         configs: t.configs().iter().flatten().map(|c| (c.key().to_string(), c.value().to_string())).collect(),

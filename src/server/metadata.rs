@@ -25,6 +25,7 @@ fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicM
         .map(|(i, p)| {
             let ids: Vec<i32> = p.replicas.iter().map(|r| r.broker).collect();
             let replicas = fbb.create_vector(&ids);
+            let isr = fbb.create_vector(if p.isr.is_empty() { &ids } else { &p.isr });
             let shard = p.replicas.iter().find(|r| r.broker == p.leader).map_or(0, |r| r.shard);
             fb::PartitionInfo::create(
                 fbb,
@@ -35,6 +36,7 @@ fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicM
                     shard,
                     replicas: Some(replicas),
                     leader_epoch: p.leader_epoch,
+                    isr: Some(isr),
                 },
             )
         })

@@ -1314,6 +1314,7 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_SHARD: ::flatbuffers::VOffsetT = 10;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 12;
   pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 14;
+  pub const VT_ISR: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1325,6 +1326,7 @@ impl<'a> PartitionInfo<'a> {
     args: &'args PartitionInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionInfo<'bldr>> {
     let mut builder = PartitionInfoBuilder::new(_fbb);
+    if let Some(x) = args.isr { builder.add_isr(x); }
     builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.replicas { builder.add_replicas(x); }
     builder.add_leader(args.leader);
@@ -1377,6 +1379,13 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(PartitionInfo::VT_LEADER_EPOCH, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn isr(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_ISR, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
@@ -1391,6 +1400,7 @@ impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<u16>("shard", Self::VT_SHARD, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<u32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("isr", Self::VT_ISR, false)?
      .finish();
     Ok(())
   }
@@ -1402,6 +1412,7 @@ pub struct PartitionInfoArgs<'a> {
     pub shard: u16,
     pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
     pub leader_epoch: u32,
+    pub isr: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -1413,6 +1424,7 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       shard: 0,
       replicas: None,
       leader_epoch: 0,
+      isr: None,
     }
   }
 }
@@ -1447,6 +1459,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionInfoBuilder<'a, 'b, 
     self.fbb_.push_slot::<u32>(PartitionInfo::VT_LEADER_EPOCH, leader_epoch, 0);
   }
   #[inline]
+  pub fn add_isr(&mut self, isr: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionInfo::VT_ISR, isr);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -1470,6 +1486,7 @@ impl ::core::fmt::Debug for PartitionInfo<'_> {
       ds.field("shard", &self.shard());
       ds.field("replicas", &self.replicas());
       ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("isr", &self.isr());
       ds.finish()
   }
 }
