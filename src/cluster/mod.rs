@@ -21,6 +21,8 @@ pub mod quorum;
 pub mod replication;
 #[cfg(test)]
 mod replication_sim;
+#[cfg(test)]
+mod seeded;
 pub mod service;
 #[cfg(test)]
 mod sim;

@@ -15,24 +15,10 @@ use std::collections::BTreeMap;
 
 use super::metadata::{BrokerMeta, Command, Metadata, NewTopic, NodeId, Proposal, NO_LEADER};
 use super::replication::{truncation_offset, EpochHistory, LeaderProgress};
+use super::seeded::Rng;
 
 const STEPS: usize = 400;
 const LAG_MS: u64 = 50;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// A record: the epoch it was written in and a unique id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,28 +22,10 @@ use raft::eraftpb::Message;
 use super::log_store::LogStore;
 use super::metadata::{BrokerMeta, Command, Metadata, NewTopic, Proposal};
 use super::quorum::{Io, Quorum, QuorumConfig};
+use super::seeded::Rng;
 
 const VOTERS: u64 = 3;
 const STEPS: usize = 1500;
-
-/// splitmix64: small, seedable, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 struct Node {
     id: u64,

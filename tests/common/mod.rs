@@ -51,14 +51,7 @@ impl Broker {
 
     /// The broker command line, run in network namespace `netns` if given.
     fn command_in(netns: Option<&str>, cwd: Option<&Path>, dir: &Path, shards: u16, listen: &str, extra: &[&str]) -> Command {
-        let mut cmd = match netns {
-            None => Command::new(env!("CARGO_BIN_EXE_shardlog")),
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_shardlog")]);
-                c
-            }
-        };
+        let mut cmd = shardlog_in(netns);
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
@@ -188,6 +181,19 @@ pub fn produce_then_kill9(dir: &Path, topic: &str, n: usize) -> PathBuf {
     dir.join(format!("topics/{topic}-0/00000000000000000000.log"))
 }
 
+/// The `shardlog` binary, run inside network namespace `netns` if given
+/// (`ip netns exec` becomes the program: its pid is shardlog's).
+fn shardlog_in(netns: Option<&str>) -> Command {
+    match netns {
+        None => Command::new(env!("CARGO_BIN_EXE_shardlog")),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_shardlog")]);
+            c
+        }
+    }
+}
+
 /// Runs the `shardlog` command against `b` with `args`, feeding `stdin`.
 pub fn cli(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     cli_in(None, b, args, stdin)
@@ -195,14 +201,7 @@ pub fn cli(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Out
 
 /// Like [`cli`], run inside network namespace `netns` if given.
 pub fn cli_in(netns: Option<&str>, b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
-    let mut cmd = match netns {
-        None => Command::new(env!("CARGO_BIN_EXE_shardlog")),
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_shardlog")]);
-            c
-        }
-    };
+    let mut cmd = shardlog_in(netns);
     let mut child = cmd
         .args(args)
         .args(["--bootstrap-server", &b.addr.to_string()])
