@@ -317,6 +317,21 @@ impl Shard {
         }
     }
 
+    /// A partition this shard owns, once it is open: a committed change
+    /// reaches the shard's copy of the metadata before its partitions are
+    /// opened (under the apply lock), so a request routed in between
+    /// waits for that rather than call the partition unknown.
+    async fn open_partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
+        if let Some(p) = self.partition(topic, partition) {
+            return Some(p);
+        }
+        if self.route(topic, partition).ok() != Some(self.id) {
+            return None;
+        }
+        drop(self.apply_lock.acquire_permit(1).await);
+        self.partition(topic, partition)
+    }
+
     /// Like [`Shard::route`], but a topic this copy does not know is looked
     /// up again once the copy holds what the quorum committed: a topic
     /// created through another broker is usable here as soon as its
@@ -347,7 +362,7 @@ impl Shard {
     }
 
     async fn produce_local(&self, topic: &str, partition: u32, mut data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
-        let Some(p) = self.partition(topic, partition) else {
+        let Some(p) = self.open_partition(topic, partition).await else {
             return ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
         debug_assert!(self.route(topic, partition).map_or(true, |s| s == self.id), "a shard only touches partitions it owns");
@@ -385,7 +400,7 @@ impl Shard {
     /// Reads from a local partition. With `wait_until`, waits (long poll)
     /// until the partition has something at `offset` or the time passes.
     async fn fetch_local(&self, topic: &str, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>) -> FetchResult<Chunk> {
-        let Some(p) = self.partition(topic, partition) else {
+        let Some(p) = self.open_partition(topic, partition).await else {
             return FetchResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
         if let Some(until) = wait_until {
@@ -450,7 +465,7 @@ impl Shard {
         match self.route_fresh(topic, partition).await {
             Err((code, m)) => bad(code, m),
             Ok(s) if s == self.id => {
-                let Some(p) = self.partition(topic, partition) else {
+                let Some(p) = self.open_partition(topic, partition).await else {
                     return bad(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
                 };
                 let ok = |offset, timestamp| OffsetResult { error: ErrorCode::None, message: None, offset, timestamp };
