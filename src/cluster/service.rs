@@ -486,12 +486,18 @@ impl Service {
         }
     }
 
+    /// A request id (or read-index context) this process never used.
+    fn fresh_id(&self) -> u64 {
+        let id = self.next_request.get() + 1;
+        self.next_request.set(id);
+        id
+    }
+
     /// Proposes a command and waits until it is committed and applied on
     /// every shard of this broker; proposes again (same request id, so it
     /// applies once) if it was lost to a leader change.
     pub async fn propose(&self, command: Command) -> Result<Outcome, MetadataError> {
-        let request = self.next_request.get() + 1;
-        self.next_request.set(request);
+        let request = self.fresh_id();
         let (tx, mut rx) = oneshot::channel();
         self.waiters.borrow_mut().insert(request, tx);
         let p = Proposal { origin: self.me.id, request, command };
@@ -519,8 +525,7 @@ impl Service {
     /// The commit index a linearizable read must wait for, confirmed by
     /// the leader; `None` without a leader within `wait`.
     pub async fn read_index(&self, wait: Duration) -> Option<u64> {
-        let ctx = self.next_request.get() + 1;
-        self.next_request.set(ctx);
+        let ctx = self.fresh_id();
         let (tx, rx) = oneshot::channel();
         self.reads.borrow_mut().insert(ctx, tx);
         self.q.borrow_mut().read_index(ctx.to_le_bytes().to_vec());
@@ -572,8 +577,7 @@ impl Service {
         if q.borrow().state().imported {
             return;
         }
-        let request = self.next_request.get() + 1;
-        self.next_request.set(request);
+        let request = self.fresh_id();
         let _ = q.borrow_mut().propose(&Proposal { origin: self.me.id, request, command: Command::Import(topics) });
         tracing::info!(file = %path.display(), "importing this broker's topics into the metadata quorum");
     }
@@ -591,8 +595,7 @@ impl Service {
 
     fn propose_detached(&self, c: Command) {
         // Controller commands need no answer; the outcome is in the log.
-        let request = self.next_request.get() + 1;
-        self.next_request.set(request);
+        let request = self.fresh_id();
         let _ = self.q.borrow_mut().propose(&Proposal { origin: self.me.id, request, command: c });
         self.wake.notify();
     }
