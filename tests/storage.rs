@@ -422,3 +422,61 @@ fn a_quiet_log_shrinks_its_cache_to_its_share_of_the_shard() {
         assert_eq!(read_all(&quiet, 0).await.len(), 8000, "what left the cache is read from disk");
     });
 }
+
+/// A follower's log: batches keep the leader's offsets and bytes, reads
+/// stop at a bound, and a cut drops the tail (across segments), after
+/// which appends continue from the cut.
+#[test]
+fn a_replica_keeps_offsets_reads_below_a_bound_and_cuts_its_tail() {
+    let leader_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let follower_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (lp, fp) = (leader_dir.path().to_path_buf(), follower_dir.path().to_path_buf());
+    block_on(async move {
+        let leader = PartitionLog::open(&lp, small_config()).await.unwrap();
+        let follower = PartitionLog::open(&fp, small_config()).await.unwrap();
+        for t in 0..200u64 {
+            append(&leader, batch(t, 3, 1_000 + t as i64)).await;
+        }
+        // Copy the leader's stored batches as they are.
+        let mut next = 0;
+        while next < leader.next_offset() {
+            let r = leader.read(next, 8 * 1024).await.unwrap();
+            for c in &r.chunks {
+                let info = record::validate(c).unwrap();
+                follower.append_replica(BytesMut::from(&c[..]), &info).await.unwrap();
+                next = info.next_offset();
+            }
+        }
+        assert_eq!(read_all(&follower, 0).await, read_all(&leader, 0).await);
+        let stray = batch(7, 1, 5);
+        let mut info = record::validate(&stray).unwrap();
+        info.base_offset = 500;
+        assert!(matches!(follower.append_replica(stray, &info).await, Err(StorageError::OffsetOutOfRange { .. })), "a gap is refused");
+
+        // Bounded reads: nothing at or past the bound, never half a batch.
+        let r = follower.read_below(90, 64 * 1024, 99).await.unwrap();
+        let last = r.chunks.iter().map(|c| record::validate(c).unwrap().next_offset()).max().unwrap();
+        assert_eq!(last, 99);
+        assert!(follower.read_below(99, 64 * 1024, 100).await.unwrap().chunks.is_empty(), "the batch 99..102 crosses the bound");
+
+        // Cut inside a batch: the batch that holds the offset goes too.
+        follower.close().await.unwrap();
+        drop(follower);
+        assert!(segment_files(&fp).len() > 3, "the cut crosses segments");
+        assert_eq!(PartitionLog::cut(&fp, 100).await.unwrap(), 99);
+        let follower = PartitionLog::open(&fp, small_config()).await.unwrap();
+        assert_eq!(follower.next_offset(), 99);
+        assert_eq!(read_all(&follower, 0).await, read_all(&leader, 0).await[..99].to_vec());
+        let r = leader.read(99, 64).await.unwrap();
+        let info = record::validate(&r.chunks[0]).unwrap();
+        follower.append_replica(BytesMut::from(&r.chunks[0][..]), &info).await.unwrap();
+        assert_eq!(follower.next_offset(), 102);
+        follower.close().await.unwrap();
+        drop(follower);
+        // Below the start: the log empties and starts again at the cut.
+        assert_eq!(PartitionLog::cut(&fp, 0).await.unwrap(), 0);
+        let follower = PartitionLog::open(&fp, small_config()).await.unwrap();
+        assert_eq!(follower.next_offset(), 0);
+        assert!(read_all(&follower, 0).await.is_empty());
+    });
+}

@@ -183,6 +183,18 @@ pub fn set_leader_epoch(batch: &mut [u8], epoch: u32) {
     batch[field::LEADER_EPOCH..field::LEADER_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
 }
 
+/// The base offset and record count of a batch already
+/// validated (stored, or read back from a log), without checking anything
+/// again; `None` if the bytes are shorter than a header.
+pub fn peek_header(bytes: &[u8]) -> Option<(i64, u32)> {
+    (bytes.len() >= HEADER_BYTES).then(|| (i64_at(bytes, field::BASE_OFFSET), u32_at(bytes, field::RECORD_COUNT)))
+}
+
+/// The leader epoch stored in a batch's header; `None` if shorter than one.
+pub fn peek_leader_epoch(bytes: &[u8]) -> Option<u32> {
+    (bytes.len() >= HEADER_BYTES).then(|| u32_at(bytes, field::LEADER_EPOCH))
+}
+
 /// Walks a buffer of back-to-back batches, validating each one's header and
 /// CRC. Yields `(start, info)` for each whole batch.
 pub fn batches(bytes: &[u8]) -> BatchWalk<'_> {

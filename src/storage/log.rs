@@ -256,7 +256,7 @@ impl State {
     }
 
     /// The in-memory half of an append; the caller checked the limits.
-    fn append_in_memory(&mut self, mut batch: BytesMut, info: &BatchInfo) -> AppendInfo {
+    fn append_in_memory(&mut self, mut batch: BytesMut, info: &BatchInfo, assign: bool) -> AppendInfo {
         let len = batch.len();
         if self.wbuf.len + len > self.wbuf.buf.len() {
             let need = self.wbuf.len + len;
@@ -271,7 +271,9 @@ impl State {
             }
         }
         let base = self.next_offset;
-        record::set_base_offset(&mut batch, base);
+        if assign {
+            record::set_base_offset(&mut batch, base);
+        }
         let bytes = batch.freeze();
         let w = &mut self.wbuf;
         w.buf.as_bytes_mut()[w.len..w.len + len].copy_from_slice(&bytes);
@@ -510,6 +512,21 @@ impl PartitionLog {
     /// it. Returns once it is readable, not once it is on disk: see
     /// [`wait_written`](Self::wait_written) and [`wait_synced`](Self::wait_synced).
     pub async fn append(&self, batch: BytesMut, info: &BatchInfo) -> Result<AppendInfo, StorageError> {
+        self.append_as(batch, info, true).await
+    }
+
+    /// Appends a batch a leader stored, keeping its offsets: a follower's
+    /// copy is byte for byte the leader's. The batch must start at this
+    /// log's next offset.
+    pub async fn append_replica(&self, batch: BytesMut, info: &BatchInfo) -> Result<AppendInfo, StorageError> {
+        let next = self.next_offset();
+        if info.base_offset != next {
+            return Err(StorageError::OffsetOutOfRange { offset: info.base_offset, start: self.log_start_offset(), end: next });
+        }
+        self.append_as(batch, info, false).await
+    }
+
+    async fn append_as(&self, batch: BytesMut, info: &BatchInfo, assign: bool) -> Result<AppendInfo, StorageError> {
         debug_assert_eq!(record::validate(&batch).map(|i| i.crc), Ok(info.crc), "only validated batches are appended");
         let len = batch.len();
         enum Step<W> {
@@ -533,8 +550,11 @@ impl PartitionLog {
                 } else if st.needs_roll(len) {
                     st.rolling = true;
                     Step::Roll
+                } else if !assign && info.base_offset != st.next_offset {
+                    // A roll or a wait let another append in first.
+                    return Err(StorageError::OffsetOutOfRange { offset: info.base_offset, start: st.log_start(), end: st.next_offset });
                 } else {
-                    return Ok(st.append_in_memory(batch, info));
+                    return Ok(st.append_in_memory(batch, info, assign));
                 }
             };
             match step {
@@ -677,6 +697,33 @@ impl PartitionLog {
     /// Whole batches starting with the one that holds `offset`, up to
     /// `max_bytes` (the first batch always comes whole).
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, StorageError> {
+        self.read_below(offset, max_bytes, i64::MAX).await
+    }
+
+    /// [`read`](Self::read), but only batches that end at or below
+    /// `limit` (a replicated partition's high watermark): nothing past it
+    /// is returned, and a read at a batch that crosses it returns nothing.
+    pub async fn read_below(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<ReadOutput, StorageError> {
+        let mut out = self.read_all(offset, max_bytes).await?;
+        if limit < out.high_watermark {
+            let mut keep = 0;
+            let mut bytes = 0;
+            for c in &out.chunks {
+                match record::peek_header(c) {
+                    Some((base, count)) if base + i64::from(count) <= limit => {
+                        keep += 1;
+                        bytes += c.len();
+                    }
+                    _ => break,
+                }
+            }
+            out.chunks.truncate(keep);
+            out.bytes = bytes;
+        }
+        Ok(out)
+    }
+
+    async fn read_all(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, StorageError> {
         let found = {
             let st = self.inner.st.borrow();
             let start = st.log_start();
@@ -857,6 +904,51 @@ impl PartitionLog {
 
     pub fn next_offset(&self) -> i64 {
         self.inner.st.borrow().next_offset
+    }
+
+    /// Cuts the log in `dir`, which must be closed, so that it ends before
+    /// `offset`, at the start of the batch that holds it: a follower drops
+    /// a tail its new leader does not have. Whole segments from `offset` on
+    /// go; the segment that holds it is cut and loses its index and
+    /// checkpoint, so the next open scans it. A log cut below its start is
+    /// emptied and starts again at `offset`. Returns the new end.
+    pub async fn cut(dir: &Path, offset: i64) -> Result<i64, StorageError> {
+        let mut bases: Vec<i64> =
+            std::fs::read_dir(dir)?.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(segment::parse_log_name)).collect();
+        bases.sort_unstable();
+        for &b in bases.iter().filter(|&&b| b >= offset) {
+            remove_segment_files(dir, b);
+        }
+        let Some(&last) = bases.iter().rev().find(|&&b| b < offset) else {
+            DirectFile::open(&segment::log_path(dir, offset)).await?;
+            file::sync_dir(dir).await?;
+            return Ok(offset);
+        };
+        let path = segment::log_path(dir, last);
+        let f = DirectFile::open_existing(&path).await?;
+        let size = f.size().await?;
+        // Start from the clean close's index entry at or below `offset`.
+        let (mut pos, mut next) = match load_index(&segment::index_path(dir, last), size, last).await {
+            Some(ix) => ix.index.lookup_offset((offset - last).min(i64::from(u32::MAX)) as u32).map_or((0, last), |e| (u64::from(e.pos), last + i64::from(e.rel_offset))),
+            None => (0, last),
+        };
+        for p in [segment::index_path(dir, last), segment::checkpoint_path(dir, last)] {
+            remove_file_if_there(&p);
+        }
+        while pos < size {
+            let h = f.read_at(pos, record::HEADER_BYTES).await?;
+            let (Ok(len), Some((base, count))) = (record::peek_len(&h), record::peek_header(&h)) else { break };
+            let end = base + i64::from(count);
+            if base != next || end > offset {
+                break;
+            }
+            pos += len as u64;
+            next = end;
+        }
+        f.truncate(pos).await?;
+        f.sync().await?;
+        file::sync_dir(dir).await?;
+        Ok(next)
     }
 
     pub fn log_start_offset(&self) -> i64 {
