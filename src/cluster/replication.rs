@@ -1,5 +1,5 @@
-//! Partition replication's state, sans-IO (issue 12, in progress: not yet
-//! driven by the broker). The design is Kafka's, after KIP-101 and
+//! Partition replication's state, sans-IO: the shards drive it
+//! (`shard::replica`), and so does the simulation. The design is Kafka's, after KIP-101 and
 //! KIP-279: a leader per partition chosen by the controller, followers
 //! that fetch the leader's batches unchanged, an in-sync replica set
 //! (ISR) kept in the metadata quorum, and leader epochs to find where a
@@ -60,6 +60,44 @@ impl EpochHistory {
     pub fn truncate(&mut self, offset: i64) {
         self.starts.retain(|&(_, o)| o < offset);
     }
+
+    /// The file form: one `epoch start` line per epoch, then a `crc` line
+    /// over the lines before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = String::from("shardlog-epochs 1\n");
+        for &(e, o) in &self.starts {
+            out.push_str(&format!("{e} {o}\n"));
+        }
+        let crc = crc32fast::hash(out.as_bytes());
+        out.push_str(&format!("crc {crc:08x}\n"));
+        out.into_bytes()
+    }
+
+    /// Reads [`encode`](Self::encode)'s form back; anything damaged,
+    /// unordered or out of range is an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not text".to_string())?;
+        let body_end = text.trim_end_matches('\n').rfind('\n').map(|i| i + 1).ok_or("no crc line")?;
+        let (body, tail) = text.split_at(body_end);
+        let crc = tail.trim().strip_prefix("crc ").and_then(|c| u32::from_str_radix(c, 16).ok()).ok_or("bad crc line")?;
+        if crc32fast::hash(body.as_bytes()) != crc {
+            return Err("crc mismatch".into());
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some("shardlog-epochs 1") {
+            return Err("unknown header".into());
+        }
+        let mut h = EpochHistory::default();
+        for line in lines {
+            let (e, o) = line.split_once(' ').ok_or("bad line")?;
+            let (e, o): (u32, i64) = (e.parse().map_err(|_| "bad epoch")?, o.parse().map_err(|_| "bad offset")?);
+            if o < 0 || h.starts.last().is_some_and(|&(le, lo)| le >= e || lo > o) {
+                return Err(format!("epoch {e} at {o} does not follow the one before"));
+            }
+            h.starts.push((e, o));
+        }
+        Ok(h)
+    }
 }
 
 /// Where a follower with `mine` (log end `my_end`) cuts its log, given
@@ -106,6 +144,10 @@ pub struct LeaderProgress {
     /// and the partition epoch they came with.
     pub isr: Vec<NodeId>,
     pub partition_epoch: u32,
+    /// An ISR change proposed and not yet committed: until it is, the high
+    /// watermark counts the members of both (Kafka's "maximal ISR"), so a
+    /// replica that joins holds everything acknowledged once it is in.
+    pending_isr: Option<Vec<NodeId>>,
     followers: BTreeMap<NodeId, Follower>,
     high_watermark: i64,
     /// The leader's log end when this epoch began: a replica short of it
@@ -129,7 +171,7 @@ impl LeaderProgress {
         debug_assert!(isr.contains(&me), "the leader is in its ISR");
         let followers =
             replicas.iter().filter(|&&r| r != me).map(|&r| (r, Follower { log_end: 0, synced: 0, caught_up_at_ms: now_ms, fetched: false })).collect();
-        LeaderProgress { me, epoch, replicas, isr, partition_epoch, followers, high_watermark, epoch_start }
+        LeaderProgress { me, epoch, replicas, isr, partition_epoch, pending_isr: None, followers, high_watermark, epoch_start }
     }
 
     /// Takes the ISR the quorum committed (its own change, or the
@@ -141,7 +183,29 @@ impl LeaderProgress {
         if partition_epoch > self.partition_epoch {
             self.isr = isr;
             self.partition_epoch = partition_epoch;
+            self.pending_isr = None;
         }
+    }
+
+    /// Notes an ISR change sent to the quorum; the high watermark counts
+    /// its members too until [`learn_isr`](Self::learn_isr) or
+    /// [`isr_refused`](Self::isr_refused).
+    pub fn isr_proposed(&mut self, isr: Vec<NodeId>) {
+        self.pending_isr = Some(isr);
+    }
+
+    /// The quorum refused the change (or it timed out).
+    pub fn isr_refused(&mut self) {
+        self.pending_isr = None;
+    }
+
+    pub fn isr_pending(&self) -> bool {
+        self.pending_isr.is_some()
+    }
+
+    /// Each follower's (log end, synced), for lag reports.
+    pub fn followers(&self) -> impl Iterator<Item = (NodeId, &Follower)> {
+        self.followers.iter().map(|(&id, f)| (id, f))
     }
 
     /// The fewest in-sync replicas (the leader included) acks=all needs:
@@ -178,7 +242,8 @@ impl LeaderProgress {
         if self.isr.len() < self.min_isr() {
             return None;
         }
-        let hw = self.isr.iter().map(|&r| if r == self.me { leader_synced } else { self.followers.get(&r).map_or(0, |f| f.synced) }).min()?;
+        let counted = self.isr.iter().chain(self.pending_isr.iter().flatten());
+        let hw = counted.map(|&r| if r == self.me { leader_synced } else { self.followers.get(&r).map_or(0, |f| f.synced) }).min()?;
         (hw > self.high_watermark).then(|| {
             self.high_watermark = hw;
             hw
@@ -200,6 +265,9 @@ impl LeaderProgress {
     /// acknowledged batch, durably) join it.
     /// `None` when it should stay as it is.
     pub fn wanted_isr(&self, now_ms: u64, lag_ms: u64) -> Option<Vec<NodeId>> {
+        if self.pending_isr.is_some() {
+            return None;
+        }
         let mut want: Vec<NodeId> = self
             .replicas
             .iter()
@@ -295,6 +363,39 @@ mod tests {
         // Follower 2 catches up again and rejoins.
         l.on_fetch(2, 10, 10, 10, 2000);
         assert_eq!(l.wanted_isr(2000, 1000), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn the_epoch_file_round_trips_and_refuses_damage() {
+        let h = history(&[(1, 0), (3, 10), (4, 25)]);
+        let bytes = h.encode();
+        assert_eq!(EpochHistory::decode(&bytes), Ok(h.clone()));
+        assert_eq!(EpochHistory::decode(&EpochHistory::default().encode()), Ok(EpochHistory::default()));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x04;
+            assert!(EpochHistory::decode(&bad).is_err(), "flipped byte {i} went unnoticed");
+            assert!(EpochHistory::decode(&bytes[..i]).is_err() || i == bytes.len() - 1);
+        }
+    }
+
+    #[test]
+    fn a_pending_isr_change_counts_its_members_until_it_commits() {
+        let mut l = LeaderProgress::new(1, (1, 0), vec![1, 2, 3], vec![1, 2], 0, 0, 0);
+        l.on_fetch(2, 10, 10, 10, 5);
+        assert_eq!(l.advance(10), Some(10));
+        l.on_fetch(3, 10, 4, 10, 5);
+        assert_eq!(l.wanted_isr(5, 1000), None, "3 lacks synced data");
+        l.on_fetch(3, 10, 10, 10, 6);
+        let want = l.wanted_isr(6, 1000).unwrap();
+        l.isr_proposed(want.clone());
+        assert_eq!(l.wanted_isr(6, 1000), None, "one change at a time");
+        l.on_fetch(2, 20, 20, 20, 7);
+        assert_eq!(l.advance(20), None, "3 counts while its join is pending");
+        l.learn_isr(want, 1);
+        assert!(!l.isr_pending());
+        l.on_fetch(3, 20, 20, 20, 8);
+        assert_eq!(l.advance(20), Some(20));
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
     (fb::RequestBody::OffsetFetchRequest, 0, 0),
     (fb::RequestBody::GroupHeartbeatRequest, 0, 0),
     (fb::RequestBody::FindCoordinatorRequest, 0, 0),
+    (fb::RequestBody::ReplicaFetchRequest, 0, 0),
 ];
 
 #[cfg(test)]
