@@ -489,6 +489,7 @@ async fn shard_main(
     }
     rt::spawn_background(shard.clone().retention_loop());
     rt::spawn_background(shard.clone().group_expiry_loop());
+    rt::spawn(shard.clone().replication_loop());
     // Every shard serves its mesh by now, so committed changes can reach them.
     let (quorum_done, mut quorum_failed) = oneshot::channel::<Result<(), String>>();
     let quorum = quorum.map(|(svc, deliveries)| {

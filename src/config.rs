@@ -57,6 +57,9 @@ pub struct BrokerConfig {
     /// A broker the controller has not heard from for this long is fenced
     /// and its partitions' leadership moves.
     pub broker_session_timeout_ms: u64,
+    /// A follower not caught up with its leader for this long leaves the
+    /// partition's in-sync replicas (so acks=all stops waiting for it).
+    pub replica_lag_max_ms: u64,
     /// Storage defaults for every topic, overridable per topic.
     pub log: LogConfig,
 }
@@ -83,7 +86,8 @@ impl Default for BrokerConfig {
             allow_nondurable_data_dir: false,
             cache_max_bytes_per_shard: 256 << 20,
             quorum_voters: None,
-            broker_session_timeout_ms: 6_000,
+            broker_session_timeout_ms: 3_000,
+            replica_lag_max_ms: 3_000,
             log: LogConfig::default(),
         }
     }
@@ -128,6 +132,9 @@ impl BrokerConfig {
         }
         if !(500..=600_000).contains(&self.broker_session_timeout_ms) {
             return Err("broker_session_timeout_ms must be between 500 and 600000".into());
+        }
+        if !(100..=600_000).contains(&self.replica_lag_max_ms) {
+            return Err("replica_lag_max_ms must be between 100 and 600000".into());
         }
         Ok(())
     }

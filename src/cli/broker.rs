@@ -30,9 +30,14 @@ pub struct BrokerArgs {
     /// Unset: a one-voter quorum of this broker alone
     #[arg(long, env = "SHARDLOG_QUORUM_VOTERS")]
     pub quorum_voters: Option<String>,
-    /// Fence a broker not heard from for this long, in milliseconds [default: 6000]
+    /// Fence a broker not heard from for this long, in milliseconds;
+    /// its partitions get new leaders [default: 3000]
     #[arg(long, env = "SHARDLOG_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
+    /// A follower that has not caught up with its leader for this long
+    /// leaves the in-sync replicas, in milliseconds [default: 3000]
+    #[arg(long, env = "SHARDLOG_REPLICA_LAG_MAX_MS")]
+    pub replica_lag_max_ms: Option<u64>,
     /// A TOML file with any setting of the broker (see README.md)
     #[arg(long, env = "SHARDLOG_CONFIG")]
     pub config: Option<PathBuf>,
@@ -84,6 +89,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.broker_session_timeout_ms {
             c.broker_session_timeout_ms = v;
+        }
+        if let Some(v) = self.replica_lag_max_ms {
+            c.replica_lag_max_ms = v;
         }
         if let Some(v) = self.max_frame_bytes {
             c.max_frame_bytes = v;

@@ -14,6 +14,7 @@ pub mod listener;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod replica_fetch;
 pub mod response;
 pub mod topics;
 
@@ -75,6 +76,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
         fb::RequestBody::OffsetFetchRequest => offsets::fetch(shard, corr, body!(body_as_offset_fetch_request)).await,
         fb::RequestBody::GroupHeartbeatRequest => groups::heartbeat(shard, corr, body!(body_as_group_heartbeat_request)).await,
         fb::RequestBody::FindCoordinatorRequest => groups::find_coordinator(shard, corr, body!(body_as_find_coordinator_request)).await,
+        fb::RequestBody::ReplicaFetchRequest => replica_fetch::handle(shard, corr, body!(body_as_replica_fetch_request)).await,
         _ => error(corr, ErrorCode::UnsupportedApi, "unknown API"),
     };
     Some(out)

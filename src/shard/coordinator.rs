@@ -24,9 +24,9 @@ impl Shard {
     pub(super) async fn replay_offsets(&self, which: &[u32]) -> Result<(), StorageError> {
         let parts: Vec<Rc<Partition>> = which.iter().filter_map(|&p| self.partition(OFFSETS_TOPIC, p)).collect();
         for p in parts {
-            let mut next = p.log.log_start_offset();
+            let mut next = p.log().log_start_offset();
             loop {
-                let out = p.log.read(next, 1 << 20).await?;
+                let out = p.log().read(next, 1 << 20).await?;
                 if out.chunks.is_empty() {
                     break;
                 }

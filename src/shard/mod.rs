@@ -17,6 +17,7 @@
 mod coordinator;
 pub mod mesh;
 mod quorum;
+pub mod replica;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -111,6 +112,14 @@ pub enum ShardMsg {
         partitions: Vec<(String, u32)>,
         reply: oneshot::Sender<Vec<(ErrorCode, i64)>>,
     },
+    /// A follower's fetch of one partition this shard owns.
+    ReplicaFetch {
+        replica: NodeId,
+        part: replica::ReplicaFetchPart,
+        max_bytes: usize,
+        wait_until: Option<Instant>,
+        reply: oneshot::Sender<replica::ReplicaFetchResult<Bytes>>,
+    },
 }
 
 /// The outcome of a produce to one partition.
@@ -155,9 +164,19 @@ pub struct OffsetResult {
 }
 
 struct Partition {
-    log: PartitionLog,
-    /// Notified after every append, for long-poll fetches.
+    /// Replaced when a follower cuts its log (closed, cut, opened again).
+    log: RefCell<PartitionLog>,
+    dir: PathBuf,
+    config: crate::storage::LogConfig,
+    /// Notified after every append and high watermark move, for long polls.
     appended: rt::Event,
+    replica: replica::Replica,
+}
+
+impl Partition {
+    fn log(&self) -> PartitionLog {
+        self.log.borrow().clone()
+    }
 }
 
 /// The state of one shard.
@@ -174,6 +193,8 @@ pub struct Shard {
     membership: RefCell<Membership>,
     /// Notified whenever this shard's copy of the metadata changes.
     metadata_changed: rt::Event,
+    /// Notified when a partition of this shard starts leading or following.
+    roles_changed: rt::Event,
     /// Applies committed changes one after another, in the order sent.
     apply_lock: rt::Semaphore,
     /// The quorum's leader, as the quorum shard last said.
@@ -247,6 +268,7 @@ impl Shard {
             offsets: RefCell::new(OffsetTable::default()),
             membership: RefCell::new(Membership::default()),
             metadata_changed: rt::Event::default(),
+            roles_changed: rt::Event::default(),
             apply_lock: rt::Semaphore::new(1),
             controller: Cell::new(None),
             quorum: RefCell::new(None),
@@ -258,6 +280,7 @@ impl Shard {
         shard.open_owned(&topics).await?;
         let offsets: Vec<u32> = shard.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().collect()).unwrap_or_default();
         shard.replay_offsets(&offsets).await?;
+        shard.reconcile_replicas();
         Ok(shard)
     }
 
@@ -282,15 +305,22 @@ impl Shard {
         for t in topics {
             let cfg = t.log_config(&self.config.log);
             let node = self.config.node_id;
+            let replicated = t.replication_factor > 1 && t.name != OFFSETS_TOPIC;
             for p in (0..t.partitions()).filter(|&p| t.shard_on(p, node, self.nr_shards()) == Some(self.id) && self.partition(&t.name, p).is_none()) {
                 let (dir, cfg, name, memory) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone(), self.memory.clone());
-                opens.push(async move { (name, p, PartitionLog::open_on_shard(&dir, cfg, memory).await) });
+                opens.push(async move {
+                    let log = match PartitionLog::open_on_shard(&dir, cfg.clone(), memory).await {
+                        Ok(l) => l,
+                        Err(e) => return (name, p, Err(e)),
+                    };
+                    let replica = replica::Replica::load(&dir, replicated, log.next_offset()).await;
+                    (name, p, Ok(Partition { log: RefCell::new(log), dir, config: cfg, appended: rt::Event::default(), replica }))
+                });
             }
         }
         let mut opened = futures::stream::iter(opens).buffer_unordered(RECOVERY_CONCURRENCY);
-        while let Some((name, p, log)) = opened.next().await {
-            let part = Rc::new(Partition { log: log?, appended: rt::Event::default() });
-            self.partitions.borrow_mut().entry(name).or_default().insert(p, part);
+        while let Some((name, p, part)) = opened.next().await {
+            self.partitions.borrow_mut().entry(name).or_default().insert(p, Rc::new(part?));
         }
         Ok(())
     }
@@ -366,11 +396,39 @@ impl Shard {
             return ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
         debug_assert!(self.route(topic, partition).map_or(true, |s| s == self.id), "a shard only touches partitions it owns");
+        let log = p.log();
+        // A replicated partition: only its leader appends, stamping its
+        // epoch into each batch (outside the CRC), and acks=all is refused
+        // up front while too few replicas are in sync.
+        let epoch = if p.replica.replicated {
+            let epoch = match &*p.replica.role.borrow() {
+                replica::Role::Leader(l) => {
+                    if acks == -1 {
+                        if let Err(e) = l.acked(0) {
+                            return ProduceResult::err(ErrorCode::NotEnoughReplicas, e.to_string());
+                        }
+                    }
+                    l.epoch
+                }
+                replica::Role::Follower { leader, .. } => {
+                    return ProduceResult::err(ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is led by broker {leader}"))
+                }
+            };
+            if let Err(e) = p.begin_epoch(epoch, log.next_offset()).await {
+                return ProduceResult::err(storage_code(&e), e.to_string());
+            }
+            Some(epoch)
+        } else {
+            None
+        };
         let mut first = None;
         let mut last = -1;
         for info in &batches {
-            let batch = data.split_to(info.batch_len as usize);
-            match p.log.append(batch, info).await {
+            let mut batch = data.split_to(info.batch_len as usize);
+            if let Some(e) = epoch {
+                crate::record::set_leader_epoch(&mut batch, e);
+            }
+            match log.append(batch, info).await {
                 Ok(a) => {
                     first.get_or_insert(a.base_offset);
                     last = a.last_offset;
@@ -382,17 +440,49 @@ impl Shard {
             }
         }
         p.appended.notify();
-        // acks=1: the direct write completed (survives a crash of the
-        // process); acks=all: an fdatasync after it (survives the host's).
-        if acks != 0 {
+        if let Some(epoch) = epoch {
+            // The leader's own copy counts once synced: sync in the
+            // background whatever the acks, then move the watermark.
+            let (part, synced_log) = (p.clone(), log.clone());
+            rt::spawn(async move {
+                if synced_log.wait_synced(last).await.is_ok() {
+                    part.advance_hw();
+                }
+            });
+            // acks=all: a majority of replicas holds it synced.
+            let r = match acks {
+                -1 => self.wait_replicated(&p, epoch, last + 1, timeout).await,
+                1 => match rt::timeout(timeout, log.wait(last, false)).await {
+                    None => Err((ErrorCode::RequestTimedOut, format!("not written within {} ms", timeout.as_millis()))),
+                    Some(Err(e)) => Err((storage_code(&e), e.to_string())),
+                    Some(Ok(())) => Ok(()),
+                },
+                _ => Ok(()),
+            };
+            if let Err((code, m)) = r {
+                return ProduceResult::err(code, m);
+            }
+        } else if acks != 0 {
+            // acks=1: the direct write completed (survives a crash of the
+            // process); acks=all: an fdatasync after it (survives the host's).
             let (synced, what) = if acks == -1 { (true, "synced") } else { (false, "written") };
-            match rt::timeout(timeout, p.log.wait(last, synced)).await {
+            match rt::timeout(timeout, log.wait(last, synced)).await {
                 None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not {what} within {} ms", timeout.as_millis())),
                 Some(Err(e)) => return ProduceResult::err(storage_code(&e), e.to_string()),
                 Some(Ok(())) => {}
             }
         }
-        ProduceResult { error: ErrorCode::None, message: None, base_offset: first.unwrap_or(-1), log_start_offset: p.log.log_start_offset() }
+        ProduceResult { error: ErrorCode::None, message: None, base_offset: first.unwrap_or(-1), log_start_offset: log.log_start_offset() }
+    }
+
+    /// The offset consumers may read up to: the high watermark of a
+    /// replicated partition this broker leads, the log end otherwise.
+    /// `None` when a replicated partition is not led here.
+    fn visible_end(p: &Partition) -> Option<i64> {
+        if !p.replica.replicated {
+            return Some(p.log().next_offset());
+        }
+        p.replica.leading().map(|_| p.replica.hw.get())
     }
 
     // ---- fetch --------------------------------------------------------------
@@ -403,8 +493,10 @@ impl Shard {
         let Some(p) = self.open_partition(topic, partition).await else {
             return FetchResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
+        let not_leader = || FetchResult::err(ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is not led by this broker"));
+        let Some(mut end) = Self::visible_end(&p) else { return not_leader() };
         if let Some(until) = wait_until {
-            while p.log.next_offset() <= offset && !self.is_shutting_down() {
+            while end <= offset && !self.is_shutting_down() {
                 let now = Instant::now();
                 if now >= until {
                     break;
@@ -413,21 +505,30 @@ impl Shard {
                     futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
                 });
                 rt::timeout(until - now, woken).await;
+                let Some(e) = Self::visible_end(&p) else { return not_leader() };
+                end = e;
             }
         }
-        match p.log.read(offset, max_bytes).await {
+        let log = p.log();
+        // Past the visible end but within the log: nothing yet, not an error.
+        let read = if p.replica.replicated && offset > end && offset <= log.next_offset() {
+            Ok(crate::storage::ReadOutput { log_start_offset: log.log_start_offset(), ..Default::default() })
+        } else {
+            log.read_below(offset, max_bytes, end).await
+        };
+        match read {
             Ok(out) => FetchResult {
                 error: ErrorCode::None,
                 message: None,
-                high_watermark: out.high_watermark,
+                high_watermark: end,
                 log_start_offset: out.log_start_offset,
                 chunks: out.chunks,
                 bytes: out.bytes,
             },
             Err(e) => {
                 let mut r = FetchResult::err(storage_code(&e), e.to_string());
-                r.high_watermark = p.log.next_offset();
-                r.log_start_offset = p.log.log_start_offset();
+                r.high_watermark = end;
+                r.log_start_offset = log.log_start_offset();
                 r
             }
         }
@@ -469,12 +570,16 @@ impl Shard {
                     return bad(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
                 };
                 let ok = |offset, timestamp| OffsetResult { error: ErrorCode::None, message: None, offset, timestamp };
+                let Some(end) = Self::visible_end(&p) else {
+                    return bad(ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is not led by this broker"));
+                };
+                let log = p.log();
                 match timestamp {
-                    -2 => ok(p.log.log_start_offset(), -1),
-                    -1 => ok(p.log.next_offset(), -1),
-                    ts if ts >= 0 => match p.log.offset_for_timestamp(ts).await {
-                        Ok(Some((o, t))) => ok(o, t),
-                        Ok(None) => ok(p.log.next_offset(), -1),
+                    -2 => ok(log.log_start_offset(), -1),
+                    -1 => ok(end, -1),
+                    ts if ts >= 0 => match log.offset_for_timestamp(ts).await {
+                        Ok(Some((o, t))) if o < end => ok(o, t),
+                        Ok(_) => ok(end, -1),
                         Err(e) => bad(storage_code(&e), e.to_string()),
                     },
                     ts => bad(ErrorCode::InvalidRequest, format!("timestamp {ts} is neither -2, -1 nor a time")),
@@ -551,6 +656,27 @@ impl Shard {
             ShardMsg::FetchOffsets { group, partitions, reply } => {
                 let _ = reply.send(self.fetch_offsets(group, partitions).await);
             }
+            ShardMsg::ReplicaFetch { replica, part, max_bytes, wait_until, reply } => {
+                let r = self.replica_fetch_local(replica, &part, max_bytes, wait_until).await;
+                let f = r.fetch;
+                let chunks = f
+                    .chunks
+                    .into_iter()
+                    .map(|c| match c {
+                        Chunk::Mem(b) => b,
+                        Chunk::Disk(d) => Bytes::copy_from_slice(&d),
+                    })
+                    .collect();
+                let fetch = FetchResult {
+                    error: f.error,
+                    message: f.message,
+                    high_watermark: f.high_watermark,
+                    log_start_offset: f.log_start_offset,
+                    chunks,
+                    bytes: f.bytes,
+                };
+                let _ = reply.send(replica::ReplicaFetchResult { fetch, log_end: r.log_end, diverging: r.diverging });
+            }
         }
     }
 
@@ -564,7 +690,7 @@ impl Shard {
             let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect();
             let now_ms = crate::time::now_ms();
             for p in parts {
-                if let Err(e) = p.log.enforce_retention(now_ms).await {
+                if let Err(e) = p.log().enforce_retention(now_ms).await {
                     tracing::warn!(error = %e, "retention failed");
                 }
             }
@@ -577,7 +703,7 @@ impl Shard {
         self.shutdown.notify();
         let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect();
         for p in parts {
-            if let Err(e) = p.log.close().await {
+            if let Err(e) = p.log().close().await {
                 tracing::error!(error = %e, "closing a log failed");
             }
         }

@@ -94,7 +94,9 @@ impl Shard {
             }
         }
         self.metadata_changed.notify();
-        self.apply_effects(created, deleted).await
+        let failed = self.apply_effects(created, deleted).await;
+        self.reconcile_replicas();
+        failed
     }
 
     /// Replaces this shard's copy by a snapshot's state.
@@ -109,6 +111,7 @@ impl Shard {
         for (topic, e) in self.apply_effects(created, deleted).await {
             tracing::error!(%topic, error = %e, "could not open partitions of a topic from a snapshot");
         }
+        self.reconcile_replicas();
     }
 
     async fn apply_effects(&self, created: Vec<String>, deleted: Vec<String>) -> Vec<(String, String)> {
@@ -118,7 +121,7 @@ impl Shard {
             }
             let removed = self.partitions.borrow_mut().remove(&name);
             for (p, part) in removed.into_iter().flatten() {
-                let _ = part.log.close().await;
+                let _ = part.log().close().await;
                 part.appended.notify();
                 let dir = partition_dir(&self.config.data_dir, &name, p);
                 if let Err(e) = std::fs::remove_dir_all(&dir) {

@@ -951,6 +951,11 @@ impl PartitionLog {
         Ok(next)
     }
 
+    /// Everything below is synced.
+    pub fn synced_offset(&self) -> i64 {
+        self.inner.st.borrow().synced_offset
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.inner.st.borrow().log_start()
     }

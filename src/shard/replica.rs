@@ -1,0 +1,681 @@
+//! Replication between brokers, the shard's side: the IO around the
+//! sans-IO decisions of `cluster::replication`.
+//!
+//! - A leader stamps its epoch into every batch it stores, answers its
+//!   followers' `ReplicaFetch` with the stored batches unchanged, moves
+//!   the high watermark to what every in-sync replica holds synced, and
+//!   answers acks=all once the watermark passes the batch. It asks the
+//!   quorum to shrink or grow the ISR as followers fall behind or catch up.
+//! - A follower's shard runs one fetcher per leading broker: it asks for
+//!   every partition it follows from that broker, appends the batches at
+//!   the leader's offsets, syncs them, and reports both in its next fetch.
+//!   A follower whose log diverges cuts its tail and fetches again.
+//!
+//! Invariants: a partition's replication state lives on its owning shard
+//! and is changed only there; a role changes only when the shard's copy of
+//! the metadata does; an epoch is written to the partition's epoch file
+//! before the first batch of that epoch is appended, so after a crash the
+//! file never lacks an epoch the log holds; consumers of a replicated
+//! partition read only below the high watermark.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use flatbuffers::FlatBufferBuilder;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::StreamExt;
+
+use super::{storage_code, FetchResult, Partition, Shard, ShardMsg};
+use crate::cluster::metadata::{Command, NodeId, NO_LEADER};
+use crate::cluster::replication::{truncation_offset, EpochHistory, LeaderProgress};
+use crate::protocol::{self, fb, ErrorCode};
+use crate::record;
+use crate::rt;
+use crate::storage::{file, Chunk, PartitionLog, StorageError};
+
+/// Longest a leader holds a replica fetch that found nothing new.
+pub const REPLICA_FETCH_WAIT: Duration = Duration::from_millis(500);
+/// Bytes a follower asks for per fetch (the first batch of each partition
+/// always comes whole).
+pub const REPLICA_FETCH_MAX_BYTES: u32 = 8 << 20;
+/// How often a shard looks at its leaders' ISRs and its followers' fetchers.
+pub const REPLICATION_TICK: Duration = Duration::from_millis(100);
+/// How long a follower waits before it tries a leader it could not reach.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// The name of a partition's epoch file, beside its segments.
+const EPOCHS_FILE: &str = "leader-epochs";
+
+/// What a replica of a partition is doing now.
+pub(super) enum Role {
+    Leader(LeaderProgress),
+    /// Following `leader` (possibly [`NO_LEADER`]) in `epoch`.
+    Follower { leader: NodeId, epoch: u32 },
+}
+
+/// The replication state of one partition on its owning shard.
+pub(super) struct Replica {
+    /// Replication factor above 1: a partition of one replica keeps the
+    /// single-broker behaviour (no epochs, consumers read the whole log).
+    pub replicated: bool,
+    pub role: RefCell<Role>,
+    pub epochs: RefCell<EpochHistory>,
+    /// The high watermark: the leader's own, or the last a follower heard.
+    pub hw: Cell<i64>,
+    /// Notified when the high watermark moves or the role changes.
+    pub hw_moved: rt::Event,
+}
+
+impl Replica {
+    /// A replica's state as its files left it: the epoch file is read,
+    /// and epochs past the log's end (a crash lost their batches) dropped.
+    pub async fn load(dir: &Path, replicated: bool, log_end: i64) -> Replica {
+        let mut epochs = EpochHistory::default();
+        if replicated {
+            match std::fs::read(dir.join(EPOCHS_FILE)) {
+                Ok(bytes) => match EpochHistory::decode(&bytes) {
+                    Ok(h) => epochs = h,
+                    // Without it, the leader's answer cuts this replica's
+                    // log to nothing and it fetches everything again.
+                    Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "damaged epoch file; this replica will copy its log again"),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "unreadable epoch file"),
+            }
+            epochs.truncate(log_end);
+        }
+        Replica {
+            replicated,
+            role: RefCell::new(Role::Follower { leader: NO_LEADER, epoch: 0 }),
+            epochs: RefCell::new(epochs),
+            hw: Cell::new(0),
+            hw_moved: rt::Event::default(),
+        }
+    }
+
+    /// The epoch this broker leads the partition in, if it does.
+    pub fn leading(&self) -> Option<u32> {
+        match &*self.role.borrow() {
+            Role::Leader(l) => Some(l.epoch),
+            Role::Follower { .. } => None,
+        }
+    }
+}
+
+/// One partition of a replica fetch, as the follower asks.
+#[derive(Debug, Clone)]
+pub struct ReplicaFetchPart {
+    pub topic: String,
+    pub partition: u32,
+    pub leader_epoch: u32,
+    pub fetch_offset: i64,
+    pub synced_offset: i64,
+    pub last_epoch: i64,
+}
+
+/// The leader's answer for one partition; `C` as in [`FetchResult`].
+#[derive(Debug)]
+pub struct ReplicaFetchResult<C> {
+    pub fetch: FetchResult<C>,
+    pub log_end: i64,
+    /// The follower's log diverges: `(epoch, end)` per KIP-279 (`-1, 0`:
+    /// the leader has no epoch that old).
+    pub diverging: Option<(i64, i64)>,
+}
+
+impl<C> ReplicaFetchResult<C> {
+    fn err(code: ErrorCode, msg: impl Into<String>) -> Self {
+        ReplicaFetchResult { fetch: FetchResult::err(code, msg), log_end: -1, diverging: None }
+    }
+}
+
+impl Partition {
+    /// Writes `epoch` as begun at the log's end, if it is new to this
+    /// replica, before any batch of it is appended.
+    pub(super) async fn begin_epoch(&self, epoch: u32, at: i64) -> Result<(), StorageError> {
+        let bytes = {
+            let mut h = self.replica.epochs.borrow_mut();
+            if h.last_epoch().is_some_and(|e| e >= epoch) {
+                return Ok(());
+            }
+            h.begin(epoch, at);
+            h.encode()
+        };
+        file::write_atomic(&self.dir.join(EPOCHS_FILE), &bytes).await?;
+        Ok(())
+    }
+
+    /// The leader moves its high watermark to what its ISR holds synced,
+    /// and wakes who waits for it.
+    pub(super) fn advance_hw(&self) {
+        let synced = self.log().synced_offset();
+        let moved = match &mut *self.replica.role.borrow_mut() {
+            Role::Leader(l) => l.advance(synced),
+            Role::Follower { .. } => None,
+        };
+        if let Some(hw) = moved {
+            self.replica.hw.set(hw);
+            self.replica.hw_moved.notify();
+            self.appended.notify();
+        }
+    }
+
+    /// Closes the log, cuts it before `offset`, and opens it again.
+    async fn cut(&self, offset: i64, memory: Rc<crate::storage::ShardMemory>) -> Result<i64, StorageError> {
+        let old = self.log();
+        old.close().await?;
+        let end = PartitionLog::cut(&self.dir, offset).await?;
+        let log = PartitionLog::open_on_shard(&self.dir, self.config.clone(), memory).await?;
+        *self.log.borrow_mut() = log;
+        let bytes = {
+            let mut h = self.replica.epochs.borrow_mut();
+            h.truncate(end);
+            h.encode()
+        };
+        file::write_atomic(&self.dir.join(EPOCHS_FILE), &bytes).await?;
+        self.replica.hw.set(self.replica.hw.get().min(end));
+        Ok(end)
+    }
+}
+
+impl Shard {
+    /// Brings every replicated partition's role in line with this shard's
+    /// copy of the metadata: a new leader starts counting its followers,
+    /// a new follower starts (or keeps) fetching from its leader.
+    pub(super) fn reconcile_replicas(&self) {
+        let me = self.config.node_id;
+        let now = crate::time::now_ms() as u64;
+        let md = self.metadata.borrow();
+        let parts = self.partitions.borrow();
+        let mut any = false;
+        for (topic, map) in parts.iter() {
+            let Some(t) = md.topics.get(topic) else { continue };
+            for (&pi, p) in map {
+                let Some(meta) = t.partitions.get(pi as usize) else { continue };
+                if !p.replica.replicated {
+                    continue;
+                }
+                let replicas: Vec<NodeId> = meta.replicas.iter().map(|r| r.broker).collect();
+                let isr = if meta.isr.is_empty() { replicas.clone() } else { meta.isr.clone() };
+                let mut role = p.replica.role.borrow_mut();
+                let mut changed = false;
+                if meta.leader == me {
+                    match &mut *role {
+                        Role::Leader(l) if l.epoch == meta.leader_epoch => l.learn_isr(isr, meta.partition_epoch),
+                        _ => {
+                            let end = p.log().next_offset();
+                            let hw = p.replica.hw.get().min(end);
+                            tracing::info!(%topic, partition = pi, epoch = meta.leader_epoch, log_end = end, "leading");
+                            *role = Role::Leader(LeaderProgress::new(me, (meta.leader_epoch, meta.partition_epoch), replicas, isr, hw, end, now));
+                            changed = true;
+                        }
+                    }
+                } else {
+                    let same = matches!(&*role, Role::Follower { leader, epoch } if *leader == meta.leader && *epoch == meta.leader_epoch);
+                    if !same {
+                        tracing::info!(%topic, partition = pi, leader = meta.leader, epoch = meta.leader_epoch, "following");
+                        *role = Role::Follower { leader: meta.leader, epoch: meta.leader_epoch };
+                        changed = true;
+                    }
+                }
+                drop(role);
+                if changed {
+                    any = true;
+                    p.replica.hw_moved.notify();
+                    p.appended.notify();
+                }
+            }
+        }
+        if any {
+            self.roles_changed.notify();
+        }
+    }
+
+    // ---- the leader's side --------------------------------------------------
+
+    /// Answers one partition of a follower's fetch, on the owning shard.
+    pub(super) async fn replica_fetch_local(&self, replica: NodeId, q: &ReplicaFetchPart, max_bytes: usize, wait_until: Option<Instant>) -> ReplicaFetchResult<Chunk> {
+        let Some(p) = self.open_partition(&q.topic, q.partition).await else {
+            return ReplicaFetchResult::err(ErrorCode::UnknownTopicOrPartition, super::unknown(&q.topic, q.partition));
+        };
+        let log = p.log();
+        let end = log.next_offset();
+        {
+            let role = p.replica.role.borrow();
+            let Role::Leader(l) = &*role else {
+                return ReplicaFetchResult::err(ErrorCode::NotLeader, format!("broker {} does not lead {}/{}", self.config.node_id, q.topic, q.partition));
+            };
+            if q.leader_epoch < l.epoch {
+                return ReplicaFetchResult::err(ErrorCode::FencedLeaderEpoch, format!("epoch {} is older than the leader's {}", q.leader_epoch, l.epoch));
+            }
+            if q.leader_epoch > l.epoch {
+                return ReplicaFetchResult::err(ErrorCode::NotLeader, format!("epoch {} is newer than this leader's {}", q.leader_epoch, l.epoch));
+            }
+            if !l.replicas.contains(&replica) {
+                return ReplicaFetchResult::err(ErrorCode::InvalidRequest, format!("broker {replica} holds no replica of {}/{}", q.topic, q.partition));
+            }
+        }
+        // Does the follower's log agree with this one up to its end?
+        if q.last_epoch >= 0 || q.fetch_offset > 0 {
+            let answer = u32::try_from(q.last_epoch).ok().and_then(|e| p.replica.epochs.borrow().end_of(e, end));
+            let agrees = answer.is_some_and(|(e, o)| i64::from(e) == q.last_epoch && o >= q.fetch_offset);
+            if !agrees {
+                let mut r = ReplicaFetchResult::err(ErrorCode::None, "");
+                r.fetch.message = None;
+                r.fetch.high_watermark = p.replica.hw.get();
+                r.log_end = end;
+                r.diverging = Some(answer.map_or((-1, 0), |(e, o)| (i64::from(e), o)));
+                return r;
+            }
+        }
+        if let Role::Leader(l) = &mut *p.replica.role.borrow_mut() {
+            l.on_fetch(replica, q.fetch_offset, q.synced_offset, end, crate::time::now_ms() as u64);
+        }
+        p.advance_hw();
+        if let Some(until) = wait_until {
+            while p.log().next_offset() <= q.fetch_offset && p.replica.leading().is_some() && !self.is_shutting_down() {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                let woken = std::pin::pin!(async {
+                    futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
+                });
+                rt::timeout(until - now, woken).await;
+            }
+        }
+        let log = p.log();
+        let mut r = match log.read(q.fetch_offset, max_bytes).await {
+            Ok(out) => FetchResult {
+                error: ErrorCode::None,
+                message: None,
+                high_watermark: 0,
+                log_start_offset: out.log_start_offset,
+                chunks: out.chunks,
+                bytes: out.bytes,
+            },
+            Err(e) => FetchResult::err(storage_code(&e), e.to_string()),
+        };
+        r.high_watermark = p.replica.hw.get();
+        ReplicaFetchResult { fetch: r, log_end: log.next_offset(), diverging: None }
+    }
+
+    /// Answers one partition of a replica fetch wherever it lives on this
+    /// broker (the owning shard's bytes cross shards like a fetch's).
+    pub async fn replica_fetch(&self, replica: NodeId, q: ReplicaFetchPart, max_bytes: usize, wait_until: Option<Instant>) -> ReplicaFetchResult<Chunk> {
+        let owner = {
+            let md = self.metadata.borrow();
+            md.topics.get(&q.topic).and_then(|t| t.shard_on(q.partition, self.config.node_id, self.nr_shards()))
+        };
+        match owner {
+            None => ReplicaFetchResult::err(ErrorCode::UnknownTopicOrPartition, super::unknown(&q.topic, q.partition)),
+            Some(s) if s == self.id => self.replica_fetch_local(replica, &q, max_bytes, wait_until).await,
+            Some(s) => {
+                let (reply, rx) = futures::channel::oneshot::channel();
+                match self.ask(s, ShardMsg::ReplicaFetch { replica, part: q, max_bytes, wait_until, reply }, rx).await {
+                    Some(r) => ReplicaFetchResult {
+                        fetch: FetchResult {
+                            error: r.fetch.error,
+                            message: r.fetch.message,
+                            high_watermark: r.fetch.high_watermark,
+                            log_start_offset: r.fetch.log_start_offset,
+                            bytes: r.fetch.bytes,
+                            chunks: r.fetch.chunks.into_iter().map(Chunk::Mem).collect(),
+                        },
+                        log_end: r.log_end,
+                        diverging: r.diverging,
+                    },
+                    None => ReplicaFetchResult::err(ErrorCode::BrokerShuttingDown, "the owning shard is stopping"),
+                }
+            }
+        }
+    }
+
+    /// Waits until the high watermark passes `end` (acks=all on a
+    /// replicated partition), the leadership ends, the ISR is too small,
+    /// or `timeout` passes.
+    pub(super) async fn wait_replicated(&self, p: &Partition, epoch: u32, end: i64, timeout: Duration) -> Result<(), (ErrorCode, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match &*p.replica.role.borrow() {
+                Role::Leader(l) if l.epoch == epoch => match l.acked(end) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(e) => return Err((ErrorCode::NotEnoughReplicas, e.to_string())),
+                },
+                _ => return Err((ErrorCode::NotLeader, "leadership moved before the batch was replicated; it may or may not be kept".into())),
+            }
+            let now = Instant::now();
+            if now >= deadline || self.is_shutting_down() {
+                return Err((ErrorCode::RequestTimedOut, format!("not replicated to the in-sync replicas within {} ms", timeout.as_millis())));
+            }
+            let woken = std::pin::pin!(async {
+                futures::future::select(std::pin::pin!(p.replica.hw_moved.listen()), std::pin::pin!(self.shutdown.listen())).await;
+            });
+            rt::timeout(deadline - now, woken).await;
+        }
+    }
+
+    // ---- the loop: ISR changes and fetchers ---------------------------------
+
+    /// Every [`REPLICATION_TICK`] (and when roles change): proposes the
+    /// ISR changes this shard's leaders want, and starts a fetcher for
+    /// each broker this shard's followers follow.
+    pub async fn replication_loop(self: Rc<Self>) {
+        let fetchers: Rc<RefCell<HashSet<NodeId>>> = Rc::default();
+        while !self.is_shutting_down() {
+            let tick = std::pin::pin!(rt::sleep(REPLICATION_TICK));
+            let changed = std::pin::pin!(self.roles_changed.listen());
+            let stop = std::pin::pin!(self.shutdown.listen());
+            futures::future::select(tick, futures::future::select(changed, stop)).await;
+            let now = crate::time::now_ms() as u64;
+            let lag = self.config.replica_lag_max_ms;
+            let mut leaders = HashSet::new();
+            let mut proposals = Vec::new();
+            for (topic, map) in self.partitions.borrow().iter() {
+                for (&pi, p) in map {
+                    match &mut *p.replica.role.borrow_mut() {
+                        Role::Leader(l) => {
+                            if let Some(isr) = l.wanted_isr(now, lag) {
+                                l.isr_proposed(isr.clone());
+                                proposals.push((p.clone(), topic.clone(), pi, l.epoch, l.partition_epoch, isr));
+                            }
+                        }
+                        Role::Follower { leader, .. } if *leader != NO_LEADER && *leader != self.config.node_id => {
+                            leaders.insert(*leader);
+                        }
+                        Role::Follower { .. } => {}
+                    }
+                }
+            }
+            for (p, topic, partition, leader_epoch, partition_epoch, isr) in proposals {
+                let shard = self.clone();
+                rt::spawn(async move {
+                    tracing::info!(%topic, partition, ?isr, "asking the quorum to change the ISR");
+                    let cmd = Command::AlterIsr { topic: topic.clone(), partition, leader_epoch, partition_epoch, isr };
+                    let ok = matches!(shard.propose(cmd).await, Ok(o) if o.results.iter().all(|r| r.is_ok()));
+                    if !ok {
+                        if let Role::Leader(l) = &mut *p.replica.role.borrow_mut() {
+                            l.isr_refused();
+                        }
+                    }
+                });
+            }
+            for leader in leaders {
+                if fetchers.borrow_mut().insert(leader) {
+                    let (shard, fetchers) = (self.clone(), fetchers.clone());
+                    rt::spawn(async move {
+                        shard.fetcher(leader).await;
+                        fetchers.borrow_mut().remove(&leader);
+                    });
+                }
+            }
+        }
+    }
+
+    // ---- the follower's side ------------------------------------------------
+
+    /// The partitions of this shard that follow `leader`, with the epoch.
+    fn following(&self, leader: NodeId) -> Vec<(String, u32, Rc<Partition>, u32)> {
+        let mut out = Vec::new();
+        for (topic, map) in self.partitions.borrow().iter() {
+            for (&pi, p) in map {
+                if let Role::Follower { leader: l, epoch } = &*p.replica.role.borrow() {
+                    if *l == leader {
+                        out.push((topic.clone(), pi, p.clone(), *epoch));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Fetches from `leader` for every partition of this shard that
+    /// follows it, until none does.
+    async fn fetcher(self: Rc<Self>, leader: NodeId) {
+        let mut conn: Option<crate::server::listener::Stream> = None;
+        let mut corr = 0u32;
+        while !self.is_shutting_down() {
+            let parts = self.following(leader);
+            if parts.is_empty() {
+                return;
+            }
+            if conn.is_none() {
+                let addr = self.metadata.borrow().brokers.get(&leader).map(|b| (b.host.clone(), b.port));
+                let Some((host, port)) = addr else {
+                    rt::sleep(RECONNECT_BACKOFF).await;
+                    continue;
+                };
+                match rt::timeout(Duration::from_secs(2), crate::server::listener::connect(&host, port)).await {
+                    Some(Ok(s)) => conn = Some(s),
+                    _ => {
+                        rt::sleep(RECONNECT_BACKOFF).await;
+                        continue;
+                    }
+                }
+            }
+            let stream = conn.as_mut().expect("connected above");
+            corr = corr.wrapping_add(1);
+            let asked: Vec<(ReplicaFetchPart, Rc<Partition>)> = parts
+                .into_iter()
+                .map(|(topic, partition, p, epoch)| {
+                    let log = p.log();
+                    let q = ReplicaFetchPart {
+                        topic,
+                        partition,
+                        leader_epoch: epoch,
+                        fetch_offset: log.next_offset(),
+                        synced_offset: log.synced_offset(),
+                        last_epoch: p.replica.epochs.borrow().last_epoch().map_or(-1, i64::from),
+                    };
+                    (q, p)
+                })
+                .collect();
+            let frame = replica_fetch_frame(corr, self.config.node_id, &asked);
+            let max = self.config.max_frame_bytes + (REPLICA_FETCH_MAX_BYTES as usize);
+            let answer = rt::timeout(REPLICA_FETCH_WAIT + Duration::from_secs(10), async {
+                stream.write_all(&frame).await?;
+                read_frame(stream, max).await
+            })
+            .await;
+            let body = match answer {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => {
+                    tracing::debug!(leader, error = %e, "replica fetch failed; reconnecting");
+                    conn = None;
+                    rt::sleep(RECONNECT_BACKOFF).await;
+                    continue;
+                }
+                None => {
+                    conn = None;
+                    continue;
+                }
+            };
+            match self.take_replica_answer(corr, body, &asked).await {
+                Ok(true) => {}
+                Ok(false) => rt::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    tracing::warn!(leader, error = %e, "bad replica fetch answer; reconnecting");
+                    conn = None;
+                    rt::sleep(RECONNECT_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    /// Applies a leader's answer: appends each partition's batches at the
+    /// leader's offsets, or cuts a diverged log, then syncs what it
+    /// appended. `Ok(false)` when no partition made progress.
+    async fn take_replica_answer(&self, corr: u32, body: BytesMut, asked: &[(ReplicaFetchPart, Rc<Partition>)]) -> Result<bool, String> {
+        let (message, mut payload) = protocol::split_frame(body).map_err(|e| e.to_string())?;
+        let resp = protocol::parse_response(&message).map_err(|e| e.to_string())?;
+        if resp.correlation_id() != corr {
+            return Err(format!("answer {} to request {corr}", resp.correlation_id()));
+        }
+        let Some(r) = resp.body_as_replica_fetch_response() else {
+            return Err(format!("not a replica fetch answer: {:?} {}", resp.error(), resp.error_message().unwrap_or_default()));
+        };
+        let mut progress = false;
+        let mut to_sync = Vec::new();
+        for t in r.topics().iter().flatten() {
+            let name = t.name().unwrap_or_default();
+            for pr in t.partitions().iter().flatten() {
+                let n = pr.records_bytes() as usize;
+                if n > payload.len() {
+                    return Err("the answer describes more payload than it carries".into());
+                }
+                let mut data = payload.split_to(n);
+                let Some((q, p)) = asked.iter().find(|(q, _)| q.topic == name && q.partition == pr.partition()) else { continue };
+                // The role or the log changed while the fetch was out.
+                let current = matches!(&*p.replica.role.borrow(), Role::Follower { epoch, .. } if *epoch == q.leader_epoch);
+                if !current || p.log().next_offset() != q.fetch_offset {
+                    continue;
+                }
+                if pr.error() != ErrorCode::None {
+                    continue;
+                }
+                if pr.diverging_epoch() >= 0 || pr.diverging_end() >= 0 {
+                    let answer = u32::try_from(pr.diverging_epoch()).ok().map(|e| (e, pr.diverging_end()));
+                    let at = truncation_offset(&p.replica.epochs.borrow(), q.fetch_offset, answer);
+                    tracing::info!(topic = %q.topic, partition = q.partition, from = q.fetch_offset, to = at, "cutting the log where it diverges from the leader's");
+                    p.cut(at, self.memory.clone()).await.map_err(|e| e.to_string())?;
+                    progress = true;
+                    continue;
+                }
+                let log = p.log();
+                let mut appended = false;
+                while !data.is_empty() {
+                    let info = match record::batches(&data).next() {
+                        Some(Ok((0, info))) => info,
+                        Some(Ok(_)) | None => break,
+                        Some(Err(e)) => return Err(format!("{}/{}: {e}", q.topic, q.partition)),
+                    };
+                    let batch = data.split_to(info.batch_len as usize);
+                    if info.base_offset != log.next_offset() {
+                        break;
+                    }
+                    p.begin_epoch(info.leader_epoch, info.base_offset).await.map_err(|e| e.to_string())?;
+                    if let Err(e) = log.append_replica(batch, &info).await {
+                        tracing::warn!(topic = %q.topic, partition = q.partition, error = %e, "could not append the leader's batch");
+                        break;
+                    }
+                    appended = true;
+                }
+                p.replica.hw.set(pr.high_watermark().min(log.next_offset()));
+                if appended {
+                    progress = true;
+                    to_sync.push(log);
+                }
+            }
+        }
+        // One group commit per log; the next fetch reports what it synced.
+        let syncs = to_sync.iter().map(|log| log.wait_synced(log.next_offset() - 1));
+        for r in futures::future::join_all(syncs).await {
+            r.map_err(|e| e.to_string())?;
+        }
+        Ok(progress)
+    }
+}
+
+/// The request frame of one replica fetch.
+fn replica_fetch_frame(corr: u32, replica: NodeId, asked: &[(ReplicaFetchPart, Rc<Partition>)]) -> Bytes {
+    let mut fbb = FlatBufferBuilder::with_capacity(256 + 64 * asked.len());
+    let mut topics = Vec::new();
+    let mut i = 0;
+    while i < asked.len() {
+        let name = &asked[i].0.topic;
+        let mut parts = Vec::new();
+        while i < asked.len() && asked[i].0.topic == *name {
+            let q = &asked[i].0;
+            parts.push(fb::ReplicaFetchPartition::create(
+                &mut fbb,
+                &fb::ReplicaFetchPartitionArgs {
+                    partition: q.partition,
+                    leader_epoch: q.leader_epoch,
+                    fetch_offset: q.fetch_offset,
+                    synced_offset: q.synced_offset,
+                    last_epoch: q.last_epoch,
+                },
+            ));
+            i += 1;
+        }
+        let parts = fbb.create_vector(&parts);
+        let name = fbb.create_string(name);
+        topics.push(fb::ReplicaFetchTopic::create(&mut fbb, &fb::ReplicaFetchTopicArgs { name: Some(name), partitions: Some(parts) }));
+    }
+    let topics = fbb.create_vector(&topics);
+    let body = fb::ReplicaFetchRequest::create(
+        &mut fbb,
+        &fb::ReplicaFetchRequestArgs {
+            replica_id: replica,
+            max_wait_ms: REPLICA_FETCH_WAIT.as_millis() as u32,
+            max_bytes: REPLICA_FETCH_MAX_BYTES,
+            topics: Some(topics),
+        },
+    );
+    let req = fb::Request::create(
+        &mut fbb,
+        &fb::RequestArgs {
+            api_version: protocol::API_VERSION,
+            correlation_id: corr,
+            client_id: None,
+            body_type: fb::RequestBody::ReplicaFetchRequest,
+            body: Some(body.as_union_value()),
+        },
+    );
+    fbb.finish(req, None);
+    protocol::frame_head(fbb.finished_data(), 0)
+}
+
+/// Reads one frame body (everything after its length), refusing a length
+/// over `max` before anything is allocated.
+async fn read_frame(stream: &mut crate::server::listener::Stream, max: usize) -> std::io::Result<BytesMut> {
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await?;
+    let len = protocol::frame_len(prefix, max).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut body = BytesMut::zeroed(len);
+    stream.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// A multi-partition replica fetch, answered as the fetch handler does:
+/// every partition at once, then, if none had anything new, a long poll
+/// that ends with the first that does.
+pub async fn answer(shard: &Rc<Shard>, replica: NodeId, asked: Vec<ReplicaFetchPart>, max_bytes: usize, wait: Duration) -> Vec<ReplicaFetchResult<Chunk>> {
+    let first = asked.iter().map(|q| shard.replica_fetch(replica, q.clone(), max_bytes, None));
+    let mut results: Vec<ReplicaFetchResult<Chunk>> = futures::future::join_all(first).await;
+    let total: usize = results.iter().map(|r| r.fetch.bytes).sum();
+    let quiet = results.iter().all(|r| r.fetch.error == ErrorCode::None && r.diverging.is_none() && r.fetch.bytes == 0);
+    if total == 0 && quiet && !wait.is_zero() && !shard.is_shutting_down() {
+        let deadline = Instant::now() + wait;
+        let mut pending: futures::stream::FuturesUnordered<_> =
+            asked.iter().enumerate().map(|(i, q)| async move { (i, shard.replica_fetch(replica, q.clone(), max_bytes, Some(deadline)).await) }).collect();
+        while let Some((i, r)) = pending.next().await {
+            let got = r.fetch.bytes > 0 || r.fetch.error != ErrorCode::None || r.diverging.is_some();
+            results[i] = r;
+            if got {
+                break;
+            }
+        }
+    }
+    // The byte budget: whole batches, and always each partition's first.
+    let mut used = 0usize;
+    for r in results.iter_mut() {
+        let mut keep = 0;
+        let mut bytes = 0;
+        for c in &r.fetch.chunks {
+            if keep > 0 && used + c.len() > max_bytes {
+                break;
+            }
+            used += c.len();
+            bytes += c.len();
+            keep += 1;
+        }
+        r.fetch.chunks.truncate(keep);
+        r.fetch.bytes = bytes;
+    }
+    results
+}
