@@ -7,7 +7,7 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{cli_in, temp_dir, Broker};
+use common::{cli_in, temp_dir, Broker, Island};
 
 struct Cluster {
     brokers: Vec<Option<Broker>>,
@@ -205,56 +205,6 @@ fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
     c.wait_for(dead, "the restarted broker to catch up", |s| s.contains("after\tpartitions: 4") && s.matches("\tlive").count() == 3);
     let o = c.cli(dead, &["topics", "describe", "--topic", "after"], None);
     assert!(o.status.success(), "{}", text(&o));
-}
-
-/// A host of its own: a network namespace joined to this one by a veth
-/// pair, whose link the test can cut and heal. Needs root (CI runs as root).
-struct Island {
-    ns: String,
-    outer: String,
-    /// This namespace's end of the link, and the island's.
-    outer_ip: String,
-    inner_ip: String,
-}
-
-fn ip(args: &[&str]) {
-    let o = std::process::Command::new("ip").args(args).output().expect("the ip command (iproute2)");
-    assert!(o.status.success(), "ip {}: {} (network namespaces need root)", args.join(" "), String::from_utf8_lossy(&o.stderr));
-}
-
-impl Island {
-    fn new() -> Island {
-        let pid = std::process::id();
-        let (ns, outer, inner) = (format!("slg-{pid}"), format!("slg{pid}o"), format!("slg{pid}i"));
-        let net = format!("10.{}.{}", 100 + pid % 100, (pid / 100) % 250);
-        let (outer_ip, inner_ip) = (format!("{net}.1"), format!("{net}.2"));
-        let _ = std::process::Command::new("ip").args(["netns", "del", &ns]).output();
-        ip(&["netns", "add", &ns]);
-        let island = Island { ns: ns.clone(), outer: outer.clone(), outer_ip: outer_ip.clone(), inner_ip: inner_ip.clone() };
-        ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
-        ip(&["link", "set", &inner, "netns", &ns]);
-        ip(&["addr", "add", &format!("{outer_ip}/24"), "dev", &outer]);
-        ip(&["link", "set", &outer, "up"]);
-        ip(&["netns", "exec", &ns, "ip", "addr", "add", &format!("{inner_ip}/24"), "dev", &inner]);
-        ip(&["netns", "exec", &ns, "ip", "link", "set", &inner, "up"]);
-        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-        island
-    }
-
-    fn cut(&self) {
-        ip(&["link", "set", &self.outer, "down"]);
-    }
-
-    fn heal(&self) {
-        ip(&["link", "set", &self.outer, "up"]);
-    }
-}
-
-impl Drop for Island {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair with it.
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
 }
 
 #[test]

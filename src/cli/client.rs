@@ -246,13 +246,37 @@ const PRODUCE_BATCH_BYTES: usize = 512 * 1024;
 /// Produce requests in flight before waiting for answers.
 const PRODUCE_INFLIGHT: usize = 32;
 
+/// How many times one batch is sent before the producer gives up, and
+/// the pause before each new attempt (grows to 500 ms): about 30 s, which
+/// rides out a leader's failover.
+const PRODUCE_ATTEMPTS: u32 = 64;
+
+/// Whether a partition's error goes away by itself (the leader moved, too
+/// few replicas are in sync yet, a timeout): the batch is sent again.
+fn retriable(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::RequestTimedOut | ErrorCode::BrokerShuttingDown | ErrorCode::UnknownTopicOrPartition
+    )
+}
+
+/// A batch on its way: its partition, bytes and attempts so far.
+type Outgoing = (u32, Vec<u8>, u32);
+
 /// Sends each partition's batches to its leader, pipelined on one
-/// connection per leader.
+/// connection per leader. A batch refused for a reason that passes, or
+/// lost with its connection, is sent again to the partition's leader as
+/// the metadata then names it (at least once: a batch whose answer was
+/// lost may be stored twice).
 struct Producer {
-    /// Connections by leader address, each with its requests in flight.
-    conns: BTreeMap<String, (Connection, usize)>,
-    /// Each partition's leader address, from the metadata at start.
+    bootstrap: Vec<String>,
+    /// Connections by leader address, each with its requests in flight by
+    /// correlation id.
+    conns: BTreeMap<String, (Connection, BTreeMap<u32, Outgoing>)>,
+    /// Each partition's leader address, from the metadata.
     leaders: Vec<String>,
+    /// Batches to send again.
+    retry: std::collections::VecDeque<Outgoing>,
     topic: String,
     acks: i8,
     /// Records sent so far.
@@ -261,31 +285,104 @@ struct Producer {
 }
 
 impl Producer {
-    fn send(&mut self, partition: u32, batch: &[u8]) -> Result<(), ClientError> {
+    fn send(&mut self, partition: u32, batch: Vec<u8>) -> Result<(), ClientError> {
+        self.send_one((partition, batch, 0))?;
+        self.resend()
+    }
+
+    /// One attempt; a failed connection queues its batches for another.
+    fn send_one(&mut self, (partition, batch, attempts): Outgoing) -> Result<(), ClientError> {
         let addr = self.leaders[partition as usize].clone();
         if !self.conns.contains_key(&addr) {
-            self.conns.insert(addr.clone(), (Connection::connect(addr.as_str())?, 0));
+            match Connection::connect(addr.as_str()) {
+                Ok(c) => {
+                    self.conns.insert(addr.clone(), (c, BTreeMap::new()));
+                }
+                Err(e) => {
+                    self.again((partition, batch, attempts), &e.to_string());
+                    return Ok(());
+                }
+            }
         }
-        let (conn, inflight) = self.conns.get_mut(&addr).expect("inserted above");
-        conn.send_produce(&self.topic, &[(partition, batch)], self.acks)?;
-        if self.acks != 0 {
-            *inflight += 1;
-            while self.conns[&addr].1 >= PRODUCE_INFLIGHT {
-                self.answer(&addr)?;
+        let (conn, _) = self.conns.get_mut(&addr).expect("inserted above");
+        match conn.send_produce(&self.topic, &[(partition, &batch)], self.acks) {
+            Ok(corr) if self.acks != 0 => {
+                let (_, inflight) = self.conns.get_mut(&addr).expect("inserted above");
+                inflight.insert(corr, (partition, batch, attempts));
+                while self.conns.get(&addr).is_some_and(|(_, f)| f.len() >= PRODUCE_INFLIGHT) {
+                    self.answer(&addr)?;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.lost(&addr, &e.to_string());
+                self.again((partition, batch, attempts), &e.to_string());
             }
         }
         Ok(())
     }
 
+    /// Queues a batch for another attempt, or records the failure.
+    fn again(&mut self, (partition, batch, attempts): Outgoing, why: &str) {
+        if attempts + 1 >= PRODUCE_ATTEMPTS {
+            if self.failed.is_none() {
+                self.failed = Some(format!("partition {partition} of '{}': gave up after {PRODUCE_ATTEMPTS} attempts: {why}", self.topic));
+            }
+        } else {
+            self.retry.push_back((partition, batch, attempts + 1));
+        }
+    }
+
+    /// Drops a broken connection; its requests in flight go again.
+    fn lost(&mut self, addr: &str, why: &str) {
+        if let Some((_, inflight)) = self.conns.remove(addr) {
+            for (_, o) in inflight {
+                self.again(o, why);
+            }
+        }
+    }
+
+    /// Sends the queued retries, after a pause and a fresh look at the
+    /// leaders.
+    fn resend(&mut self) -> Result<(), ClientError> {
+        while let Some(o) = self.retry.pop_front() {
+            std::thread::sleep(Duration::from_millis((25u64 << o.2.min(5)).min(500)));
+            if let Ok(Ok(Some(l))) = Connection::connect_any(&self.bootstrap).map(|mut c| c.leaders(&self.topic)) {
+                if l.len() == self.leaders.len() {
+                    self.leaders = l;
+                }
+            }
+            self.send_one(o)?;
+        }
+        Ok(())
+    }
+
     fn answer(&mut self, addr: &str) -> Result<(), ClientError> {
-        let (conn, inflight) = self.conns.get_mut(addr).expect("a connection with requests in flight");
-        let r = conn.recv()?;
-        *inflight -= 1;
+        let (conn, _) = self.conns.get_mut(addr).expect("a connection with requests in flight");
+        let r = match conn.recv() {
+            Ok(r) => r,
+            Err(e) => {
+                self.lost(addr, &e.to_string());
+                return Ok(());
+            }
+        };
+        let corr = r.correlation_id()?;
+        let Some(sent) = self.conns.get_mut(addr).and_then(|(_, f)| f.remove(&corr)) else { return Ok(()) };
         let resp = r.ok()?;
+        let mut outcome = None;
         for t in resp.body_as_produce_response().and_then(|p| p.topics()).iter().flatten() {
             for p in t.partitions().iter().flatten() {
-                if p.error() != ErrorCode::None && self.failed.is_none() {
-                    self.failed = Some(format!("partition {} of '{}': {:?}: {}", p.partition(), self.topic, p.error(), p.error_message().unwrap_or_default()));
+                if p.error() != ErrorCode::None {
+                    outcome = Some((p.error(), p.error_message().unwrap_or_default().to_string()));
+                }
+            }
+        }
+        match outcome {
+            None => {}
+            Some((code, msg)) if retriable(code) => self.again(sent, &format!("{code:?}: {msg}")),
+            Some((code, msg)) => {
+                if self.failed.is_none() {
+                    self.failed = Some(format!("partition {} of '{}': {code:?}: {msg}", sent.0, self.topic));
                 }
             }
         }
@@ -293,13 +390,16 @@ impl Producer {
     }
 
     fn drain(&mut self) -> Result<(), ClientError> {
-        let addrs: Vec<String> = self.conns.keys().cloned().collect();
-        for addr in addrs {
-            while self.conns[&addr].1 > 0 {
-                self.answer(&addr)?;
-            }
+        loop {
+            self.resend()?;
+            let Some(addr) = self.conns.iter().find(|(_, (_, f))| !f.is_empty()).map(|(a, _)| a.clone()) else {
+                if self.retry.is_empty() {
+                    return Ok(());
+                }
+                continue;
+            };
+            self.answer(&addr)?;
         }
-        Ok(())
     }
 }
 
@@ -325,7 +425,8 @@ pub fn produce(a: ProduceArgs) -> i32 {
         AcksArg::Zero => 0,
     };
     let interactive = std::io::stdin().is_terminal();
-    let mut p = Producer { conns: BTreeMap::new(), leaders, topic: a.topic.clone(), acks, records: 0, failed: None };
+    let bootstrap = a.bootstrap.bootstrap_server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let mut p = Producer { bootstrap, conns: BTreeMap::new(), leaders, retry: Default::default(), topic: a.topic.clone(), acks, records: 0, failed: None };
     let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
     let mut next_rr = 0u32;
     let mut batch = Vec::new();
@@ -379,7 +480,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
             batch.clear();
             p.records += u64::from(b.record_count());
             b.finish_into(&mut batch);
-            if let Err(e) = p.send(partition, &batch) {
+            if let Err(e) = p.send(partition, std::mem::take(&mut batch)) {
                 return broker_err(e, "producing");
             }
             if interactive {
@@ -394,7 +495,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
             batch.clear();
             p.records += u64::from(b.record_count());
             b.finish_into(&mut batch);
-            if let Err(e) = p.send(*partition, &batch) {
+            if let Err(e) = p.send(*partition, std::mem::take(&mut batch)) {
                 return broker_err(e, "producing");
             }
         }

@@ -323,14 +323,16 @@ impl Consumer {
     /// Waits up to `timeout` for records and returns those that came. A
     /// lost connection is reopened (metadata, group and leaders looked up
     /// again) and the poll retried, a bounded number of times.
+    /// A partition whose leader died is followed to its new leader: the
+    /// poll keeps trying for [`FAILOVER_WAIT`].
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
-        const ATTEMPTS: u32 = 5;
-        let mut attempt = 0;
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
         loop {
             match self.poll_once(timeout) {
-                Err(ConsumerError::Client(e)) if attempt + 1 < ATTEMPTS && !matches!(e, ClientError::Broker { .. }) => {
+                Err(e) if started.elapsed() < FAILOVER_WAIT && passes(&e) => {
                     attempt += 1;
-                    std::thread::sleep(Duration::from_millis(100 << attempt));
+                    std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(1000)));
                     self.fetchers.clear();
                     self.leaders.clear();
                     if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
@@ -455,7 +457,7 @@ impl Consumer {
         let (brokers, topics) = self.conn.metadata(Some(&[self.topic.as_str()]))?;
         for t in topics.iter().filter(|t| t.name == self.topic) {
             for p in &t.partitions {
-                if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader) {
+                if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader && !b.fenced) {
                     self.leaders.insert(p.partition, format!("{}:{}", b.host, b.port));
                 }
             }
@@ -580,4 +582,19 @@ impl Drop for Consumer {
     fn drop(&mut self) {
         self.leave();
     }
+}
+
+/// How long a poll keeps looking for a partition's leader (the broker
+/// fences a dead leader within its session timeout, 3 s by default).
+pub const FAILOVER_WAIT: Duration = Duration::from_secs(20);
+
+/// Whether an error passes by itself: a lost connection, a leader that
+/// moved or is being elected, a broker that is stopping.
+fn passes(e: &ConsumerError) -> bool {
+    let code = match e {
+        ConsumerError::Client(ClientError::Broker { code, .. }) | ConsumerError::Broker(code, _) => *code,
+        ConsumerError::Client(_) => return true,
+        _ => return false,
+    };
+    matches!(code, ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)
 }

@@ -57,7 +57,9 @@ pub struct ProducerConfig {
     pub buffer_max_bytes: usize,
     /// How long `send` may block on a full buffer.
     pub send_timeout: Duration,
-    /// Attempts for one batch before its records fail.
+    /// Attempts for one batch before its records fail; the pause between
+    /// attempts grows to 1 s, so the default of 20 rides out a leader's
+    /// failover (about 15 s in all).
     pub retries: u32,
 }
 
@@ -70,7 +72,7 @@ impl Default for ProducerConfig {
             batch_max_bytes: 512 * 1024,
             buffer_max_bytes: 32 << 20,
             send_timeout: Duration::from_secs(30),
-            retries: 5,
+            retries: 20,
         }
     }
 }
@@ -339,7 +341,7 @@ impl Worker {
         let (brokers, topics) = self.with_bootstrap(|c| c.metadata(Some(&[topic])))?;
         for t in topics {
             for p in t.partitions {
-                if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader) {
+                if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader && !b.fenced) {
                     self.leaders.insert((t.name.clone(), p.partition), format!("{}:{}", b.host, b.port));
                 }
             }
@@ -433,7 +435,7 @@ impl Worker {
         let mut last = String::new();
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
-                thread::sleep(Duration::from_millis(50 << attempt.min(5)));
+                thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(1000)));
             }
             let r = self.with_leader(topic, partition, |c| {
                 c.send_produce(topic, &[(partition, batch)], acks)?;
@@ -449,8 +451,9 @@ impl Worker {
             });
             match r {
                 Ok((ErrorCode::None, _, base)) => return Ok(base),
-                // Retriable: the leader moved, the broker is stopping, or a sync timed out.
-                Ok((code @ (ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut), msg, _)) => {
+                // Retriable: the leader moved, the broker is stopping, a
+                // sync timed out, or too few replicas are in sync yet.
+                Ok((code @ (ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas), msg, _)) => {
                     last = format!("{code:?}: {msg}");
                     // Look up the leader again before the next attempt.
                     self.leaders.remove(&(topic.to_string(), partition));
