@@ -192,6 +192,7 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
             match c.metadata(Some(&[a.topic.as_str()])) {
                 Ok((_, topics)) => match topics.first() {
                     Some(t) if t.error == ErrorCode::None => {
+                        let lags = if t.replication_factor > 1 { c.replica_lags(&t.name).unwrap_or_default() } else { Default::default() };
                         let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         println!(
                             "Topic: {}\tPartitions: {}\tReplicationFactor: {}\tConfigs: {}",
@@ -203,13 +204,14 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
                         for p in &t.partitions {
                             let list = |v: &[i32]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
                             println!(
-                                "\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}\tReplicas: {}\tIsr: {}",
+                                "\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}\tReplicas: {}\tIsr: {}{}",
                                 t.name,
                                 p.partition,
                                 p.leader,
                                 p.shard,
                                 list(&p.replicas),
-                                list(&p.isr)
+                                list(&p.isr),
+                                lag_text(lags.get(&p.partition), "\tLag: ")
                             );
                         }
                         exit::OK
@@ -523,6 +525,15 @@ pub fn produce(a: ProduceArgs) -> i32 {
     }
 }
 
+/// Each replica's lag behind its leader (`?` where unknown), after
+/// `prefix`; nothing when the leader did not say.
+fn lag_text(lags: Option<&Vec<i64>>, prefix: &str) -> String {
+    match lags {
+        Some(l) if !l.is_empty() => format!("{prefix}{}", l.iter().map(|x| if *x < 0 { "?".to_string() } else { x.to_string() }).collect::<Vec<_>>().join(",")),
+        _ => String::new(),
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() {
         return None;
@@ -651,13 +662,15 @@ pub fn cluster_info(b: Bootstrap) -> i32 {
             }
             println!("Topics:");
             for t in &info.topics {
+                let lags = if t.replication_factor > 1 { c.replica_lags(&t.name).unwrap_or_default() } else { Default::default() };
                 let placement: Vec<String> = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let replicas: Vec<String> = p.replicas.iter().map(|r| r.to_string()).collect();
                         let lagging = if p.isr.len() < p.replicas.len() { " under-replicated" } else { "" };
-                        format!("{}@node{}/shard{}[replicas {}{lagging}]", p.partition, p.leader, p.shard, replicas.join(","))
+                        let lag = lag_text(lags.get(&p.partition), " lag ");
+                        format!("{}@node{}/shard{}[replicas {}{lag}{lagging}]", p.partition, p.leader, p.shard, replicas.join(","))
                     })
                     .collect();
                 println!("\t{}\tpartitions: {}\treplication: {}\t{}", t.name, t.partitions.len(), t.replication_factor, placement.join(" "));

@@ -18,6 +18,7 @@
 //! assert_eq!(reply.correlation_id().unwrap(), corr);
 //! ```
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -190,6 +191,36 @@ impl Connection {
         self.create_topic_with(name, partitions, 1, &[])
     }
 
+    /// A topic as this broker describes it; `None` if it does not exist.
+    pub fn describe(&mut self, topic: &str) -> Result<Option<TopicMeta>, ClientError> {
+        let r = self.call(&[], |b| {
+            let n = b.create_string(topic);
+            let body = fb::DescribeTopicRequest::create(b, &fb::DescribeTopicRequestArgs { name: Some(n) });
+            (fb::RequestBody::DescribeTopicRequest, body.as_union_value())
+        })?;
+        let t = r.response().body_as_describe_topic_response().and_then(|d| d.topic()).ok_or(ProtocolError::MissingBody)?;
+        Ok((t.error() == ErrorCode::None).then(|| topic_meta(t)))
+    }
+
+    /// Each partition's replicas' lags behind its leader (messages, in
+    /// replica order, -1 unknown), asked of each leading broker.
+    pub fn replica_lags(&mut self, topic: &str) -> Result<BTreeMap<u32, Vec<i64>>, ClientError> {
+        let (brokers, topics) = self.metadata(Some(&[topic]))?;
+        let mut out = BTreeMap::new();
+        let Some(t) = topics.into_iter().find(|t| t.name == topic && t.error == ErrorCode::None) else { return Ok(out) };
+        let mut leaders: Vec<i32> = t.partitions.iter().map(|p| p.leader).collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        for b in brokers.iter().filter(|b| leaders.contains(&b.node_id) && !b.fenced) {
+            let Ok(mut c) = Connection::connect(format!("{}:{}", b.host, b.port).as_str()) else { continue };
+            let Ok(Some(d)) = c.describe(topic) else { continue };
+            for p in d.partitions.into_iter().filter(|p| p.leader == b.node_id && !p.lags.is_empty()) {
+                out.insert(p.partition, p.lags);
+            }
+        }
+        Ok(out)
+    }
+
     /// The number of partitions of a topic, if it exists.
     pub fn partitions(&mut self, topic: &str) -> Result<Option<u32>, ClientError> {
         let r = self.call(&[], |b| {
@@ -281,6 +312,10 @@ pub struct PartitionMeta {
     /// The replicas in sync with the leader; fewer than `replicas` means
     /// under-replicated.
     pub isr: Vec<i32>,
+    /// Each replica's lag behind the leader in messages, in `replicas`'
+    /// order (-1: unknown); only from a describe through the leader
+    /// ([`Connection::replica_lags`]), empty otherwise.
+    pub lags: Vec<i64>,
 }
 
 /// A topic as the metadata describes it.
@@ -353,6 +388,7 @@ fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
                 replicas: p.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
                 leader_epoch: p.leader_epoch(),
                 isr: p.isr().map(|r| r.iter().collect()).unwrap_or_default(),
+                lags: p.lags().map(|r| r.iter().collect()).unwrap_or_default(),
             })
             .collect(),
         configs: t.configs().iter().flatten().map(|c| (c.key().to_string(), c.value().to_string())).collect(),

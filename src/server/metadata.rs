@@ -13,7 +13,10 @@ use crate::group::is_internal;
 use crate::protocol::{fb, ErrorCode};
 use crate::shard::Shard;
 
-fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicMeta>) -> WIPOffset<fb::TopicInfo<'a>> {
+/// Each partition's replicas' lags (by partition), where this broker leads.
+type Lags = [(u32, Vec<(i32, i64)>)];
+
+fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicMeta>, lags: &Lags) -> WIPOffset<fb::TopicInfo<'a>> {
     let n = fbb.create_string(name);
     let Some(t) = t else {
         return fb::TopicInfo::create(fbb, &fb::TopicInfoArgs { name: Some(n), error: ErrorCode::UnknownTopicOrPartition, ..Default::default() });
@@ -27,6 +30,10 @@ fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicM
             let replicas = fbb.create_vector(&ids);
             let isr = fbb.create_vector(if p.isr.is_empty() { &ids } else { &p.isr });
             let shard = p.replicas.iter().find(|r| r.broker == p.leader).map_or(0, |r| r.shard);
+            let lags = lags.iter().find(|(q, _)| *q == i as u32).map(|(_, l)| {
+                let by_replica: Vec<i64> = ids.iter().map(|b| l.iter().find(|(r, _)| r == b).map_or(-1, |&(_, lag)| lag)).collect();
+                fbb.create_vector(&by_replica)
+            });
             fb::PartitionInfo::create(
                 fbb,
                 &fb::PartitionInfoArgs {
@@ -37,6 +44,7 @@ fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicM
                     replicas: Some(replicas),
                     leader_epoch: p.leader_epoch,
                     isr: Some(isr),
+                    lags,
                 },
             )
         })
@@ -78,7 +86,7 @@ pub async fn handle(shard: &Shard, corr: u32, req: fb::MetadataRequest<'_>) -> O
     let mut fbb = FlatBufferBuilder::with_capacity(1024);
     let md = shard.metadata();
     let names: Vec<String> = asked.unwrap_or_else(|| md.topics.keys().filter(|n| !is_internal(n)).cloned().collect());
-    let topics: Vec<_> = names.iter().map(|n| topic_info(&mut fbb, n, md.topics.get(n))).collect();
+    let topics: Vec<_> = names.iter().map(|n| topic_info(&mut fbb, n, md.topics.get(n), &[])).collect();
     let topics = fbb.create_vector(&topics);
     let brokers = brokers(&mut fbb, &md);
     drop(md);
@@ -118,9 +126,10 @@ pub async fn list_topics(shard: &Shard, corr: u32) -> Outgoing {
 
 pub async fn describe_topic(shard: &Shard, corr: u32, req: fb::DescribeTopicRequest<'_>) -> Outgoing {
     shard.read_barrier().await;
+    let lags = shard.lags(req.name()).await;
     let mut fbb = FlatBufferBuilder::with_capacity(512);
     let md = shard.metadata();
-    let t = topic_info(&mut fbb, req.name(), md.topics.get(req.name()));
+    let t = topic_info(&mut fbb, req.name(), md.topics.get(req.name()), &lags);
     drop(md);
     let body = fb::DescribeTopicResponse::create(&mut fbb, &fb::DescribeTopicResponseArgs { topic: Some(t) });
     respond(corr, fbb, (fb::ResponseBody::DescribeTopicResponse, body.as_union_value()), Vec::new())

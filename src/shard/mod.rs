@@ -112,6 +112,11 @@ pub enum ShardMsg {
         partitions: Vec<(String, u32)>,
         reply: oneshot::Sender<Vec<(ErrorCode, i64)>>,
     },
+    /// The lag of each replica of the partitions of a topic this shard leads.
+    Lags {
+        topic: String,
+        reply: oneshot::Sender<Vec<(u32, Vec<(NodeId, i64)>)>>,
+    },
     /// A follower's fetch of one partition this shard owns.
     ReplicaFetch {
         replica: NodeId,
@@ -655,6 +660,9 @@ impl Shard {
             }
             ShardMsg::FetchOffsets { group, partitions, reply } => {
                 let _ = reply.send(self.fetch_offsets(group, partitions).await);
+            }
+            ShardMsg::Lags { topic, reply } => {
+                let _ = reply.send(self.lags_local(&topic));
             }
             ShardMsg::ReplicaFetch { replica, part, max_bytes, wait_until, reply } => {
                 let r = self.replica_fetch_local(replica, &part, max_bytes, wait_until).await;

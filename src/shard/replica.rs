@@ -234,6 +234,35 @@ impl Shard {
         }
     }
 
+    /// Each replica's lag behind this shard's leaders of `topic`, in
+    /// messages, by partition (the followers' log ends as last fetched).
+    pub(super) fn lags_local(&self, topic: &str) -> Vec<(u32, Vec<(NodeId, i64)>)> {
+        let parts = self.partitions.borrow();
+        let Some(map) = parts.get(topic) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (&pi, p) in map {
+            if let Role::Leader(l) = &*p.replica.role.borrow() {
+                let end = p.log().next_offset();
+                let mut lags = vec![(l.me, 0)];
+                lags.extend(l.followers().map(|(id, f)| (id, if f.fetched { (end - f.log_end).max(0) } else { -1 })));
+                out.push((pi, lags));
+            }
+        }
+        out
+    }
+
+    /// [`lags_local`](Self::lags_local) over every shard of this broker.
+    pub async fn lags(&self, topic: &str) -> Vec<(u32, Vec<(NodeId, i64)>)> {
+        let mut out = self.lags_local(topic);
+        for s in self.mesh.peers() {
+            let (reply, rx) = futures::channel::oneshot::channel();
+            if let Some(more) = self.ask(s, ShardMsg::Lags { topic: topic.to_string(), reply }, rx).await {
+                out.extend(more);
+            }
+        }
+        out
+    }
+
     // ---- the leader's side --------------------------------------------------
 
     /// Answers one partition of a follower's fetch, on the owning shard.

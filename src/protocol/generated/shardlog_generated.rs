@@ -1330,6 +1330,7 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 12;
   pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 14;
   pub const VT_ISR: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LAGS: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1341,6 +1342,7 @@ impl<'a> PartitionInfo<'a> {
     args: &'args PartitionInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionInfo<'bldr>> {
     let mut builder = PartitionInfoBuilder::new(_fbb);
+    if let Some(x) = args.lags { builder.add_lags(x); }
     if let Some(x) = args.isr { builder.add_isr(x); }
     builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.replicas { builder.add_replicas(x); }
@@ -1401,6 +1403,13 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_ISR, None)}
   }
+  #[inline]
+  pub fn lags(&self) -> Option<::flatbuffers::Vector<'a, i64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i64>>>(PartitionInfo::VT_LAGS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
@@ -1416,6 +1425,7 @@ impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<u32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("isr", Self::VT_ISR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("lags", Self::VT_LAGS, false)?
      .finish();
     Ok(())
   }
@@ -1428,6 +1438,7 @@ pub struct PartitionInfoArgs<'a> {
     pub replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
     pub leader_epoch: u32,
     pub isr: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
+    pub lags: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -1440,6 +1451,7 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       replicas: None,
       leader_epoch: 0,
       isr: None,
+      lags: None,
     }
   }
 }
@@ -1478,6 +1490,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionInfoBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionInfo::VT_ISR, isr);
   }
   #[inline]
+  pub fn add_lags(&mut self, lags: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionInfo::VT_LAGS, lags);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -1502,6 +1518,7 @@ impl ::core::fmt::Debug for PartitionInfo<'_> {
       ds.field("replicas", &self.replicas());
       ds.field("leader_epoch", &self.leader_epoch());
       ds.field("isr", &self.isr());
+      ds.field("lags", &self.lags());
       ds.finish()
   }
 }
