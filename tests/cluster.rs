@@ -195,8 +195,12 @@ fn the_quorum_outlives_its_controller_and_a_restarted_broker_catches_up() {
     let o = c.cli(survivor, &["topics", "describe", "--topic", "rf3"], None);
     let described = String::from_utf8_lossy(&o.stdout).to_string();
     for line in described.lines().filter(|l| l.contains("Partition:")) {
-        let isr = line.split("Isr: ").nth(1).unwrap();
+        let isr = line.split("Isr: ").nth(1).unwrap().split('\t').next().unwrap();
         assert!(!isr.split(',').any(|b| b == dead_id.to_string()) && isr.split(',').count() == 2, "{line}");
+        // The leader reports each replica's lag (the dead one's as of its
+        // last fetch).
+        let lag = line.split("Lag: ").nth(1).unwrap_or_else(|| panic!("no lag in {line}"));
+        assert_eq!(lag.split(',').count(), 3, "{line}");
     }
 
     // Restarted on its data directory, it rejoins, catches up and serves.
