@@ -67,6 +67,9 @@ pub struct Args {
     pub topic: String,
     #[arg(long, default_value_t = 2)]
     pub partitions: u32,
+    /// Copies of each partition when the topic is created (up to the brokers).
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: u16,
     #[arg(long, default_value_t = 1)]
     pub producers: u32,
     #[arg(long, default_value_t = 1)]
@@ -447,7 +450,10 @@ fn ensure_topic(args: &Args) -> Result<()> {
         Some(n) if n != args.partitions => bail!("topic {} has {n} partitions, not the {} asked for", args.topic, args.partitions),
         Some(_) => Ok(()),
         None => {
-            c.create_topic(&args.topic, args.partitions)?;
+            c.create_topic_with(&args.topic, args.partitions, args.replication_factor, &[])?;
+            // Every replica opens its copy, and the leaders take their
+            // followers' first fetches, before the clock starts.
+            std::thread::sleep(Duration::from_millis(if args.replication_factor > 1 { 1000 } else { 0 }));
             Ok(())
         }
     }
