@@ -86,7 +86,7 @@ impl Default for BrokerConfig {
             allow_nondurable_data_dir: false,
             cache_max_bytes_per_shard: 256 << 20,
             quorum_voters: None,
-            broker_session_timeout_ms: 3_000,
+            broker_session_timeout_ms: 2_500,
             replica_lag_max_ms: 3_000,
             log: LogConfig::default(),
         }

@@ -31,7 +31,7 @@ pub struct BrokerArgs {
     #[arg(long, env = "SHARDLOG_QUORUM_VOTERS")]
     pub quorum_voters: Option<String>,
     /// Fence a broker not heard from for this long, in milliseconds;
-    /// its partitions get new leaders [default: 3000]
+    /// its partitions get new leaders [default: 2500]
     #[arg(long, env = "SHARDLOG_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
     /// A follower that has not caught up with its leader for this long

@@ -382,11 +382,10 @@ impl Producer {
         match outcome {
             None => {}
             Some((code, msg)) if retriable(code) => self.again(sent, &format!("{code:?}: {msg}")),
-            Some((code, msg)) => {
-                if self.failed.is_none() {
-                    self.failed = Some(format!("partition {} of '{}': {code:?}: {msg}", sent.0, self.topic));
-                }
+            Some((code, msg)) if self.failed.is_none() => {
+                self.failed = Some(format!("partition {} of '{}': {code:?}: {msg}", sent.0, self.topic));
             }
+            Some(_) => {}
         }
         Ok(())
     }

@@ -332,7 +332,7 @@ impl Consumer {
             match self.poll_once(timeout) {
                 Err(e) if started.elapsed() < FAILOVER_WAIT && passes(&e) => {
                     attempt += 1;
-                    std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(1000)));
+                    std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
                     self.fetchers.clear();
                     self.leaders.clear();
                     if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
@@ -596,5 +596,8 @@ fn passes(e: &ConsumerError) -> bool {
         ConsumerError::Client(_) => return true,
         _ => return false,
     };
-    matches!(code, ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)
+    matches!(
+        code,
+        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable
+    )
 }

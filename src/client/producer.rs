@@ -58,8 +58,8 @@ pub struct ProducerConfig {
     /// How long `send` may block on a full buffer.
     pub send_timeout: Duration,
     /// Attempts for one batch before its records fail; the pause between
-    /// attempts grows to 1 s, so the default of 20 rides out a leader's
-    /// failover (about 15 s in all).
+    /// attempts grows to 500 ms, so the default of 40 rides out a leader's
+    /// failover (about 18 s in all).
     pub retries: u32,
 }
 
@@ -72,7 +72,7 @@ impl Default for ProducerConfig {
             batch_max_bytes: 512 * 1024,
             buffer_max_bytes: 32 << 20,
             send_timeout: Duration::from_secs(30),
-            retries: 20,
+            retries: 40,
         }
     }
 }
@@ -435,7 +435,7 @@ impl Worker {
         let mut last = String::new();
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
-                thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(1000)));
+                thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
             }
             let r = self.with_leader(topic, partition, |c| {
                 c.send_produce(topic, &[(partition, batch)], acks)?;

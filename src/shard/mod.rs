@@ -115,7 +115,7 @@ pub enum ShardMsg {
     /// The lag of each replica of the partitions of a topic this shard leads.
     Lags {
         topic: String,
-        reply: oneshot::Sender<Vec<(u32, Vec<(NodeId, i64)>)>>,
+        reply: oneshot::Sender<replica::Lags>,
     },
     /// A follower's fetch of one partition this shard owns.
     ReplicaFetch {

@@ -49,11 +49,17 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 /// The name of a partition's epoch file, beside its segments.
 const EPOCHS_FILE: &str = "leader-epochs";
 
+/// Each replica's lag in messages behind its leader, by partition.
+pub type Lags = Vec<(u32, Vec<(NodeId, i64)>)>;
+
 /// What a replica of a partition is doing now.
 pub(super) enum Role {
     Leader(LeaderProgress),
     /// Following `leader` (possibly [`NO_LEADER`]) in `epoch`.
-    Follower { leader: NodeId, epoch: u32 },
+    Follower {
+        leader: NodeId,
+        epoch: u32,
+    },
 }
 
 /// The replication state of one partition on its owning shard.
@@ -236,7 +242,7 @@ impl Shard {
 
     /// Each replica's lag behind this shard's leaders of `topic`, in
     /// messages, by partition (the followers' log ends as last fetched).
-    pub(super) fn lags_local(&self, topic: &str) -> Vec<(u32, Vec<(NodeId, i64)>)> {
+    pub(super) fn lags_local(&self, topic: &str) -> Lags {
         let parts = self.partitions.borrow();
         let Some(map) = parts.get(topic) else { return Vec::new() };
         let mut out = Vec::new();
@@ -252,7 +258,7 @@ impl Shard {
     }
 
     /// [`lags_local`](Self::lags_local) over every shard of this broker.
-    pub async fn lags(&self, topic: &str) -> Vec<(u32, Vec<(NodeId, i64)>)> {
+    pub async fn lags(&self, topic: &str) -> Lags {
         let mut out = self.lags_local(topic);
         for s in self.mesh.peers() {
             let (reply, rx) = futures::channel::oneshot::channel();
@@ -266,7 +272,13 @@ impl Shard {
     // ---- the leader's side --------------------------------------------------
 
     /// Answers one partition of a follower's fetch, on the owning shard.
-    pub(super) async fn replica_fetch_local(&self, replica: NodeId, q: &ReplicaFetchPart, max_bytes: usize, wait_until: Option<Instant>) -> ReplicaFetchResult<Chunk> {
+    pub(super) async fn replica_fetch_local(
+        &self,
+        replica: NodeId,
+        q: &ReplicaFetchPart,
+        max_bytes: usize,
+        wait_until: Option<Instant>,
+    ) -> ReplicaFetchResult<Chunk> {
         let Some(p) = self.open_partition(&q.topic, q.partition).await else {
             return ReplicaFetchResult::err(ErrorCode::UnknownTopicOrPartition, super::unknown(&q.topic, q.partition));
         };

@@ -929,7 +929,10 @@ impl PartitionLog {
         let size = f.size().await?;
         // Start from the clean close's index entry at or below `offset`.
         let (mut pos, mut next) = match load_index(&segment::index_path(dir, last), size, last).await {
-            Some(ix) => ix.index.lookup_offset((offset - last).min(i64::from(u32::MAX)) as u32).map_or((0, last), |e| (u64::from(e.pos), last + i64::from(e.rel_offset))),
+            Some(ix) => ix
+                .index
+                .lookup_offset((offset - last).min(i64::from(u32::MAX)) as u32)
+                .map_or((0, last), |e| (u64::from(e.pos), last + i64::from(e.rel_offset))),
             None => (0, last),
         };
         for p in [segment::index_path(dir, last), segment::checkpoint_path(dir, last)] {

@@ -434,4 +434,3 @@ impl Drop for Island {
         let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
 }
-
