@@ -11,7 +11,7 @@
 
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -204,9 +204,38 @@ struct Leader {
     partitions: Vec<u32>,
 }
 
+/// The first of `--bootstrap-server`'s brokers (HOST:PORT[,HOST:PORT...]) that answers.
+fn connect_bootstrap(args: &Args) -> Result<Connection> {
+    let addrs: Vec<&str> = args.bootstrap_server.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    Connection::connect_any(&addrs).with_context(|| format!("connecting to {}", args.bootstrap_server))
+}
+
+/// Each of `partitions`' leader now, looked up again until it answers or
+/// the run stops: a leader's broker died and another took over.
+fn follow_leaders(args: &Args, partitions: &[u32], stop: &AtomicBool) -> HashMap<u32, String> {
+    loop {
+        if let Ok(ls) = leaders(args) {
+            let route: HashMap<u32, String> = ls.iter().flat_map(|l| l.partitions.iter().map(move |&p| (p, l.addr.clone()))).collect();
+            if partitions.iter().all(|p| route.contains_key(p)) {
+                return route;
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return HashMap::new();
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Errors after which a partition's requests go to its leader as the
+/// metadata names it again.
+fn leader_moved(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::BrokerShuttingDown | ErrorCode::UnknownTopicOrPartition)
+}
+
 /// The topic's partitions grouped by the broker that leads them.
 fn leaders(args: &Args) -> Result<Vec<Leader>> {
-    let mut c = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+    let mut c = connect_bootstrap(args)?;
     let by_partition = c.leaders(&args.topic)?.with_context(|| format!("topic {} does not exist", args.topic))?;
     let mut out: Vec<Leader> = Vec::new();
     for (p, addr) in by_partition.into_iter().enumerate() {
@@ -218,70 +247,112 @@ fn leaders(args: &Args) -> Result<Vec<Leader>> {
     Ok(out)
 }
 
-fn producer(id: u32, leader: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
-    let mut conn = Connection::connect(leader.addr.as_str()).with_context(|| format!("connecting to {}", leader.addr))?;
-    let acks = args.acks.wire();
-    let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
-    let reader = if acks != 0 {
-        let mut rconn = conn.try_clone()?;
-        let stats = stats.clone();
-        let ctl = ctl.clone();
-        Some(thread::spawn(move || {
-            let mut waiting: HashMap<u32, (Instant, u64, u64)> = HashMap::new();
-            loop {
-                // Read the socket only while a response is owed, so the
-                // reader ends once the writer is done and all are answered.
-                if waiting.is_empty() {
-                    match rx.recv() {
-                        Ok((c, t, n, b)) => {
-                            waiting.insert(c, (t, n, b));
-                        }
-                        Err(_) => return,
-                    }
-                }
-                let reply = match rconn.recv() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        stats.error(format!("produce: {e}"));
-                        return;
-                    }
-                };
-                let resp = reply.response();
-                let corr = resp.correlation_id();
-                while !waiting.contains_key(&corr) {
-                    match rx.recv() {
-                        Ok((c, t, n, b)) => {
-                            waiting.insert(c, (t, n, b));
-                        }
-                        Err(_) => return,
-                    }
-                }
-                let (due, n, bytes) = waiting.remove(&corr).expect("present");
-                let code = if resp.error() != ErrorCode::None {
-                    resp.error()
-                } else {
-                    resp.body_as_produce_response()
-                        .and_then(|p| p.topics())
-                        .map(|t| t.get(0).partitions().map(|p| p.get(0).error()).unwrap_or(ErrorCode::None))
-                        .unwrap_or(ErrorCode::None)
-                };
-                if code != ErrorCode::None {
-                    stats.error(format!("produce: {code:?}"));
-                    continue;
-                }
-                if ctl.measuring.load(Ordering::Relaxed) {
-                    let us = due.elapsed().as_micros() as u64;
-                    let _ = stats.produce_lat.lock().unwrap().record(us.max(1));
-                    stats.produced.fetch_add(n, Ordering::Relaxed);
-                    stats.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
-                }
-            }
-        }))
-    } else {
-        None
-    };
+/// One producer's connection to one leader, with the thread that reads
+/// its answers (requests stay pipelined, up to `--inflight`).
+struct Link {
+    conn: Connection,
+    tx: mpsc::SyncSender<(u32, Instant, u64, u64)>,
+    reader: Option<thread::JoinHandle<()>>,
+    /// Set by the reader when the connection broke or a partition's
+    /// leader moved: the producer looks its leaders up again.
+    moved: Arc<AtomicBool>,
+}
 
-    let partitions = leader.partitions;
+impl Link {
+    fn open(addr: &str, acks: i8, args: &Args, stats: &Arc<Stats>, ctl: &Arc<Control>) -> Result<Link> {
+        let conn = Connection::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+        let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
+        let moved = Arc::new(AtomicBool::new(false));
+        let reader = if acks != 0 {
+            let mut rconn = conn.try_clone()?;
+            // A stopped broker must not hold the reader forever.
+            rconn.set_read_timeout(Some(Duration::from_secs(30)))?;
+            let (stats, ctl, moved) = (stats.clone(), ctl.clone(), moved.clone());
+            Some(thread::spawn(move || {
+                let mut waiting: HashMap<u32, (Instant, u64, u64)> = HashMap::new();
+                loop {
+                    // Read the socket only while a response is owed, so the
+                    // reader ends once the writer is done and all are answered.
+                    if waiting.is_empty() {
+                        match rx.recv() {
+                            Ok((c, t, n, b)) => {
+                                waiting.insert(c, (t, n, b));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    let reply = match rconn.recv() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            stats.error(format!("produce: {e}"));
+                            moved.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                    };
+                    let resp = reply.response();
+                    let corr = resp.correlation_id();
+                    while !waiting.contains_key(&corr) {
+                        match rx.recv() {
+                            Ok((c, t, n, b)) => {
+                                waiting.insert(c, (t, n, b));
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    let (due, n, bytes) = waiting.remove(&corr).expect("present");
+                    let code = if resp.error() != ErrorCode::None {
+                        resp.error()
+                    } else {
+                        resp.body_as_produce_response()
+                            .and_then(|p| p.topics())
+                            .map(|t| t.get(0).partitions().map(|p| p.get(0).error()).unwrap_or(ErrorCode::None))
+                            .unwrap_or(ErrorCode::None)
+                    };
+                    if code != ErrorCode::None {
+                        stats.error(format!("produce: {code:?}"));
+                        if leader_moved(code) {
+                            moved.store(true, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    if ctl.measuring.load(Ordering::Relaxed) {
+                        let us = due.elapsed().as_micros() as u64;
+                        let _ = stats.produce_lat.lock().unwrap().record(us.max(1));
+                        stats.produced.fetch_add(n, Ordering::Relaxed);
+                        stats.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    }
+                }
+            }))
+        } else {
+            None
+        };
+        Ok(Link { conn, tx, reader, moved })
+    }
+
+    /// Waits for every answer owed on this connection.
+    fn finish(self) {
+        drop(self.tx);
+        if let Some(r) = self.reader {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Sends batches to `mine.partitions` in turn, each to its leader: the one
+/// in `mine` at first, and after a failure (the connection broke, or the
+/// leader moved) the one the metadata names then. A batch that failed is
+/// counted as an error and not sent again.
+fn producer(id: u32, mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
+    let acks = args.acks.wire();
+    let partitions = mine.partitions;
+    let mut route: HashMap<u32, String> = partitions.iter().map(|&p| (p, mine.addr.clone())).collect();
+    let mut links: HashMap<String, Link> = HashMap::new();
+    let failover = |links: &mut HashMap<String, Link>, route: &mut HashMap<u32, String>| {
+        // The readers of the old connections end on their own.
+        links.clear();
+        thread::sleep(Duration::from_millis(100));
+        *route = follow_leaders(&args, &partitions, &ctl.stop_producers);
+    };
     let per_producer_rate = if args.rate > 0 { Some(args.rate as f64 / f64::from(args.producers)) } else { None };
     let mut seqs: HashMap<u32, u64> = HashMap::new();
     let mut tallies: HashMap<u32, Tally> = HashMap::new();
@@ -331,26 +402,45 @@ fn producer(id: u32, leader: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Con
         }
         batch.clear();
         builder.finish_into(&mut batch);
-        let corr = match conn.send_produce(&args.topic, &[(partition, &batch)], acks) {
+        sent += n;
+        let Some(addr) = route.get(&partition).cloned() else { break };
+        if links.get(&addr).is_some_and(|l| l.moved.load(Ordering::Relaxed)) {
+            stats.error(format!("produce: partition {partition}'s leader moved or is unreachable; a batch of {n} is not sent"));
+            failover(&mut links, &mut route);
+            continue;
+        }
+        if !links.contains_key(&addr) {
+            match Link::open(&addr, acks, &args, &stats, &ctl) {
+                Ok(l) => {
+                    links.insert(addr.clone(), l);
+                }
+                Err(e) => {
+                    stats.error(format!("produce: {e:#}"));
+                    failover(&mut links, &mut route);
+                    continue;
+                }
+            }
+        }
+        let link = links.get_mut(&addr).expect("inserted above");
+        let corr = match link.conn.send_produce(&args.topic, &[(partition, &batch)], acks) {
             Ok(c) => c,
             Err(e) => {
                 stats.error(format!("produce: {e}"));
-                break;
+                failover(&mut links, &mut route);
+                continue;
             }
         };
-        sent += n;
         if acks == 0 {
             if ctl.measuring.load(Ordering::Relaxed) {
                 stats.produced.fetch_add(n, Ordering::Relaxed);
                 stats.produced_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
             }
-        } else if tx.send((corr, due, n, batch.len() as u64)).is_err() {
-            break;
+        } else if link.tx.send((corr, due, n, batch.len() as u64)).is_err() {
+            failover(&mut links, &mut route);
         }
     }
-    drop(tx);
-    if let Some(r) = reader {
-        let _ = r.join();
+    for (_, l) in links.drain() {
+        l.finish();
     }
     Ok(tallies)
 }
@@ -368,84 +458,126 @@ fn consumer(
     quota: Option<u64>,
     check: bool,
 ) -> Result<(HashMap<u32, Tally>, Vec<String>)> {
-    let mut conn = Connection::connect(mine.addr.as_str()).with_context(|| format!("connecting to {}", mine.addr))?;
     let mut offsets: Vec<(u32, i64)> = mine.partitions.iter().map(|p| (*p, start.get(p).copied().unwrap_or(0))).collect();
+    // Each partition's leader: `mine`'s at first, looked up again when a
+    // fetch fails or a partition answers that its leader moved.
+    let mut route: HashMap<u32, String> = mine.partitions.iter().map(|&p| (p, mine.addr.clone())).collect();
+    let mut conns: HashMap<String, Connection> = HashMap::new();
     let mut tallies: HashMap<u32, Tally> = HashMap::new();
     let mut expect: Expect = HashMap::new();
     let mut violations = Vec::new();
     let mut got: u64 = 0;
     while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
-        let t0 = Instant::now();
-        let corr = conn.send_fetch(&args.topic, &offsets, args.fetch_max_bytes, 100, 1)?;
-        let reply = conn.recv()?;
-        let resp = reply.ok()?;
-        if resp.correlation_id() != corr {
-            bail!("fetch: response to {} while waiting for {corr}", resp.correlation_id());
+        let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+        for &(p, o) in &offsets {
+            by_leader.entry(route.get(&p).cloned().unwrap_or_default()).or_default().push((p, o));
         }
-        let f = resp.body_as_fetch_response().context("fetch: no body")?;
-        let mut payload = &reply.payload[..];
-        let mut n_msgs = 0;
-        let mut n_bytes = 0;
-        for (i, p) in f.topics().context("fetch: no topics")?.get(0).partitions().into_iter().flatten().enumerate() {
-            if p.error() != ErrorCode::None {
-                stats.error(format!("fetch partition {}: {:?}", p.partition(), p.error()));
-                continue;
-            }
-            let (mine, rest) = payload.split_at(p.records_bytes() as usize);
-            payload = rest;
-            for b in record::batches(mine) {
-                let (pos, info) = b.map_err(|e| anyhow::anyhow!("fetched a bad batch: {e}"))?;
-                if info.next_offset() <= offsets[i].1 {
+        let mut moved = false;
+        for (addr, asked) in by_leader {
+            let t0 = Instant::now();
+            let fetched = (|| -> Result<shardlog::client::raw::Reply> {
+                if !conns.contains_key(&addr) {
+                    let c = Connection::connect(addr.as_str()).with_context(|| format!("connecting to {addr}"))?;
+                    c.set_read_timeout(Some(Duration::from_secs(30)))?;
+                    conns.insert(addr.clone(), c);
+                }
+                let conn = conns.get_mut(&addr).expect("inserted above");
+                let corr = conn.send_fetch(&args.topic, &asked, args.fetch_max_bytes, 100, 1)?;
+                let reply = conn.recv()?;
+                if reply.correlation_id()? != corr {
+                    bail!("fetch: response to another request while waiting for {corr}");
+                }
+                Ok(reply)
+            })();
+            let reply = match fetched {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.error(format!("fetch: {e:#}"));
+                    conns.remove(&addr);
+                    moved = true;
                     continue;
                 }
-                n_bytes += u64::from(info.batch_len);
-                if check {
-                    let now = now_ns(ctl.epoch);
-                    let mut e2e = stats.e2e.lock().unwrap();
-                    for r in RecordIter::new(&mine[pos..])? {
-                        let r = r?;
-                        if r.offset < offsets[i].1 {
-                            continue;
-                        }
-                        let v = r.value.context("a message without a value")?;
-                        if v.len() < STAMP_BYTES {
-                            bail!("a message too short to carry the loadgen stamp");
-                        }
-                        let sent = u64::from_le_bytes(v[..8].try_into()?);
-                        let producer = u32::from_le_bytes(v[8..12].try_into()?);
-                        let seq = u64::from_le_bytes(v[12..20].try_into()?);
-                        let next = expect.entry((producer, p.partition())).or_insert(0);
-                        if seq != *next && violations.len() < 10 {
-                            violations.push(format!("partition {}: producer {producer} sequence {seq} where {} was expected", p.partition(), *next));
-                        }
-                        *next = seq + 1;
-                        let t = tallies.entry(p.partition()).or_default();
-                        t.count += 1;
-                        t.checksum = t.checksum.wrapping_add(mix(producer, seq));
-                        if ctl.measuring.load(Ordering::Relaxed) {
-                            let _ = e2e.record((now.saturating_sub(sent) / 1000).max(1));
-                        }
-                        n_msgs += 1;
-                    }
-                } else {
-                    n_msgs += u64::from(info.record_count);
+            };
+            let resp = match reply.ok() {
+                Ok(r) => r,
+                Err(e) => {
+                    stats.error(format!("fetch: {e}"));
+                    moved = true;
+                    continue;
                 }
-                offsets[i].1 = info.next_offset();
+            };
+            let f = resp.body_as_fetch_response().context("fetch: no body")?;
+            let mut payload = &reply.payload[..];
+            let mut n_msgs = 0;
+            let mut n_bytes = 0;
+            for p in f.topics().context("fetch: no topics")?.get(0).partitions().into_iter().flatten() {
+                if p.error() != ErrorCode::None {
+                    stats.error(format!("fetch partition {}: {:?}", p.partition(), p.error()));
+                    moved |= leader_moved(p.error());
+                    continue;
+                }
+                let Some(i) = offsets.iter().position(|&(q, _)| q == p.partition()) else { continue };
+                let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
+                payload = rest;
+                for b in record::batches(mine) {
+                    let (pos, info) = b.map_err(|e| anyhow::anyhow!("fetched a bad batch: {e}"))?;
+                    if info.next_offset() <= offsets[i].1 {
+                        continue;
+                    }
+                    n_bytes += u64::from(info.batch_len);
+                    if check {
+                        let now = now_ns(ctl.epoch);
+                        let mut e2e = stats.e2e.lock().unwrap();
+                        for r in RecordIter::new(&mine[pos..])? {
+                            let r = r?;
+                            if r.offset < offsets[i].1 {
+                                continue;
+                            }
+                            let v = r.value.context("a message without a value")?;
+                            if v.len() < STAMP_BYTES {
+                                bail!("a message too short to carry the loadgen stamp");
+                            }
+                            let sent = u64::from_le_bytes(v[..8].try_into()?);
+                            let producer = u32::from_le_bytes(v[8..12].try_into()?);
+                            let seq = u64::from_le_bytes(v[12..20].try_into()?);
+                            let next = expect.entry((producer, p.partition())).or_insert(0);
+                            if seq != *next && violations.len() < 10 {
+                                violations.push(format!("partition {}: producer {producer} sequence {seq} where {} was expected", p.partition(), *next));
+                            }
+                            *next = seq + 1;
+                            let t = tallies.entry(p.partition()).or_default();
+                            t.count += 1;
+                            t.checksum = t.checksum.wrapping_add(mix(producer, seq));
+                            if ctl.measuring.load(Ordering::Relaxed) {
+                                let _ = e2e.record((now.saturating_sub(sent) / 1000).max(1));
+                            }
+                            n_msgs += 1;
+                        }
+                    } else {
+                        n_msgs += u64::from(info.record_count);
+                    }
+                    offsets[i].1 = info.next_offset();
+                }
+            }
+            got += n_msgs;
+            stats.consumed_total.fetch_add(n_msgs, Ordering::Relaxed);
+            if ctl.measuring.load(Ordering::Relaxed) && n_msgs > 0 {
+                let _ = stats.fetch_lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).max(1));
+                stats.consumed.fetch_add(n_msgs, Ordering::Relaxed);
+                stats.consumed_bytes.fetch_add(n_bytes, Ordering::Relaxed);
             }
         }
-        got += n_msgs;
-        stats.consumed_total.fetch_add(n_msgs, Ordering::Relaxed);
-        if ctl.measuring.load(Ordering::Relaxed) && n_msgs > 0 {
-            let _ = stats.fetch_lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).max(1));
-            stats.consumed.fetch_add(n_msgs, Ordering::Relaxed);
-            stats.consumed_bytes.fetch_add(n_bytes, Ordering::Relaxed);
+        if moved {
+            thread::sleep(Duration::from_millis(100));
+            let parts: Vec<u32> = offsets.iter().map(|&(p, _)| p).collect();
+            route = follow_leaders(&args, &parts, &ctl.stop_consumers);
         }
     }
     Ok((tallies, violations))
 }
 
 fn ensure_topic(args: &Args) -> Result<()> {
-    let mut c = Connection::connect(&args.bootstrap_server).with_context(|| format!("connecting to {}", args.bootstrap_server))?;
+    let mut c = connect_bootstrap(args)?;
     match c.partitions(&args.topic)? {
         Some(n) if n != args.partitions => bail!("topic {} has {n} partitions, not the {} asked for", args.topic, args.partitions),
         Some(_) => Ok(()),

@@ -175,6 +175,11 @@ struct Partition {
     config: crate::storage::LogConfig,
     /// Notified after every append and high watermark move, for long polls.
     appended: rt::Event,
+    /// Held from a produce's first append to its last, so requests
+    /// pipelined on one connection are stored in the order they came even
+    /// when one waits (for a roll, or to write a new epoch) before it
+    /// appends: the permit is granted in arrival order.
+    append_lock: rt::Semaphore,
     replica: replica::Replica,
 }
 
@@ -319,7 +324,9 @@ impl Shard {
                         Err(e) => return (name, p, Err(e)),
                     };
                     let replica = replica::Replica::load(&dir, replicated, log.next_offset()).await;
-                    (name, p, Ok(Partition { log: RefCell::new(log), dir, config: cfg, appended: rt::Event::default(), replica }))
+                    let part =
+                        Partition { log: RefCell::new(log), dir, config: cfg, appended: rt::Event::default(), append_lock: rt::Semaphore::new(1), replica };
+                    (name, p, Ok(part))
                 });
             }
         }
@@ -401,6 +408,7 @@ impl Shard {
             return ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
         debug_assert!(self.route(topic, partition).map_or(true, |s| s == self.id), "a shard only touches partitions it owns");
+        let turn = p.append_lock.acquire_permit(1).await;
         let log = p.log();
         // A replicated partition: only its leader appends, stamping its
         // epoch into each batch (outside the CRC), and acks=all is refused
@@ -445,6 +453,7 @@ impl Shard {
             }
         }
         p.appended.notify();
+        drop(turn);
         if let Some(epoch) = epoch {
             // The leader's own copy counts once synced: sync in the
             // background whatever the acks, then move the watermark.
