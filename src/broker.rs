@@ -383,6 +383,9 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
         node_id = config.node_id,
         "shardlog broker listening on {addr}"
     );
+    if let (Some(l), Some((h, p))) = (config.external_listen, config.external_advertised()) {
+        tracing::info!("external listener on {l}, advertised to its clients as {h}:{p}");
+    }
     Ok(RunningBroker { addr, stops, handles, events: events_rx, _lock: lock })
 }
 
@@ -441,6 +444,15 @@ async fn shard_main(
             return Err(e.to_string());
         }
     };
+    let external = match cfg.external_listen.map(|a| (a, Listener::bind(a))) {
+        None => None,
+        Some((_, Ok(l))) => Some(l),
+        Some((a, Err(e))) => {
+            let e = format!("cannot listen on the external address {a}: {e}");
+            let _ = bound.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
     let mut config = (*cfg).clone();
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     let config = std::rc::Rc::new(config);
@@ -455,7 +467,7 @@ async fn shard_main(
         None => None,
         Some((store, incarnation)) => {
             let (host, port) = config.advertised();
-            let me = BrokerMeta { id: config.node_id, host, port, shards: nr, incarnation, fenced: false };
+            let me = BrokerMeta { id: config.node_id, host, port, shards: nr, incarnation, fenced: false, external: config.external_advertised() };
             let sc = ServiceConfig {
                 me,
                 voters: config.voters(),
@@ -531,8 +543,8 @@ async fn shard_main(
     let max_conns = config.max_connections.div_ceil(usize::from(nr));
     let conns = std::rc::Rc::new(std::cell::Cell::new(0usize));
     let budget = crate::server::budget::ShardBudget::new(config.max_buffered_request_bytes_per_shard);
-    let accept = {
-        let (shard, conns) = (shard.clone(), conns.clone());
+    let accept_on = |listener: Listener, external: bool| {
+        let (shard, conns, budget) = (shard.clone(), conns.clone(), budget.clone());
         async move {
             loop {
                 match listener.accept().await {
@@ -544,7 +556,7 @@ async fn shard_main(
                         conns.set(conns.get() + 1);
                         let (shard, conns, budget) = (shard.clone(), conns.clone(), budget.clone());
                         rt::spawn(async move {
-                            connection::serve(shard, s, budget).await;
+                            connection::serve(shard, s, budget, external).await;
                             conns.set(conns.get() - 1);
                         });
                     }
@@ -553,6 +565,18 @@ async fn shard_main(
                         rt::sleep(Duration::from_millis(10)).await;
                     }
                 }
+            }
+        }
+    };
+    let accept = {
+        let main = accept_on(listener, false);
+        let ext = external.map(|l| accept_on(l, true));
+        async move {
+            match ext {
+                Some(ext) => {
+                    futures::future::join(main, ext).await;
+                }
+                None => main.await,
             }
         }
     };

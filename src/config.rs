@@ -54,6 +54,13 @@ pub struct BrokerConfig {
     /// quorum listener (a port apart from clients'). Unset: this broker
     /// is a one-voter quorum of itself and opens no quorum port.
     pub quorum_voters: Option<String>,
+    /// A second client listener for clients outside the brokers' network
+    /// (a container's published port): metadata answered through it names
+    /// every broker by its external advertised address.
+    pub external_listen: Option<SocketAddr>,
+    /// The address clients of the external listener are told to connect
+    /// to (`host:port`); defaults to `external_listen`.
+    pub external_advertised_address: Option<String>,
     /// A broker the controller has not heard from for this long is fenced
     /// and its partitions' leadership moves.
     pub broker_session_timeout_ms: u64,
@@ -86,6 +93,8 @@ impl Default for BrokerConfig {
             allow_nondurable_data_dir: false,
             cache_max_bytes_per_shard: 256 << 20,
             quorum_voters: None,
+            external_listen: None,
+            external_advertised_address: None,
             broker_session_timeout_ms: 2_500,
             replica_lag_max_ms: 3_000,
             log: LogConfig::default(),
@@ -124,6 +133,12 @@ impl BrokerConfig {
         if let Some(a) = &self.advertised_address {
             parse_host_port(a).map_err(|e| format!("advertised_address: {e}"))?;
         }
+        if let Some(a) = &self.external_advertised_address {
+            parse_host_port(a).map_err(|e| format!("external_advertised_address: {e}"))?;
+            if self.external_listen.is_none() {
+                return Err("external_advertised_address needs external_listen".into());
+            }
+        }
         if let Some(v) = &self.quorum_voters {
             let voters = crate::cluster::parse_voters(v).map_err(|e| format!("quorum_voters: {e}"))?;
             if !voters.iter().any(|v| v.id == self.node_id) {
@@ -149,6 +164,15 @@ impl BrokerConfig {
     }
 
     /// The address and port clients should use.
+    /// The external listener's advertised address, if there is one.
+    pub fn external_advertised(&self) -> Option<(String, u16)> {
+        let l = self.external_listen?;
+        Some(match &self.external_advertised_address {
+            Some(a) => parse_host_port(a).expect("validated"),
+            None => (l.ip().to_string(), l.port()),
+        })
+    }
+
     pub fn advertised(&self) -> (String, u16) {
         match &self.advertised_address {
             Some(a) => parse_host_port(a).expect("validated"),

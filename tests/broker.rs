@@ -523,3 +523,24 @@ fn a_data_directory_from_before_the_quorum_is_imported_and_keeps_working() {
     assert_eq!(c.fetch_all_values("old", 1, 0), vec![b"kept".to_vec()]);
     assert!(!b.log_text().contains("importing"), "imported once: {}", b.log_text());
 }
+
+/// A broker with an external listener (a container's published port)
+/// names itself by its external address to clients that came in through
+/// it, and by its main advertised address to the others; both serve.
+#[test]
+fn an_external_listener_answers_with_external_addresses() {
+    let dir = common::temp_dir();
+    let ext = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{ext}");
+    let advertised = format!("localhost:{ext}");
+    let b = Broker::start_in(dir.path(), 1, &["--external-listen", &listen, "--external-advertised-address", &advertised]);
+    let mut inside = shardlog::client::raw::Connection::connect(b.addr).unwrap();
+    let (brokers, _) = inside.metadata(None).unwrap();
+    assert_eq!((brokers[0].host.as_str(), brokers[0].port), ("127.0.0.1", b.addr.port()));
+    let mut outside = shardlog::client::raw::Connection::connect(listen.as_str()).unwrap();
+    let (brokers, _) = outside.metadata(None).unwrap();
+    assert_eq!((brokers[0].host.as_str(), brokers[0].port), ("localhost", ext));
+    assert!(outside.create_topic("through-the-outside", 1).unwrap());
+    let found = outside.find_coordinator("g").unwrap().expect("a coordinator");
+    assert_eq!(found, format!("localhost:{ext}"), "FindCoordinator names the external address too");
+}

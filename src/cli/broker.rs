@@ -19,6 +19,15 @@ pub struct BrokerArgs {
     /// HOST:PORT clients are told to use [default: the listen address]
     #[arg(long, env = "SHARDLOG_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
+    /// A second address to accept clients from outside the brokers' network
+    /// on (a container's published port); they are told every broker's
+    /// external advertised address
+    #[arg(long, env = "SHARDLOG_EXTERNAL_LISTEN")]
+    pub external_listen: Option<SocketAddr>,
+    /// HOST:PORT clients of the external listener are told to use
+    /// [default: the external listen address]
+    #[arg(long, env = "SHARDLOG_EXTERNAL_ADVERTISED_ADDRESS")]
+    pub external_advertised_address: Option<String>,
     /// Executors, each pinned to a core; 0 means one per online core [default: 0]
     #[arg(long, env = "SHARDLOG_SHARDS")]
     pub shards: Option<u16>,
@@ -74,6 +83,12 @@ impl BrokerArgs {
         }
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = self.external_listen {
+            c.external_listen = Some(v);
+        }
+        if let Some(v) = &self.external_advertised_address {
+            c.external_advertised_address = Some(v.clone());
         }
         if let Some(v) = &self.advertised_address {
             c.advertised_address = Some(v.clone());

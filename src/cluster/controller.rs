@@ -79,7 +79,7 @@ mod tests {
     use crate::cluster::metadata::Proposal;
 
     fn b(id: NodeId, incarnation: u64) -> BrokerMeta {
-        BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation, fenced: false }
+        BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation, fenced: false, external: None }
     }
 
     #[test]

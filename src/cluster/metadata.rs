@@ -46,6 +46,21 @@ pub struct BrokerMeta {
     pub incarnation: u64,
     /// Missed heartbeats for the session timeout: leads nothing.
     pub fenced: bool,
+    /// The address clients outside the brokers' network are told (the
+    /// external listener's advertised address), if the broker has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<(String, u16)>,
+}
+
+impl BrokerMeta {
+    /// Where a client that came in through an external listener (when
+    /// `external`) or the main one connects to this broker.
+    pub fn address_for(&self, external: bool) -> (&str, u16) {
+        match (&self.external, external) {
+            (Some((h, p)), true) => (h, *p),
+            _ => (&self.host, self.port),
+        }
+    }
 }
 
 /// One copy of a partition: the broker and the shard on it that owns it.
@@ -524,7 +539,7 @@ mod tests {
     use super::*;
 
     fn broker(id: NodeId, shards: u16) -> BrokerMeta {
-        BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16, shards, incarnation: 1, fenced: false }
+        BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16, shards, incarnation: 1, fenced: false, external: None }
     }
 
     fn topic(name: &str, partitions: u32, replication_factor: u16, configs: BTreeMap<String, String>) -> NewTopic {

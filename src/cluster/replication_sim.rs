@@ -66,7 +66,7 @@ impl Sim {
         let mut s = Sim { rng: Rng(seed), now_ms: 0, md: Metadata::default(), index: 0, reps: BTreeMap::new(), next_id: 0, acked: BTreeMap::new() };
         for id in 1..=3 {
             s.reps.insert(id, Replica { alive: true, incarnation: 1, ..Default::default() });
-            s.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: 1, fenced: false })).unwrap();
+            s.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: 1, fenced: false, external: None })).unwrap();
         }
         s.commit(Command::CreateTopics(vec![NewTopic { name: "p".into(), partitions: 1, replication_factor: 3, configs: Default::default() }])).unwrap();
         s.learn_all();
@@ -283,7 +283,8 @@ impl Sim {
         let r = &self.reps[&id];
         if r.alive && self.md.brokers.get(&id).is_some_and(|b| b.fenced) {
             let inc = r.incarnation;
-            let _ = self.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: inc, fenced: false }));
+            let _ =
+                self.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: inc, fenced: false, external: None }));
             self.learn_all();
         }
     }
@@ -297,7 +298,7 @@ impl Sim {
         r.alive = true;
         r.incarnation += 1;
         let inc = r.incarnation;
-        let _ = self.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: inc, fenced: false }));
+        let _ = self.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: inc, fenced: false, external: None }));
         self.learn_all();
     }
 

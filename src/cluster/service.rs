@@ -146,6 +146,14 @@ fn put_broker(w: &mut Writer, b: &BrokerMeta) {
     w.u32(u32::from(b.port));
     w.u32(u32::from(b.shards));
     w.u64(b.incarnation);
+    match &b.external {
+        Some((h, p)) => {
+            w.u32(1);
+            w.bytes(h.as_bytes());
+            w.u32(u32::from(*p));
+        }
+        None => w.u32(0),
+    }
 }
 
 fn get_broker(r: &mut Reader<'_>) -> Result<BrokerMeta, codec::DecodeError> {
@@ -153,7 +161,16 @@ fn get_broker(r: &mut Reader<'_>) -> Result<BrokerMeta, codec::DecodeError> {
     let host = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| codec::DecodeError("host"))?;
     let port = u16::try_from(r.u32()?).map_err(|_| codec::DecodeError("port"))?;
     let shards = u16::try_from(r.u32()?).map_err(|_| codec::DecodeError("shards"))?;
-    Ok(BrokerMeta { id, host, port, shards, incarnation: r.u64()?, fenced: false })
+    let incarnation = r.u64()?;
+    let external = match r.u32()? {
+        0 => None,
+        1 => {
+            let h = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| codec::DecodeError("external host"))?;
+            Some((h, u16::try_from(r.u32()?).map_err(|_| codec::DecodeError("external port"))?))
+        }
+        _ => return Err(codec::DecodeError("external address flag")),
+    };
+    Ok(BrokerMeta { id, host, port, shards, incarnation, fenced: false, external })
 }
 
 impl Service {

@@ -162,7 +162,15 @@ impl Sim {
             2 => Command::DeleteTopics(vec![format!("t{}", self.rng.below(20))]),
             3 => {
                 let id = 1 + self.rng.below(VOTERS) as i32;
-                Command::RegisterBroker(BrokerMeta { id, host: "127.0.0.1".into(), port: 9000 + id as u16, shards: 2, incarnation: k, fenced: false })
+                Command::RegisterBroker(BrokerMeta {
+                    id,
+                    host: "127.0.0.1".into(),
+                    port: 9000 + id as u16,
+                    shards: 2,
+                    incarnation: k,
+                    fenced: false,
+                    external: None,
+                })
             }
             4 => Command::FenceBroker { id: 1 + self.rng.below(VOTERS) as i32, incarnation: self.rng.below(k + 1) },
             _ => Command::AlterIsr {

@@ -144,7 +144,8 @@ async fn read_body<R: futures::io::AsyncRead + Unpin>(
     Ok(Frame { body, _budget: held, _permits: permits })
 }
 
-pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>) {
+/// `external`: the connection came in through the external listener.
+pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, external: bool) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let cfg = shard.config.clone();
     let (mut reader, mut writer) = stream.split();
@@ -199,7 +200,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>) {
         let (shard, tx) = (shard.clone(), tx.clone());
         rt::spawn(async move {
             let Frame { body, _budget, _permits } = frame;
-            if let Some(out) = super::dispatch(&shard, body).await {
+            if let Some(out) = super::dispatch(&shard, body, external).await {
                 let _ = tx.send(out).await;
             }
             drop((_budget, _permits));

@@ -64,11 +64,11 @@ pub async fn heartbeat(shard: &Rc<Shard>, corr: u32, req: fb::GroupHeartbeatRequ
     respond(corr, fbb, (fb::ResponseBody::GroupHeartbeatResponse, body.as_union_value()), Vec::new())
 }
 
-pub async fn find_coordinator(shard: &Rc<Shard>, corr: u32, req: fb::FindCoordinatorRequest<'_>) -> Outgoing {
+pub async fn find_coordinator(shard: &Rc<Shard>, corr: u32, req: fb::FindCoordinatorRequest<'_>, external: bool) -> Outgoing {
     if !valid_group(req.group()) {
         return error(corr, ErrorCode::InvalidGroupId, "a group name is 1 to 255 bytes without NUL");
     }
-    let r = shard.find_coordinator(req.group()).await;
+    let r = shard.find_coordinator(req.group(), external).await;
     let mut fbb = FlatBufferBuilder::with_capacity(128);
     let body = match r {
         Ok((node_id, host, port)) => {

@@ -65,19 +65,24 @@ fn topic_info<'a>(fbb: &mut FlatBufferBuilder<'a>, name: &str, t: Option<&TopicM
     )
 }
 
-fn brokers<'a>(fbb: &mut FlatBufferBuilder<'a>, md: &Metadata) -> WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<fb::BrokerInfo<'a>>>> {
+fn brokers<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    md: &Metadata,
+    external: bool,
+) -> WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<fb::BrokerInfo<'a>>>> {
     let bs: Vec<_> = md
         .brokers
         .values()
         .map(|b| {
-            let host = fbb.create_string(&b.host);
-            fb::BrokerInfo::create(fbb, &fb::BrokerInfoArgs { node_id: b.id, host: Some(host), port: b.port, shards: b.shards, fenced: b.fenced })
+            let (host, port) = b.address_for(external);
+            let host = fbb.create_string(host);
+            fb::BrokerInfo::create(fbb, &fb::BrokerInfoArgs { node_id: b.id, host: Some(host), port, shards: b.shards, fenced: b.fenced })
         })
         .collect();
     fbb.create_vector(&bs)
 }
 
-pub async fn handle(shard: &Shard, corr: u32, req: fb::MetadataRequest<'_>) -> Outgoing {
+pub async fn handle(shard: &Shard, corr: u32, req: fb::MetadataRequest<'_>, external: bool) -> Outgoing {
     let asked: Option<Vec<String>> = req.topics().map(|ts| ts.iter().map(str::to_string).collect());
     let unknown = asked.as_ref().is_some_and(|ts| ts.iter().any(|t| !shard.metadata().topics.contains_key(t)));
     if asked.is_none() || unknown {
@@ -88,7 +93,7 @@ pub async fn handle(shard: &Shard, corr: u32, req: fb::MetadataRequest<'_>) -> O
     let names: Vec<String> = asked.unwrap_or_else(|| md.topics.keys().filter(|n| !is_internal(n)).cloned().collect());
     let topics: Vec<_> = names.iter().map(|n| topic_info(&mut fbb, n, md.topics.get(n), &[])).collect();
     let topics = fbb.create_vector(&topics);
-    let brokers = brokers(&mut fbb, &md);
+    let brokers = brokers(&mut fbb, &md, external);
     drop(md);
     let voters: Vec<_> = shard
         .config

@@ -26,8 +26,9 @@ use crate::protocol::{self, fb, ErrorCode, APIS};
 use crate::shard::Shard;
 use response::{error, Outgoing};
 
-/// Decodes one frame body and runs its API's handler.
-pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
+/// Decodes one frame body and runs its API's handler; `external`: it came
+/// through the external listener (addresses in answers are external ones).
+pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Option<Outgoing> {
     let (message, payload) = match protocol::split_frame(body) {
         Ok(x) => x,
         Err(e) => return Some(error(0, e.code(), &e.to_string())),
@@ -64,7 +65,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
     }
     let out = match kind {
         fb::RequestBody::ApiVersionsRequest => api_versions::handle(shard, corr),
-        fb::RequestBody::MetadataRequest => metadata::handle(shard, corr, body!(body_as_metadata_request)).await,
+        fb::RequestBody::MetadataRequest => metadata::handle(shard, corr, body!(body_as_metadata_request), external).await,
         fb::RequestBody::ListTopicsRequest => metadata::list_topics(shard, corr).await,
         fb::RequestBody::DescribeTopicRequest => metadata::describe_topic(shard, corr, body!(body_as_describe_topic_request)).await,
         fb::RequestBody::CreateTopicsRequest => topics::create(shard, corr, body!(body_as_create_topics_request)).await,
@@ -75,7 +76,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut) -> Option<Outgoing> {
         fb::RequestBody::OffsetCommitRequest => offsets::commit(shard, corr, body!(body_as_offset_commit_request)).await,
         fb::RequestBody::OffsetFetchRequest => offsets::fetch(shard, corr, body!(body_as_offset_fetch_request)).await,
         fb::RequestBody::GroupHeartbeatRequest => groups::heartbeat(shard, corr, body!(body_as_group_heartbeat_request)).await,
-        fb::RequestBody::FindCoordinatorRequest => groups::find_coordinator(shard, corr, body!(body_as_find_coordinator_request)).await,
+        fb::RequestBody::FindCoordinatorRequest => groups::find_coordinator(shard, corr, body!(body_as_find_coordinator_request), external).await,
         fb::RequestBody::ReplicaFetchRequest => replica_fetch::handle(shard, corr, body!(body_as_replica_fetch_request)).await,
         _ => error(corr, ErrorCode::UnsupportedApi, "unknown API"),
     };

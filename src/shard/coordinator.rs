@@ -79,7 +79,8 @@ impl Shard {
 
     /// The broker that coordinates `group`, creating the offsets topic on
     /// first use: (node id, host, port), or why there is none yet.
-    pub async fn find_coordinator(&self, group: &str) -> Result<(NodeId, String, u16), (ErrorCode, String)> {
+    /// `external`: answer with the coordinator's external address.
+    pub async fn find_coordinator(&self, group: &str, external: bool) -> Result<(NodeId, String, u16), (ErrorCode, String)> {
         if let Err(e) = self.ensure_offsets_topic().await {
             return Err((ErrorCode::CoordinatorNotAvailable, e.to_string()));
         }
@@ -87,7 +88,10 @@ impl Shard {
         let t = md.topics.get(OFFSETS_TOPIC).ok_or((ErrorCode::CoordinatorNotAvailable, "the offsets topic is being created".to_string()))?;
         let leader = t.leader(offsets_partition(group, t.partitions())).unwrap_or(NO_LEADER);
         match md.brokers.get(&leader) {
-            Some(b) if !b.fenced => Ok((b.id, b.host.clone(), b.port)),
+            Some(b) if !b.fenced => {
+                let (host, port) = b.address_for(external);
+                Ok((b.id, host.to_string(), port))
+            }
             _ => Err((ErrorCode::CoordinatorNotAvailable, format!("the coordinator of group '{group}' is not available (its broker is down)"))),
         }
     }
