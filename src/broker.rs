@@ -21,8 +21,15 @@ use crate::rt;
 use crate::server::{connection, listener::Listener};
 use crate::shard::{self, mesh, Shard, ShardMsg};
 
-/// Locked memory each executor registers with io_uring for direct I/O.
-pub const IO_MEMORY_BYTES_PER_SHARD: usize = 2 << 20;
+/// Memory each executor registers with io_uring for direct I/O (glommio
+/// falls back to unregistered buffers when it is used up).
+pub const IO_MEMORY_BYTES_PER_SHARD: usize = 1 << 20;
+/// glommio registers that memory in each of its three rings (main,
+/// latency, poll), and the kernel counts every registration against
+/// RLIMIT_MEMLOCK on its own.
+pub const IO_URING_RINGS_PER_SHARD: u64 = 3;
+/// CAP_IPC_LOCK: a process that has it is not held to RLIMIT_MEMLOCK.
+const CAP_IPC_LOCK: u32 = 14;
 
 /// Why the broker could not start, said so an operator can act on it.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +70,33 @@ pub fn check_io_uring() -> Result<(), StartError> {
     }))
 }
 
-/// Raises the soft RLIMIT_MEMLOCK to the hard one and checks it covers the
-/// io_uring buffers of every shard.
+/// The locked memory `shards` executors register with io_uring.
+pub fn memlock_needed(shards: u16) -> u64 {
+    // Page-rounded buffers, plus a page per ring for what older kernels
+    // also count (the rings themselves).
+    (IO_URING_RINGS_PER_SHARD * (IO_MEMORY_BYTES_PER_SHARD as u64 + 4096)) * u64::from(shards)
+}
+
+/// Whether this process has CAP_IPC_LOCK in its effective set (root
+/// outside a container): the kernel then counts nothing against the limit.
+fn can_lock_any_memory() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to the hard one and checks it covers what
+/// glommio registers with io_uring for every shard, so a broker that
+/// starts gets its registered buffers (glommio only warns when the kernel
+/// refuses them).
 pub fn check_memlock(shards: u16) -> Result<(), StartError> {
-    let need = (IO_MEMORY_BYTES_PER_SHARD as u64 + (512 << 10)) * u64::from(shards);
+    if can_lock_any_memory() {
+        return Ok(());
+    }
+    let need = memlock_needed(shards);
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write `lim`.
     unsafe {
@@ -81,9 +111,13 @@ pub fn check_memlock(shards: u16) -> Result<(), StartError> {
     }
     if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < need {
         return Err(StartError::MemLock(format!(
-            "{} KiB may be locked, {shards} shard(s) need {} KiB. Raise it (ulimit -l, or `ulimits: memlock: -1` in compose) or use fewer shards",
+            "{} KiB may be locked, {shards} shard(s) need {} KiB (each shard registers {} KiB of I/O buffers in each of its {} io_uring rings). \
+             Raise the limit (ulimit -l; `ulimits: memlock:` in compose, where the engine allows it) or use fewer shards (--shards). \
+             The kernel counts the locked memory of every process of one user together: brokers on one host should run as different users",
             lim.rlim_cur / 1024,
-            need / 1024
+            need / 1024,
+            IO_MEMORY_BYTES_PER_SHARD / 1024,
+            IO_URING_RINGS_PER_SHARD
         )));
     }
     Ok(())
@@ -609,6 +643,14 @@ async fn shard_main(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_shards_fit_a_containers_default_locked_memory() {
+        // Docker's default RLIMIT_MEMLOCK is 8 MiB and this engine may not
+        // raise it: the compose brokers run 2 shards each.
+        assert!(memlock_needed(2) <= 8 << 20, "{} bytes", memlock_needed(2));
+        assert!(memlock_needed(3) > 8 << 20);
+    }
 
     #[test]
     fn a_listening_socket_is_seen_and_a_closed_one_is_not() {
