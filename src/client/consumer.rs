@@ -239,25 +239,25 @@ impl Consumer {
         };
         let mut pos: Vec<(u32, i64)> = match self.config.start {
             StartFrom::Offset(o) => parts.iter().map(|&p| (p, o)).collect(),
-            // Each partition's leader answers for it.
+            // Each partition's leader answers for it, followed while it moves.
             _ => {
-                let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
-                for &p in parts {
-                    by_leader.entry(self.leader(p)?).or_default().push((p, ts));
-                }
-                let mut out = Vec::new();
-                for (addr, ps) in by_leader {
-                    let topic = self.topic.clone();
-                    let r = self.fetch_conn(&addr).and_then(|c| c.list_offsets(&topic, &ps));
-                    match r {
-                        Ok(v) => out.extend(v.into_iter().map(|(p, _, o)| (p, o))),
-                        Err(e) => {
-                            self.forget(&addr);
-                            return Err(e.into());
+                let started = std::time::Instant::now();
+                let mut attempt = 0u32;
+                loop {
+                    match self.leader_offsets(parts, ts) {
+                        Ok(v) => break v,
+                        Err(e) if started.elapsed() < FAILOVER_WAIT && passes(&e) => {
+                            attempt += 1;
+                            std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
+                            self.fetchers.clear();
+                            self.leaders.clear();
+                            if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
+                                self.conn = c;
+                            }
                         }
+                        Err(e) => return Err(e),
                     }
                 }
-                out
             }
         };
         if let Some(g) = self.config.group.clone() {
@@ -274,6 +274,35 @@ impl Consumer {
             }
         }
         Ok(pos)
+    }
+
+    /// Each partition's offset for `ts` (-2 earliest, -1 latest, or a
+    /// time), asked of its leader.
+    fn leader_offsets(&mut self, parts: &[u32], ts: i64) -> Result<Vec<(u32, i64)>, ConsumerError> {
+        let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
+        for &p in parts {
+            by_leader.entry(self.leader(p)?).or_default().push((p, ts));
+        }
+        let mut out = Vec::new();
+        for (addr, ps) in by_leader {
+            let topic = self.topic.clone();
+            match self.fetch_conn(&addr).and_then(|c| c.list_offsets(&topic, &ps)) {
+                Ok(v) => {
+                    for (p, code, o) in v {
+                        if code != ErrorCode::None {
+                            self.forget(&addr);
+                            return Err(ConsumerError::Broker(code, format!("looking up the start of partition {p}")));
+                        }
+                        out.push((p, o));
+                    }
+                }
+                Err(e) => {
+                    self.forget(&addr);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Joins or renews group membership; returns the assigned partitions.

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The seed's walkthrough on the three-broker compose cluster (docker/):
+# builds the image, starts the cluster on free host ports, creates topic
+# `test` (three replicas) through broker 1, produces the seed's four
+# messages on broker 1 (inside its container), consumes them
+# --from-beginning on broker 2 (from the host) and broker 3 (inside its
+# container) and checks both byte for byte; stops the partition's leader
+# and checks the other two still serve and still hold the messages; starts
+# it again and checks it catches up. Tears everything down, volumes too, whatever
+# happens. Also checks the containers run as non-root users under the
+# shipped seccomp profile. Needs docker and docker-compose (or `docker
+# compose`). Usage: tests/docker-cluster.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+if command -v docker-compose >/dev/null 2>&1; then
+  compose() { (cd "$root/docker" && docker-compose -p "$SHARDLOG_NAME" -f compose.yaml "$@"); }
+else
+  compose() { (cd "$root/docker" && docker compose -p "$SHARDLOG_NAME" -f compose.yaml "$@"); }
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export SHARDLOG_NAME="slgtest$$"
+export SHARDLOG_PORT1=$(free_port) SHARDLOG_PORT2=$(free_port) SHARDLOG_PORT3=$(free_port)
+c1="$SHARDLOG_NAME-broker1" c2="$SHARDLOG_NAME-broker2" c3="$SHARDLOG_NAME-broker3"
+
+teardown() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    for c in "$c1" "$c2" "$c3"; do echo "--- $c"; docker logs --tail 30 "$c" 2>&1 || true; done
+  fi
+  compose down -v --remove-orphans >/dev/null 2>&1 || true
+  exit $rc
+}
+trap teardown EXIT
+
+echo "== build the image"
+docker/build.sh "shardlog:dev"
+cli=target/x86_64-unknown-linux-gnu/release/shardlog
+
+echo "== start the cluster (host ports $SHARDLOG_PORT1, $SHARDLOG_PORT2, $SHARDLOG_PORT3)"
+compose up -d
+wait_healthy() {
+  for _ in $(seq 180); do
+    local ok=0
+    for c in "$@"; do
+      [ "$(docker inspect -f '{{.State.Health.Status}}' "$c" 2>/dev/null)" = healthy ] && ok=$((ok + 1))
+    done
+    [ "$ok" = "$#" ] && return 0
+    sleep 0.5
+  done
+  echo "not healthy within 90 s: $*"; return 1
+}
+wait_healthy "$c1" "$c2" "$c3"
+
+echo "== non-root, the shipped seccomp profile"
+for c in "$c1" "$c2" "$c3"; do
+  user=$(docker inspect -f '{{.Config.User}}' "$c")
+  case "$user" in 0|0:*|root*|"") echo "$c runs as root ($user)"; exit 1;; esac
+  sec=$(docker inspect -f '{{json .HostConfig.SecurityOpt}}' "$c")
+  if echo "$sec" | grep -q unconfined || ! echo "$sec" | grep -q io_uring_setup; then
+    echo "$c does not run under docker/seccomp.json: $sec"; exit 1
+  fi
+  echo "$c: user $user, seccomp profile with io_uring_setup, no 'unconfined'"
+done
+
+expected=$'123\n测试数据\ntest data\n阿牛\n'
+echo "== the seed's walkthrough"
+for _ in $(seq 60); do
+  $cli topics create --topic test --partitions 1 --replication-factor 3 --bootstrap-server "127.0.0.1:$SHARDLOG_PORT1" && break
+  sleep 1
+done
+printf '%s' "$expected" | docker exec -i "$c1" /shardlog produce --topic test --bootstrap-server broker1:9092
+got2=$($cli consume --topic test --from-beginning --max-messages 4 --timeout-ms 20000 --bootstrap-server "127.0.0.1:$SHARDLOG_PORT2"; echo x)
+got3=$(docker exec "$c3" /shardlog consume --topic test --from-beginning --max-messages 4 --timeout-ms 20000 --bootstrap-server broker3:9092; echo x)
+[ "${got2%x}" = "$expected" ] || { echo "broker 2 (from the host) printed:"; printf '%s' "${got2%x}" | od -c | head; exit 1; }
+[ "${got3%x}" = "$expected" ] || { echo "broker 3 (inside) printed:"; printf '%s' "${got3%x}" | od -c | head; exit 1; }
+echo "brokers 2 and 3 printed the four messages byte for byte"
+$cli topics describe --topic test --bootstrap-server "127.0.0.1:$SHARDLOG_PORT3"
+
+# The broker to stop: the partition's leader, the harder case.
+leader=$($cli topics describe --topic test --bootstrap-server "127.0.0.1:$SHARDLOG_PORT3" | sed -n 's/.*Partition: 0.*Leader: \([0-9]*\).*/\1/p')
+case "$leader" in 1|2|3) ;; *) echo "no leader for partition 0: '$leader'"; exit 1;; esac
+others=()
+for i in 1 2 3; do [ "$i" != "$leader" ] && others+=("$i"); done
+port() { local v="SHARDLOG_PORT$1"; echo "${!v}"; }
+stopped="$SHARDLOG_NAME-broker$leader" a=${others[0]} b=${others[1]}
+
+echo "== stop broker $leader (the leader): brokers $a and $b serve and hold the messages"
+docker stop "$stopped" >/dev/null
+got=$($cli consume --topic test --from-beginning --max-messages 4 --timeout-ms 30000 --bootstrap-server "127.0.0.1:$(port "$a")"; echo x)
+[ "${got%x}" = "$expected" ] || { echo "without broker $leader, broker $a printed: ${got%x}"; exit 1; }
+printf 'after\n' | $cli produce --topic test --bootstrap-server "127.0.0.1:$(port "$b")"
+got=$(docker exec "$SHARDLOG_NAME-broker$b" /shardlog consume --topic test --from-beginning --max-messages 5 --timeout-ms 20000 --bootstrap-server "broker$b:9092"; echo x)
+[ "${got%x}" = "${expected}after"$'\n' ] || { echo "without broker $leader, broker $b printed: ${got%x}"; exit 1; }
+$cli topics describe --topic test --bootstrap-server "127.0.0.1:$(port "$a")"
+echo "without broker $leader: the messages are there and a new one was stored"
+
+echo "== start broker $leader again: it catches up"
+docker start "$stopped" >/dev/null
+wait_healthy "$stopped"
+for i in $(seq 60); do
+  line=$($cli topics describe --topic test --bootstrap-server "127.0.0.1:$(port "$leader")" | grep 'Partition: 0' || true)
+  isr=$(echo "$line" | sed -n 's/.*Isr: \([0-9,]*\).*/\1/p')
+  [ "$(echo "$isr" | tr ',' '\n' | grep -c .)" = 3 ] && break
+  [ "$i" = 60 ] && { echo "broker $leader did not rejoin the in-sync replicas: $line"; exit 1; }
+  sleep 1
+done
+echo "$line"
+got=$($cli consume --topic test --from-beginning --max-messages 5 --timeout-ms 20000 --bootstrap-server "127.0.0.1:$(port "$leader")"; echo x)
+[ "${got%x}" = "${expected}after"$'\n' ] || { echo "after its restart, through broker $leader: ${got%x}"; exit 1; }
+echo "broker $leader is back in sync and all five messages are served through it"
+echo "docker cluster walkthrough: ok"
