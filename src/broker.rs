@@ -63,7 +63,7 @@ pub fn check_io_uring() -> Result<(), StartError> {
     let err = std::io::Error::last_os_error();
     Err(StartError::IoUring(match err.raw_os_error() {
         Some(libc::EPERM) => "the kernel refused io_uring_setup (EPERM): a seccomp profile or the sysctl kernel.io_uring_disabled blocks it. \
-             In Docker, run with the seccomp profile in docker/ (or --security-opt seccomp=unconfined)"
+             In Docker, run with the profile this project ships: --security-opt seccomp=docker/seccomp.json"
             .into(),
         Some(libc::ENOSYS) => "this kernel has no io_uring (Linux 5.8 or newer is needed)".into(),
         _ => format!("io_uring_setup failed: {err}"),

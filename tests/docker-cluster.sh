@@ -38,6 +38,19 @@ echo "== build the image"
 docker/build.sh "shardlog:dev"
 cli=target/x86_64-unknown-linux-gnu/release/shardlog
 
+echo "== io_uring refused by seccomp: the broker says so"
+nouring=$(mktemp)
+python3 - "$root/docker/seccomp.json" "$nouring" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["syscalls"] = [s for s in p["syscalls"] if "io_uring_setup" not in s["names"]]
+json.dump(p, open(sys.argv[2], "w"))
+PY
+refused=$(docker run --rm --security-opt "seccomp=$nouring" shardlog:dev broker --data-dir /data --listen 0.0.0.0:9092 2>&1 || true)
+rm -f "$nouring"
+echo "$refused" | grep -q "refused io_uring_setup (EPERM)" || { echo "without io_uring the broker said: $refused"; exit 1; }
+echo "$refused"
+
 echo "== start the cluster (host ports $SHARDLOG_PORT1, $SHARDLOG_PORT2, $SHARDLOG_PORT3)"
 compose up -d
 wait_healthy() {

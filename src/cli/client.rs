@@ -566,7 +566,10 @@ fn consume_inner(a: &ConsumeArgs) -> Result<i32, String> {
     };
     let explain = |e: ConsumerError| match e {
         ConsumerError::Client(ClientError::Io(e)) => {
-            format!("could not reach a broker ({e}; bootstrap servers: {}). Is a broker running? Start one with `shardlog broker`.", a.bootstrap.bootstrap_server)
+            format!(
+                "could not reach a broker ({e}; bootstrap servers: {}). Is a broker running? Start one with `shardlog broker`.",
+                a.bootstrap.bootstrap_server
+            )
         }
         e => e.to_string(),
     };
