@@ -31,7 +31,8 @@ start_cluster() {
   done
   echo "the cluster did not start" >&2; exit 1
 }
-stop_cluster() { kill -TERM "${pids[@]}"; wait "${pids[@]}" || true; }
+# The data of a round is gigabytes: gone once the round is measured.
+stop_cluster() { kill -TERM "${pids[@]}"; wait "${pids[@]}" || true; rm -rf "$out"/data1 "$out"/data2 "$out"/data3; }
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 lg() { ./target/release/loadgen "$@" --bootstrap-server "127.0.0.1:$((base + 1))"; }
 
