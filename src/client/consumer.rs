@@ -240,25 +240,7 @@ impl Consumer {
         let mut pos: Vec<(u32, i64)> = match self.config.start {
             StartFrom::Offset(o) => parts.iter().map(|&p| (p, o)).collect(),
             // Each partition's leader answers for it, followed while it moves.
-            _ => {
-                let started = std::time::Instant::now();
-                let mut attempt = 0u32;
-                loop {
-                    match self.leader_offsets(parts, ts) {
-                        Ok(v) => break v,
-                        Err(e) if started.elapsed() < FAILOVER_WAIT && passes(&e) => {
-                            attempt += 1;
-                            std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
-                            self.fetchers.clear();
-                            self.leaders.clear();
-                            if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
-                                self.conn = c;
-                            }
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
+            _ => self.following_leaders(|c| c.leader_offsets(parts, ts))?,
         };
         if let Some(g) = self.config.group.clone() {
             let topic = self.topic.clone();
@@ -355,10 +337,17 @@ impl Consumer {
     /// A partition whose leader died is followed to its new leader: the
     /// poll keeps trying for [`FAILOVER_WAIT`].
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        self.following_leaders(|c| c.poll_once(timeout))
+    }
+
+    /// Runs `f` again while it fails for a reason that passes (a lost
+    /// connection, a leader that moved), for up to [`FAILOVER_WAIT`], with
+    /// the connections and leaders looked up afresh before each attempt.
+    fn following_leaders<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, ConsumerError>) -> Result<T, ConsumerError> {
         let started = std::time::Instant::now();
         let mut attempt = 0u32;
         loop {
-            match self.poll_once(timeout) {
+            match f(self) {
                 Err(e) if started.elapsed() < FAILOVER_WAIT && passes(&e) => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));

@@ -223,13 +223,7 @@ impl Connection {
 
     /// The number of partitions of a topic, if it exists.
     pub fn partitions(&mut self, topic: &str) -> Result<Option<u32>, ClientError> {
-        let r = self.call(&[], |b| {
-            let n = b.create_string(topic);
-            let body = fb::DescribeTopicRequest::create(b, &fb::DescribeTopicRequestArgs { name: Some(n) });
-            (fb::RequestBody::DescribeTopicRequest, body.as_union_value())
-        })?;
-        let t = r.response().body_as_describe_topic_response().and_then(|d| d.topic()).ok_or(ProtocolError::MissingBody)?;
-        Ok((t.error() == ErrorCode::None).then(|| t.partitions().map_or(0, |p| p.len() as u32)))
+        Ok(self.describe(topic)?.map(|t| t.partitions.len() as u32))
     }
 
     /// Sends batches to partitions of one topic; `parts` are

@@ -154,6 +154,29 @@ pub struct FetchResult<C> {
     pub bytes: usize,
 }
 
+impl FetchResult<Chunk> {
+    /// The result as it crosses shards: a direct-read buffer belongs to the
+    /// executor that read it, so bytes read from disk are copied once.
+    fn into_sendable(self) -> FetchResult<Bytes> {
+        let chunks = self
+            .chunks
+            .into_iter()
+            .map(|c| match c {
+                Chunk::Mem(b) => b,
+                Chunk::Disk(d) => Bytes::copy_from_slice(&d),
+            })
+            .collect();
+        FetchResult {
+            error: self.error,
+            message: self.message,
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            chunks,
+            bytes: self.bytes,
+        }
+    }
+}
+
 impl<C> FetchResult<C> {
     pub fn err(error: ErrorCode, message: impl Into<String>) -> Self {
         FetchResult { error, message: Some(message.into()), high_watermark: -1, log_start_offset: -1, chunks: Vec::new(), bytes: 0 }
@@ -510,15 +533,7 @@ impl Shard {
         let not_leader = || FetchResult::err(ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is not led by this broker"));
         let Some(mut end) = Self::visible_end(&p) else { return not_leader() };
         if let Some(until) = wait_until {
-            while end <= offset && !self.is_shutting_down() {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                let woken = std::pin::pin!(async {
-                    futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
-                });
-                rt::timeout(until - now, woken).await;
+            while end <= offset && self.wait_for_append(&p, until).await {
                 let Some(e) = Self::visible_end(&p) else { return not_leader() };
                 end = e;
             }
@@ -546,6 +561,20 @@ impl Shard {
                 r
             }
         }
+    }
+
+    /// Waits until `p` appends or moves its high watermark, the shard
+    /// stops, or `until` passes; false once waiting is over.
+    async fn wait_for_append(&self, p: &Partition, until: Instant) -> bool {
+        let now = Instant::now();
+        if now >= until || self.is_shutting_down() {
+            return false;
+        }
+        let woken = std::pin::pin!(async {
+            futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
+        });
+        rt::timeout(until - now, woken).await;
+        true
     }
 
     /// Reads from a partition wherever it lives. A remote read comes back as
@@ -621,24 +650,7 @@ impl Shard {
                 let _ = reply.send(self.produce_local(&topic, partition, data, batches, acks, timeout).await);
             }
             ShardMsg::Fetch { topic, partition, offset, max_bytes, wait_until, reply } => {
-                let r = self.fetch_local(&topic, partition, offset, max_bytes, wait_until).await;
-                let chunks = r
-                    .chunks
-                    .into_iter()
-                    .map(|c| match c {
-                        Chunk::Mem(b) => b,
-                        Chunk::Disk(d) => Bytes::copy_from_slice(&d),
-                    })
-                    .collect();
-                let r = FetchResult {
-                    error: r.error,
-                    message: r.message,
-                    high_watermark: r.high_watermark,
-                    log_start_offset: r.log_start_offset,
-                    chunks,
-                    bytes: r.bytes,
-                };
-                let _ = reply.send(r);
+                let _ = reply.send(self.fetch_local(&topic, partition, offset, max_bytes, wait_until).await.into_sendable());
             }
             ShardMsg::ListOffset { topic, partition, timestamp, reply } => {
                 let _ = reply.send(self.list_offset(&topic, partition, timestamp).await);
@@ -675,24 +687,7 @@ impl Shard {
             }
             ShardMsg::ReplicaFetch { replica, part, max_bytes, wait_until, reply } => {
                 let r = self.replica_fetch_local(replica, &part, max_bytes, wait_until).await;
-                let f = r.fetch;
-                let chunks = f
-                    .chunks
-                    .into_iter()
-                    .map(|c| match c {
-                        Chunk::Mem(b) => b,
-                        Chunk::Disk(d) => Bytes::copy_from_slice(&d),
-                    })
-                    .collect();
-                let fetch = FetchResult {
-                    error: f.error,
-                    message: f.message,
-                    high_watermark: f.high_watermark,
-                    log_start_offset: f.log_start_offset,
-                    chunks,
-                    bytes: f.bytes,
-                };
-                let _ = reply.send(replica::ReplicaFetchResult { fetch, log_end: r.log_end, diverging: r.diverging });
+                let _ = reply.send(replica::ReplicaFetchResult { fetch: r.fetch.into_sendable(), log_end: r.log_end, diverging: r.diverging });
             }
         }
     }

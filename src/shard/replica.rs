@@ -317,16 +317,7 @@ impl Shard {
         }
         p.advance_hw();
         if let Some(until) = wait_until {
-            while p.log().next_offset() <= q.fetch_offset && p.replica.leading().is_some() && !self.is_shutting_down() {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                let woken = std::pin::pin!(async {
-                    futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
-                });
-                rt::timeout(until - now, woken).await;
-            }
+            while p.log().next_offset() <= q.fetch_offset && p.replica.leading().is_some() && self.wait_for_append(&p, until).await {}
         }
         let log = p.log();
         let mut r = match log.read(q.fetch_offset, max_bytes).await {
