@@ -24,6 +24,17 @@ use shardlog::client::raw::Connection;
 use shardlog::protocol::ErrorCode;
 use shardlog::record::{self, BatchBuilder, RecordIter};
 
+/// Which client library the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Client {
+    /// `client::raw`: batches built by hand, requests pipelined: what the
+    /// broker takes.
+    Raw,
+    /// The SDK (`client::producer`, `client::consumer`) used as an
+    /// application would: what an application gets.
+    Sdk,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// Producers only.
@@ -60,6 +71,10 @@ impl Acks {
 pub struct Args {
     #[arg(value_enum)]
     pub mode: Mode,
+    /// The client library the producers and consumers use (sdk: produce
+    /// and consume modes).
+    #[arg(long, value_enum, default_value = "raw")]
+    pub client: Client,
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub bootstrap_server: String,
     /// Created with --partitions if missing.
@@ -445,6 +460,107 @@ fn producer(id: u32, mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Contr
     Ok(tallies)
 }
 
+/// Deliveries an SDK producer leaves outstanding before it waits for the
+/// oldest: enough for several full batches per partition.
+const SDK_OUTSTANDING: usize = 64 * 1024;
+/// One record in this many has its send-to-delivery time recorded.
+const SDK_LATENCY_SAMPLE: u64 = 1024;
+
+fn bootstrap_list(args: &Args) -> Vec<String> {
+    args.bootstrap_server.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect()
+}
+
+/// Sends `mine.partitions` records through the SDK producer, one `send`
+/// per record as an application does, waiting for the oldest delivery
+/// once `SDK_OUTSTANDING` are out. Values are `--message-size` bytes.
+fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
+    use shardlog::client::producer::{Acks as SdkAcks, Producer, ProducerConfig, ProducerRecord};
+    let config = ProducerConfig {
+        bootstrap: bootstrap_list(&args),
+        acks: match args.acks {
+            Acks::All => SdkAcks::All,
+            Acks::One => SdkAcks::Leader,
+            Acks::Zero => SdkAcks::None,
+        },
+        linger: Duration::from_millis(args.linger_ms),
+        // A batch of --batch-size records of --message-size bytes.
+        batch_max_bytes: args.batch_size * (args.message_size + 8),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::connect(config).context("connecting the SDK producer")?;
+    let value = vec![0x61u8; args.message_size];
+    let mut outstanding = std::collections::VecDeque::with_capacity(SDK_OUTSTANDING);
+    let mut sent = 0u64;
+    let settle = |(at, d): (Option<Instant>, shardlog::client::producer::Delivery)| match d.wait() {
+        Ok(_) => {
+            if ctl.measuring.load(Ordering::Relaxed) {
+                stats.produced.fetch_add(1, Ordering::Relaxed);
+                stats.produced_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+                if let Some(at) = at {
+                    let _ = stats.produce_lat.lock().unwrap().record((at.elapsed().as_micros() as u64).max(1));
+                }
+            }
+        }
+        Err(e) => stats.error(format!("produce: {e}")),
+    };
+    while !ctl.stop_producers.load(Ordering::Relaxed) && quota.is_none_or(|q| sent < q) {
+        let partition = mine.partitions[sent as usize % mine.partitions.len()];
+        let record = ProducerRecord { topic: args.topic.clone(), partition: Some(partition), value: Some(value.clone()), ..Default::default() };
+        let at = (sent % SDK_LATENCY_SAMPLE == 0).then(Instant::now);
+        match producer.send(record) {
+            Ok(d) => outstanding.push_back((at, d)),
+            Err(e) => stats.error(format!("produce: {e}")),
+        }
+        sent += 1;
+        while outstanding.len() >= SDK_OUTSTANDING {
+            settle(outstanding.pop_front().expect("not empty"));
+        }
+    }
+    let _ = producer.flush();
+    for o in outstanding {
+        settle(o);
+    }
+    Ok(HashMap::new())
+}
+
+/// Reads `mine.partitions` through the SDK consumer (`assign`, from the
+/// earliest offsets), one `poll` after another as an application does.
+/// Its bytes are the records' keys and values (the raw consumer counts
+/// whole batches).
+fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<(HashMap<u32, Tally>, Vec<String>)> {
+    use shardlog::client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartFrom};
+    let config = ConsumerConfig {
+        bootstrap: bootstrap_list(&args),
+        start: StartFrom::Earliest,
+        offset_reset: OffsetReset::Earliest,
+        auto_commit: false,
+        fetch_max_bytes: args.fetch_max_bytes,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::assign(config, &args.topic, &mine.partitions).context("assigning the SDK consumer")?;
+    let mut got = 0u64;
+    while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
+        let t0 = Instant::now();
+        let records = match consumer.poll(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(e) => {
+                stats.error(format!("poll: {e}"));
+                continue;
+            }
+        };
+        let n = records.len() as u64;
+        let bytes: u64 = records.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64 + r.key.as_ref().map_or(0, Vec::len) as u64).sum();
+        got += n;
+        stats.consumed_total.fetch_add(n, Ordering::Relaxed);
+        if ctl.measuring.load(Ordering::Relaxed) && n > 0 {
+            let _ = stats.fetch_lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).max(1));
+            stats.consumed.fetch_add(n, Ordering::Relaxed);
+            stats.consumed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+    Ok((HashMap::new(), Vec::new()))
+}
+
 /// Per (producer, partition): the next sequence number expected.
 type Expect = HashMap<(u32, u32), u64>;
 
@@ -624,6 +740,9 @@ fn run(args: Args) -> Result<i32> {
     if args.batch_size == 0 || args.partitions == 0 {
         bail!("--batch-size and --partitions must be positive");
     }
+    if args.client == Client::Sdk && args.mode == Mode::E2e {
+        bail!("--client sdk measures the produce and consume modes; e2e runs on the raw client");
+    }
     if args.mode == Mode::E2e && args.message_size < STAMP_BYTES {
         bail!("e2e messages carry a {STAMP_BYTES}-byte stamp: --message-size must be at least {STAMP_BYTES}");
     }
@@ -663,7 +782,10 @@ fn run(args: Args) -> Result<i32> {
         let quota = args.messages.map(|m| m / u64::from(producers) + u64::from(id < (m % u64::from(producers)) as u32));
         let (a, s, c) = (args.clone(), stats.clone(), ctl.clone());
         let leader = leaders[(id % n_leaders) as usize].clone();
-        prod_handles.push(thread::spawn(move || producer(id, leader, a, s, c, quota)));
+        prod_handles.push(thread::spawn(move || match a.client {
+            Client::Raw => producer(id, leader, a, s, c, quota),
+            Client::Sdk => sdk_producer(leader, a, s, c, quota),
+        }));
     }
     let mut cons_handles = Vec::new();
     for id in 0..consumers {
@@ -678,7 +800,10 @@ fn run(args: Args) -> Result<i32> {
         let mine = Leader { addr: leader.addr.clone(), partitions: parts };
         let quota = if args.mode == Mode::Consume { args.messages.map(|m| m / u64::from(consumers) + 1) } else { None };
         let (a, s, c, st) = (args.clone(), stats.clone(), ctl.clone(), starts.clone());
-        cons_handles.push(thread::spawn(move || consumer(mine, a, s, c, st, quota, check)));
+        cons_handles.push(thread::spawn(move || match a.client {
+            Client::Raw => consumer(mine, a, s, c, st, quota, check),
+            Client::Sdk => sdk_consumer(mine, a, s, c, quota),
+        }));
     }
 
     if args.warmup > 0.0 {
