@@ -37,15 +37,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 lg() { ./target/release/loadgen "$@" --bootstrap-server "127.0.0.1:$((base + 1))"; }
 
 echo "== fio (the disk's limits, in the same sitting)"
-if command -v fio >/dev/null; then
-  fio --name=seq --filename="$out/fio.dat" --rw=write --bs=1M --size=2G --direct=1 --ioengine=io_uring --iodepth=8 \
-    --output-format=json --output="$out/fio-write.json" >/dev/null
-  fio --name=sync --filename="$out/fio.dat" --rw=write --bs=4M --size=1G --direct=1 --ioengine=io_uring --iodepth=1 --fdatasync=1 \
-    --output-format=json --output="$out/fio-fdatasync.json" >/dev/null
-  rm -f "$out/fio.dat"
-else
-  echo "fio is not installed (apt-get install fio)"
-fi
+scripts/fio-limits.sh "$out"
 
 for r in $(seq "$rounds"); do
   start_cluster

@@ -40,27 +40,7 @@ rss_peak_kib() { # PID SECONDS: the largest VmRSS seen, sampled every 100 ms
 }
 
 echo "== fio (the disk's limits)"
-if command -v fio >/dev/null; then
-  fio --name=seq --filename="$out/fio.dat" --rw=write --bs=1M --size=2G --direct=1 --ioengine=io_uring --iodepth=8 \
-    --output-format=json --output="$out/fio-write.json" >/dev/null
-  fio --name=sync --filename="$out/fio.dat" --rw=write --bs=4M --size=1G --direct=1 --ioengine=io_uring --iodepth=1 --fdatasync=1 \
-    --output-format=json --output="$out/fio-fdatasync.json" >/dev/null
-  rm -f "$out/fio.dat"
-  python3 - "$out" <<'EOF'
-import json, sys
-d = sys.argv[1]
-for name in ("fio-write", "fio-fdatasync"):
-    j = json.load(open(f"{d}/{name}.json"))["jobs"][0]
-    mib = j["write"]["bw_bytes"] / 2**20
-    extra = ""
-    if j.get("sync", {}).get("lat_ns", {}).get("max", 0) > 0:
-        p = j["sync"]["lat_ns"].get("percentile", {})
-        extra = f", fdatasync p99 {p.get('99.000000', 0)/1e6:.1f} ms, max {j['sync']['lat_ns']['max']/1e6:.1f} ms"
-    print(f"{name}: {mib:.0f} MiB/s{extra}")
-EOF
-else
-  echo "fio is not installed (apt-get install fio)"
-fi
+scripts/fio-limits.sh "$out"
 
 echo "== shardlog: produce and consume, 100 B x 1000"
 # A fresh data directory for each run: ten seconds at this rate is ~8 GB.

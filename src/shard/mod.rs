@@ -346,7 +346,7 @@ impl Shard {
                         Ok(l) => l,
                         Err(e) => return (name, p, Err(e)),
                     };
-                    let replica = replica::Replica::load(&dir, replicated, log.next_offset()).await;
+                    let replica = replica::Replica::load(&dir, replicated, log.next_offset());
                     let part =
                         Partition { log: RefCell::new(log), dir, config: cfg, appended: rt::Event::default(), append_lock: rt::Semaphore::new(1), replica };
                     (name, p, Ok(part))

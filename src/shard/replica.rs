@@ -78,7 +78,7 @@ pub(super) struct Replica {
 impl Replica {
     /// A replica's state as its files left it: the epoch file is read,
     /// and epochs past the log's end (a crash lost their batches) dropped.
-    pub async fn load(dir: &Path, replicated: bool, log_end: i64) -> Replica {
+    pub fn load(dir: &Path, replicated: bool, log_end: i64) -> Replica {
         let mut epochs = EpochHistory::default();
         if replicated {
             match std::fs::read(dir.join(EPOCHS_FILE)) {
@@ -150,7 +150,12 @@ impl Partition {
             h.begin(epoch, at);
             h.encode()
         };
-        file::write_atomic(&self.dir.join(EPOCHS_FILE), &bytes).await?;
+        self.write_epochs(&bytes).await
+    }
+
+    /// Replaces the partition's epoch file (written whole, atomically).
+    async fn write_epochs(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        file::write_atomic(&self.dir.join(EPOCHS_FILE), bytes).await?;
         Ok(())
     }
 
@@ -181,7 +186,7 @@ impl Partition {
             h.truncate(end);
             h.encode()
         };
-        file::write_atomic(&self.dir.join(EPOCHS_FILE), &bytes).await?;
+        self.write_epochs(&bytes).await?;
         self.replica.hw.set(self.replica.hw.get().min(end));
         Ok(end)
     }
