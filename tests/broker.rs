@@ -530,7 +530,7 @@ fn a_data_directory_from_before_the_quorum_is_imported_and_keeps_working() {
 #[test]
 fn an_external_listener_answers_with_external_addresses() {
     let dir = common::temp_dir();
-    let ext = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ext = common::reserved_port();
     let listen = format!("127.0.0.1:{ext}");
     let advertised = format!("localhost:{ext}");
     let b = Broker::start_in(dir.path(), 1, &["--external-listen", &listen, "--external-advertised-address", &advertised]);

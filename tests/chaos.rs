@@ -52,10 +52,6 @@ struct Cluster {
     fast: bool,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl Cluster {
     /// Three brokers; broker 1 on `island` if given. `fast` shortens the
     /// session and lag timeouts (1.5 s) so chaos rounds are short.
@@ -64,8 +60,8 @@ impl Cluster {
             Some(island) => [(Some(island.ns.clone()), island.inner_ip.clone()), (None, island.outer_ip.clone()), (None, island.outer_ip.clone())],
             None => [(None, "127.0.0.1".to_string()), (None, "127.0.0.1".to_string()), (None, "127.0.0.1".to_string())],
         };
-        let voters = hosts.iter().enumerate().map(|(i, (_, ip))| format!("{}@{ip}:{}", i + 1, free_port())).collect::<Vec<_>>().join(",");
-        let nodes = hosts.into_iter().map(|(ns, ip)| Node { ns, listen: format!("{ip}:{}", free_port()), dir: temp_dir(), broker: None }).collect();
+        let voters = hosts.iter().enumerate().map(|(i, (_, ip))| format!("{}@{ip}:{}", i + 1, common::reserved_port())).collect::<Vec<_>>().join(",");
+        let nodes = hosts.into_iter().map(|(ns, ip)| Node { ns, listen: format!("{ip}:{}", common::reserved_port()), dir: temp_dir(), broker: None }).collect();
         let mut c = Cluster { nodes, voters, fast };
         for i in 0..3 {
             c.start_node(i);

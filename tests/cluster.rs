@@ -18,11 +18,6 @@ struct Cluster {
     hosts: Vec<(Option<String>, String)>,
 }
 
-/// A port nothing listens on now (the kernel's next ephemeral one).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -33,11 +28,11 @@ impl Cluster {
     }
 
     fn start_on(hosts: Vec<(Option<String>, String)>) -> Cluster {
-        let voters = hosts.iter().enumerate().map(|(i, (_, ip))| format!("{}@{ip}:{}", i + 1, free_port())).collect::<Vec<_>>().join(",");
+        let voters = hosts.iter().enumerate().map(|(i, (_, ip))| format!("{}@{ip}:{}", i + 1, common::reserved_port())).collect::<Vec<_>>().join(",");
         let dirs: Vec<_> = (0..3).map(|_| temp_dir()).collect();
         let mut c = Cluster { brokers: Vec::new(), dirs, voters, hosts };
         for i in 0..3 {
-            let listen = format!("{}:0", c.hosts[i].1);
+            let listen = format!("{}:{}", c.hosts[i].1, common::reserved_port());
             let b = c.start_broker(i, &listen);
             c.brokers.push(Some(b));
         }

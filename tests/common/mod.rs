@@ -21,6 +21,28 @@ pub struct Broker {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// A port to give a broker before it starts (a quorum voter's address,
+/// a listener a restart must find again). Taken below the kernel's
+/// ephemeral range, so no listener on port 0 (every other broker of the
+/// tests) can be handed it between this check and the broker's bind;
+/// a process-wide counter keeps parallel tests apart.
+pub fn reserved_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32768);
+    let (first, span) = (10_000u32, low.saturating_sub(10_000).max(1000));
+    let base = std::process::id() * 97;
+    loop {
+        let port = first + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
+}
+
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
 }
