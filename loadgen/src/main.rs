@@ -474,7 +474,7 @@ fn bootstrap_list(args: &Args) -> Vec<String> {
 /// per record as an application does, waiting for the oldest delivery
 /// once `SDK_OUTSTANDING` are out. Values are `--message-size` bytes.
 fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
-    use shardlog::client::producer::{Acks as SdkAcks, Producer, ProducerConfig, ProducerRecord};
+    use shardlog::client::producer::{Acks as SdkAcks, Producer, ProducerConfig, RecordRef};
     let config = ProducerConfig {
         bootstrap: bootstrap_list(&args),
         acks: match args.acks {
@@ -491,21 +491,31 @@ fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
     let value = vec![0x61u8; args.message_size];
     let mut outstanding = std::collections::VecDeque::with_capacity(SDK_OUTSTANDING);
     let mut sent = 0u64;
-    let settle = |(at, d): (Option<Instant>, shardlog::client::producer::Delivery)| match d.wait() {
+    // Settled records are counted in runs of a raw batch's size, as the
+    // raw producer counts its batches (not one shared counter per record).
+    let mut settled = 0u64;
+    let count = |n: u64| {
+        if ctl.measuring.load(Ordering::Relaxed) {
+            stats.produced.fetch_add(n, Ordering::Relaxed);
+            stats.produced_bytes.fetch_add(n * value.len() as u64, Ordering::Relaxed);
+        }
+    };
+    let mut settle = |(at, d): (Option<Instant>, shardlog::client::producer::Delivery)| match d.wait() {
         Ok(_) => {
-            if ctl.measuring.load(Ordering::Relaxed) {
-                stats.produced.fetch_add(1, Ordering::Relaxed);
-                stats.produced_bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
-                if let Some(at) = at {
-                    let _ = stats.produce_lat.lock().unwrap().record((at.elapsed().as_micros() as u64).max(1));
-                }
+            settled += 1;
+            if settled == args.batch_size as u64 {
+                count(settled);
+                settled = 0;
+            }
+            if let Some(at) = at.filter(|_| ctl.measuring.load(Ordering::Relaxed)) {
+                let _ = stats.produce_lat.lock().unwrap().record((at.elapsed().as_micros() as u64).max(1));
             }
         }
         Err(e) => stats.error(format!("produce: {e}")),
     };
     while !ctl.stop_producers.load(Ordering::Relaxed) && quota.is_none_or(|q| sent < q) {
         let partition = mine.partitions[sent as usize % mine.partitions.len()];
-        let record = ProducerRecord { topic: args.topic.clone(), partition: Some(partition), value: Some(value.clone()), ..Default::default() };
+        let record = RecordRef { topic: &args.topic, partition: Some(partition), value: Some(&value), ..Default::default() };
         let at = (sent % SDK_LATENCY_SAMPLE == 0).then(Instant::now);
         match producer.send(record) {
             Ok(d) => outstanding.push_back((at, d)),
@@ -520,6 +530,7 @@ fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
     for o in outstanding {
         settle(o);
     }
+    count(settled);
     Ok(HashMap::new())
 }
 

@@ -50,6 +50,7 @@ impl Report {
         };
         let params = json!({
             "mode": format!("{:?}", args.mode).to_lowercase(),
+            "client": format!("{:?}", args.client).to_lowercase(),
             "bootstrap_server": args.bootstrap_server,
             "topic": args.topic,
             "partitions": args.partitions,

@@ -2,30 +2,36 @@
 //! (`send(..)?.wait()`) or from an async runtime such as tokio (the
 //! returned [`Delivery`] is a plain `Future`).
 //!
-//! Runtime choice: the producer owns one background thread that batches and
-//! talks to the broker over blocking sockets, and hands results back
-//! through `futures` oneshot channels, which every executor can await. An
-//! application therefore needs neither glommio nor a particular async
-//! runtime, and the producer works the same under all of them.
+//! The hot path: `send` takes one lock, encodes the record straight into
+//! the open batch of its partition (its bytes are copied once, into the
+//! batch) and returns a [`Delivery`] that shares the batch's completion;
+//! nothing is allocated per record. A batch is sealed when it reaches
+//! `batch_max_bytes` or has lingered `linger`, and completes once for all
+//! its records, each of which reads its offset as the batch's base plus its
+//! index. Kafka's producer works the same way (one future per batch).
+//!
+//! Runtime choice: one background thread sends sealed batches and one
+//! thread per broker connection reads the answers, over blocking sockets;
+//! a delivery is completed through a mutex and condvar (for `wait`) and
+//! wakers (for `.await`), which every executor understands. An application
+//! therefore needs neither glommio nor a particular async runtime.
 //!
 //! Routing: each batch goes to the broker that leads its partition, from
 //! metadata fetched through a bootstrap broker; a failure or a "not
 //! leader" answer drops the cached leader, so the next attempt looks again.
 //!
-//! Ordering: one request per producer is in flight at a time, and a failed
-//! request is retried before anything after it is sent, so retries never
+//! Ordering: requests to different partitions are pipelined, but each
+//! partition has one batch in flight at a time, and a failed batch is
+//! retried before the next one of its partition is sent, so retries never
 //! reorder records within a partition.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use futures::channel::oneshot;
 
 use super::raw::{ClientError, Connection};
 use crate::protocol::ErrorCode;
@@ -53,6 +59,9 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// A batch is sent once it holds this many bytes.
     pub batch_max_bytes: usize,
+    /// Batches of one partition that were sealed while its previous
+    /// request was in flight go together in the next, up to this many bytes.
+    pub request_max_bytes: usize,
     /// Bytes of records waiting to be sent; `send` blocks past this.
     pub buffer_max_bytes: usize,
     /// How long `send` may block on a full buffer.
@@ -70,6 +79,7 @@ impl Default for ProducerConfig {
             acks: Acks::All,
             linger: Duration::from_millis(5),
             batch_max_bytes: 512 * 1024,
+            request_max_bytes: 4 << 20,
             buffer_max_bytes: 32 << 20,
             send_timeout: Duration::from_secs(30),
             retries: 40,
@@ -92,6 +102,57 @@ pub struct ProducerRecord {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Milliseconds since the epoch; now when absent.
     pub timestamp_ms: Option<i64>,
+}
+
+/// A record that borrows its bytes, for applications that keep their own
+/// buffers: `send` copies them once, into the batch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordRef<'a> {
+    /// The topic to send to.
+    pub topic: &'a str,
+    /// A fixed partition; otherwise by key hash, or round robin without a key.
+    pub partition: Option<u32>,
+    /// The key: records with equal keys go to the same partition.
+    pub key: Option<&'a [u8]>,
+    /// The value.
+    pub value: Option<&'a [u8]>,
+    /// Headers, in order.
+    pub headers: &'a [Header<'a>],
+    /// Milliseconds since the epoch; now when absent.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// What [`Producer::send`] takes: an owned [`ProducerRecord`] (or a
+/// reference to one) or a borrowing [`RecordRef`].
+pub trait ToRecord {
+    /// Calls `f` with the record's fields.
+    fn with_record<R>(&self, f: impl FnOnce(RecordRef<'_>) -> R) -> R;
+}
+
+impl ToRecord for RecordRef<'_> {
+    fn with_record<R>(&self, f: impl FnOnce(RecordRef<'_>) -> R) -> R {
+        f(*self)
+    }
+}
+
+impl ToRecord for ProducerRecord {
+    fn with_record<R>(&self, f: impl FnOnce(RecordRef<'_>) -> R) -> R {
+        let headers: Vec<Header<'_>> = self.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
+        f(RecordRef {
+            topic: &self.topic,
+            partition: self.partition,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &headers,
+            timestamp_ms: self.timestamp_ms,
+        })
+    }
+}
+
+impl<T: ToRecord> ToRecord for &T {
+    fn with_record<R>(&self, f: impl FnOnce(RecordRef<'_>) -> R) -> R {
+        (**self).with_record(f)
+    }
 }
 
 /// Where a record was stored.
@@ -129,39 +190,298 @@ pub enum ProducerError {
 }
 
 /// The delivery report of one record: a `Future`, or [`Delivery::wait`]
-/// from blocking code.
-pub struct Delivery(oneshot::Receiver<Result<RecordMetadata, ProducerError>>);
+/// from blocking code. It shares its batch's completion with the batch's
+/// other records.
+pub struct Delivery(Report);
+
+enum Report {
+    InBatch { batch: Arc<Batch>, index: u32 },
+    Known(Option<Result<RecordMetadata, ProducerError>>),
+}
 
 impl Delivery {
+    fn known(r: Result<RecordMetadata, ProducerError>) -> Self {
+        Delivery(Report::Known(Some(r)))
+    }
+
     /// Blocks until the record is acknowledged or has failed.
     pub fn wait(self) -> Result<RecordMetadata, ProducerError> {
-        futures::executor::block_on(self)
+        match self.0 {
+            Report::Known(r) => r.unwrap_or(Err(ProducerError::Closed)),
+            Report::InBatch { batch, index } => batch.record(batch.wait(), index),
+        }
     }
 }
 
 impl Future for Delivery {
     type Output = Result<RecordMetadata, ProducerError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or(Err(ProducerError::Closed)))
+        match &mut self.0 {
+            Report::Known(r) => Poll::Ready(r.take().unwrap_or(Err(ProducerError::Closed))),
+            Report::InBatch { batch, index } => {
+                if let Some(r) = batch.result.get() {
+                    return Poll::Ready(batch.record(r, *index));
+                }
+                let mut wakers = lock(&batch.wakers);
+                // Checked again under the lock the completer takes after
+                // setting the result: either it is set now, or the waker
+                // registered here is woken.
+                if let Some(r) = batch.result.get() {
+                    return Poll::Ready(batch.record(r, *index));
+                }
+                if !wakers.last().is_some_and(|w| w.will_wake(cx.waker())) {
+                    wakers.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
-enum Command {
-    Send(ProducerRecord, usize, oneshot::Sender<Result<RecordMetadata, ProducerError>>),
-    Flush(mpsc::Sender<()>),
+/// The completion one batch shares with all its records' deliveries. Once
+/// the result is set, reading it is one atomic load (no lock per record).
+#[derive(Default)]
+struct Batch {
+    /// The batch's partition and base offset (-1 unacknowledged, with acks
+    /// none), or why it failed.
+    result: OnceLock<Result<(u32, i64), ProducerError>>,
+    /// Tasks awaiting it; the lock also orders waiting against completing.
+    wakers: Mutex<Vec<Waker>>,
+    done: Condvar,
 }
 
-/// Buffered bytes, shared by `send` (which waits) and the sender thread.
-type Budget = Arc<(Mutex<usize>, Condvar)>;
+impl Batch {
+    fn new() -> Arc<Batch> {
+        Arc::new(Batch::default())
+    }
 
-/// A batching, retrying producer. Cheap to share behind an `Arc`.
+    fn record(&self, r: &Result<(u32, i64), ProducerError>, index: u32) -> Result<RecordMetadata, ProducerError> {
+        match r {
+            Ok((partition, base)) => Ok(RecordMetadata { partition: *partition, offset: if *base < 0 { -1 } else { base + i64::from(index) } }),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn wait(&self) -> &Result<(u32, i64), ProducerError> {
+        if let Some(r) = self.result.get() {
+            return r;
+        }
+        let mut wakers = lock(&self.wakers);
+        loop {
+            if let Some(r) = self.result.get() {
+                return r;
+            }
+            wakers = self.done.wait(wakers).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A batch's obligation to complete: whoever holds it completes the batch,
+/// and dropping it unfinished (a producer torn down mid-send) completes the
+/// batch as closed, so no delivery waits forever.
+struct Completion(Arc<Batch>);
+
+impl Completion {
+    fn finish(&self, r: Result<(u32, i64), ProducerError>) {
+        if self.0.result.set(r).is_err() {
+            return; // finished before
+        }
+        let wakers = std::mem::take(&mut *lock(&self.0.wakers));
+        self.0.done.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.finish(Err(ProducerError::Closed));
+    }
+}
+
+/// A lock that a panicked holder does not poison for everyone else: the
+/// state it guards stays consistent between statements.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The batch still taking records.
+struct Open {
+    builder: BatchBuilder,
+    /// Buffer bytes its records hold (released when it completes).
+    budget: usize,
+    opened: Instant,
+    done: Completion,
+    /// Records sent before their topic was known, by index in the batch:
+    /// each has a completion of its own.
+    forwards: Vec<(u32, Completion)>,
+}
+
+/// A batch that takes no more records: waiting, in flight, or retrying.
+struct Sealed {
+    bytes: Vec<u8>,
+    records: u32,
+    partition: u32,
+    budget: usize,
+    done: Completion,
+    forwards: Vec<(u32, Completion)>,
+    /// Failed attempts so far.
+    failures: u32,
+    /// Not sent again before this (the pause between retries).
+    not_before: Option<Instant>,
+    /// The last attempt failed: look the leader up again first.
+    relookup: bool,
+}
+
+/// One partition's batches: at most one open, at most one request in
+/// flight, and the sealed ones in send order between them.
+#[derive(Default)]
+struct Queue {
+    open: Option<Open>,
+    sealed: VecDeque<Sealed>,
+    /// The batches of the request in flight (none: the partition may send).
+    in_flight: Vec<Arc<Batch>>,
+}
+
+impl Sealed {
+    /// Completes the batch's deliveries (and those forwarded to it).
+    fn finish(&self, r: Result<i64, ProducerError>) {
+        let p = self.partition;
+        for (i, c) in &self.forwards {
+            c.finish(r.clone().map(|base| (p, if base < 0 { -1 } else { base + i64::from(*i) })));
+        }
+        self.done.finish(r.map(|base| (p, base)));
+    }
+}
+
+impl Queue {
+    fn seal(&mut self, partition: u32) {
+        if let Some(o) = self.open.take() {
+            let Open { builder, budget, done, forwards, .. } = o;
+            self.sealed.push_back(Sealed { records: builder.record_count(), bytes: builder.finish(), partition, budget, done, forwards, failures: 0, not_before: None, relookup: false });
+        }
+    }
+
+    /// Adds a record to the open batch (opening one, in a spare buffer if
+    /// there is one); true if it opened one or sealed it, which the sender
+    /// thread must hear of.
+    fn push(
+        &mut self,
+        partition: u32,
+        r: &RecordRef<'_>,
+        size: usize,
+        spare: &mut Vec<Vec<u8>>,
+        config: &ProducerConfig,
+        forward: Option<Completion>,
+    ) -> (bool, Arc<Batch>, u32) {
+        let mut wake = self.open.is_none();
+        let open = self.open.get_or_insert_with(|| Open {
+            builder: spare.pop().map_or_else(|| BatchBuilder::new(4096), BatchBuilder::reuse),
+            budget: 0,
+            opened: Instant::now(),
+            done: Completion(Batch::new()),
+            forwards: Vec::new(),
+        });
+        open.builder.push(r.timestamp_ms.unwrap_or_else(crate::time::ticking_now_ms), r.key, r.value, r.headers);
+        open.budget += size;
+        let (batch, index) = (open.done.0.clone(), open.builder.record_count() - 1);
+        open.forwards.extend(forward.map(|c| (index, c)));
+        if open.builder.encoded_len() >= config.batch_max_bytes {
+            self.seal(partition);
+            wake = true;
+        }
+        (wake, batch, index)
+    }
+
+    fn busy(&self) -> bool {
+        self.open.is_some() || !self.sealed.is_empty() || !self.in_flight.is_empty()
+    }
+}
+
+/// A record sent before its topic's partitions were known: kept whole
+/// until the sender thread has looked the topic up.
+struct Unrouted {
+    partition: Option<u32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    timestamp_ms: i64,
+    size: usize,
+    done: Completion,
+}
+
+/// Each known topic's partition queues. A producer usually sends to one
+/// topic or a few, so the last one found is checked first (a string
+/// compare, where hashing the name would cost more than the rest of `send`).
+#[derive(Default)]
+struct Topics {
+    names: Vec<String>,
+    queues: Vec<Vec<Queue>>,
+    index: HashMap<String, usize>,
+    last: usize,
+}
+
+impl Topics {
+    fn get_mut(&mut self, name: &str) -> Option<&mut Vec<Queue>> {
+        if self.names.get(self.last).is_none_or(|n| n != name) {
+            self.last = *self.index.get(name)?;
+        }
+        Some(&mut self.queues[self.last])
+    }
+
+    /// The topic's queues, made for `partitions` if it is new.
+    fn get_or_insert(&mut self, name: &str, partitions: u32) -> &mut Vec<Queue> {
+        if self.get_mut(name).is_none() {
+            self.last = self.names.len();
+            self.index.insert(name.to_string(), self.last);
+            self.names.push(name.to_string());
+            self.queues.push((0..partitions).map(|_| Queue::default()).collect());
+        }
+        &mut self.queues[self.last]
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Vec<Queue>)> {
+        self.names.iter().zip(self.queues.iter_mut())
+    }
+}
+
+/// What `send`, the sender thread and the connections' readers share.
+#[derive(Default)]
+struct State {
+    /// Records of topics not looked up yet, by topic, in send order.
+    unrouted: HashMap<String, Vec<Unrouted>>,
+    /// Buffer bytes held by records not yet acknowledged.
+    used: usize,
+    /// Each known topic's partitions.
+    topics: Topics,
+    round_robin: u32,
+    /// Buffers of acknowledged batches, for the next ones.
+    spare: Vec<Vec<u8>>,
+    closed: bool,
+}
+
+/// Buffers kept for reuse (each up to `batch_max_bytes` and a record).
+const SPARE_BUFFERS: usize = 8;
+
+struct Shared {
+    config: ProducerConfig,
+    state: Mutex<State>,
+    /// `send` waits here for buffer space.
+    space: Condvar,
+    /// The sender thread waits here for a batch to send.
+    work: Condvar,
+    /// A bootstrap connection for `send`'s topic lookups.
+    lookup: Mutex<Option<Connection>>,
+}
+
+/// A batching, retrying producer. Cheap to share behind an `Arc`; `send`
+/// may be called from many threads.
 ///
 /// ```
 /// # // Runs against an in-process broker when the broker is built; with
 /// # // the client feature alone it is compiled, not run.
 /// # fn example(addr: &str) {
 /// # shardlog::client::admin::Admin::connect(&[addr]).unwrap().create_topic("events", 2, 1, &[]).unwrap();
-/// use shardlog::client::producer::{Producer, ProducerConfig, ProducerRecord};
+/// use shardlog::client::producer::{Producer, ProducerConfig, ProducerRecord, RecordRef};
 ///
 /// let producer = Producer::connect(ProducerConfig { bootstrap: vec![addr.to_string()], ..Default::default() }).unwrap();
 /// let delivery = producer
@@ -169,6 +489,9 @@ type Budget = Arc<(Mutex<usize>, Condvar)>;
 ///     .unwrap();
 /// let stored = delivery.wait().unwrap(); // or `.await` on any async runtime
 /// println!("partition {} offset {}", stored.partition, stored.offset);
+/// // Without copying the value first:
+/// let value = [7u8; 100];
+/// producer.send(RecordRef { topic: "events", value: Some(&value), ..Default::default() }).unwrap();
 /// producer.flush().unwrap();
 /// # }
 /// # #[cfg(feature = "broker")] {
@@ -179,9 +502,7 @@ type Budget = Arc<(Mutex<usize>, Condvar)>;
 /// # }
 /// ```
 pub struct Producer {
-    tx: Mutex<Option<mpsc::Sender<Command>>>,
-    budget: Budget,
-    config: ProducerConfig,
+    shared: Arc<Shared>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
@@ -189,61 +510,114 @@ impl Producer {
     /// Connects to the first bootstrap broker that answers.
     pub fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
         let conn = Connection::connect_any(&config.bootstrap)?;
-        let (tx, rx) = mpsc::channel();
-        let budget: Budget = Arc::new((Mutex::new(0), Condvar::new()));
-        let worker = Worker {
-            bootstrap: Some(conn),
-            leaders: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            config: config.clone(),
-            budget: budget.clone(),
-            partitions: BTreeMap::new(),
-            batches: BTreeMap::new(),
-            round_robin: 0,
-        };
-        let thread = thread::Builder::new().name("shardlog-producer".into()).spawn(move || worker.run(rx)).map_err(ClientError::Io)?;
-        Ok(Producer { tx: Mutex::new(Some(tx)), budget, config, thread: Mutex::new(Some(thread)) })
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State::default()),
+            space: Condvar::new(),
+            work: Condvar::new(),
+            lookup: Mutex::new(Some(conn)),
+        });
+        let sender = Sender { shared: shared.clone(), bootstrap: None, leaders: HashMap::new(), links: HashMap::new() };
+        let thread = thread::Builder::new().name("shardlog-producer".into()).spawn(move || sender.run()).map_err(ClientError::Io)?;
+        Ok(Producer { shared, thread: Mutex::new(Some(thread)) })
     }
 
-    /// Queues a record; blocks while the buffer is full (backpressure).
-    pub fn send(&self, record: ProducerRecord) -> Result<Delivery, ProducerError> {
-        let size = 64 + record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len);
-        {
-            let (lock, cv) = &*self.budget;
-            let mut used = lock.lock().expect("budget lock");
-            let deadline = Instant::now() + self.config.send_timeout;
-            while *used > 0 && *used + size > self.config.buffer_max_bytes {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ProducerError::BufferFull(self.config.send_timeout));
-                }
-                used = cv.wait_timeout(used, left).expect("budget lock").0;
+    /// Adds a record to its partition's open batch; blocks while the
+    /// buffer is full (backpressure), and on a topic's first record while
+    /// its partitions are looked up. An unknown topic or partition is
+    /// reported through the delivery.
+    pub fn send(&self, record: impl ToRecord) -> Result<Delivery, ProducerError> {
+        record.with_record(|r| self.send_ref(r))
+    }
+
+    fn send_ref(&self, r: RecordRef<'_>) -> Result<Delivery, ProducerError> {
+        let sh = &*self.shared;
+        let size = 64
+            + r.key.map_or(0, <[u8]>::len)
+            + r.value.map_or(0, <[u8]>::len)
+            + r.headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum::<usize>();
+        let mut st = lock(&sh.state);
+        if st.closed {
+            return Err(ProducerError::Closed);
+        }
+        let mut deadline = None;
+        while st.used > 0 && st.used + size > sh.config.buffer_max_bytes {
+            let at = *deadline.get_or_insert_with(|| Instant::now() + sh.config.send_timeout);
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProducerError::BufferFull(sh.config.send_timeout));
             }
+            st = sh.space.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            if st.closed {
+                return Err(ProducerError::Closed);
+            }
+        }
+        let State { topics, spare, unrouted, round_robin, used, .. } = &mut *st;
+        let Some(queues) = topics.get_mut(r.topic) else {
+            // The topic's first records: the sender thread looks it up, so
+            // `send` never waits on the network.
             *used += size;
+            let done = Batch::new();
+            let u = Unrouted {
+                partition: r.partition,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r.headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect(),
+                timestamp_ms: r.timestamp_ms.unwrap_or_else(crate::time::now_ms),
+                size,
+                done: Completion(done.clone()),
+            };
+            unrouted.entry(r.topic.to_string()).or_default().push(u);
+            drop(st);
+            sh.work.notify_one();
+            return Ok(Delivery(Report::InBatch { batch: done, index: 0 }));
+        };
+        let partition = match choose_partition(r.partition, r.key, queues.len() as u32, round_robin) {
+            Ok(p) => p,
+            Err(p) => return Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p }))),
+        };
+        *used += size;
+        let (wake, batch, index) = queues[partition as usize].push(partition, &r, size, spare, &sh.config, None);
+        drop(st);
+        if wake {
+            sh.work.notify_one();
         }
-        let (tx, rx) = oneshot::channel();
-        let sent = self.tx.lock().expect("sender lock").as_ref().map(|s| s.send(Command::Send(record, size, tx)).is_ok()).unwrap_or(false);
-        if !sent {
-            return Err(ProducerError::Closed);
-        }
-        Ok(Delivery(rx))
+        Ok(Delivery(Report::InBatch { batch, index }))
     }
 
-    /// Sends everything queued and waits until it is acknowledged.
+    /// Sends everything queued and waits until it is acknowledged (or has
+    /// failed: each delivery says which).
     pub fn flush(&self) -> Result<(), ProducerError> {
-        let (tx, rx) = mpsc::channel();
-        let sent = self.tx.lock().expect("sender lock").as_ref().map(|s| s.send(Command::Flush(tx)).is_ok()).unwrap_or(false);
-        if !sent {
-            return Err(ProducerError::Closed);
+        let sh = &*self.shared;
+        let mut waits = Vec::new();
+        {
+            let mut st = lock(&sh.state);
+            if st.closed {
+                return Err(ProducerError::Closed);
+            }
+            for (_, q) in st.topics.iter_mut() {
+                for (p, q) in q.iter_mut().enumerate() {
+                    q.seal(p as u32);
+                    waits.extend(q.sealed.iter().map(|s| s.done.0.clone()));
+                    waits.extend(q.in_flight.iter().cloned());
+                }
+            }
+            waits.extend(st.unrouted.values().flatten().map(|u| u.done.0.clone()));
         }
-        rx.recv().map_err(|_| ProducerError::Closed)
+        sh.work.notify_one();
+        for b in waits {
+            let _ = b.wait();
+        }
+        Ok(())
     }
 
-    /// Flushes, then stops the background thread.
+    /// Flushes, then stops the background threads.
     pub fn close(&self) {
         let _ = self.flush();
-        self.tx.lock().expect("sender lock").take();
-        if let Some(t) = self.thread.lock().expect("thread lock").take() {
+        lock(&self.shared.state).closed = true;
+        self.shared.work.notify_all();
+        self.shared.space.notify_all();
+        if let Some(t) = lock(&self.thread).take() {
             let _ = t.join();
         }
     }
@@ -255,76 +629,301 @@ impl Drop for Producer {
     }
 }
 
-type Waiter = (usize, oneshot::Sender<Result<RecordMetadata, ProducerError>>);
-
-struct Pending {
-    builder: BatchBuilder,
-    waiters: Vec<Waiter>,
-    opened: Instant,
-}
-
-struct Worker {
-    /// A connection to any bootstrap broker, for metadata.
-    bootstrap: Option<Connection>,
-    /// The leader's address of each partition, from the metadata.
-    leaders: BTreeMap<(String, u32), String>,
-    /// One connection per broker address.
-    conns: BTreeMap<String, Connection>,
-    config: ProducerConfig,
-    budget: Budget,
-    partitions: BTreeMap<String, u32>,
-    batches: BTreeMap<(String, u32), Pending>,
-    round_robin: u32,
+/// The partition a record goes to: the one it names (`Err` if the topic
+/// has no such partition), by key hash, or round robin.
+fn choose_partition(fixed: Option<u32>, key: Option<&[u8]>, partitions: u32, round_robin: &mut u32) -> Result<u32, u32> {
+    match (fixed, key) {
+        (Some(p), _) if p < partitions => Ok(p),
+        (Some(p), _) => Err(p),
+        (None, Some(k)) => Ok((fnv1a(k) % u64::from(partitions)) as u32),
+        (None, None) => {
+            *round_robin = round_robin.wrapping_add(1);
+            Ok(*round_robin % partitions)
+        }
+    }
 }
 
 fn fnv1a(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
 }
 
-impl Worker {
-    fn run(mut self, rx: mpsc::Receiver<Command>) {
-        loop {
-            let wait = self.batches.values().map(|p| self.config.linger.saturating_sub(p.opened.elapsed())).min().unwrap_or(Duration::from_secs(3600));
-            match rx.recv_timeout(wait) {
-                Ok(Command::Send(record, size, tx)) => self.add(record, size, tx),
-                Ok(Command::Flush(done)) => {
-                    self.send_ready(true);
-                    let _ = done.send(());
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.send_ready(true);
-                    return;
-                }
-            }
-            self.send_ready(false);
-        }
-    }
+/// The pause before attempt `n` (n >= 1) of a batch: 100 ms, doubling, at
+/// most 500 ms.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis((50u64 << n.min(5)).min(500))
+}
 
-    fn partitions(&mut self, topic: &str) -> Result<u32, ProducerError> {
-        if let Some(n) = self.partitions.get(topic) {
-            return Ok(*n);
-        }
+impl Shared {
+    /// A topic's partition count, through the bootstrap connection.
+    fn partitions(&self, topic: &str) -> Result<u32, ProducerError> {
+        let mut conn = lock(&self.lookup);
         let mut last = String::new();
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
-                thread::sleep(Duration::from_millis(50 << attempt.min(5)));
+                thread::sleep(backoff(attempt));
             }
-            match self.with_bootstrap(|c| c.partitions(topic)) {
-                Ok(Some(n)) => {
-                    self.partitions.insert(topic.to_string(), n);
-                    return Ok(n);
+            if conn.is_none() {
+                match Connection::connect_any(&self.config.bootstrap) {
+                    Ok(c) => *conn = Some(c),
+                    Err(e) => {
+                        last = e.to_string();
+                        continue;
+                    }
                 }
-                Ok(None) => return Err(ProducerError::UnknownTopic(topic.to_string())),
-                Err(e) => last = e.to_string(),
+            }
+            match conn.as_mut().expect("connected above").partitions(topic) {
+                Ok(Some(n)) if n > 0 => return Ok(n),
+                Ok(_) => return Err(ProducerError::UnknownTopic(topic.to_string())),
+                Err(e) => {
+                    last = e.to_string();
+                    *conn = None;
+                }
             }
         }
         Err(ProducerError::Broker(format!("looking up '{topic}' failed {} times: {last}", self.config.retries + 1)))
     }
 
+    /// A batch is done: its deliveries complete, its buffer space frees,
+    /// and its partition may send the next one.
+    /// `r` is the first batch's base offset; the others follow it.
+    fn complete(&self, f: InFlight, r: Result<i64, ProducerError>) {
+        let mut base = r;
+        for b in &f.batches {
+            b.finish(base.clone());
+            if let Ok(o) = &mut base {
+                *o = if *o < 0 { -1 } else { *o + i64::from(b.records) };
+            }
+        }
+        {
+            let mut st = lock(&self.state);
+            if let Some(q) = st.topics.get_mut(&f.topic).and_then(|qs| qs.get_mut(f.partition as usize)) {
+                q.in_flight.clear();
+            }
+            for b in f.batches {
+                st.used -= b.budget;
+                if st.spare.len() < SPARE_BUFFERS {
+                    st.spare.push(b.bytes);
+                }
+            }
+        }
+        self.space.notify_all();
+        self.work.notify_one();
+    }
+
+    /// An attempt failed in a way a later one may not: the batch goes back
+    /// to the front of its partition's queue, after a pause, unless it has
+    /// run out of attempts.
+    fn retry(&self, f: InFlight, why: String) {
+        let InFlight { topic, partition, batches } = f;
+        let (mut again, mut spent) = (Vec::new(), Vec::new());
+        for mut b in batches {
+            b.failures += 1;
+            if b.failures > self.config.retries {
+                spent.push(b);
+            } else {
+                b.not_before = Some(Instant::now() + backoff(b.failures));
+                b.relookup = true;
+                again.push(b);
+            }
+        }
+        if !spent.is_empty() {
+            let e = ProducerError::Broker(format!("gave up after {} attempts: {why}", self.config.retries + 1));
+            self.complete(InFlight { topic: topic.clone(), partition, batches: spent }, Err(e));
+        }
+        {
+            let mut st = lock(&self.state);
+            if let Some(q) = st.topics.get_mut(&topic).and_then(|qs| qs.get_mut(partition as usize)) {
+                q.in_flight.clear();
+                for b in again.into_iter().rev() {
+                    q.sealed.push_front(b);
+                }
+            }
+        }
+        self.work.notify_one();
+    }
+}
+
+/// A batch on its way: where it goes, and the batch.
+struct InFlight {
+    topic: String,
+    partition: u32,
+    /// Consecutive batches of the partition, sent in one request.
+    batches: Vec<Sealed>,
+}
+
+/// The background thread: seals lingering batches, routes sealed ones to
+/// their leaders and writes them, one in flight per partition.
+struct Sender {
+    shared: Arc<Shared>,
+    /// A connection to any bootstrap broker, for leader lookups.
+    bootstrap: Option<Connection>,
+    /// The leader's address of each partition, from the metadata.
+    leaders: HashMap<(String, u32), String>,
+    /// One connection per broker address.
+    links: HashMap<String, Link>,
+}
+
+impl Sender {
+    fn run(mut self) {
+        while let Some((topics, batches)) = self.next_batches() {
+            for t in topics {
+                self.route(&t);
+            }
+            for f in batches {
+                self.dispatch(f);
+            }
+        }
+        for (_, l) in self.links.drain() {
+            l.close();
+        }
+    }
+
+    /// Looks up a topic whose first records wait unrouted, and puts them
+    /// into their partitions' batches, in send order (or fails them).
+    fn route(&mut self, topic: &str) {
+        let sh = &*self.shared;
+        let n = sh.partitions(topic);
+        let mut st = lock(&sh.state);
+        let Some(waiting) = st.unrouted.remove(topic) else { return };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                for u in waiting {
+                    st.used -= u.size;
+                    u.done.finish(Err(e.clone()));
+                }
+                drop(st);
+                sh.space.notify_all();
+                return;
+            }
+        };
+        let State { topics, spare, round_robin, used, .. } = &mut *st;
+        let queues = topics.get_or_insert(topic, n);
+        for u in waiting {
+            let headers: Vec<Header<'_>> = u.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
+            match choose_partition(u.partition, u.key.as_deref(), queues.len() as u32, round_robin) {
+                Ok(p) => {
+                    let r = RecordRef { topic, partition: Some(p), key: u.key.as_deref(), value: u.value.as_deref(), headers: &headers, timestamp_ms: Some(u.timestamp_ms) };
+                    queues[p as usize].push(p, &r, u.size, spare, &sh.config, Some(u.done));
+                }
+                Err(p) => {
+                    *used -= u.size;
+                    u.done.finish(Err(ProducerError::UnknownPartition { topic: topic.to_string(), partition: p }));
+                }
+            }
+        }
+        drop(st);
+        sh.space.notify_all();
+    }
+
+    /// Waits for work: topics to look up, sealed batches whose partition
+    /// has nothing in flight, and open ones that have lingered (all once
+    /// closed). `None` once the producer is closed and everything is done.
+    fn next_batches(&self) -> Option<(Vec<String>, Vec<InFlight>)> {
+        let sh = &*self.shared;
+        let mut st = lock(&sh.state);
+        loop {
+            let now = Instant::now();
+            let closed = st.closed;
+            let mut next_look: Option<Instant> = None;
+            let mut out = Vec::new();
+            let mut busy = false;
+            for (topic, queues) in st.topics.iter_mut() {
+                for (p, q) in queues.iter_mut().enumerate() {
+                    if let Some(o) = &q.open {
+                        let due = o.opened + sh.config.linger;
+                        if closed || due <= now {
+                            q.seal(p as u32);
+                        } else {
+                            next_look = Some(next_look.map_or(due, |t| t.min(due)));
+                        }
+                    }
+                    if q.in_flight.is_empty() {
+                        match q.sealed.front().and_then(|s| s.not_before) {
+                            Some(t) if t > now => next_look = Some(next_look.map_or(t, |n| n.min(t))),
+                            _ => {
+                                // Everything sealed meanwhile goes in one
+                                // request, up to its size limit.
+                                let mut batches = Vec::new();
+                                let mut bytes = 0;
+                                while let Some(s) = q.sealed.front() {
+                                    if !batches.is_empty() && (bytes + s.bytes.len() > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
+                                        break;
+                                    }
+                                    bytes += s.bytes.len();
+                                    batches.push(q.sealed.pop_front().expect("front exists"));
+                                }
+                                if !batches.is_empty() {
+                                    q.in_flight = batches.iter().map(|s| s.done.0.clone()).collect();
+                                    out.push(InFlight { topic: topic.clone(), partition: p as u32, batches });
+                                }
+                            }
+                        }
+                    }
+                    busy |= q.busy();
+                }
+            }
+            let unrouted: Vec<String> = st.unrouted.keys().cloned().collect();
+            if !out.is_empty() || !unrouted.is_empty() {
+                return Some((unrouted, out));
+            }
+            if closed && !busy {
+                return None;
+            }
+            st = match next_look {
+                Some(t) => sh.work.wait_timeout(st, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0,
+                None => sh.work.wait(st).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+
+    fn acks(&self) -> i8 {
+        match self.shared.config.acks {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+
+    /// Writes one batch to its partition's leader; a failure sends it back
+    /// for a retry.
+    fn dispatch(&mut self, mut f: InFlight) {
+        let key = (f.topic.clone(), f.partition);
+        let mut relookup = false;
+        for b in &mut f.batches {
+            relookup |= std::mem::take(&mut b.relookup);
+        }
+        if relookup {
+            self.leaders.remove(&key);
+        }
+        let addr = match self.leader(&key) {
+            Ok(a) => a,
+            Err(e) => return self.shared.retry(f, e.to_string()),
+        };
+        if !self.links.contains_key(&addr) {
+            match Link::open(&addr, &self.shared) {
+                Ok(l) => {
+                    self.links.insert(addr.clone(), l);
+                }
+                Err(e) => {
+                    self.leaders.remove(&key);
+                    return self.shared.retry(f, e.to_string());
+                }
+            }
+        }
+        let acks = self.acks();
+        let link = self.links.get_mut(&addr).expect("inserted above");
+        if let Err((f, why)) = link.send(f, acks, &self.shared) {
+            // The connection is gone: so is what was routed through it.
+            self.links.remove(&addr);
+            self.leaders.retain(|_, a| *a != addr);
+            self.shared.retry(f, why);
+        }
+    }
+
     fn with_bootstrap<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
         if self.bootstrap.is_none() {
-            self.bootstrap = Some(Connection::connect_any(&self.config.bootstrap)?);
+            self.bootstrap = Some(Connection::connect_any(&self.shared.config.bootstrap)?);
         }
         let r = f(self.bootstrap.as_mut().expect("connected above"));
         if r.is_err() {
@@ -334,11 +933,11 @@ impl Worker {
     }
 
     /// The address of the broker leading a partition, from (cached) metadata.
-    fn leader(&mut self, topic: &str, partition: u32) -> Result<String, ClientError> {
-        if let Some(a) = self.leaders.get(&(topic.to_string(), partition)) {
+    fn leader(&mut self, key: &(String, u32)) -> Result<String, ClientError> {
+        if let Some(a) = self.leaders.get(key) {
             return Ok(a.clone());
         }
-        let (brokers, topics) = self.with_bootstrap(|c| c.metadata(Some(&[topic])))?;
+        let (brokers, topics) = self.with_bootstrap(|c| c.metadata(Some(&[key.0.as_str()])))?;
         for t in topics {
             for p in t.partitions {
                 if let Some(b) = brokers.iter().find(|b| b.node_id == p.leader && !b.fenced) {
@@ -347,122 +946,187 @@ impl Worker {
             }
         }
         self.leaders
-            .get(&(topic.to_string(), partition))
+            .get(key)
             .cloned()
-            .ok_or(ClientError::Broker { code: ErrorCode::NotLeader, message: format!("no leader known for {topic}/{partition}") })
+            .ok_or(ClientError::Broker { code: ErrorCode::NotLeader, message: format!("no leader known for {}/{}", key.0, key.1) })
+    }
+}
+
+/// How long a reader waits for an answer it is owed before it gives the
+/// connection up (the broker answers a produce within its 30 s timeout).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One connection to a broker: the sender thread writes, a reader thread
+/// takes the answers (in any order, by correlation id).
+struct Link {
+    conn: Connection,
+    shared: Arc<LinkShared>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct LinkShared {
+    state: Mutex<LinkState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct LinkState {
+    /// Batches written and not answered yet, by correlation id.
+    owed: HashMap<u32, InFlight>,
+    /// The connection broke; whoever found it out retries what was owed.
+    dead: bool,
+    closing: bool,
+}
+
+impl Link {
+    fn open(addr: &str, shared: &Arc<Shared>) -> Result<Link, ClientError> {
+        let conn = Connection::connect(addr)?;
+        let rconn = conn.try_clone()?;
+        rconn.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+        let ls = Arc::new(LinkShared::default());
+        let (ls2, sh) = (ls.clone(), shared.clone());
+        let reader = thread::Builder::new().name("shardlog-producer-reader".into()).spawn(move || read_answers(rconn, &ls2, &sh)).map_err(ClientError::Io)?;
+        Ok(Link { conn, shared: ls, reader: Some(reader) })
     }
 
-    /// Runs `f` on a connection to the partition's leader; any failure drops
-    /// that connection and the cached leader, so a retry looks again.
-    fn with_leader<T>(&mut self, topic: &str, partition: u32, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
-        let addr = self.leader(topic, partition)?;
-        if !self.conns.contains_key(&addr) {
-            let c = Connection::connect(addr.as_str()).inspect_err(|_| {
-                self.leaders.remove(&(topic.to_string(), partition));
-            })?;
-            self.conns.insert(addr.clone(), c);
+    /// Writes one batch; with acks none it is done once written.
+    fn send(&mut self, f: InFlight, acks: i8, shared: &Shared) -> Result<(), (InFlight, String)> {
+        if lock(&self.shared.state).dead {
+            return Err((f, "the connection to the leader broke".into()));
         }
-        let r = f(self.conns.get_mut(&addr).expect("inserted above"));
-        if r.is_err() {
-            self.conns.remove(&addr);
-            self.leaders.remove(&(topic.to_string(), partition));
-        }
-        r
-    }
-
-    fn add(&mut self, r: ProducerRecord, size: usize, tx: oneshot::Sender<Result<RecordMetadata, ProducerError>>) {
-        let n = match self.partitions(&r.topic) {
-            Ok(n) => n,
+        let batches: Vec<&[u8]> = f.batches.iter().map(|b| b.bytes.as_slice()).collect();
+        let corr = match self.conn.send_produce_batches(&f.topic, f.partition, &batches, acks) {
+            Ok(c) => c,
             Err(e) => {
-                self.release(size);
-                let _ = tx.send(Err(e));
-                return;
+                self.kill(shared);
+                return Err((f, e.to_string()));
             }
         };
-        let partition = match (r.partition, &r.key) {
-            (Some(p), _) if p < n => p,
-            (Some(p), _) => {
-                self.release(size);
-                let _ = tx.send(Err(ProducerError::UnknownPartition { topic: r.topic, partition: p }));
-                return;
-            }
-            (None, Some(k)) => (fnv1a(k) % u64::from(n)) as u32,
-            (None, None) => {
-                self.round_robin = self.round_robin.wrapping_add(1);
-                self.round_robin % n
-            }
+        if acks == 0 {
+            shared.complete(f, Ok(-1));
+            return Ok(());
+        }
+        let mut st = lock(&self.shared.state);
+        if st.dead {
+            return Err((f, "the connection to the leader broke".into()));
+        }
+        st.owed.insert(corr, f);
+        drop(st);
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    /// Marks the connection broken and retries everything owed on it.
+    fn kill(&self, shared: &Shared) {
+        let owed: Vec<InFlight> = {
+            let mut st = lock(&self.shared.state);
+            st.dead = true;
+            st.owed.drain().map(|(_, f)| f).collect()
         };
-        let key = (r.topic, partition);
-        let p = self.batches.entry(key).or_insert_with(|| Pending { builder: BatchBuilder::new(4096), waiters: Vec::new(), opened: Instant::now() });
-        let headers: Vec<Header<'_>> = r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
-        p.builder.push(r.timestamp_ms.unwrap_or_else(crate::time::now_ms), r.key.as_deref(), r.value.as_deref(), &headers);
-        p.waiters.push((size, tx));
-    }
-
-    fn release(&self, size: usize) {
-        let (lock, cv) = &*self.budget;
-        *lock.lock().expect("budget lock") -= size;
-        cv.notify_all();
-    }
-
-    /// Sends every batch that is full or has lingered long enough (all of
-    /// them with `all`), one request at a time, retrying each in place.
-    fn send_ready(&mut self, all: bool) {
-        let ready: Vec<(String, u32)> = self
-            .batches
-            .iter()
-            .filter(|(_, p)| all || p.builder.encoded_len() >= self.config.batch_max_bytes || p.opened.elapsed() >= self.config.linger)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in ready {
-            let Some(p) = self.batches.remove(&key) else { continue };
-            let batch = p.builder.finish();
-            let result = self.send_batch(&key.0, key.1, &batch);
-            for (i, (size, tx)) in p.waiters.into_iter().enumerate() {
-                self.release(size);
-                let r = result.clone().map(|base| RecordMetadata { partition: key.1, offset: if base < 0 { -1 } else { base + i as i64 } });
-                let _ = tx.send(r);
-            }
+        self.conn.shutdown();
+        self.shared.changed.notify_all();
+        for f in owed {
+            shared.retry(f, "the connection to the leader broke".into());
         }
     }
 
-    fn send_batch(&mut self, topic: &str, partition: u32, batch: &[u8]) -> Result<i64, ProducerError> {
-        let acks = match self.config.acks {
-            Acks::None => 0,
-            Acks::Leader => 1,
-            Acks::All => -1,
-        };
-        let mut last = String::new();
-        for attempt in 0..=self.config.retries {
-            if attempt > 0 {
-                thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
+    /// Lets the reader end once nothing is owed, and waits for it.
+    fn close(mut self) {
+        lock(&self.shared.state).closing = true;
+        self.shared.changed.notify_all();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// A produce answer: the base offset, or whether a retry may succeed.
+enum Answer {
+    Stored(i64),
+    Retry(String),
+    Refused(String),
+}
+
+fn produce_answer(reply: &super::raw::Reply) -> Answer {
+    let resp = reply.response();
+    let (code, msg, base) = if resp.error() != ErrorCode::None {
+        (resp.error(), resp.error_message().unwrap_or_default().to_string(), -1)
+    } else {
+        match resp.body_as_produce_response().and_then(|p| p.topics()).filter(|t| !t.is_empty()).map(|t| t.get(0)).and_then(|t| t.partitions()).filter(|p| !p.is_empty()) {
+            Some(ps) => {
+                let p = ps.get(0);
+                (p.error(), p.error_message().unwrap_or_default().to_string(), p.base_offset())
             }
-            let r = self.with_leader(topic, partition, |c| {
-                c.send_produce(topic, &[(partition, batch)], acks)?;
-                if acks == 0 {
-                    return Ok((ErrorCode::None, String::new(), -1));
-                }
-                let reply = c.recv()?;
-                let resp = reply.ok()?;
-                let p = resp.body_as_produce_response().and_then(|p| p.topics()).map(|t| t.get(0)).and_then(|t| t.partitions()).map(|p| p.get(0));
-                Ok(p.map_or((ErrorCode::UnknownServerError, "no partition in the response".into(), -1), |p| {
-                    (p.error(), p.error_message().unwrap_or_default().to_string(), p.base_offset())
-                }))
-            });
-            match r {
-                Ok((ErrorCode::None, _, base)) => return Ok(base),
-                // Retriable: the leader moved, the broker is stopping, a
-                // sync timed out, or too few replicas are in sync yet.
-                Ok((code @ (ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas), msg, _)) => {
-                    last = format!("{code:?}: {msg}");
-                    // Look up the leader again before the next attempt.
-                    self.leaders.remove(&(topic.to_string(), partition));
-                    self.partitions.remove(topic);
-                }
-                Ok((code, msg, _)) => return Err(ProducerError::Broker(format!("{code:?}: {msg}"))),
-                Err(e) => last = e.to_string(),
+            None => (ErrorCode::UnknownServerError, "no partition in the response".into(), -1),
+        }
+    };
+    match code {
+        ErrorCode::None => Answer::Stored(base),
+        // Retriable: the leader moved, the broker is stopping, a sync
+        // timed out, or too few replicas are in sync yet.
+        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas => Answer::Retry(format!("{code:?}: {msg}")),
+        _ => Answer::Refused(format!("{code:?}: {msg}")),
+    }
+}
+
+/// The reader thread of one connection: matches each answer to its batch
+/// and completes or retries it; on a broken connection, retries all owed.
+fn read_answers(mut conn: Connection, link: &LinkShared, shared: &Shared) {
+    loop {
+        {
+            let mut st = lock(&link.state);
+            while st.owed.is_empty() && !st.closing && !st.dead {
+                st = link.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+            if st.owed.is_empty() {
+                return;
             }
         }
-        Err(ProducerError::Broker(format!("gave up after {} attempts: {last}", self.config.retries + 1)))
+        let reply = conn.recv().and_then(|r| Ok((r.correlation_id()?, r)));
+        let (corr, reply) = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                let owed: Vec<InFlight> = {
+                    let mut st = lock(&link.state);
+                    st.dead = true;
+                    st.owed.drain().map(|(_, f)| f).collect()
+                };
+                for f in owed {
+                    shared.retry(f, e.to_string());
+                }
+                return;
+            }
+        };
+        // The writer records a batch just after writing it, so its answer
+        // can arrive first; wait for the record (briefly: an answer to
+        // nothing is a broken connection).
+        let f = {
+            let mut st = lock(&link.state);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                if let Some(f) = st.owed.remove(&corr) {
+                    break Some(f);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if st.dead || left.is_zero() {
+                    st.dead = true;
+                    break None;
+                }
+                st = link.changed.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        };
+        let Some(f) = f else {
+            let owed: Vec<InFlight> = lock(&link.state).owed.drain().map(|(_, f)| f).collect();
+            for f in owed {
+                shared.retry(f, format!("an answer to request {corr}, which is not owed"));
+            }
+            return;
+        };
+        match produce_answer(&reply) {
+            Answer::Stored(base) => shared.complete(f, Ok(base)),
+            Answer::Retry(why) => shared.retry(f, why),
+            Answer::Refused(why) => shared.complete(f, Err(ProducerError::Broker(why))),
+        }
     }
 }

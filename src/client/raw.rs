@@ -112,6 +112,12 @@ impl Connection {
         Ok(self.stream.set_read_timeout(d)?)
     }
 
+    /// Closes both directions of the socket, for every handle on it (a
+    /// thread blocked reading it returns).
+    pub fn shutdown(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
     /// A second handle on the same socket, e.g. to read responses on one
     /// thread while another writes requests.
     pub fn try_clone(&self) -> Result<Self, ClientError> {
@@ -230,11 +236,24 @@ impl Connection {
     /// `(partition, whole batches)`. With acks 0 no response comes back.
     pub fn send_produce(&mut self, topic: &str, parts: &[(u32, &[u8])], acks: i8) -> Result<u32, ClientError> {
         let payload: Vec<&[u8]> = parts.iter().map(|p| p.1).collect();
-        self.send(&payload, |b| {
+        let sizes: Vec<(u32, u32)> = parts.iter().map(|&(p, d)| (p, d.len() as u32)).collect();
+        self.send_produce_payload(topic, &sizes, &payload, acks)
+    }
+
+    /// Sends consecutive batches to one partition in one request, without
+    /// joining them first (they follow each other in the frame).
+    pub fn send_produce_batches(&mut self, topic: &str, partition: u32, batches: &[&[u8]], acks: i8) -> Result<u32, ClientError> {
+        let len: usize = batches.iter().map(|b| b.len()).sum();
+        self.send_produce_payload(topic, &[(partition, len as u32)], batches, acks)
+    }
+
+    /// `sizes` are `(partition, bytes of its batches)`, in payload order.
+    fn send_produce_payload(&mut self, topic: &str, sizes: &[(u32, u32)], payload: &[&[u8]], acks: i8) -> Result<u32, ClientError> {
+        self.send(payload, |b| {
             let n = b.create_string(topic);
-            let ps: Vec<_> = parts
+            let ps: Vec<_> = sizes
                 .iter()
-                .map(|&(partition, data)| fb::ProducePartition::create(b, &fb::ProducePartitionArgs { partition, records_bytes: data.len() as u32 }))
+                .map(|&(partition, records_bytes)| fb::ProducePartition::create(b, &fb::ProducePartitionArgs { partition, records_bytes }))
                 .collect();
             let ps = b.create_vector(&ps);
             let t = fb::ProduceTopic::create(b, &fb::ProduceTopicArgs { name: Some(n), partitions: Some(ps) });

@@ -37,7 +37,6 @@ pub struct BatchBuilder {
     count: u32,
     first_timestamp: i64,
     max_timestamp: i64,
-    scratch: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -45,7 +44,15 @@ impl BatchBuilder {
     pub fn new(capacity_bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity_bytes.max(HEADER_BYTES));
         buf.resize(HEADER_BYTES, 0);
-        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, scratch: Vec::new() }
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0 }
+    }
+
+    /// Starts a batch in a buffer that held an earlier one, keeping its
+    /// allocation (a producer recycles the buffers of acknowledged batches).
+    pub fn reuse(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.resize(HEADER_BYTES, 0);
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0 }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,8 +95,10 @@ impl BatchBuilder {
         self.max_timestamp = self.max_timestamp.max(timestamp_ms);
         let ts_delta = timestamp_ms.wrapping_sub(self.first_timestamp);
         let body_len = self.body_len(timestamp_ms, key, value, headers);
-        let s = &mut self.scratch;
-        s.clear();
+        // Written once, straight into the batch: its length is known first.
+        let s = &mut self.buf;
+        let start = s.len();
+        s.reserve(uvarint_len(body_len as u64) + body_len);
         put_uvarint(s, body_len as u64);
         s.push(0); // record attributes, reserved
         put_varint(s, ts_delta);
@@ -102,8 +111,7 @@ impl BatchBuilder {
             s.extend_from_slice(h.key.as_bytes());
             put_opt(s, h.value);
         }
-        debug_assert_eq!(s.len(), uvarint_len(body_len as u64) + body_len);
-        self.buf.extend_from_slice(s);
+        debug_assert_eq!(s.len() - start, uvarint_len(body_len as u64) + body_len);
         self.count += 1;
     }
 

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the SDK-beside-raw benchmark of BENCHMARKS.md: one release broker
+# of 2 shards and the load generator beside it, on the same cores. Each
+# round starts a fresh broker and measures, alternating which client goes
+# first: produce (acks=1, 100 B, 2 partitions) through the raw client and
+# through the SDK, then consume of the same topic through each. Prints
+# every figure and the medians; loadgen JSON goes to target/bench-sdk/.
+# Usage: scripts/bench-sdk.sh [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+cargo build --release -p shardlog -p shardlog-loadgen
+out=target/bench-sdk
+mkdir -p "$out"
+rm -f "$out"/*.json
+addr=127.0.0.1:19300
+pid=
+# The data of a round is gigabytes: gone once the round is measured.
+stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
+trap stop_broker EXIT
+lg() { ./target/release/loadgen "$@" --bootstrap-server "$addr"; }
+
+for r in $(seq "$rounds"); do
+  rm -rf "$out/data"
+  ./target/release/shardlog broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
+  pid=$!
+  for _ in $(seq 50); do ./target/release/shardlog cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  order="raw sdk"; [ $((r % 2)) = 0 ] && order="sdk raw"
+  for c in $order; do
+    lg produce --client "$c" --topic "p$c" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/produce-$c-$r.json" >/dev/null
+  done
+  for c in $order; do
+    lg consume --client "$c" --topic praw --partitions 2 --messages 5000000 --json "$out/consume-$c-$r.json" >/dev/null
+  done
+  stop_broker
+done
+
+python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+for mode in ("produce", "consume"):
+    med = {}
+    for c in ("raw", "sdk"):
+        xs = [json.load(open(f"{out}/{mode}-{c}-{r}.json"))["msgs_per_sec"] / 1e6 for r in range(1, rounds + 1)]
+        med[c] = statistics.median(xs)
+        print(f"{mode} {c}: " + ", ".join(f"{x:.2f}" for x in xs) + f" M msg/s, median {med[c]:.2f}")
+    print(f"{mode} sdk/raw: {med['sdk'] / med['raw']:.2f}x")
+PY
