@@ -535,7 +535,7 @@ fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
 }
 
 /// Reads `mine.partitions` through the SDK consumer (`assign`, from the
-/// earliest offsets), one `poll` after another as an application does.
+/// earliest offsets), one `poll_records` after another as an application does (records borrowed from the fetched bytes).
 /// Its bytes are the records' keys and values (the raw consumer counts
 /// whole batches).
 fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<(HashMap<u32, Tally>, Vec<String>)> {
@@ -552,7 +552,7 @@ fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
     let mut got = 0u64;
     while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
         let t0 = Instant::now();
-        let records = match consumer.poll(Duration::from_millis(100)) {
+        let records = match consumer.poll_records(Duration::from_millis(100)) {
             Ok(r) => r,
             Err(e) => {
                 stats.error(format!("poll: {e}"));
@@ -560,7 +560,7 @@ fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
             }
         };
         let n = records.len() as u64;
-        let bytes: u64 = records.iter().map(|r| r.value.as_ref().map_or(0, Vec::len) as u64 + r.key.as_ref().map_or(0, Vec::len) as u64).sum();
+        let bytes: u64 = records.iter().map(|r| r.value.map_or(0, <[u8]>::len) as u64 + r.key.map_or(0, <[u8]>::len) as u64).sum();
         got += n;
         stats.consumed_total.fetch_add(n, Ordering::Relaxed);
         if ctl.measuring.load(Ordering::Relaxed) && n > 0 {

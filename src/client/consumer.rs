@@ -3,13 +3,23 @@
 //!
 //! Like the producer it runs on blocking sockets and needs no async
 //! runtime; call it from a thread (or `spawn_blocking` under tokio).
+//!
+//! The hot path: [`Consumer::poll_records`] checks each fetched batch once
+//! (header, CRC and record framing) and hands out records that borrow from
+//! the fetched bytes, so a record costs no allocation;
+//! [`Consumer::poll`] copies them into owned [`ConsumerRecord`]s. While
+//! the application handles what a poll returned, the fetches for what
+//! follows are already in flight: each poll that returned records sends the
+//! next fetch to every leader before it returns.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::raw::{ClientError, Connection};
 use crate::protocol::ErrorCode;
-use crate::record::{self, RecordIter};
+use crate::record::{self, BatchInfo, RecordIter};
 
 /// Where to start in partitions the group has no commit for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +98,108 @@ pub struct ConsumerRecord {
     pub value: Option<Vec<u8>>,
     /// Its headers, in order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The records of one poll. They share the fetched bytes: iterating
+/// allocates nothing per record, and [`PolledRecord::value_bytes`] keeps a
+/// value beyond the poll without copying it.
+#[derive(Debug, Default)]
+pub struct Records {
+    topic: String,
+    parts: Vec<Fetched>,
+    count: usize,
+}
+
+/// One partition's checked batches from one fetch.
+#[derive(Debug)]
+struct Fetched {
+    partition: u32,
+    /// Records below this offset were returned before (the first batch may
+    /// start earlier than the position).
+    from: i64,
+    bytes: Bytes,
+    /// Where each batch starts in `bytes`, and its header.
+    batches: Vec<(usize, BatchInfo)>,
+}
+
+impl Records {
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the poll returned nothing.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The records, partition by partition, each in offset order.
+    pub fn iter(&self) -> impl Iterator<Item = PolledRecord<'_>> + '_ {
+        self.parts.iter().flat_map(move |f| {
+            f.batches.iter().flat_map(move |&(start, info)| {
+                RecordIter::validated(&f.bytes[start..], info)
+                    // Checked when fetched: an error cannot come here, and
+                    // would only end this batch early.
+                    .map_while(Result::ok)
+                    .filter(move |r| r.offset >= f.from)
+                    .map(move |r| PolledRecord {
+                        topic: &self.topic,
+                        partition: f.partition,
+                        offset: r.offset,
+                        timestamp_ms: r.timestamp_ms,
+                        key: r.key,
+                        value: r.value,
+                        headers: r.headers,
+                        source: &f.bytes,
+                    })
+            })
+        })
+    }
+}
+
+/// One record of a poll, borrowing from the fetched bytes.
+#[derive(Debug, Clone)]
+pub struct PolledRecord<'a> {
+    /// The topic it was read from.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Its timestamp, in ms since the epoch.
+    pub timestamp_ms: i64,
+    /// Its key, if any.
+    pub key: Option<&'a [u8]>,
+    /// Its value, if any.
+    pub value: Option<&'a [u8]>,
+    /// Its headers, in order.
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    source: &'a Bytes,
+}
+
+impl PolledRecord<'_> {
+    /// The key as shared bytes that outlive the poll (no copy).
+    pub fn key_bytes(&self) -> Option<Bytes> {
+        self.key.map(|k| self.source.slice_ref(k))
+    }
+
+    /// The value as shared bytes that outlive the poll (no copy).
+    pub fn value_bytes(&self) -> Option<Bytes> {
+        self.value.map(|v| self.source.slice_ref(v))
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.map(<[u8]>::to_vec),
+            headers: self.headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
+        }
+    }
 }
 
 /// What went wrong while consuming.
@@ -174,6 +286,9 @@ pub struct Consumer {
     leaders: BTreeMap<u32, String>,
     /// Fetch connections, one per leader address.
     fetchers: BTreeMap<String, Connection>,
+    /// The fetch in flight on each of them: the positions it asked for,
+    /// and whether it is a long poll (a prefetch does not wait).
+    in_flight: BTreeMap<String, (Vec<(u32, i64)>, bool)>,
     /// A connection to the group's coordinator, found through the cluster.
     coordinator: Option<Connection>,
     /// Offset after the last record returned, per partition.
@@ -215,6 +330,7 @@ impl Consumer {
             positions: Vec::new(),
             leaders: BTreeMap::new(),
             fetchers: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
             coordinator: None,
             returned: BTreeMap::new(),
             committed: BTreeMap::new(),
@@ -267,6 +383,10 @@ impl Consumer {
         }
         let mut out = Vec::new();
         for (addr, ps) in by_leader {
+            if self.in_flight.contains_key(&addr) {
+                // A prefetch's answer would come first: start afresh.
+                self.forget(&addr);
+            }
             let topic = self.topic.clone();
             match self.fetch_conn(&addr).and_then(|c| c.list_offsets(&topic, &ps)) {
                 Ok(v) => {
@@ -331,12 +451,19 @@ impl Consumer {
         Ok(())
     }
 
-    /// Waits up to `timeout` for records and returns those that came. A
-    /// lost connection is reopened (metadata, group and leaders looked up
-    /// again) and the poll retried, a bounded number of times.
-    /// A partition whose leader died is followed to its new leader: the
-    /// poll keeps trying for [`FAILOVER_WAIT`].
+    /// Waits up to `timeout` for records and returns those that came, as
+    /// owned records (see [`poll_records`](Self::poll_records), which does
+    /// not copy them).
     pub fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        Ok(self.poll_records(timeout)?.iter().map(|r| r.to_owned()).collect())
+    }
+
+    /// Waits up to `timeout` for records and returns those that came,
+    /// sharing the fetched bytes. A lost connection is reopened (metadata,
+    /// group and leaders looked up again) and the poll retried. A
+    /// partition whose leader died is followed to its new leader: the poll
+    /// keeps trying for [`FAILOVER_WAIT`].
+    pub fn poll_records(&mut self, timeout: Duration) -> Result<Records, ConsumerError> {
         self.following_leaders(|c| c.poll_once(timeout))
     }
 
@@ -352,6 +479,7 @@ impl Consumer {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
                     self.fetchers.clear();
+                    self.in_flight.clear();
                     self.leaders.clear();
                     if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
                         self.conn = c;
@@ -362,91 +490,143 @@ impl Consumer {
         }
     }
 
-    fn poll_once(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+    fn poll_once(&mut self, timeout: Duration) -> Result<Records, ConsumerError> {
         if self.config.auto_commit {
             self.commit()?;
         }
         self.maintain()?;
+        let mut out = Records { topic: self.topic.clone(), parts: Vec::new(), count: 0 };
         if self.positions.is_empty() {
             // More members than partitions: wait for a rebalance.
             std::thread::sleep(timeout.min(Duration::from_millis(200)));
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let wait_ms = timeout.as_millis().min(u128::from(u32::MAX)) as u32;
-        // One fetch per leader, all sent before any answer is read, so
-        // their long polls run side by side.
         let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
         for (p, o) in self.positions.clone() {
             let addr = self.leader(p)?;
             by_leader.entry(addr).or_default().push((p, o));
         }
-        let mut sent = Vec::new();
-        for (addr, parts) in &by_leader {
-            let (topic, max) = (self.topic.clone(), self.config.fetch_max_bytes);
-            match self.fetch_conn(addr).and_then(|c| c.send_fetch(&topic, parts, max, wait_ms, 1)) {
-                Ok(_) => sent.push(addr.clone()),
-                Err(e) => {
-                    self.forget(addr);
-                    return Err(e.into());
+        // A fetch left in flight to a broker that leads none of these now
+        // would answer out of turn: its connection goes.
+        let stale: Vec<String> = self.in_flight.keys().filter(|a| !by_leader.contains_key(*a)).cloned().collect();
+        for addr in stale {
+            self.forget(&addr);
+        }
+        loop {
+            // One fetch per leader, all sent before any answer is read, so
+            // their long polls run side by side; a prefetch already in
+            // flight counts as this poll's fetch.
+            for (addr, parts) in &by_leader {
+                if !self.in_flight.contains_key(addr) {
+                    self.send_fetch(addr, parts, wait_ms)?;
                 }
             }
+            let mut long = true;
+            for addr in by_leader.keys() {
+                long &= self.in_flight.get(addr).is_some_and(|f| f.1);
+                self.take_fetch(addr, &mut out)?;
+            }
+            // Prefetches that found nothing: wait for data as asked.
+            if !out.is_empty() || long {
+                break;
+            }
         }
-        let mut out = Vec::new();
-        for addr in sent {
-            let reply = match self.fetch_conn(&addr).and_then(|c| c.recv()) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.forget(&addr);
-                    return Err(e.into());
-                }
-            };
-            let resp = reply.ok()?;
-            let topic = resp
-                .body_as_fetch_response()
-                .and_then(|f| f.topics())
-                .map(|t| t.get(0))
-                .ok_or(ClientError::Protocol(crate::protocol::ProtocolError::MissingBody))?;
-            let mut payload = &reply.payload[..];
-            for p in topic.partitions().iter().flatten() {
-                let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
-                payload = rest;
-                if p.error() == ErrorCode::NotLeader {
-                    self.forget(&addr);
-                    continue;
-                }
-                if p.error() == ErrorCode::OffsetOutOfRange && self.config.offset_reset != OffsetReset::None {
-                    self.reset_position(p.partition(), p.log_start_offset(), p.high_watermark())?;
-                    continue;
-                }
-                if p.error() != ErrorCode::None {
-                    return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
-                }
-                let Some(i) = self.positions.iter().position(|(q, _)| *q == p.partition()) else { continue };
-                for b in record::batches(mine) {
-                    let (start, info) = b.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
-                    for r in RecordIter::new(&mine[start..]).map_err(|e| ConsumerError::Corrupt(e.to_string()))? {
-                        let r = r.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
-                        if r.offset < self.positions[i].1 {
-                            continue;
-                        }
-                        out.push(ConsumerRecord {
-                            topic: self.topic.clone(),
-                            partition: p.partition(),
-                            offset: r.offset,
-                            timestamp_ms: r.timestamp_ms,
-                            key: r.key.map(<[u8]>::to_vec),
-                            value: r.value.map(<[u8]>::to_vec),
-                            headers: r.headers.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect(),
-                        });
+        // What comes next is fetched while the application handles this.
+        if !out.is_empty() {
+            for (p, o) in &self.positions {
+                if let Some(parts) = self.leaders.get(p).and_then(|a| by_leader.get_mut(a)) {
+                    if let Some(slot) = parts.iter_mut().find(|x| x.0 == *p) {
+                        slot.1 = *o;
                     }
-                    self.positions[i].1 = self.positions[i].1.max(info.next_offset());
                 }
             }
+            for (addr, parts) in &by_leader {
+                self.send_fetch(addr, parts, 0)?;
+            }
         }
-        for r in &out {
-            self.returned.insert(r.partition, r.offset + 1);
+        for f in &out.parts {
+            if let Some(&(_, last)) = f.batches.last() {
+                self.returned.insert(f.partition, last.next_offset());
+            }
         }
         Ok(out)
+    }
+
+    fn send_fetch(&mut self, addr: &str, parts: &[(u32, i64)], wait_ms: u32) -> Result<(), ConsumerError> {
+        let (topic, max) = (self.topic.clone(), self.config.fetch_max_bytes);
+        match self.fetch_conn(addr).and_then(|c| c.send_fetch(&topic, parts, max, wait_ms, 1)) {
+            Ok(_) => {
+                self.in_flight.insert(addr.to_string(), (parts.to_vec(), wait_ms > 0));
+                Ok(())
+            }
+            Err(e) => {
+                self.forget(addr);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Reads the answer to the fetch in flight to `addr` and adds the
+    /// records it brought to `out`: each batch checked once (header, CRC
+    /// and record framing), nothing copied. A partition whose position
+    /// moved since the fetch was sent (a reset or a rebalance) is skipped.
+    fn take_fetch(&mut self, addr: &str, out: &mut Records) -> Result<(), ConsumerError> {
+        let Some((asked, _)) = self.in_flight.remove(addr) else { return Ok(()) };
+        let reply = match self.fetch_conn(addr).and_then(|c| c.recv()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget(addr);
+                return Err(e.into());
+            }
+        };
+        let resp = reply.ok()?;
+        let topic = resp
+            .body_as_fetch_response()
+            .and_then(|f| f.topics())
+            .filter(|t| !t.is_empty())
+            .map(|t| t.get(0))
+            .ok_or(ClientError::Protocol(crate::protocol::ProtocolError::MissingBody))?;
+        let mut at = 0usize;
+        for p in topic.partitions().iter().flatten() {
+            let len = (p.records_bytes() as usize).min(reply.payload.len() - at);
+            let mine = reply.payload.slice(at..at + len);
+            at += len;
+            if p.error() == ErrorCode::NotLeader {
+                self.forget(addr);
+                continue;
+            }
+            if p.error() == ErrorCode::OffsetOutOfRange && self.config.offset_reset != OffsetReset::None {
+                self.reset_position(p.partition(), p.log_start_offset(), p.high_watermark())?;
+                continue;
+            }
+            if p.error() != ErrorCode::None {
+                return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
+            }
+            let Some(i) = self.positions.iter().position(|(q, _)| *q == p.partition()) else { continue };
+            let from = self.positions[i].1;
+            if asked.iter().find(|x| x.0 == p.partition()).is_none_or(|x| x.1 != from) {
+                continue;
+            }
+            let mut batches = Vec::new();
+            let mut count = 0usize;
+            for b in record::batches(&mine) {
+                let (start, info) = b.map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
+                record::validate_records(&mine[start..], &info).map_err(|e| ConsumerError::Corrupt(e.to_string()))?;
+                let next = info.next_offset();
+                if next <= from {
+                    continue;
+                }
+                count += (next - from.max(info.base_offset)) as usize;
+                batches.push((start, info));
+            }
+            if let Some(&(_, last)) = batches.last() {
+                self.positions[i].1 = last.next_offset();
+                out.count += count;
+                out.parts.push(Fetched { partition: p.partition(), from, bytes: mine, batches });
+            }
+        }
+        Ok(())
     }
 
     /// Moves a partition's position that is no longer stored to where
@@ -539,6 +719,7 @@ impl Consumer {
     /// looks them up again (after a failure or a "not leader" answer).
     fn forget(&mut self, addr: &str) {
         self.fetchers.remove(addr);
+        self.in_flight.remove(addr);
         self.leaders.retain(|_, a| a != addr);
     }
 

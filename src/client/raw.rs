@@ -23,6 +23,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 
 use crate::protocol::{self, fb, ErrorCode, ProtocolError};
@@ -52,9 +53,10 @@ pub enum ClientError {
 /// One response frame: the verified message and the payload after it.
 #[derive(Debug)]
 pub struct Reply {
-    message: Vec<u8>,
-    /// Record batches that followed the message, as sent.
-    pub payload: Vec<u8>,
+    message: Bytes,
+    /// Record batches that followed the message, as sent: a view of the
+    /// frame as read (records handed out share it; nothing is copied).
+    pub payload: Bytes,
 }
 
 impl Reply {
@@ -163,16 +165,20 @@ impl Connection {
             Err(e) => return Err(e.into()),
         }
         let len = protocol::frame_len(len, self.max_frame_bytes)?;
-        let mut body = vec![0u8; len];
-        self.stream.read_exact(&mut body)?;
+        // Read into spare capacity: a fetch's megabytes are not zeroed first.
+        let mut body = Vec::with_capacity(len);
+        (&mut self.stream).take(len as u64).read_to_end(&mut body)?;
+        if body.len() < len {
+            return Err(ClientError::Closed);
+        }
         let mlen = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
         if mlen > len - 4 {
             return Err(ProtocolError::BadMessageLength { message: mlen, frame: len }.into());
         }
-        let payload = body.split_off(4 + mlen);
-        body.drain(..4);
-        protocol::parse_response(&body)?;
-        Ok(Reply { message: body, payload })
+        let body = Bytes::from(body);
+        let message = body.slice(4..4 + mlen);
+        protocol::parse_response(&message)?;
+        Ok(Reply { message, payload: body.slice(4 + mlen..) })
     }
 
     /// Sends a request and waits for its response (no other request may be

@@ -32,6 +32,14 @@ impl<'a> RecordIter<'a> {
         Ok(RecordIter { info, rest: &bytes[HEADER_BYTES..info.batch_len as usize], index: 0 })
     }
 
+    /// Iterates a batch that already passed [`validate`] and
+    /// [`validate_records`], without checking its CRC a second time. Bytes
+    /// that did not pass them yield an error or end early; never a panic.
+    pub fn validated(bytes: &'a [u8], info: BatchInfo) -> Self {
+        let rest = bytes.get(HEADER_BYTES..info.batch_len as usize).unwrap_or_default();
+        RecordIter { info, rest, index: 0 }
+    }
+
     pub fn info(&self) -> &BatchInfo {
         &self.info
     }
