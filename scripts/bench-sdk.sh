@@ -27,10 +27,10 @@ for r in $(seq "$rounds"); do
   for _ in $(seq 50); do ./target/release/shardlog cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
   order="raw sdk"; [ $((r % 2)) = 0 ] && order="sdk raw"
   for c in $order; do
-    lg produce --client "$c" --topic "p$c" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/produce-$c-$r.json" >/dev/null
+    lg produce --client "$c" --topic "p$c" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/produce-$c-$r.json" >/dev/null 2>&1
   done
   for c in $order; do
-    lg consume --client "$c" --topic praw --partitions 2 --messages 5000000 --json "$out/consume-$c-$r.json" >/dev/null
+    lg consume --client "$c" --topic praw --partitions 2 --messages 20000000 --json "$out/consume-$c-$r.json" >/dev/null 2>&1
   done
   stop_broker
 done

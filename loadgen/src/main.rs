@@ -462,7 +462,7 @@ fn producer(id: u32, mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Contr
 
 /// Deliveries an SDK producer leaves outstanding before it waits for the
 /// oldest: enough for several full batches per partition.
-const SDK_OUTSTANDING: usize = 64 * 1024;
+const SDK_OUTSTANDING: usize = 128 * 1024;
 /// One record in this many has its send-to-delivery time recorded.
 const SDK_LATENCY_SAMPLE: u64 = 1024;
 
@@ -500,43 +500,61 @@ fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
             stats.produced_bytes.fetch_add(n * value.len() as u64, Ordering::Relaxed);
         }
     };
-    let mut settle = |(at, d): (Option<Instant>, shardlog::client::producer::Delivery)| match d.wait() {
-        Ok(_) => {
-            settled += 1;
-            if settled == args.batch_size as u64 {
-                count(settled);
-                settled = 0;
+    // Send times of sampled records, by their place in the deliveries'
+    // queue (kept apart, so that queue holds one small entry per record).
+    let mut sampled: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
+    let (mut pushed, mut done) = (0u64, 0u64);
+    let mut settle = |d: shardlog::client::producer::Delivery, sampled: &mut std::collections::VecDeque<(u64, Instant)>| {
+        match d.wait() {
+            Ok(_) => {
+                settled += 1;
+                if settled == args.batch_size as u64 {
+                    count(settled);
+                    settled = 0;
+                }
             }
-            if let Some(at) = at.filter(|_| ctl.measuring.load(Ordering::Relaxed)) {
+            Err(e) => stats.error(format!("produce: {e}")),
+        }
+        if sampled.front().is_some_and(|s| s.0 == done) {
+            let (_, at) = sampled.pop_front().expect("front exists");
+            if ctl.measuring.load(Ordering::Relaxed) {
                 let _ = stats.produce_lat.lock().unwrap().record((at.elapsed().as_micros() as u64).max(1));
             }
         }
-        Err(e) => stats.error(format!("produce: {e}")),
+        done += 1;
     };
+    let mut turn = 0;
     while !ctl.stop_producers.load(Ordering::Relaxed) && quota.is_none_or(|q| sent < q) {
-        let partition = mine.partitions[sent as usize % mine.partitions.len()];
+        let partition = mine.partitions[turn];
+        turn = if turn + 1 == mine.partitions.len() { 0 } else { turn + 1 };
         let record = RecordRef { topic: &args.topic, partition: Some(partition), value: Some(&value), ..Default::default() };
         let at = (sent % SDK_LATENCY_SAMPLE == 0).then(Instant::now);
         match producer.send(record) {
-            Ok(d) => outstanding.push_back((at, d)),
+            Ok(d) => {
+                if let Some(at) = at {
+                    sampled.push_back((pushed, at));
+                }
+                outstanding.push_back(d);
+                pushed += 1;
+            }
             Err(e) => stats.error(format!("produce: {e}")),
         }
         sent += 1;
         while outstanding.len() >= SDK_OUTSTANDING {
-            settle(outstanding.pop_front().expect("not empty"));
+            settle(outstanding.pop_front().expect("not empty"), &mut sampled);
         }
     }
     let _ = producer.flush();
-    for o in outstanding {
-        settle(o);
+    for d in outstanding {
+        settle(d, &mut sampled);
     }
     count(settled);
     Ok(HashMap::new())
 }
 
 /// Reads `mine.partitions` through the SDK consumer (`assign`, from the
-/// earliest offsets), one `poll_records` after another as an application does (records borrowed from the fetched bytes).
-/// Its bytes are the records' keys and values (the raw consumer counts
+/// earliest offsets), one `poll_records` after another as an application
+/// does (records borrowed from the fetched bytes). Its bytes are the records' keys and values (the raw consumer counts
 /// whole batches).
 fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<(HashMap<u32, Tally>, Vec<String>)> {
     use shardlog::client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartFrom};

@@ -20,10 +20,11 @@
 //! metadata fetched through a bootstrap broker; a failure or a "not
 //! leader" answer drops the cached leader, so the next attempt looks again.
 //!
-//! Ordering: requests to different partitions are pipelined, but each
-//! partition has one batch in flight at a time, and a failed batch is
-//! retried before the next one of its partition is sent, so retries never
-//! reorder records within a partition.
+//! Ordering: a partition's batches are sent in order, and a failed batch
+//! goes back into its partition's queue in that order. With acks all one
+//! request per partition is in flight, so retries never reorder records
+//! within a partition; with acks none or leader up to `max_in_flight`
+//! (see its documentation for the one exception, and 1 to rule it out).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -59,9 +60,20 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// A batch is sent once it holds this many bytes.
     pub batch_max_bytes: usize,
-    /// Batches of one partition that were sealed while its previous
-    /// request was in flight go together in the next, up to this many bytes.
+    /// Batches of one partition that were sealed while its requests were
+    /// in flight go together in the next, up to this many bytes.
     pub request_max_bytes: usize,
+    /// Requests of one partition in flight at once, with acks none or
+    /// leader. Order holds under retries: the broker appends a partition's
+    /// requests in arrival order, and what refuses one (a broken
+    /// connection, a leader that moved, a broker stopping) refuses the
+    /// ones after it, which go back in order. The exception is a
+    /// leadership that moves away and back within the milliseconds those
+    /// requests take (Kafka's `max.in.flight.requests.per.connection`
+    /// without idempotence has the same). 1 rules it out. With acks all
+    /// it is always 1: a refusal for too few in-sync replicas can be
+    /// followed by the acceptance of the next request.
+    pub max_in_flight: usize,
     /// Bytes of records waiting to be sent; `send` blocks past this.
     pub buffer_max_bytes: usize,
     /// How long `send` may block on a full buffer.
@@ -72,6 +84,16 @@ pub struct ProducerConfig {
     pub retries: u32,
 }
 
+impl ProducerConfig {
+    fn in_flight_limit(&self) -> usize {
+        if self.acks == Acks::All {
+            1
+        } else {
+            self.max_in_flight.max(1)
+        }
+    }
+}
+
 impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
@@ -80,6 +102,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             batch_max_bytes: 512 * 1024,
             request_max_bytes: 4 << 20,
+            max_in_flight: 5,
             buffer_max_bytes: 32 << 20,
             send_timeout: Duration::from_secs(30),
             retries: 40,
@@ -195,19 +218,24 @@ pub enum ProducerError {
 pub struct Delivery(Report);
 
 enum Report {
-    InBatch { batch: Arc<Batch>, index: u32 },
-    Known(Option<Result<RecordMetadata, ProducerError>>),
+    InBatch {
+        batch: BatchRef,
+        index: u32,
+    },
+    /// Known at `send` (an unknown partition): boxed, so a delivery stays
+    /// two words for the common case.
+    Known(Option<Box<Result<RecordMetadata, ProducerError>>>),
 }
 
 impl Delivery {
     fn known(r: Result<RecordMetadata, ProducerError>) -> Self {
-        Delivery(Report::Known(Some(r)))
+        Delivery(Report::Known(Some(Box::new(r))))
     }
 
     /// Blocks until the record is acknowledged or has failed.
     pub fn wait(self) -> Result<RecordMetadata, ProducerError> {
         match self.0 {
-            Report::Known(r) => r.unwrap_or(Err(ProducerError::Closed)),
+            Report::Known(r) => r.map_or(Err(ProducerError::Closed), |r| *r),
             Report::InBatch { batch, index } => batch.record(batch.wait(), index),
         }
     }
@@ -217,7 +245,7 @@ impl Future for Delivery {
     type Output = Result<RecordMetadata, ProducerError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut self.0 {
-            Report::Known(r) => Poll::Ready(r.take().unwrap_or(Err(ProducerError::Closed))),
+            Report::Known(r) => Poll::Ready(r.take().map_or(Err(ProducerError::Closed), |r| *r)),
             Report::InBatch { batch, index } => {
                 if let Some(r) = batch.result.get() {
                     return Poll::Ready(batch.record(r, *index));
@@ -251,8 +279,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn new() -> Arc<Batch> {
-        Arc::new(Batch::default())
+    fn new() -> BatchRef {
+        BatchRef::new(Batch::default())
     }
 
     fn record(&self, r: &Result<(u32, i64), ProducerError>, index: u32) -> Result<RecordMetadata, ProducerError> {
@@ -279,7 +307,7 @@ impl Batch {
 /// A batch's obligation to complete: whoever holds it completes the batch,
 /// and dropping it unfinished (a producer torn down mid-send) completes the
 /// batch as closed, so no delivery waits forever.
-struct Completion(Arc<Batch>);
+struct Completion(BatchRef);
 
 impl Completion {
     fn finish(&self, r: Result<(u32, i64), ProducerError>) {
@@ -298,6 +326,159 @@ impl Drop for Completion {
     }
 }
 
+/// A counted reference to a batch's completion.
+type BatchRef = counted::Shared<Batch>;
+
+/// Counted references taken in bulk.
+///
+/// Every record's delivery holds a reference to its batch. With `Arc` that
+/// is an atomic increment per record in `send`, and there an atomic
+/// operation also waits for the record's stores to reach the cache: it was
+/// the largest single cost of `send` once the rest was gone. `Arc` adds one
+/// reference at a time, so this is a minimal `Arc` that can add many: the
+/// open batch takes them [`CHUNK`](counted::CHUNK) at a time and hands them
+/// out one per record with no atomic operation. Dropping a reference is
+/// `Arc`'s release-then-acquire-fence protocol.
+mod counted {
+    use std::ops::Deref;
+    use std::ptr::NonNull;
+    use std::sync::atomic::{fence, AtomicUsize, Ordering};
+
+    /// References [`Credits`] takes at a time.
+    pub const CHUNK: usize = 1024;
+
+    struct Cell<T> {
+        refs: AtomicUsize,
+        value: T,
+    }
+
+    /// Like `Arc<T>`: shared ownership of a `T`, freed with the last handle.
+    pub struct Shared<T: Send + Sync>(NonNull<Cell<T>>);
+
+    // SAFETY: as for `Arc<T>`: a handle gives out only `&T` (T is Sync) and
+    // the last one to go, on whatever thread, drops the `T` (T is Send);
+    // the count is atomic.
+    unsafe impl<T: Send + Sync> Send for Shared<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send + Sync> Sync for Shared<T> {}
+
+    impl<T: Send + Sync> Shared<T> {
+        pub fn new(value: T) -> Self {
+            Shared(NonNull::from(Box::leak(Box::new(Cell { refs: AtomicUsize::new(1), value }))))
+        }
+    }
+
+    impl<T: Send + Sync> Deref for Shared<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            // SAFETY: this handle is one of the references, so the cell lives.
+            unsafe { &self.0.as_ref().value }
+        }
+    }
+
+    impl<T: Send + Sync> Clone for Shared<T> {
+        fn clone(&self) -> Self {
+            // SAFETY: this handle keeps the cell alive. Relaxed, as in
+            // `Arc::clone`: a new reference comes from an existing one.
+            unsafe { self.0.as_ref() }.refs.fetch_add(1, Ordering::Relaxed);
+            Shared(self.0)
+        }
+    }
+
+    impl<T: Send + Sync> Drop for Shared<T> {
+        fn drop(&mut self) {
+            // SAFETY: this handle holds one reference and gives it up.
+            unsafe { release(self.0, 1) }
+        }
+    }
+
+    /// Gives up `n` references; the last one frees the cell.
+    ///
+    /// # Safety
+    /// The caller holds `n` references to the live cell and uses none of
+    /// them after this.
+    unsafe fn release<T>(cell: NonNull<Cell<T>>, n: usize) {
+        // SAFETY: the caller's references keep the cell alive until here.
+        if unsafe { cell.as_ref() }.refs.fetch_sub(n, Ordering::Release) == n {
+            // Every other holder's last use happens before the free.
+            fence(Ordering::Acquire);
+            // SAFETY: that was the last reference; nothing else can reach
+            // the cell, which `Shared::new` allocated as a `Box`.
+            drop(unsafe { Box::from_raw(cell.as_ptr()) });
+        }
+    }
+
+    /// References taken in bulk from one [`Shared`], handed out one at a
+    /// time. It always keeps one itself, so the cell outlives it.
+    pub struct Credits<T: Send + Sync> {
+        cell: NonNull<Cell<T>>,
+        /// References held, at least 1.
+        held: usize,
+    }
+
+    // SAFETY: it holds references like `Shared` handles do.
+    unsafe impl<T: Send + Sync> Send for Credits<T> {}
+
+    impl<T: Send + Sync> Credits<T> {
+        /// Takes over `from`'s reference.
+        pub fn new(from: Shared<T>) -> Self {
+            let cell = from.0;
+            std::mem::forget(from);
+            Credits { cell, held: 1 }
+        }
+
+        /// One more handle: an atomic operation once per [`CHUNK`].
+        pub fn take(&mut self) -> Shared<T> {
+            if self.held == 1 {
+                // SAFETY: the reference still held keeps the cell alive.
+                unsafe { self.cell.as_ref() }.refs.fetch_add(CHUNK, Ordering::Relaxed);
+                self.held += CHUNK;
+            }
+            self.held -= 1;
+            Shared(self.cell)
+        }
+    }
+
+    impl<T: Send + Sync> Drop for Credits<T> {
+        fn drop(&mut self) {
+            // SAFETY: `held` references are this value's, given up here.
+            unsafe { release(self.cell, self.held) }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        #[test]
+        fn the_value_is_dropped_once_with_the_last_handle_on_any_thread() {
+            for handles in [0usize, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7] {
+                let drops = Arc::new(AtomicUsize::new(0));
+                let shared = Shared::new(Counted(drops.clone()));
+                let extra = shared.clone();
+                let mut credits = Credits::new(shared);
+                let taken: Vec<Shared<Counted>> = (0..handles).map(|_| credits.take()).collect();
+                drop(credits);
+                let threads: Vec<_> = taken.chunks(97).map(|c| c.to_vec()).map(|c| std::thread::spawn(move || drop(c))).collect();
+                drop(taken);
+                threads.into_iter().for_each(|t| t.join().unwrap());
+                assert_eq!(drops.load(Ordering::SeqCst), 0, "{handles}: a handle is still alive");
+                drop(extra);
+                assert_eq!(drops.load(Ordering::SeqCst), 1, "{handles}: dropped exactly once, with the last handle");
+            }
+        }
+    }
+}
+
 /// A lock that a panicked holder does not poison for everyone else: the
 /// state it guards stays consistent between statements.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -311,6 +492,8 @@ struct Open {
     budget: usize,
     opened: Instant,
     done: Completion,
+    /// References to `done` for the records' deliveries, taken in bulk.
+    refs: counted::Credits<Batch>,
     /// Records sent before their topic was known, by index in the batch:
     /// each has a completion of its own.
     forwards: Vec<(u32, Completion)>,
@@ -318,6 +501,8 @@ struct Open {
 
 /// A batch that takes no more records: waiting, in flight, or retrying.
 struct Sealed {
+    /// Its place in its partition's send order.
+    seq: u64,
     bytes: Vec<u8>,
     records: u32,
     partition: u32,
@@ -338,8 +523,11 @@ struct Sealed {
 struct Queue {
     open: Option<Open>,
     sealed: VecDeque<Sealed>,
-    /// The batches of the request in flight (none: the partition may send).
-    in_flight: Vec<Arc<Batch>>,
+    /// The requests in flight, by id, with their batches.
+    in_flight: Vec<(u64, Vec<BatchRef>)>,
+    /// Ids for the next request and the next sealed batch.
+    next_request: u64,
+    next_seal: u64,
 }
 
 impl Sealed {
@@ -357,13 +545,27 @@ impl Queue {
     fn seal(&mut self, partition: u32) {
         if let Some(o) = self.open.take() {
             let Open { builder, budget, done, forwards, .. } = o;
-            self.sealed.push_back(Sealed { records: builder.record_count(), bytes: builder.finish(), partition, budget, done, forwards, failures: 0, not_before: None, relookup: false });
+            let seq = self.next_seal;
+            self.next_seal += 1;
+            self.sealed.push_back(Sealed {
+                seq,
+                records: builder.record_count(),
+                bytes: builder.finish(),
+                partition,
+                budget,
+                done,
+                forwards,
+                failures: 0,
+                not_before: None,
+                relookup: false,
+            });
         }
     }
 
     /// Adds a record to the open batch (opening one, in a spare buffer if
-    /// there is one); true if it opened one or sealed it, which the sender
-    /// thread must hear of.
+    /// there is one); says whether it opened one and whether it sealed it
+    /// (the sender thread must hear of a sealed batch, and of an opened one
+    /// if it sleeps past its linger).
     fn push(
         &mut self,
         partition: u32,
@@ -372,22 +574,28 @@ impl Queue {
         spare: &mut Vec<Vec<u8>>,
         config: &ProducerConfig,
         forward: Option<Completion>,
-    ) -> (bool, Arc<Batch>, u32) {
-        let mut wake = self.open.is_none();
-        let open = self.open.get_or_insert_with(|| Open {
-            builder: spare.pop().map_or_else(|| BatchBuilder::new(4096), BatchBuilder::reuse),
-            budget: 0,
-            opened: Instant::now(),
-            done: Completion(Batch::new()),
-            forwards: Vec::new(),
+    ) -> (Wake, BatchRef, u32) {
+        let mut wake = if self.open.is_none() { Wake::Opened } else { Wake::No };
+        let open = self.open.get_or_insert_with(|| {
+            let done = Batch::new();
+            Open {
+                // Sized for a full batch from the start: growing a buffer by
+                // doubling would copy it about once more.
+                builder: spare.pop().map_or_else(|| BatchBuilder::new(config.batch_max_bytes.min(8 << 20) + 1024), BatchBuilder::reuse),
+                budget: 0,
+                opened: Instant::now(),
+                done: Completion(done.clone()),
+                refs: counted::Credits::new(done),
+                forwards: Vec::new(),
+            }
         });
         open.builder.push(r.timestamp_ms.unwrap_or_else(crate::time::ticking_now_ms), r.key, r.value, r.headers);
         open.budget += size;
-        let (batch, index) = (open.done.0.clone(), open.builder.record_count() - 1);
+        let (batch, index) = (open.refs.take(), open.builder.record_count() - 1);
         open.forwards.extend(forward.map(|c| (index, c)));
         if open.builder.encoded_len() >= config.batch_max_bytes {
             self.seal(partition);
-            wake = true;
+            wake = Wake::Sealed;
         }
         (wake, batch, index)
     }
@@ -444,6 +652,23 @@ impl Topics {
     }
 }
 
+/// What a record's `send` must tell the sender thread.
+enum Wake {
+    No,
+    Opened,
+    Sealed,
+}
+
+/// What the sender thread is doing, as `send` sees it.
+#[derive(Default, Clone, Copy)]
+enum SenderState {
+    /// Between scans of the queues: it scans again before it sleeps.
+    #[default]
+    Busy,
+    /// Waiting for a notification, or until this time.
+    Sleeping(Option<Instant>),
+}
+
 /// What `send`, the sender thread and the connections' readers share.
 #[derive(Default)]
 struct State {
@@ -457,6 +682,7 @@ struct State {
     /// Buffers of acknowledged batches, for the next ones.
     spare: Vec<Vec<u8>>,
     closed: bool,
+    sender: SenderState,
 }
 
 /// Buffers kept for reuse (each up to `batch_max_bytes` and a record).
@@ -510,13 +736,8 @@ impl Producer {
     /// Connects to the first bootstrap broker that answers.
     pub fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
         let conn = Connection::connect_any(&config.bootstrap)?;
-        let shared = Arc::new(Shared {
-            config,
-            state: Mutex::new(State::default()),
-            space: Condvar::new(),
-            work: Condvar::new(),
-            lookup: Mutex::new(Some(conn)),
-        });
+        let shared =
+            Arc::new(Shared { config, state: Mutex::new(State::default()), space: Condvar::new(), work: Condvar::new(), lookup: Mutex::new(Some(conn)) });
         let sender = Sender { shared: shared.clone(), bootstrap: None, leaders: HashMap::new(), links: HashMap::new() };
         let thread = thread::Builder::new().name("shardlog-producer".into()).spawn(move || sender.run()).map_err(ClientError::Io)?;
         Ok(Producer { shared, thread: Mutex::new(Some(thread)) })
@@ -578,6 +799,16 @@ impl Producer {
         };
         *used += size;
         let (wake, batch, index) = queues[partition as usize].push(partition, &r, size, spare, &sh.config, None);
+        let wake = match wake {
+            Wake::No => false,
+            Wake::Sealed => true,
+            // The sender looks at every open batch before it sleeps; it
+            // needs waking only if it sleeps past this one's linger.
+            Wake::Opened => match st.sender {
+                SenderState::Busy => false,
+                SenderState::Sleeping(until) => until.is_none_or(|t| t > Instant::now() + sh.config.linger),
+            },
+        };
         drop(st);
         if wake {
             sh.work.notify_one();
@@ -599,7 +830,7 @@ impl Producer {
                 for (p, q) in q.iter_mut().enumerate() {
                     q.seal(p as u32);
                     waits.extend(q.sealed.iter().map(|s| s.done.0.clone()));
-                    waits.extend(q.in_flight.iter().cloned());
+                    waits.extend(q.in_flight.iter().flat_map(|r| r.1.iter().cloned()));
                 }
             }
             waits.extend(st.unrouted.values().flatten().map(|u| u.done.0.clone()));
@@ -697,7 +928,7 @@ impl Shared {
         {
             let mut st = lock(&self.state);
             if let Some(q) = st.topics.get_mut(&f.topic).and_then(|qs| qs.get_mut(f.partition as usize)) {
-                q.in_flight.clear();
+                q.in_flight.retain(|r| r.0 != f.request);
             }
             for b in f.batches {
                 st.used -= b.budget;
@@ -714,7 +945,7 @@ impl Shared {
     /// to the front of its partition's queue, after a pause, unless it has
     /// run out of attempts.
     fn retry(&self, f: InFlight, why: String) {
-        let InFlight { topic, partition, batches } = f;
+        let InFlight { topic, partition, request, batches } = f;
         let (mut again, mut spent) = (Vec::new(), Vec::new());
         for mut b in batches {
             b.failures += 1;
@@ -728,14 +959,17 @@ impl Shared {
         }
         if !spent.is_empty() {
             let e = ProducerError::Broker(format!("gave up after {} attempts: {why}", self.config.retries + 1));
-            self.complete(InFlight { topic: topic.clone(), partition, batches: spent }, Err(e));
+            self.complete(InFlight { topic: topic.clone(), partition, request, batches: spent }, Err(e));
         }
         {
             let mut st = lock(&self.state);
             if let Some(q) = st.topics.get_mut(&topic).and_then(|qs| qs.get_mut(partition as usize)) {
-                q.in_flight.clear();
-                for b in again.into_iter().rev() {
-                    q.sealed.push_front(b);
+                q.in_flight.retain(|r| r.0 != request);
+                // Back in seal order, among batches of requests after it
+                // that failed first.
+                for b in again {
+                    let at = q.sealed.iter().position(|s| s.seq > b.seq).unwrap_or(q.sealed.len());
+                    q.sealed.insert(at, b);
                 }
             }
         }
@@ -747,6 +981,8 @@ impl Shared {
 struct InFlight {
     topic: String,
     partition: u32,
+    /// Its id among its partition's requests.
+    request: u64,
     /// Consecutive batches of the partition, sent in one request.
     batches: Vec<Sealed>,
 }
@@ -803,7 +1039,14 @@ impl Sender {
             let headers: Vec<Header<'_>> = u.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
             match choose_partition(u.partition, u.key.as_deref(), queues.len() as u32, round_robin) {
                 Ok(p) => {
-                    let r = RecordRef { topic, partition: Some(p), key: u.key.as_deref(), value: u.value.as_deref(), headers: &headers, timestamp_ms: Some(u.timestamp_ms) };
+                    let r = RecordRef {
+                        topic,
+                        partition: Some(p),
+                        key: u.key.as_deref(),
+                        value: u.value.as_deref(),
+                        headers: &headers,
+                        timestamp_ms: Some(u.timestamp_ms),
+                    };
                     queues[p as usize].push(p, &r, u.size, spare, &sh.config, Some(u.done));
                 }
                 Err(p) => {
@@ -821,6 +1064,7 @@ impl Sender {
     /// closed). `None` once the producer is closed and everything is done.
     fn next_batches(&self) -> Option<(Vec<String>, Vec<InFlight>)> {
         let sh = &*self.shared;
+        let max_in_flight = sh.config.in_flight_limit();
         let mut st = lock(&sh.state);
         loop {
             let now = Instant::now();
@@ -838,7 +1082,7 @@ impl Sender {
                             next_look = Some(next_look.map_or(due, |t| t.min(due)));
                         }
                     }
-                    if q.in_flight.is_empty() {
+                    if q.in_flight.len() < max_in_flight {
                         match q.sealed.front().and_then(|s| s.not_before) {
                             Some(t) if t > now => next_look = Some(next_look.map_or(t, |n| n.min(t))),
                             _ => {
@@ -854,8 +1098,10 @@ impl Sender {
                                     batches.push(q.sealed.pop_front().expect("front exists"));
                                 }
                                 if !batches.is_empty() {
-                                    q.in_flight = batches.iter().map(|s| s.done.0.clone()).collect();
-                                    out.push(InFlight { topic: topic.clone(), partition: p as u32, batches });
+                                    let request = q.next_request;
+                                    q.next_request += 1;
+                                    q.in_flight.push((request, batches.iter().map(|s| s.done.0.clone()).collect()));
+                                    out.push(InFlight { topic: topic.clone(), partition: p as u32, request, batches });
                                 }
                             }
                         }
@@ -870,10 +1116,12 @@ impl Sender {
             if closed && !busy {
                 return None;
             }
+            st.sender = SenderState::Sleeping(next_look);
             st = match next_look {
                 Some(t) => sh.work.wait_timeout(st, t.saturating_duration_since(now)).unwrap_or_else(|e| e.into_inner()).0,
                 None => sh.work.wait(st).unwrap_or_else(|e| e.into_inner()),
             };
+            st.sender = SenderState::Busy;
         }
     }
 
@@ -945,10 +1193,7 @@ impl Sender {
                 }
             }
         }
-        self.leaders
-            .get(key)
-            .cloned()
-            .ok_or(ClientError::Broker { code: ErrorCode::NotLeader, message: format!("no leader known for {}/{}", key.0, key.1) })
+        self.leaders.get(key).cloned().ok_or(ClientError::Broker { code: ErrorCode::NotLeader, message: format!("no leader known for {}/{}", key.0, key.1) })
     }
 }
 
@@ -1053,7 +1298,14 @@ fn produce_answer(reply: &super::raw::Reply) -> Answer {
     let (code, msg, base) = if resp.error() != ErrorCode::None {
         (resp.error(), resp.error_message().unwrap_or_default().to_string(), -1)
     } else {
-        match resp.body_as_produce_response().and_then(|p| p.topics()).filter(|t| !t.is_empty()).map(|t| t.get(0)).and_then(|t| t.partitions()).filter(|p| !p.is_empty()) {
+        match resp
+            .body_as_produce_response()
+            .and_then(|p| p.topics())
+            .filter(|t| !t.is_empty())
+            .map(|t| t.get(0))
+            .and_then(|t| t.partitions())
+            .filter(|p| !p.is_empty())
+        {
             Some(ps) => {
                 let p = ps.get(0);
                 (p.error(), p.error_message().unwrap_or_default().to_string(), p.base_offset())
@@ -1065,7 +1317,9 @@ fn produce_answer(reply: &super::raw::Reply) -> Answer {
         ErrorCode::None => Answer::Stored(base),
         // Retriable: the leader moved, the broker is stopping, a sync
         // timed out, or too few replicas are in sync yet.
-        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas => Answer::Retry(format!("{code:?}: {msg}")),
+        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas => {
+            Answer::Retry(format!("{code:?}: {msg}"))
+        }
         _ => Answer::Refused(format!("{code:?}: {msg}")),
     }
 }

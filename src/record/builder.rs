@@ -113,6 +113,7 @@ impl BatchBuilder {
         }
         debug_assert_eq!(s.len() - start, uvarint_len(body_len as u64) + body_len);
         self.count += 1;
+        prefetch_for_write(&self.buf);
     }
 
     /// Fills in the header and CRC and returns the batch bytes.
@@ -147,6 +148,28 @@ impl BatchBuilder {
         let crc = crc32fast::hash(&b[super::CRC_START..]);
         b[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
     }
+}
+
+/// Asks for the cache lines the next records will be written to, so their
+/// stores hit the cache: a producer's batch buffers outnumber what the cache
+/// holds, and a store that misses stalls the next atomic operation (the
+/// producer's lock) until it completes.
+#[inline]
+fn prefetch_for_write(buf: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let end = buf.as_ptr().wrapping_add(buf.len());
+        // A prefetch never faults, even past the allocation.
+        for line in [1usize, 2, 3, 4] {
+            // SAFETY: a prefetch is a hint: it reads nothing into the
+            // program and never faults, whatever the address; SSE, which it
+            // needs, is part of the x86_64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(end.wrapping_add(line * 64) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = buf;
 }
 
 fn put_opt(s: &mut Vec<u8>, b: Option<&[u8]>) {
