@@ -20,6 +20,9 @@ stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=;
 trap stop_broker EXIT
 lg() { ./target/release/loadgen "$@" --bootstrap-server "$addr"; }
 
+echo "== fio (the disk's limits, in the same sitting)"
+scripts/fio-limits.sh "$out"
+
 for r in $(seq "$rounds"); do
   rm -rf "$out/data"
   ./target/release/shardlog broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
