@@ -527,8 +527,10 @@ impl Consumer {
                 long &= self.in_flight.get(addr).is_some_and(|f| f.1);
                 self.take_fetch(addr, &mut out)?;
             }
-            // Prefetches that found nothing: wait for data as asked.
-            if !out.is_empty() || long {
+            // Prefetches that found nothing: wait for data as asked (once:
+            // the fetches sent now are long polls; with no time to wait,
+            // not at all).
+            if !out.is_empty() || long || wait_ms == 0 {
                 break;
             }
         }
