@@ -37,6 +37,8 @@ pub struct BatchBuilder {
     count: u32,
     first_timestamp: i64,
     max_timestamp: i64,
+    /// [`finish_in_place`](Self::finish_in_place) ran: the header is written.
+    finished: bool,
 }
 
 impl BatchBuilder {
@@ -44,7 +46,7 @@ impl BatchBuilder {
     pub fn new(capacity_bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity_bytes.max(HEADER_BYTES));
         buf.resize(HEADER_BYTES, 0);
-        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0 }
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, finished: false }
     }
 
     /// Starts a batch in a buffer that held an earlier one, keeping its
@@ -52,7 +54,7 @@ impl BatchBuilder {
     pub fn reuse(mut buf: Vec<u8>) -> Self {
         buf.clear();
         buf.resize(HEADER_BYTES, 0);
-        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0 }
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, finished: false }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,6 +90,7 @@ impl BatchBuilder {
 
     /// Appends one record.
     pub fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) {
+        debug_assert!(!self.finished, "a record pushed into a finished batch");
         if self.count == 0 {
             self.first_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
@@ -120,6 +123,23 @@ impl BatchBuilder {
     /// A batch needs at least one record.
     pub fn finish(mut self) -> Vec<u8> {
         self.finish_header();
+        self.buf
+    }
+
+    /// Like [`finish`](Self::finish), but in place: the finished batch
+    /// stays in the builder (no more records may follow), so whoever sends
+    /// it can finish it later, on its own thread. Calling it again returns
+    /// the same bytes without computing them again.
+    pub fn finish_in_place(&mut self) -> &[u8] {
+        if !self.finished {
+            self.finish_header();
+            self.finished = true;
+        }
+        &self.buf
+    }
+
+    /// The buffer, for the next batch ([`reuse`](Self::reuse)).
+    pub fn into_buf(self) -> Vec<u8> {
         self.buf
     }
 

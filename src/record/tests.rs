@@ -172,3 +172,20 @@ fn rejects_compression_bits_and_zero_count() {
     bad[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(validate(&bad), Err(RecordError::Empty));
 }
+
+#[test]
+fn finishing_in_place_matches_finish_and_holds_on_a_second_call() {
+    let fill = |b: &mut BatchBuilder| {
+        b.push(5, Some(b"k"), Some(b"v"), &[]);
+        b.push(9, None, Some(b"w"), &[Header { key: "h", value: None }]);
+    };
+    let mut whole = BatchBuilder::new(64);
+    fill(&mut whole);
+    let expected = whole.finish();
+    let mut b = BatchBuilder::reuse(vec![1, 2, 3]);
+    fill(&mut b);
+    assert_eq!(b.finish_in_place(), &expected[..]);
+    assert_eq!(b.finish_in_place(), &expected[..], "a retry sends the same bytes");
+    assert!(validate(&expected).is_ok());
+    assert_eq!(b.into_buf(), expected);
+}
