@@ -219,7 +219,7 @@ pub struct Delivery(Report);
 
 enum Report {
     InBatch {
-        batch: BatchRef,
+        batch: Held,
         index: u32,
     },
     /// Known at `send` (an unknown partition): boxed, so a delivery stays
@@ -236,11 +236,7 @@ impl Delivery {
     pub fn wait(self) -> Result<RecordMetadata, ProducerError> {
         match self.0 {
             Report::Known(r) => r.map_or(Err(ProducerError::Closed), |r| *r),
-            Report::InBatch { batch, index } => {
-                let r = batch.record(batch.wait(), index);
-                batch.release_later();
-                r
-            }
+            Report::InBatch { batch, index } => batch.record(batch.wait(), index),
         }
     }
 }
@@ -266,6 +262,25 @@ impl Future for Delivery {
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+/// A delivery's reference to its batch, given up in bulk when the delivery
+/// is waited for or dropped (see `counted::Shared::release_later`).
+struct Held(Option<BatchRef>);
+
+impl std::ops::Deref for Held {
+    type Target = Batch;
+    fn deref(&self) -> &Batch {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.release_later();
         }
     }
 }
@@ -922,7 +937,7 @@ impl Producer {
             let wakes = st.wakes();
             drop(st);
             sh.wake(wakes);
-            return Ok(Delivery(Report::InBatch { batch: done, index: 0 }));
+            return Ok(Delivery(Report::InBatch { batch: Held(Some(done)), index: 0 }));
         };
         let partition = match choose_partition(r.partition, r.key, queues.len() as u32, round_robin) {
             Ok(p) => p,
@@ -942,7 +957,7 @@ impl Producer {
         if wake {
             sh.work.notify_one();
         }
-        Ok(Delivery(Report::InBatch { batch, index }))
+        Ok(Delivery(Report::InBatch { batch: Held(Some(batch)), index }))
     }
 
     /// Sends everything queued and waits until it is acknowledged (or has
@@ -1533,5 +1548,16 @@ fn read_answers(mut conn: Connection, link: &LinkShared, shared: &Shared) {
             Answer::Retry(why) => shared.retry(f, why),
             Answer::Refused(why) => shared.complete(f, Err(ProducerError::Broker(why))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_two_words() {
+        // An application keeps one per record in flight.
+        assert_eq!(std::mem::size_of::<Delivery>(), 2 * std::mem::size_of::<usize>());
     }
 }
