@@ -428,44 +428,59 @@ mod counted {
     }
 
     impl<T: Send + Sync + 'static> Shared<T> {
-        /// Gives this reference up later, in bulk: a thread's consecutive
-        /// releases of one cell's references add up, and become one atomic
-        /// operation when the thread releases another cell's (or exits). A
-        /// record's delivery is released so: one atomic subtraction per
-        /// record was a tenth of a blocking `send`-and-`wait` loop's time.
-        /// The cell lives on meanwhile (a few words), nothing else.
+        /// Gives this reference up later, in bulk: a thread's releases of
+        /// references to one cell add up while the cell is among the
+        /// [`OWED_CELLS`] it released last, and become one atomic
+        /// subtraction when it leaves them (or the thread exits). Records'
+        /// deliveries are released so: one atomic subtraction per record
+        /// was a tenth of a blocking `send`-and-`wait` loop's time. The cell
+        /// lives on meanwhile (a few words), nothing else.
         pub fn release_later(self) {
             let cell = self.0;
             std::mem::forget(self);
             let erased = cell.cast::<()>();
-            let deferred = OWED.try_with(|owed| match owed.0.get() {
-                Some((p, n, f)) if p == erased => owed.0.set(Some((p, n + 1, f))),
-                before => {
-                    owed.0.set(Some((erased, 1, release_erased::<T>)));
-                    if let Some((p, n, f)) = before {
-                        // SAFETY: the thread owed `n` references to `p`,
-                        // whose release function `f` is (set with it).
-                        unsafe { f(p, n) }
-                    }
+            let evicted = OWED.try_with(|owed| {
+                let mut slots = owed.slots.borrow_mut();
+                if let Some(s) = slots.iter_mut().flatten().find(|s| s.0 == erased) {
+                    s.1 += 1;
+                    return None;
                 }
+                let i = slots.iter().position(Option::is_none).unwrap_or_else(|| {
+                    let i = owed.next.get();
+                    owed.next.set((i + 1) % OWED_CELLS);
+                    i
+                });
+                slots[i].replace((erased, 1, release_erased::<T>))
             });
-            if deferred.is_err() {
+            match evicted {
+                Ok(None) => {}
+                // SAFETY: the thread owed `n` references to `p`, whose
+                // release function `f` is (they were recorded together).
+                Ok(Some((p, n, f))) => unsafe { f(p, n) },
                 // The thread is exiting and its owed references are gone.
                 // SAFETY: this handle's reference, given up here.
-                unsafe { release(cell, 1) }
+                Err(_) => unsafe { release(cell, 1) },
             }
         }
     }
+
+    /// Cells a thread keeps owed references to: a producer sending round
+    /// robin releases records of one batch per partition in turn.
+    pub const OWED_CELLS: usize = 8;
 
     /// References a thread has given up and not yet subtracted: the cell,
     /// how many, and the function that subtracts them for the cell's type.
     type Owing = Option<(NonNull<()>, usize, unsafe fn(NonNull<()>, usize))>;
 
-    struct Owed(std::cell::Cell<Owing>);
+    struct Owed {
+        slots: std::cell::RefCell<[Owing; OWED_CELLS]>,
+        /// The slot given up next when all are taken.
+        next: std::cell::Cell<usize>,
+    }
 
     impl Drop for Owed {
         fn drop(&mut self) {
-            if let Some((p, n, f)) = self.0.take() {
+            for (p, n, f) in self.slots.get_mut().iter_mut().filter_map(Option::take) {
                 // SAFETY: as in `release_later`.
                 unsafe { f(p, n) }
             }
@@ -473,7 +488,7 @@ mod counted {
     }
 
     thread_local! {
-        static OWED: Owed = const { Owed(std::cell::Cell::new(None)) };
+        static OWED: Owed = const { Owed { slots: std::cell::RefCell::new([None; OWED_CELLS]), next: std::cell::Cell::new(0) } };
     }
 
     /// [`release`] for a type-erased cell.
@@ -572,25 +587,29 @@ mod counted {
         }
 
         #[test]
-        fn references_released_later_go_with_the_next_cells_release_or_the_threads_exit() {
+        fn references_released_later_go_when_their_cell_is_evicted_or_the_thread_exits() {
             let drops = Arc::new(AtomicUsize::new(0));
-            let a = Shared::new(Counted(drops.clone()));
-            let b = Shared::new(Counted(drops.clone()));
-            let kept = b.clone();
+            let cells: Vec<Shared<Counted>> = (0..=OWED_CELLS).map(|_| Shared::new(Counted(drops.clone()))).collect();
+            let kept = cells[OWED_CELLS].clone();
             let seen = drops.clone();
             std::thread::spawn(move || {
-                let a2 = a.clone();
-                a.release_later();
-                a2.release_later();
+                let mut cells = cells.into_iter();
+                let first = cells.next().unwrap();
+                let again = first.clone();
+                first.release_later();
+                again.release_later();
+                for c in cells.by_ref().take(OWED_CELLS - 1) {
+                    c.release_later();
+                }
                 assert_eq!(seen.load(Ordering::SeqCst), 0, "owed, not given up yet");
-                b.release_later();
-                assert_eq!(seen.load(Ordering::SeqCst), 1, "releasing another cell's reference gives up the first cell's two");
+                cells.next().unwrap().release_later();
+                assert_eq!(seen.load(Ordering::SeqCst), 1, "a cell past the owed ones evicts the first, which gives up both its references");
             })
             .join()
             .unwrap();
-            assert_eq!(drops.load(Ordering::SeqCst), 1, "the exiting thread gave up its reference to b, and `kept` holds it");
+            assert_eq!(drops.load(Ordering::SeqCst), OWED_CELLS, "the exiting thread gave up the rest; `kept` holds the last cell");
             drop(kept);
-            assert_eq!(drops.load(Ordering::SeqCst), 2);
+            assert_eq!(drops.load(Ordering::SeqCst), OWED_CELLS + 1);
         }
     }
 }
