@@ -193,3 +193,88 @@ fn pipelined_requests_keep_a_partitions_order_across_a_broker_restart() {
     let firsts: Vec<u32> = values.iter().copied().filter(|v| seen.insert(*v)).collect();
     assert!(firsts.windows(2).all(|w| w[0] < w[1]), "a record was stored ahead of one sent before it");
 }
+
+/// Several threads send through one producer, each its own keyed run of
+/// records: every record is stored once, and each thread's records keep
+/// their order in its partition (a thread's batches are its own, and are
+/// queued in the order it opened them).
+#[test]
+fn threads_sharing_a_producer_keep_each_threads_order() {
+    let b = Broker::start(2);
+    Connection::connect(b.addr).unwrap().create_topic("threads", 2).unwrap();
+    // Small batches, so each thread hands many over, interleaved with the
+    // others' and with the sender thread stealing lingered ones.
+    let p = std::sync::Arc::new(
+        Producer::connect(ProducerConfig { acks: Acks::Leader, batch_max_bytes: 1500, linger: Duration::from_millis(1), ..config(&b) }).unwrap(),
+    );
+    const PER_THREAD: usize = 3000;
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let key = format!("thread-{t}");
+                (0..PER_THREAD).map(|i| p.send(record("threads", Some(&key), format!("{t}:{i}"))).unwrap()).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    // The threads have exited by now; their deliveries still complete.
+    let deliveries: Vec<_> = senders.into_iter().flat_map(|s| s.join().unwrap()).collect();
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<i64>> = Default::default();
+    for d in deliveries {
+        let m = d.wait().unwrap();
+        by_partition.entry(m.partition).or_default().push(m.offset);
+    }
+    let mut c = Connection::connect(b.addr).unwrap();
+    let mut next = [0usize; 4];
+    for (part, offsets) in by_partition {
+        let n = offsets.len();
+        let mut values = Vec::new();
+        while values.len() < n {
+            c.send_fetch("threads", &[(part, values.len() as i64)], 1 << 20, 0, 1).unwrap();
+            let reply = c.recv().unwrap();
+            for b in shardlog::record::batches(&reply.payload) {
+                let (start, _) = b.unwrap();
+                for r in shardlog::record::RecordIter::new(&reply.payload[start..]).unwrap() {
+                    values.push(String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap());
+                }
+            }
+        }
+        assert_eq!(values.len(), n, "partition {part}: one record per delivery");
+        for v in values {
+            let (t, i) = v.split_once(':').unwrap();
+            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[t], "partition {part}: thread {t}'s records in send order");
+            next[t] += 1;
+        }
+    }
+    assert_eq!(next, [PER_THREAD; 4], "every thread's records were stored");
+}
+
+/// `flush` from one thread sends what other threads left in their open
+/// batches, long before those would have lingered out.
+#[test]
+fn flush_sends_other_threads_open_batches() {
+    let b = Broker::start(1);
+    Connection::connect(b.addr).unwrap().create_topic("other", 1).unwrap();
+    let p = std::sync::Arc::new(Producer::connect(ProducerConfig { linger: Duration::from_secs(600), ..config(&b) }).unwrap());
+    // The topic is known first, so the records below go into the sending
+    // threads' own batches.
+    p.send(record("other", None, "first".into())).unwrap();
+    p.flush().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p2 = p.clone();
+    let idle = std::thread::spawn(move || {
+        let ds: Vec<_> = (0..10).map(|i| p2.send(record("other", None, format!("{i}"))).unwrap()).collect();
+        tx.send(ds).unwrap();
+        // Stays alive and idle: its lane keeps the batch until stolen.
+        std::thread::sleep(Duration::from_secs(2));
+    });
+    let ds = rx.recv().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let p3 = p.clone();
+    std::thread::spawn(move || done_tx.send(p3.flush()).unwrap());
+    assert_eq!(done_rx.recv_timeout(Duration::from_secs(30)), Ok(Ok(())), "flush returned");
+    let offsets: Vec<i64> = ds.into_iter().map(|d| d.wait().unwrap().offset).collect();
+    assert_eq!(offsets, (1..=10).collect::<Vec<i64>>());
+    idle.join().unwrap();
+}

@@ -29,6 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -614,6 +615,187 @@ mod counted {
     }
 }
 
+/// A value one thread (its owner) uses on every call with no atomic
+/// read-modify-write, and other threads take over now and then.
+///
+/// `send` appends records to its thread's open batches in a lane, so the
+/// hot path shares no lock with other threads; the sender thread (a batch
+/// lingered) and `flush` steal the batches. Owner and thief are kept apart
+/// by Dekker's handshake: the owner marks itself busy, then looks for a
+/// thief; a thief announces itself, then waits until the owner is not
+/// busy. Each side's store must be visible before its load, which takes a
+/// full barrier on both. The owner's is made free by the kernel: on Linux a
+/// thief's `membarrier` runs a barrier on every thread of the process, so
+/// the owner needs only a compiler fence (the asymmetric fence of Folly's
+/// and Linux's userspace RCU). Elsewhere both sides use a full fence.
+mod lane {
+    use std::cell::UnsafeCell;
+    use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU8, Ordering};
+    use std::sync::{Mutex, PoisonError};
+
+    pub struct Lane<T> {
+        /// The owner is inside `owner`.
+        busy: AtomicBool,
+        /// A thief holds `steal`: the owner goes through `steal` too.
+        thief: AtomicBool,
+        /// Held by a thief, and by the owner while a thief is announced.
+        steal: Mutex<()>,
+        value: UnsafeCell<T>,
+    }
+
+    // SAFETY: the value is reached by one thread at a time (the handshake
+    // below), and it is `Send`, so which thread that is does not matter.
+    unsafe impl<T: Send> Sync for Lane<T> {}
+
+    impl<T> Lane<T> {
+        pub fn new(value: T) -> Self {
+            Lane { busy: AtomicBool::new(false), thief: AtomicBool::new(false), steal: Mutex::new(()), value: UnsafeCell::new(value) }
+        }
+
+        /// Runs `f` on the value, as its owner.
+        ///
+        /// # Safety
+        /// One thread only calls this (the lane's owner), and `f` neither
+        /// calls it again nor [`steal`](Self::steal)s this lane.
+        #[inline(always)]
+        pub unsafe fn owner<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            self.busy.store(true, Ordering::Relaxed);
+            light_barrier();
+            if !self.thief.load(Ordering::Acquire) {
+                // SAFETY: a thief that announces itself now waits for
+                // `busy` to clear, and one before this saw it and is gone
+                // (it clears `thief` last): the value is this thread's.
+                let r = f(unsafe { &mut *self.value.get() });
+                self.busy.store(false, Ordering::Release);
+                return r;
+            }
+            // A thief is at work: wait for it like another thief would.
+            self.busy.store(false, Ordering::Release);
+            let _held = self.steal.lock().unwrap_or_else(PoisonError::into_inner);
+            // SAFETY: thieves hold `steal` throughout; the owner is this
+            // thread, here.
+            f(unsafe { &mut *self.value.get() })
+        }
+
+        /// Runs `f` on the value while the owner is kept out; waits for an
+        /// owner's call in progress (a short one: an append) to end.
+        pub fn steal<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+            let _held = self.steal.lock().unwrap_or_else(PoisonError::into_inner);
+            self.thief.store(true, Ordering::Relaxed);
+            heavy_barrier();
+            let mut spins = 0u32;
+            while self.busy.load(Ordering::Acquire) {
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            // SAFETY: the owner is not inside `owner` and, seeing `thief`,
+            // will wait on `steal`, which is held here; other thieves too.
+            let r = f(unsafe { &mut *self.value.get() });
+            self.thief.store(false, Ordering::Release);
+            r
+        }
+    }
+
+    /// 0: not known yet (full fences), 1: `membarrier` registered, 2: not
+    /// available (full fences).
+    static MEMBARRIER: AtomicU8 = AtomicU8::new(0);
+
+    /// Registers this process for expedited `membarrier`, once; before a
+    /// lane is first used, so owner and thieves agree on the fences.
+    pub fn init() {
+        if MEMBARRIER.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        let registered = {
+            const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+            // SAFETY: a syscall with integer arguments and no memory.
+            unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let registered = false;
+        let _ = MEMBARRIER.compare_exchange(0, if registered { 1 } else { 2 }, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    #[inline]
+    fn light_barrier() {
+        if MEMBARRIER.load(Ordering::Relaxed) == 1 {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    fn heavy_barrier() {
+        #[cfg(target_os = "linux")]
+        if MEMBARRIER.load(Ordering::Relaxed) == 1 {
+            const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+            // SAFETY: as in `init`.
+            if unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) } == 0 {
+                return;
+            }
+            // Registered, so it cannot fail; were it to, nothing can be
+            // assumed of the owner's side.
+            std::process::abort();
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::sync::Arc;
+
+        #[test]
+        fn an_owner_and_thieves_never_meet_inside_the_value() {
+            init();
+            // The value is a pair the owner and the thieves each move in
+            // steps that leave it unequal in between: any overlap shows.
+            let lane = Arc::new(Lane::new((0u64, 0u64)));
+            let stop = Arc::new(AtomicBool::new(false));
+            let thieves: Vec<_> = (0..2)
+                .map(|_| {
+                    let (lane, stop) = (lane.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let mut taken = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            lane.steal(|v| {
+                                assert_eq!(v.0, v.1, "a thief found the owner inside");
+                                v.0 += 1;
+                                std::hint::spin_loop();
+                                v.1 += 1;
+                            });
+                            taken += 1;
+                        }
+                        taken
+                    })
+                })
+                .collect();
+            let mut owned = 0u64;
+            for _ in 0..2_000_000 {
+                // SAFETY: this thread is the only owner.
+                unsafe {
+                    lane.owner(|v| {
+                        assert_eq!(v.0, v.1, "the owner found a thief inside");
+                        v.0 += 1;
+                        v.1 += 1;
+                    })
+                };
+                owned += 1;
+            }
+            stop.store(true, Ordering::Relaxed);
+            let taken: u64 = thieves.into_iter().map(|t| t.join().unwrap()).sum();
+            let (a, b) = lane.steal(|v| *v);
+            assert_eq!((a, b), (owned + taken, owned + taken), "no step was lost");
+            assert!(taken > 0);
+        }
+    }
+}
+
 /// A lock that a panicked holder does not poison for everyone else: the
 /// state it guards stays consistent between statements.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -687,6 +869,13 @@ impl Sealed {
 impl Queue {
     fn seal(&mut self, partition: u32) {
         if let Some(o) = self.open.take() {
+            self.seal_open(partition, o);
+        }
+    }
+
+    /// Queues a batch for sending, after those sealed before it.
+    fn seal_open(&mut self, partition: u32, o: Open) {
+        {
             let Open { builder, budget, done, forwards, .. } = o;
             let seq = self.next_seal;
             self.next_seal += 1;
@@ -779,6 +968,12 @@ impl Topics {
         Some(&mut self.queues[self.last])
     }
 
+    /// The topic's index and partition count.
+    fn find(&mut self, name: &str) -> Option<(usize, u32)> {
+        self.get_mut(name)?;
+        Some((self.last, self.queues[self.last].len() as u32))
+    }
+
     /// The topic's queues, made for `partitions` if it is new.
     fn get_or_insert(&mut self, name: &str, partitions: u32) -> &mut Vec<Queue> {
         if self.get_mut(name).is_none() {
@@ -828,6 +1023,9 @@ struct State {
     sender: SenderState,
     /// `send` calls blocked on a full buffer.
     space_waiters: usize,
+    /// Every thread's lane (a thread's is dropped here once it exits and
+    /// the lane is empty).
+    lanes: Vec<Arc<ThreadLane>>,
 }
 
 /// Which waiting threads a change to the state must wake. A condvar's
@@ -859,6 +1057,92 @@ struct Shared {
     work: Condvar,
     /// A bootstrap connection for `send`'s topic lookups.
     lookup: Mutex<Option<Connection>>,
+    /// `State::closed`, for `send`'s path that takes no lock.
+    closed: AtomicBool,
+    /// Tells this producer's lanes apart from other producers' in a
+    /// thread's list.
+    id: u64,
+    /// The zero of `ThreadLane::oldest`.
+    epoch: Instant,
+}
+
+/// One thread's open batches: `send` appends to them without a lock (see
+/// [`lane`]), one batch per partition it sends to; full ones are handed to
+/// the partition's queue under the state lock, once per batch. Records of
+/// one thread keep their order in a partition: its batches are queued in
+/// the order they were opened, by the thread or by whoever steals them.
+struct ThreadLane {
+    lane: lane::Lane<LaneBatches>,
+    /// When its oldest open batch was opened, in nanoseconds since the
+    /// producer's epoch (`NONE_OPEN` if none): the sender thread steals the
+    /// lane's batches once that has lingered. Written under the state lock.
+    oldest: AtomicU64,
+    /// The producer closed: the thread drops the lane at its next send.
+    retired: AtomicBool,
+}
+
+const NONE_OPEN: u64 = u64::MAX;
+
+#[derive(Default)]
+struct LaneBatches {
+    topics: Vec<LaneTopic>,
+    /// The topic of the last record, looked at first.
+    last: usize,
+    round_robin: u32,
+    /// Buffer bytes reserved from `State::used` and not yet taken by a
+    /// record (taken in chunks, so reserving is not per record).
+    credit: usize,
+}
+
+struct LaneTopic {
+    name: String,
+    /// Its index in `State::topics`.
+    index: usize,
+    open: Vec<Option<Open>>,
+}
+
+impl LaneBatches {
+    fn find(&mut self, name: &str) -> Option<usize> {
+        if self.topics.get(self.last).is_some_and(|t| t.name == name) {
+            return Some(self.last);
+        }
+        self.last = self.topics.iter().position(|t| t.name == name)?;
+        Some(self.last)
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.topics.iter().flat_map(|t| t.open.iter().flatten()).map(|o| o.opened).min()
+    }
+}
+
+/// A thread's lanes, one per producer it sends through.
+struct ThreadLanes(Vec<(u64, Arc<ThreadLane>)>);
+
+impl Drop for ThreadLanes {
+    fn drop(&mut self) {
+        // The lanes go: so does the shortcut to one.
+        let _ = LAST_LANE.try_with(|l| l.set((u64::MAX, std::ptr::null())));
+    }
+}
+
+thread_local! {
+    static LANES: std::cell::RefCell<ThreadLanes> = const { std::cell::RefCell::new(ThreadLanes(Vec::new())) };
+    /// The lane this thread used last, by producer id: reaching it is one
+    /// thread-local read (`LANES`, which has a destructor, costs a check
+    /// and a borrow). It points into `LANES`, which keeps the lane alive:
+    /// it is set and cleared only with `LANES` changing, on this thread.
+    static LAST_LANE: std::cell::Cell<(u64, *const ThreadLane)> = const { std::cell::Cell::new((u64::MAX, std::ptr::null())) };
+}
+
+static PRODUCER_IDS: AtomicU64 = AtomicU64::new(0);
+
+fn nanos_since(epoch: Instant, t: Instant) -> u64 {
+    t.saturating_duration_since(epoch).as_nanos() as u64
+}
+
+/// Buffer bytes a lane reserves at a time beyond the record that needs them.
+fn credit_chunk(config: &ProducerConfig) -> usize {
+    (config.buffer_max_bytes / 64).min(64 << 10)
 }
 
 /// A batching, retrying producer. Cheap to share behind an `Arc`; `send`
@@ -898,8 +1182,17 @@ impl Producer {
     /// Connects to the first bootstrap broker that answers.
     pub fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
         let conn = Connection::connect_any(&config.bootstrap)?;
-        let shared =
-            Arc::new(Shared { config, state: Mutex::new(State::default()), space: Condvar::new(), work: Condvar::new(), lookup: Mutex::new(Some(conn)) });
+        lane::init();
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(State::default()),
+            space: Condvar::new(),
+            work: Condvar::new(),
+            lookup: Mutex::new(Some(conn)),
+            closed: AtomicBool::new(false),
+            id: PRODUCER_IDS.fetch_add(1, Ordering::Relaxed),
+            epoch: Instant::now(),
+        });
         let sender = Sender { shared: shared.clone(), bootstrap: None, leaders: HashMap::new(), links: HashMap::new() };
         let thread = thread::Builder::new().name("shardlog-producer".into()).spawn(move || sender.run()).map_err(ClientError::Io)?;
         Ok(Producer { shared, thread: Mutex::new(Some(thread)) })
@@ -914,75 +1207,177 @@ impl Producer {
     }
 
     fn send_ref(&self, r: RecordRef<'_>) -> Result<Delivery, ProducerError> {
-        let sh = &*self.shared;
         let size = 64
             + r.key.map_or(0, <[u8]>::len)
             + r.value.map_or(0, <[u8]>::len)
             + r.headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum::<usize>();
-        let mut st = lock(&sh.state);
-        if st.closed {
+        let (id, lane) = LAST_LANE.with(std::cell::Cell::get);
+        if id == self.shared.id && !lane.is_null() {
+            // SAFETY: `LAST_LANE` points into this thread's `LANES`, whose
+            // `Arc` keeps the lane alive (see `LAST_LANE`).
+            return self.send_in(unsafe { &*lane }, &r, size);
+        }
+        self.send_first(&r, size)
+    }
+
+    /// `send` through a lane this thread has not used last: found in its
+    /// list or made.
+    #[cold]
+    fn send_first(&self, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+        let id = self.shared.id;
+        let lane = LANES.try_with(|lanes| {
+            let mut lanes = lanes.borrow_mut();
+            lanes.0.retain(|(_, l)| !l.retired.load(Ordering::Relaxed));
+            let lane = match lanes.0.iter().find(|(i, _)| *i == id) {
+                Some((_, l)) => l.clone(),
+                None => {
+                    let l = self.new_lane();
+                    lanes.0.push((id, l.clone()));
+                    l
+                }
+            };
+            LAST_LANE.with(|last| last.set((id, Arc::as_ptr(&lane))));
+            lane
+        });
+        // A send from another thread-local's destructor, after this
+        // thread's lanes went: a lane of its own, which the sender thread
+        // empties and drops once this one is gone.
+        let lane = lane.unwrap_or_else(|_| self.new_lane());
+        self.send_in(&lane, r, size)
+    }
+
+    /// A lane for the calling thread, known to the sender thread.
+    fn new_lane(&self) -> Arc<ThreadLane> {
+        let lane = Arc::new(ThreadLane {
+            lane: lane::Lane::new(LaneBatches::default()),
+            oldest: AtomicU64::new(NONE_OPEN),
+            retired: AtomicBool::new(false),
+        });
+        lock(&self.shared.state).lanes.push(lane.clone());
+        lane
+    }
+
+    #[inline(always)]
+    fn send_in(&self, lane: &ThreadLane, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+        // SAFETY: a lane is in one thread's list only, and this is that
+        // thread; `append` steals no lane.
+        unsafe { lane.lane.owner(|b| self.append(lane, b, r, size)) }
+    }
+
+    /// Adds a record to the calling thread's open batch of its partition.
+    /// Takes the state lock only to open a batch, hand a full one over,
+    /// reserve buffer space, or meet a topic.
+    #[inline]
+    fn append(&self, lane: &ThreadLane, b: &mut LaneBatches, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+        let sh = &*self.shared;
+        // Read inside the lane: `close` sets it, then steals every lane, so
+        // a record appended after this check is stolen and sent.
+        if sh.closed.load(Ordering::Acquire) {
             return Err(ProducerError::Closed);
         }
-        let mut deadline = None;
-        while st.used > 0 && st.used + size > sh.config.buffer_max_bytes {
-            let at = *deadline.get_or_insert_with(|| Instant::now() + sh.config.send_timeout);
-            let left = at.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ProducerError::BufferFull(sh.config.send_timeout));
+        let t = match b.find(r.topic) {
+            Some(t) => t,
+            None => {
+                let mut st = lock(&sh.state);
+                let Some((index, partitions)) = st.topics.find(r.topic) else {
+                    return self.send_unrouted(st, r, size);
+                };
+                b.topics.push(LaneTopic { name: r.topic.to_string(), index, open: (0..partitions).map(|_| None).collect() });
+                b.last = b.topics.len() - 1;
+                b.last
             }
-            st.space_waiters += 1;
-            st = sh.space.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
-            st.space_waiters -= 1;
-            if st.closed {
-                return Err(ProducerError::Closed);
-            }
-        }
-        let State { topics, spare, unrouted, round_robin, used, .. } = &mut *st;
-        let Some(queues) = topics.get_mut(r.topic) else {
-            // The topic's first records: the sender thread looks it up, so
-            // `send` never waits on the network.
-            *used += size;
-            let done = Batch::new();
-            let u = Unrouted {
-                partition: r.partition,
-                key: r.key.map(<[u8]>::to_vec),
-                value: r.value.map(<[u8]>::to_vec),
-                headers: r.headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect(),
-                timestamp_ms: r.timestamp_ms.unwrap_or_else(crate::time::now_ms),
-                size,
-                done: Completion(done.clone()),
-            };
-            unrouted.entry(r.topic.to_string()).or_default().push(u);
-            let wakes = st.wakes();
-            drop(st);
-            sh.wake(wakes);
-            return Ok(Delivery(Report::InBatch { batch: Held(Some(done)), index: 0 }));
         };
-        let partition = match choose_partition(r.partition, r.key, queues.len() as u32, round_robin) {
+        let partitions = b.topics[t].open.len() as u32;
+        let partition = match choose_partition(r.partition, r.key, partitions, &mut b.round_robin) {
             Ok(p) => p,
             Err(p) => return Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p }))),
         };
-        *used += size;
-        let (wake, batch, index) = queues[partition as usize].push(partition, &r, size, spare, &sh.config, None);
-        // The sender looks at every batch before it sleeps: it needs waking
-        // for a sealed batch only if it sleeps, and for an opened one only
-        // if it sleeps past the batch's linger.
-        let wake = match (wake, st.sender) {
-            (Wake::No, _) | (_, SenderState::Busy) => false,
-            (Wake::Sealed, SenderState::Sleeping(_)) => true,
-            (Wake::Opened, SenderState::Sleeping(until)) => until.is_none_or(|t| t > Instant::now() + sh.config.linger),
+        if b.credit < size {
+            self.reserve(b, size)?;
+        }
+        b.credit -= size;
+        let topic = &mut b.topics[t];
+        let slot = &mut topic.open[partition as usize];
+        let open = match slot {
+            Some(o) => o,
+            None => slot.insert(self.open_batch(lane)),
+        };
+        open.builder.push(r.timestamp_ms.unwrap_or_else(crate::time::ticking_now_ms), r.key, r.value, r.headers);
+        open.budget += size;
+        let (batch, index) = (open.refs.take(), open.builder.record_count() - 1);
+        if open.builder.encoded_len() >= sh.config.batch_max_bytes {
+            let full = slot.take().expect("appended to above");
+            let queue = topic.index;
+            sh.hand_over(lane, b, [(queue, partition, full)]);
+        }
+        Ok(Delivery(Report::InBatch { batch: Held(Some(batch)), index }))
+    }
+
+    /// A new open batch, in a spare buffer if there is one.
+    fn open_batch(&self, lane: &ThreadLane) -> Open {
+        let sh = &*self.shared;
+        let now = Instant::now();
+        let mut st = lock(&sh.state);
+        let builder = st.spare.pop().map_or_else(|| BatchBuilder::new(sh.config.batch_max_bytes.min(8 << 20) + 1024), BatchBuilder::reuse);
+        if lane.oldest.load(Ordering::Relaxed) == NONE_OPEN {
+            lane.oldest.store(nanos_since(sh.epoch, now), Ordering::Relaxed);
+        }
+        // The sender looks at every lane before it sleeps: it needs waking
+        // only if it sleeps past this batch's linger.
+        let wake = match st.sender {
+            SenderState::Busy => false,
+            SenderState::Sleeping(until) => until.is_none_or(|t| t > now + sh.config.linger),
         };
         drop(st);
         if wake {
             sh.work.notify_one();
         }
-        Ok(Delivery(Report::InBatch { batch: Held(Some(batch)), index }))
+        let done = Batch::new();
+        Open { builder, budget: 0, opened: now, done: Completion(done.clone()), refs: counted::Credits::new(done), forwards: Vec::new() }
+    }
+
+    /// Reserves buffer space for a record and a chunk more; blocks while
+    /// the buffer is full (backpressure).
+    fn reserve(&self, b: &mut LaneBatches, size: usize) -> Result<(), ProducerError> {
+        let sh = &*self.shared;
+        let mut st = sh.space_for(lock(&sh.state), size)?;
+        let extra = credit_chunk(&sh.config).min(sh.config.buffer_max_bytes.saturating_sub(st.used + size));
+        st.used += size + extra;
+        b.credit += size + extra;
+        Ok(())
+    }
+
+    /// A record of a topic not looked up yet: kept whole for the sender
+    /// thread, so `send` never waits on the network.
+    fn send_unrouted(&self, st: MutexGuard<'_, State>, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+        let sh = &*self.shared;
+        let mut st = sh.space_for(st, size)?;
+        st.used += size;
+        let done = Batch::new();
+        let u = Unrouted {
+            partition: r.partition,
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+            headers: r.headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect(),
+            timestamp_ms: r.timestamp_ms.unwrap_or_else(crate::time::now_ms),
+            size,
+            done: Completion(done.clone()),
+        };
+        st.unrouted.entry(r.topic.to_string()).or_default().push(u);
+        let wakes = st.wakes();
+        drop(st);
+        sh.wake(wakes);
+        Ok(Delivery(Report::InBatch { batch: Held(Some(done)), index: 0 }))
     }
 
     /// Sends everything queued and waits until it is acknowledged (or has
     /// failed: each delivery says which).
     pub fn flush(&self) -> Result<(), ProducerError> {
         let sh = &*self.shared;
+        let lanes = lock(&sh.state).lanes.clone();
+        for l in &lanes {
+            sh.steal(l, true);
+        }
         let mut waits = Vec::new();
         {
             let mut st = lock(&sh.state);
@@ -1008,7 +1403,14 @@ impl Producer {
     /// Flushes, then stops the background threads.
     pub fn close(&self) {
         let _ = self.flush();
-        lock(&self.shared.state).closed = true;
+        {
+            let mut st = lock(&self.shared.state);
+            st.closed = true;
+            self.shared.closed.store(true, Ordering::Release);
+            for l in &st.lanes {
+                l.retired.store(true, Ordering::Relaxed);
+            }
+        }
         self.shared.work.notify_all();
         self.shared.space.notify_all();
         if let Some(t) = lock(&self.thread).take() {
@@ -1048,6 +1450,26 @@ fn backoff(n: u32) -> Duration {
 }
 
 impl Shared {
+    /// Waits while `size` more bytes would overfill the buffer
+    /// (backpressure), up to `send_timeout`.
+    fn space_for<'a>(&self, mut st: MutexGuard<'a, State>, size: usize) -> Result<MutexGuard<'a, State>, ProducerError> {
+        let mut deadline = None;
+        while st.used > 0 && st.used + size > self.config.buffer_max_bytes {
+            let at = *deadline.get_or_insert_with(|| Instant::now() + self.config.send_timeout);
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ProducerError::BufferFull(self.config.send_timeout));
+            }
+            st.space_waiters += 1;
+            st = self.space.wait_timeout(st, left).unwrap_or_else(|e| e.into_inner()).0;
+            st.space_waiters -= 1;
+            if st.closed {
+                return Err(ProducerError::Closed);
+            }
+        }
+        Ok(st)
+    }
+
     /// A topic's partition count, through the bootstrap connection.
     fn partitions(&self, topic: &str) -> Result<u32, ProducerError> {
         let mut conn = lock(&self.lookup);
@@ -1075,6 +1497,43 @@ impl Shared {
             }
         }
         Err(ProducerError::Broker(format!("looking up '{topic}' failed {} times: {last}", self.config.retries + 1)))
+    }
+
+    /// Queues batches taken out of a lane (by its owner or a thief), in
+    /// the order given, after what their partitions queued before.
+    fn hand_over(&self, lane: &ThreadLane, b: &LaneBatches, batches: impl IntoIterator<Item = (usize, u32, Open)>) {
+        let sh = self;
+        let oldest = b.oldest().map_or(NONE_OPEN, |t| nanos_since(sh.epoch, t));
+        let mut st = lock(&sh.state);
+        for (queue, partition, open) in batches {
+            st.topics.queues[queue][partition as usize].seal_open(partition, open);
+        }
+        lane.oldest.store(oldest, Ordering::Relaxed);
+        let wakes = st.wakes();
+        drop(st);
+        sh.wake(wakes);
+    }
+
+    /// Takes a lane's open batches (all, or those that have lingered) and
+    /// queues them; with `all`, also gives its unspent buffer reservation
+    /// back. Never called with the state lock held (the lane's owner may
+    /// be waiting for it inside the lane).
+    fn steal(&self, lane: &ThreadLane, all: bool) {
+        lane.lane.steal(|b| {
+            let now = Instant::now();
+            let mut taken = Vec::new();
+            for t in &mut b.topics {
+                for (p, slot) in t.open.iter_mut().enumerate() {
+                    if slot.as_ref().is_some_and(|o| all || o.opened + self.config.linger <= now) {
+                        taken.push((t.index, p as u32, slot.take().expect("checked")));
+                    }
+                }
+            }
+            if all && b.credit > 0 {
+                lock(&self.state).used -= std::mem::take(&mut b.credit);
+            }
+            self.hand_over(lane, b, taken);
+        });
     }
 
     /// A batch is done: its deliveries complete, its buffer space frees,
@@ -1174,7 +1633,10 @@ struct Sender {
 
 impl Sender {
     fn run(mut self) {
-        while let Some((topics, batches)) = self.next_batches() {
+        while let Some((lanes, topics, batches)) = self.next_batches() {
+            for (l, all) in lanes {
+                self.shared.steal(&l, all);
+            }
             for t in topics {
                 self.route(&t);
             }
@@ -1229,6 +1691,11 @@ impl Sender {
                 }
             }
         }
+        // Sealed at once: a thread's later records of the topic go through
+        // its lane, and must queue after these.
+        for (p, q) in queues.iter_mut().enumerate() {
+            q.seal(p as u32);
+        }
         let wakes = st.wakes();
         drop(st);
         sh.wake(wakes);
@@ -1237,7 +1704,8 @@ impl Sender {
     /// Waits for work: topics to look up, sealed batches whose partition
     /// has nothing in flight, and open ones that have lingered (all once
     /// closed). `None` once the producer is closed and everything is done.
-    fn next_batches(&self) -> Option<(Vec<String>, Vec<InFlight>)> {
+    #[allow(clippy::type_complexity)]
+    fn next_batches(&self) -> Option<(Vec<(Arc<ThreadLane>, bool)>, Vec<String>, Vec<InFlight>)> {
         let sh = &*self.shared;
         let max_in_flight = sh.config.in_flight_limit();
         let mut st = lock(&sh.state);
@@ -1247,6 +1715,28 @@ impl Sender {
             let mut next_look: Option<Instant> = None;
             let mut out = Vec::new();
             let mut busy = false;
+            // Lanes whose oldest batch has lingered (every lane, once
+            // closed), and those of threads that have exited, go first.
+            let mut steal = Vec::new();
+            st.lanes.retain(|l| {
+                if Arc::strong_count(l) == 1 {
+                    steal.push((l.clone(), true));
+                    return false;
+                }
+                let oldest = l.oldest.load(Ordering::Relaxed);
+                if oldest != NONE_OPEN {
+                    let due = sh.epoch + Duration::from_nanos(oldest) + sh.config.linger;
+                    if closed || due <= now {
+                        steal.push((l.clone(), closed));
+                    } else {
+                        next_look = Some(next_look.map_or(due, |t| t.min(due)));
+                    }
+                }
+                true
+            });
+            if !steal.is_empty() {
+                return Some((steal, Vec::new(), Vec::new()));
+            }
             for (topic, queues) in st.topics.iter_mut() {
                 for (p, q) in queues.iter_mut().enumerate() {
                     if let Some(o) = &q.open {
@@ -1287,7 +1777,7 @@ impl Sender {
             }
             let unrouted: Vec<String> = st.unrouted.keys().cloned().collect();
             if !out.is_empty() || !unrouted.is_empty() {
-                return Some((unrouted, out));
+                return Some((Vec::new(), unrouted, out));
             }
             if closed && !busy {
                 return None;
