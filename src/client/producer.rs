@@ -1248,11 +1248,7 @@ impl Producer {
 
     /// A lane for the calling thread, known to the sender thread.
     fn new_lane(&self) -> Arc<ThreadLane> {
-        let lane = Arc::new(ThreadLane {
-            lane: lane::Lane::new(LaneBatches::default()),
-            oldest: AtomicU64::new(NONE_OPEN),
-            retired: AtomicBool::new(false),
-        });
+        let lane = Arc::new(ThreadLane { lane: lane::Lane::new(LaneBatches::default()), oldest: AtomicU64::new(NONE_OPEN), retired: AtomicBool::new(false) });
         lock(&self.shared.state).lanes.push(lane.clone());
         lane
     }
