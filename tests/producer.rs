@@ -278,3 +278,24 @@ fn flush_sends_other_threads_open_batches() {
     assert_eq!(offsets, (1..=10).collect::<Vec<i64>>());
     idle.join().unwrap();
 }
+
+/// A send that waits for buffer space waits outside its thread's lane: the
+/// sender thread, which must take the lane's lingering batch to free space,
+/// is never held up by it. A small buffer against a healthy broker: every
+/// send goes through, none gives up.
+#[test]
+fn waiting_for_buffer_space_never_holds_up_the_sender() {
+    let b = Broker::start(1);
+    Connection::connect(b.addr).unwrap().create_topic("tight", 1).unwrap();
+    let p = Producer::connect(ProducerConfig {
+        buffer_max_bytes: 4096,
+        send_timeout: Duration::from_secs(20),
+        linger: Duration::from_millis(1),
+        acks: Acks::Leader,
+        ..config(&b)
+    })
+    .unwrap();
+    let ds: Vec<_> = (0..2000).map(|i| p.send(record("tight", None, format!("{i:0>100}"))).unwrap()).collect();
+    let offsets: Vec<i64> = ds.into_iter().map(|d| d.wait().unwrap().offset).collect();
+    assert_eq!(offsets, (0..2000).collect::<Vec<i64>>());
+}

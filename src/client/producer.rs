@@ -1083,6 +1083,10 @@ struct ThreadLane {
 
 const NONE_OPEN: u64 = u64::MAX;
 
+/// A record does not fit the buffer yet: its `send` waits for space
+/// outside its lane, then appends again.
+struct BufferFull;
+
 #[derive(Default)]
 struct LaneBatches {
     topics: Vec<LaneTopic>,
@@ -1255,28 +1259,39 @@ impl Producer {
 
     #[inline(always)]
     fn send_in(&self, lane: &ThreadLane, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
-        // SAFETY: a lane is in one thread's list only, and this is that
-        // thread; `append` steals no lane.
-        unsafe { lane.lane.owner(|b| self.append(lane, b, r, size)) }
+        let mut deadline = None;
+        loop {
+            // SAFETY: a lane is in one thread's list only, and this is that
+            // thread; `append` steals no lane.
+            match unsafe { lane.lane.owner(|b| self.append(lane, b, r, size)) } {
+                Ok(sent) => return sent,
+                // Waited for outside the lane: a thief (the sender thread,
+                // whose sending is what frees space) waits for the owner
+                // to leave it.
+                Err(BufferFull) => self.shared.wait_for_space(size, &mut deadline)?,
+            }
+        }
     }
 
     /// Adds a record to the calling thread's open batch of its partition.
     /// Takes the state lock only to open a batch, hand a full one over,
     /// reserve buffer space, or meet a topic.
     #[inline]
-    fn append(&self, lane: &ThreadLane, b: &mut LaneBatches, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+    /// `Err(BufferFull)`: the record does not fit the buffer yet, and
+    /// nothing was done. Never blocks.
+    fn append(&self, lane: &ThreadLane, b: &mut LaneBatches, r: &RecordRef<'_>, size: usize) -> Result<Result<Delivery, ProducerError>, BufferFull> {
         let sh = &*self.shared;
         // Read inside the lane: `close` sets it, then steals every lane, so
         // a record appended after this check is stolen and sent.
         if sh.closed.load(Ordering::Acquire) {
-            return Err(ProducerError::Closed);
+            return Ok(Err(ProducerError::Closed));
         }
         let t = match b.find(r.topic) {
             Some(t) => t,
             None => {
                 let mut st = lock(&sh.state);
                 let Some((index, partitions)) = st.topics.find(r.topic) else {
-                    return self.send_unrouted(st, r, size);
+                    return self.send_unrouted(st, r, size).map(Ok);
                 };
                 b.topics.push(LaneTopic { name: r.topic.to_string(), index, open: (0..partitions).map(|_| None).collect() });
                 b.last = b.topics.len() - 1;
@@ -1286,7 +1301,7 @@ impl Producer {
         let partitions = b.topics[t].open.len() as u32;
         let partition = match choose_partition(r.partition, r.key, partitions, &mut b.round_robin) {
             Ok(p) => p,
-            Err(p) => return Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p }))),
+            Err(p) => return Ok(Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p })))),
         };
         if b.credit < size {
             self.reserve(b, size)?;
@@ -1306,7 +1321,7 @@ impl Producer {
             let queue = topic.index;
             sh.hand_over(lane, b, [(queue, partition, full)]);
         }
-        Ok(Delivery(Report::InBatch { batch: Held(Some(batch)), index }))
+        Ok(Ok(Delivery(Report::InBatch { batch: Held(Some(batch)), index })))
     }
 
     /// A new open batch, in a spare buffer if there is one.
@@ -1332,11 +1347,14 @@ impl Producer {
         Open { builder, budget: 0, opened: now, done: Completion(done.clone()), refs: counted::Credits::new(done), forwards: Vec::new() }
     }
 
-    /// Reserves buffer space for a record and a chunk more; blocks while
-    /// the buffer is full (backpressure).
-    fn reserve(&self, b: &mut LaneBatches, size: usize) -> Result<(), ProducerError> {
+    /// Reserves buffer space for a record and a chunk more, if the record
+    /// fits.
+    fn reserve(&self, b: &mut LaneBatches, size: usize) -> Result<(), BufferFull> {
         let sh = &*self.shared;
-        let mut st = sh.space_for(lock(&sh.state), size)?;
+        let mut st = lock(&sh.state);
+        if sh.full(&st, size) {
+            return Err(BufferFull);
+        }
         let extra = credit_chunk(&sh.config).min(sh.config.buffer_max_bytes.saturating_sub(st.used + size));
         st.used += size + extra;
         b.credit += size + extra;
@@ -1345,9 +1363,11 @@ impl Producer {
 
     /// A record of a topic not looked up yet: kept whole for the sender
     /// thread, so `send` never waits on the network.
-    fn send_unrouted(&self, st: MutexGuard<'_, State>, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+    fn send_unrouted(&self, mut st: MutexGuard<'_, State>, r: &RecordRef<'_>, size: usize) -> Result<Delivery, BufferFull> {
         let sh = &*self.shared;
-        let mut st = sh.space_for(st, size)?;
+        if sh.full(&st, size) {
+            return Err(BufferFull);
+        }
         st.used += size;
         let done = Batch::new();
         let u = Unrouted {
@@ -1446,11 +1466,18 @@ fn backoff(n: u32) -> Duration {
 }
 
 impl Shared {
+    /// Whether `size` more bytes would overfill the buffer (a record is
+    /// taken into an empty buffer whatever its size).
+    fn full(&self, st: &State, size: usize) -> bool {
+        st.used > 0 && st.used + size > self.config.buffer_max_bytes
+    }
+
     /// Waits while `size` more bytes would overfill the buffer
-    /// (backpressure), up to `send_timeout`.
-    fn space_for<'a>(&self, mut st: MutexGuard<'a, State>, size: usize) -> Result<MutexGuard<'a, State>, ProducerError> {
-        let mut deadline = None;
-        while st.used > 0 && st.used + size > self.config.buffer_max_bytes {
+    /// (backpressure), until `deadline` (`send_timeout` from the first
+    /// wait of the record).
+    fn wait_for_space(&self, size: usize, deadline: &mut Option<Instant>) -> Result<(), ProducerError> {
+        let mut st = lock(&self.state);
+        while self.full(&st, size) {
             let at = *deadline.get_or_insert_with(|| Instant::now() + self.config.send_timeout);
             let left = at.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -1463,7 +1490,7 @@ impl Shared {
                 return Err(ProducerError::Closed);
             }
         }
-        Ok(st)
+        Ok(())
     }
 
     /// A topic's partition count, through the bootstrap connection.
@@ -1511,8 +1538,8 @@ impl Shared {
     }
 
     /// Takes a lane's open batches (all, or those that have lingered) and
-    /// queues them; with `all`, also gives its unspent buffer reservation
-    /// back. Never called with the state lock held (the lane's owner may
+    /// queues them; a lane left with none gives its unspent buffer
+    /// reservation back. Never called with the state lock held (the lane's owner may
     /// be waiting for it inside the lane).
     fn steal(&self, lane: &ThreadLane, all: bool) {
         lane.lane.steal(|b| {
@@ -1525,7 +1552,9 @@ impl Shared {
                     }
                 }
             }
-            if all && b.credit > 0 {
+            // A lane left with no open batch (its thread went quiet) gives
+            // its unspent reservation back, for other threads.
+            if b.credit > 0 && (all || b.oldest().is_none()) {
                 lock(&self.state).used -= std::mem::take(&mut b.credit);
             }
             self.hand_over(lane, b, taken);
