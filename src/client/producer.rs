@@ -894,20 +894,10 @@ impl Queue {
         }
     }
 
-    /// Adds a record to the open batch (opening one, in a spare buffer if
-    /// there is one); says whether it opened one and whether it sealed it
-    /// (the sender thread must hear of a sealed batch, and of an opened one
-    /// if it sleeps past its linger).
-    fn push(
-        &mut self,
-        partition: u32,
-        r: &RecordRef<'_>,
-        size: usize,
-        spare: &mut Vec<Vec<u8>>,
-        config: &ProducerConfig,
-        forward: Option<Completion>,
-    ) -> (Wake, BatchRef, u32) {
-        let mut wake = if self.open.is_none() { Wake::Opened } else { Wake::No };
+    /// Adds a record sent before its topic was known to the open batch
+    /// (opening one, in a spare buffer if there is one), sealing it when
+    /// full; the record keeps its own completion (`forward`).
+    fn push(&mut self, partition: u32, r: &RecordRef<'_>, size: usize, spare: &mut Vec<Vec<u8>>, config: &ProducerConfig, forward: Completion) {
         let open = self.open.get_or_insert_with(|| {
             let done = Batch::new();
             Open {
@@ -923,13 +913,10 @@ impl Queue {
         });
         open.builder.push(r.timestamp_ms.unwrap_or_else(crate::time::ticking_now_ms), r.key, r.value, r.headers);
         open.budget += size;
-        let (batch, index) = (open.refs.take(), open.builder.record_count() - 1);
-        open.forwards.extend(forward.map(|c| (index, c)));
+        open.forwards.push((open.builder.record_count() - 1, forward));
         if open.builder.encoded_len() >= config.batch_max_bytes {
             self.seal(partition);
-            wake = Wake::Sealed;
         }
-        (wake, batch, index)
     }
 
     fn busy(&self) -> bool {
@@ -988,13 +975,6 @@ impl Topics {
     fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Vec<Queue>)> {
         self.names.iter().zip(self.queues.iter_mut())
     }
-}
-
-/// What a record's `send` must tell the sender thread.
-enum Wake {
-    No,
-    Opened,
-    Sealed,
 }
 
 /// What the sender thread is doing, as `send` sees it.
@@ -1708,7 +1688,7 @@ impl Sender {
                         headers: &headers,
                         timestamp_ms: Some(u.timestamp_ms),
                     };
-                    queues[p as usize].push(p, &r, u.size, spare, &sh.config, Some(u.done));
+                    queues[p as usize].push(p, &r, u.size, spare, &sh.config, u.done);
                 }
                 Err(p) => {
                     *used -= u.size;
