@@ -18,6 +18,7 @@ pub fn now_ms() -> i64 {
 /// (longer only if the host starves it). The thread parks after 100 ms
 /// without a caller; the next caller reads the wall clock itself and wakes
 /// it, so an idle process pays nothing.
+#[inline]
 pub fn ticking_now_ms() -> i64 {
     static TICKER: OnceLock<Option<&'static Ticker>> = OnceLock::new();
     match TICKER.get_or_init(Ticker::start) {

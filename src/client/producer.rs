@@ -216,54 +216,62 @@ pub enum ProducerError {
 /// The delivery report of one record: a `Future`, or [`Delivery::wait`]
 /// from blocking code. It shares its batch's completion with the batch's
 /// other records.
-pub struct Delivery(Report);
-
-enum Report {
-    InBatch {
-        batch: Held,
-        index: u32,
-    },
-    /// Known at `send` (an unknown partition): boxed, so a delivery stays
-    /// two words for the common case.
-    Known(Option<Box<Result<RecordMetadata, ProducerError>>>),
+///
+/// Two scalars (a pointer and an index), so it moves between frames in
+/// registers. A result known at `send` (an unknown partition) is a batch
+/// of its own, completed at once.
+pub struct Delivery {
+    batch: Held,
+    index: u32,
 }
 
+/// The index of a "delivery" that stands for `send`'s own error (see
+/// `Producer::send_ref`); never a record's.
+const REFUSED: u32 = u32::MAX;
+
 impl Delivery {
-    fn known(r: Result<RecordMetadata, ProducerError>) -> Self {
-        Delivery(Report::Known(Some(Box::new(r))))
+    /// A delivery completed at `send`, or (`index` [`REFUSED`]) `send`'s
+    /// own error.
+    #[cold]
+    fn known(r: Result<(u32, i64), ProducerError>, index: u32) -> Self {
+        let batch = Batch::new();
+        let _ = batch.result.set(r);
+        Delivery { batch: Held(Some(batch)), index }
+    }
+
+    /// The error of a [`REFUSED`] one.
+    #[cold]
+    fn refusal(self) -> ProducerError {
+        match self.batch.wait() {
+            Err(e) => e.clone(),
+            Ok(_) => ProducerError::Closed,
+        }
     }
 
     /// Blocks until the record is acknowledged or has failed.
     pub fn wait(self) -> Result<RecordMetadata, ProducerError> {
-        match self.0 {
-            Report::Known(r) => r.map_or(Err(ProducerError::Closed), |r| *r),
-            Report::InBatch { batch, index } => batch.record(batch.wait(), index),
-        }
+        self.batch.record(self.batch.wait(), self.index)
     }
 }
 
 impl Future for Delivery {
     type Output = Result<RecordMetadata, ProducerError>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.0 {
-            Report::Known(r) => Poll::Ready(r.take().map_or(Err(ProducerError::Closed), |r| *r)),
-            Report::InBatch { batch, index } => {
-                if let Some(r) = batch.result.get() {
-                    return Poll::Ready(batch.record(r, *index));
-                }
-                let mut waiters = lock(&batch.waiters);
-                // Checked again under the lock the completer takes after
-                // setting the result: either it is set now, or the waker
-                // registered here is woken.
-                if let Some(r) = batch.result.get() {
-                    return Poll::Ready(batch.record(r, *index));
-                }
-                if !waiters.tasks.last().is_some_and(|w| w.will_wake(cx.waker())) {
-                    waiters.tasks.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (batch, index) = (&self.batch, self.index);
+        if let Some(r) = batch.result.get() {
+            return Poll::Ready(batch.record(r, index));
         }
+        let mut waiters = lock(&batch.waiters);
+        // Checked again under the lock the completer takes after setting
+        // the result: either it is set now, or the waker registered here is
+        // woken.
+        if let Some(r) = batch.result.get() {
+            return Poll::Ready(batch.record(r, index));
+        }
+        if !waiters.tasks.last().is_some_and(|w| w.will_wake(cx.waker())) {
+            waiters.tasks.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -631,7 +639,7 @@ mod counted {
 mod lane {
     use std::cell::UnsafeCell;
     use std::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicU8, Ordering};
-    use std::sync::{Mutex, PoisonError};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
 
     pub struct Lane<T> {
         /// The owner is inside `owner`.
@@ -652,29 +660,28 @@ mod lane {
             Lane { busy: AtomicBool::new(false), thief: AtomicBool::new(false), steal: Mutex::new(()), value: UnsafeCell::new(value) }
         }
 
-        /// Runs `f` on the value, as its owner.
+        /// The value, as its owner, until the guard is dropped.
         ///
         /// # Safety
-        /// One thread only calls this (the lane's owner), and `f` neither
-        /// calls it again nor [`steal`](Self::steal)s this lane.
+        /// One thread only calls this (the lane's owner), and while the
+        /// guard lives it neither enters again nor [`steal`](Self::steal)s
+        /// this lane. (A guard rather than a closure: the append runs
+        /// inline in `send`, and its result stays in registers.)
         #[inline(always)]
-        pub unsafe fn owner<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        pub unsafe fn enter(&self) -> Owned<'_, T> {
             self.busy.store(true, Ordering::Relaxed);
             light_barrier();
-            if !self.thief.load(Ordering::Acquire) {
-                // SAFETY: a thief that announces itself now waits for
-                // `busy` to clear, and one before this saw it and is gone
-                // (it clears `thief` last): the value is this thread's.
-                let r = f(unsafe { &mut *self.value.get() });
-                self.busy.store(false, Ordering::Release);
-                return r;
-            }
-            // A thief is at work: wait for it like another thief would.
+            // A thief at work: waited for as another thief would, and
+            // `steal` held throughout.
+            let held = self.thief.load(Ordering::Acquire).then(|| self.wait_for_thief());
+            Owned { lane: self, held }
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn wait_for_thief(&self) -> MutexGuard<'_, ()> {
             self.busy.store(false, Ordering::Release);
-            let _held = self.steal.lock().unwrap_or_else(PoisonError::into_inner);
-            // SAFETY: thieves hold `steal` throughout; the owner is this
-            // thread, here.
-            f(unsafe { &mut *self.value.get() })
+            self.steal.lock().unwrap_or_else(PoisonError::into_inner)
         }
 
         /// Runs `f` on the value while the owner is kept out; waits for an
@@ -697,6 +704,44 @@ mod lane {
             let r = f(unsafe { &mut *self.value.get() });
             self.thief.store(false, Ordering::Release);
             r
+        }
+    }
+
+    /// The owner inside its lane (see [`Lane::enter`]).
+    pub struct Owned<'a, T> {
+        lane: &'a Lane<T>,
+        /// `steal`, when a thief was met on the way in.
+        held: Option<MutexGuard<'a, ()>>,
+    }
+
+    impl<T> std::ops::Deref for Owned<'_, T> {
+        type Target = T;
+        #[inline(always)]
+        fn deref(&self) -> &T {
+            // SAFETY: as in `deref_mut`.
+            unsafe { &*self.lane.value.get() }
+        }
+    }
+
+    impl<T> std::ops::DerefMut for Owned<'_, T> {
+        #[inline(always)]
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: with no thief seen on the way in, one that announced
+            // itself since waits for `busy` to clear, and one before saw
+            // it and is gone (it clears `thief` last); with `steal` held,
+            // thieves are kept out by it. Either way the value is this
+            // thread's while the guard lives, and `enter`'s contract
+            // rules out a second guard.
+            unsafe { &mut *self.lane.value.get() }
+        }
+    }
+
+    impl<T> Drop for Owned<'_, T> {
+        #[inline(always)]
+        fn drop(&mut self) {
+            if self.held.is_none() {
+                self.lane.busy.store(false, Ordering::Release);
+            }
         }
     }
 
@@ -778,13 +823,11 @@ mod lane {
             let mut owned = 0u64;
             for _ in 0..2_000_000 {
                 // SAFETY: this thread is the only owner.
-                unsafe {
-                    lane.owner(|v| {
-                        assert_eq!(v.0, v.1, "the owner found a thief inside");
-                        v.0 += 1;
-                        v.1 += 1;
-                    })
-                };
+                let mut v = unsafe { lane.enter() };
+                assert_eq!(v.0, v.1, "the owner found a thief inside");
+                v.0 += 1;
+                v.1 += 1;
+                drop(v);
                 owned += 1;
             }
             stop.store(true, Ordering::Relaxed);
@@ -1067,6 +1110,20 @@ const NONE_OPEN: u64 = u64::MAX;
 /// outside its lane, then appends again.
 struct BufferFull;
 
+/// Why `append` did not add a record. Fieldless, so `Result<Delivery,
+/// Refused>` stays two words and comes back from the append in registers,
+/// as `send`'s own result does before it is widened to the public one.
+enum Refused {
+    BufferFull,
+    Closed,
+}
+
+impl From<BufferFull> for Refused {
+    fn from(_: BufferFull) -> Self {
+        Refused::BufferFull
+    }
+}
+
 #[derive(Default)]
 struct LaneBatches {
     topics: Vec<LaneTopic>,
@@ -1086,8 +1143,9 @@ struct LaneTopic {
 }
 
 impl LaneBatches {
+    #[inline(always)]
     fn find(&mut self, name: &str) -> Option<usize> {
-        if self.topics.get(self.last).is_some_and(|t| t.name == name) {
+        if self.topics.get(self.last).is_some_and(|t| same_name(&t.name, name)) {
             return Some(self.last);
         }
         self.last = self.topics.iter().position(|t| t.name == name)?;
@@ -1097,6 +1155,39 @@ impl LaneBatches {
     fn oldest(&self) -> Option<Instant> {
         self.topics.iter().flat_map(|t| t.open.iter().flatten()).map(|o| o.opened).min()
     }
+}
+
+/// `a == b` for a topic's name, compared in words inline: the library's
+/// `memcmp`, called for every `send`, cost several ns of a short name.
+#[inline(always)]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // The words at `i` and at the end (overlapping when `n` is not a
+    // multiple of the word) cover every byte.
+    fn word(s: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"))
+    }
+    fn half(s: &[u8], i: usize) -> u32 {
+        u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"))
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word(a, i) != word(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return word(a, n - 8) == word(b, n - 8);
+    }
+    if n >= 4 {
+        return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
+    }
+    (0..n).all(|i| a[i] == b[i])
 }
 
 /// A thread's lanes, one per producer it sends through.
@@ -1186,28 +1277,43 @@ impl Producer {
     /// buffer is full (backpressure), and on a topic's first record while
     /// its partitions are looked up. An unknown topic or partition is
     /// reported through the delivery.
+    #[inline]
     pub fn send(&self, record: impl ToRecord) -> Result<Delivery, ProducerError> {
-        record.with_record(|r| self.send_ref(r))
+        let d = record.with_record(|r| self.send_ref(r));
+        if d.index == REFUSED {
+            return Err(d.refusal());
+        }
+        Ok(d)
     }
 
-    fn send_ref(&self, r: RecordRef<'_>) -> Result<Delivery, ProducerError> {
+    /// `send`, its rare error carried as a [`REFUSED`] delivery: a
+    /// delivery is two scalars, returned in registers, where the public
+    /// 5-word result went through memory and each caller's wide load of
+    /// it waited on the callee's narrower stores (a few ns a record).
+    fn send_ref(&self, r: RecordRef<'_>) -> Delivery {
         let size = 64
             + r.key.map_or(0, <[u8]>::len)
             + r.value.map_or(0, <[u8]>::len)
             + r.headers.iter().map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len)).sum::<usize>();
-        let (id, lane) = LAST_LANE.with(std::cell::Cell::get);
-        if id == self.shared.id && !lane.is_null() {
+        let (id, last) = LAST_LANE.with(std::cell::Cell::get);
+        let first;
+        let lane = if id == self.shared.id && !last.is_null() {
             // SAFETY: `LAST_LANE` points into this thread's `LANES`, whose
             // `Arc` keeps the lane alive (see `LAST_LANE`).
-            return self.send_in(unsafe { &*lane }, &r, size);
-        }
-        self.send_first(&r, size)
+            unsafe { &*last }
+        } else {
+            first = self.lane_first();
+            &*first
+        };
+        // One call of `send_in`, so its append is inlined here once.
+        self.send_in(lane, &r, size)
     }
 
-    /// `send` through a lane this thread has not used last: found in its
-    /// list or made.
+    /// The lane of a thread that did not use this producer last: found in
+    /// its list or made.
     #[cold]
-    fn send_first(&self, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+    #[inline(never)]
+    fn lane_first(&self) -> Arc<ThreadLane> {
         let id = self.shared.id;
         let lane = LANES.try_with(|lanes| {
             let mut lanes = lanes.borrow_mut();
@@ -1226,8 +1332,7 @@ impl Producer {
         // A send from another thread-local's destructor, after this
         // thread's lanes went: a lane of its own, which the sender thread
         // empties and drops once this one is gone.
-        let lane = lane.unwrap_or_else(|_| self.new_lane());
-        self.send_in(&lane, r, size)
+        lane.unwrap_or_else(|_| self.new_lane())
     }
 
     /// A lane for the calling thread, known to the sender thread.
@@ -1238,17 +1343,25 @@ impl Producer {
     }
 
     #[inline(always)]
-    fn send_in(&self, lane: &ThreadLane, r: &RecordRef<'_>, size: usize) -> Result<Delivery, ProducerError> {
+    fn send_in(&self, lane: &ThreadLane, r: &RecordRef<'_>, size: usize) -> Delivery {
         let mut deadline = None;
         loop {
             // SAFETY: a lane is in one thread's list only, and this is that
             // thread; `append` steals no lane.
-            match unsafe { lane.lane.owner(|b| self.append(lane, b, r, size)) } {
+            let mut owned = unsafe { lane.lane.enter() };
+            let appended = self.append(lane, &mut owned, r, size);
+            drop(owned);
+            match appended {
                 Ok(sent) => return sent,
+                Err(Refused::Closed) => return Delivery::known(Err(ProducerError::Closed), REFUSED),
                 // Waited for outside the lane: a thief (the sender thread,
                 // whose sending is what frees space) waits for the owner
                 // to leave it.
-                Err(BufferFull) => self.shared.wait_for_space(size, &mut deadline)?,
+                Err(Refused::BufferFull) => {
+                    if let Err(e) = self.shared.wait_for_space(size, &mut deadline) {
+                        return Delivery::known(Err(e), REFUSED);
+                    }
+                }
             }
         }
     }
@@ -1256,22 +1369,22 @@ impl Producer {
     /// Adds a record to the calling thread's open batch of its partition.
     /// Takes the state lock only to open a batch, hand a full one over,
     /// reserve buffer space, or meet a topic.
-    #[inline]
     /// `Err(BufferFull)`: the record does not fit the buffer yet, and
     /// nothing was done. Never blocks.
-    fn append(&self, lane: &ThreadLane, b: &mut LaneBatches, r: &RecordRef<'_>, size: usize) -> Result<Result<Delivery, ProducerError>, BufferFull> {
+    #[inline(always)]
+    fn append(&self, lane: &ThreadLane, b: &mut LaneBatches, r: &RecordRef<'_>, size: usize) -> Result<Delivery, Refused> {
         let sh = &*self.shared;
         // Read inside the lane: `close` sets it, then steals every lane, so
         // a record appended after this check is stolen and sent.
         if sh.closed.load(Ordering::Acquire) {
-            return Ok(Err(ProducerError::Closed));
+            return Err(Refused::Closed);
         }
         let t = match b.find(r.topic) {
             Some(t) => t,
             None => {
                 let mut st = lock(&sh.state);
                 let Some((index, partitions)) = st.topics.find(r.topic) else {
-                    return self.send_unrouted(st, r, size).map(Ok);
+                    return Ok(self.send_unrouted(st, r, size)?);
                 };
                 b.topics.push(LaneTopic { name: r.topic.to_string(), index, open: (0..partitions).map(|_| None).collect() });
                 b.last = b.topics.len() - 1;
@@ -1281,7 +1394,7 @@ impl Producer {
         let partitions = b.topics[t].open.len() as u32;
         let partition = match choose_partition(r.partition, r.key, partitions, &mut b.round_robin) {
             Ok(p) => p,
-            Err(p) => return Ok(Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p })))),
+            Err(p) => return Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p }), 0)),
         };
         if b.credit < size {
             self.reserve(b, size)?;
@@ -1301,7 +1414,7 @@ impl Producer {
             let queue = topic.index;
             sh.hand_over(lane, b, [(queue, partition, full)]);
         }
-        Ok(Ok(Delivery(Report::InBatch { batch: Held(Some(batch)), index })))
+        Ok(Delivery { batch: Held(Some(batch)), index })
     }
 
     /// A new open batch, in a spare buffer if there is one.
@@ -1363,7 +1476,7 @@ impl Producer {
         let wakes = st.wakes();
         drop(st);
         sh.wake(wakes);
-        Ok(Delivery(Report::InBatch { batch: Held(Some(done)), index: 0 }))
+        Ok(Delivery { batch: Held(Some(done)), index: 0 })
     }
 
     /// Sends everything queued and waits until it is acknowledged (or has
@@ -2068,6 +2181,24 @@ fn read_answers(mut conn: Connection, link: &LinkShared, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_same_only_byte_for_byte() {
+        let names =
+            ["", "a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh", "abcdefghi", "a-topic-of-seventeen", "x".repeat(40).as_str()].map(str::to_string);
+        for a in &names {
+            for b in &names {
+                assert_eq!(same_name(a, b), a == b, "{a:?} {b:?}");
+            }
+            // One byte changed, at every place.
+            for i in 0..a.len() {
+                let mut c = a.clone().into_bytes();
+                c[i] ^= 1;
+                let c = String::from_utf8(c).expect("ascii");
+                assert!(!same_name(a, &c), "{a:?} {c:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_delivery_is_two_words() {
