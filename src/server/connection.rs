@@ -69,9 +69,12 @@ async fn read_exact_or_stop<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &
 /// Bytes of a frame read before anything is allocated for it: enough for
 /// most requests other than produce.
 const FIRST_READ_BYTES: usize = 4096;
-/// The first buffer of a larger frame when its first read came full (more
+/// The first budget of a larger frame when its first read came full (more
 /// is waiting); it grows fourfold as bytes come in, up to the frame's length.
 const FIRST_BUFFER_BYTES: usize = 64 << 10;
+/// Bytes of a frame's buffer made ready (zeroed) ahead of a read: small
+/// enough to stay in cache until the read fills them.
+const READ_AHEAD_BYTES: usize = 256 << 10;
 
 /// Reads some bytes into `buf` (see [`read_or_stop`]); never `Ok(0)`.
 async fn read_some<R: futures::io::AsyncRead + Unpin>(r: &mut R, buf: &mut [u8], shard: &Shard, wait: Duration) -> Result<usize, ReadEnd> {
@@ -99,8 +102,15 @@ struct Frame {
 }
 
 /// Reads the `len`-byte body of a frame: waits for its first bytes with
-/// nothing allocated, then reads the rest into a buffer that grows with
-/// what arrived, each growth granted by the shard's budget first.
+/// nothing allocated, then reads the rest into a buffer that fills with
+/// what arrived, each fourfold growth granted by the shard's budget first.
+///
+/// The buffer's address space is reserved whole once the first bytes
+/// came, so it never moves; its pages are touched (zeroed, then read into)
+/// only as the frame fills, `READ_AHEAD_BYTES` at a time. (Growing it by
+/// reallocation copied a 4 MiB request's first 1.3 MiB and zeroed 3 MiB
+/// ahead of its reads, out of cache: a third more broker CPU a record than
+/// the same records in 100 KB requests.)
 async fn read_body<R: futures::io::AsyncRead + Unpin>(
     r: &mut R,
     len: usize,
@@ -119,18 +129,22 @@ async fn read_body<R: futures::io::AsyncRead + Unpin>(
     let waited = Instant::now();
     grow(&mut held, initial, shard).await?;
     deadline += waited.elapsed();
-    let mut body = BytesMut::new();
-    body.resize(initial, 0);
+    let mut body = BytesMut::with_capacity(len);
+    body.resize(initial.min(READ_AHEAD_BYTES), 0);
     body[..n].copy_from_slice(&first[..n]);
+    let mut granted = initial;
     let mut filled = n;
     while filled < len {
-        if filled == body.len() {
-            let next = len.min(body.len() * 4);
+        if filled == granted {
+            let next = len.min(granted * 4);
             // Time spent waiting for the budget is not the client's.
             let waited = Instant::now();
-            grow(&mut held, next - body.len(), shard).await?;
+            grow(&mut held, next - granted, shard).await?;
             deadline += waited.elapsed();
-            body.resize(next, 0);
+            granted = next;
+        }
+        if filled == body.len() {
+            body.resize(granted.min(filled + READ_AHEAD_BYTES), 0);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         filled += match read_some(r, &mut body[filled..], shard, left).await {
