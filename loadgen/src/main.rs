@@ -567,8 +567,7 @@ fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::assign(config, &args.topic, &mine.partitions).context("assigning the SDK consumer")?;
-    let mut got = 0u64;
-    while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
+    while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| stats.consumed.load(Ordering::Relaxed) < q) {
         let t0 = Instant::now();
         let records = match consumer.poll_records(Duration::from_millis(100)) {
             Ok(r) => r,
@@ -579,7 +578,6 @@ fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
         };
         let n = records.len() as u64;
         let bytes: u64 = records.iter().map(|r| r.value.map_or(0, <[u8]>::len) as u64 + r.key.map_or(0, <[u8]>::len) as u64).sum();
-        got += n;
         stats.consumed_total.fetch_add(n, Ordering::Relaxed);
         if ctl.measuring.load(Ordering::Relaxed) && n > 0 {
             let _ = stats.fetch_lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).max(1));
@@ -611,8 +609,7 @@ fn consumer(
     let mut tallies: HashMap<u32, Tally> = HashMap::new();
     let mut expect: Expect = HashMap::new();
     let mut violations = Vec::new();
-    let mut got: u64 = 0;
-    while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| got < q) {
+    while !ctl.stop_consumers.load(Ordering::Relaxed) && quota.is_none_or(|q| stats.consumed.load(Ordering::Relaxed) < q) {
         let mut by_leader: BTreeMap<String, Vec<(u32, i64)>> = BTreeMap::new();
         for &(p, o) in &offsets {
             by_leader.entry(route.get(&p).cloned().unwrap_or_default()).or_default().push((p, o));
@@ -704,7 +701,6 @@ fn consumer(
                     offsets[i].1 = info.next_offset();
                 }
             }
-            got += n_msgs;
             stats.consumed_total.fetch_add(n_msgs, Ordering::Relaxed);
             if ctl.measuring.load(Ordering::Relaxed) && n_msgs > 0 {
                 let _ = stats.fetch_lat.lock().unwrap().record((t0.elapsed().as_micros() as u64).max(1));
@@ -827,7 +823,10 @@ fn run(args: Args) -> Result<i32> {
             continue;
         }
         let mine = Leader { addr: leader.addr.clone(), partitions: parts };
-        let quota = if args.mode == Mode::Consume { args.messages.map(|m| m / u64::from(consumers) + 1) } else { None };
+        // All consumers together: partitions need not hold the same
+        // number of messages (each consumer's share, rounded up, left one
+        // waiting for messages its partitions did not have).
+        let quota = if args.mode == Mode::Consume { args.messages } else { None };
         let (a, s, c, st) = (args.clone(), stats.clone(), ctl.clone(), starts.clone());
         cons_handles.push(thread::spawn(move || match a.client {
             Client::Raw => consumer(mine, a, s, c, st, quota, check),
