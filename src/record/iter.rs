@@ -73,6 +73,7 @@ struct RawRecord<'a> {
 /// The one definition of a well-formed record: [`RecordIter`] and
 /// [`validate_records`] both use it, so a batch the broker accepts is a
 /// batch every consumer can read.
+#[inline(always)]
 fn parse_record<'a>(rest: &mut &'a [u8], index: u32, mut on_header: impl FnMut(&'a str, Option<&'a [u8]>)) -> Result<RawRecord<'a>, RecordError> {
     let bad = |reason| RecordError::BadRecord { index, reason };
     let (body_len, n) = get_uvarint(rest).ok_or_else(|| bad("bad length"))?;
@@ -149,21 +150,25 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn byte(&mut self) -> Option<u8> {
         let (&b, rest) = self.buf.split_first()?;
         self.buf = rest;
         Some(b)
     }
+    #[inline(always)]
     fn uvarint(&mut self) -> Option<u64> {
         let (v, n) = get_uvarint(self.buf)?;
         self.buf = &self.buf[n..];
         Some(v)
     }
+    #[inline(always)]
     fn varint(&mut self) -> Option<i64> {
         let (v, n) = get_varint(self.buf)?;
         self.buf = &self.buf[n..];
         Some(v)
     }
+    #[inline(always)]
     fn take(&mut self, len: u64) -> Option<&'a [u8]> {
         let len = usize::try_from(len).ok()?;
         if len > self.buf.len() {
@@ -173,6 +178,7 @@ impl<'a> Cursor<'a> {
         self.buf = b;
         Some(a)
     }
+    #[inline(always)]
     fn opt_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         match self.varint()? {
             -1 => Some(None),

@@ -30,7 +30,7 @@ pub fn varint_len(v: i64) -> usize {
 
 /// Reads an unsigned varint from the front of `buf`; returns it and its size.
 /// `None` when `buf` ends first or the encoding is longer than a `u64`.
-#[inline]
+#[inline(always)]
 pub fn get_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
     // Most lengths and deltas in a batch fit one or two bytes.
     match *buf {
@@ -51,7 +51,7 @@ pub fn get_uvarint(buf: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-#[inline]
+#[inline(always)]
 pub fn get_varint(buf: &[u8]) -> Option<(i64, usize)> {
     let (u, n) = get_uvarint(buf)?;
     Some((((u >> 1) as i64) ^ -((u & 1) as i64), n))
