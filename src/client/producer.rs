@@ -1110,9 +1110,8 @@ const NONE_OPEN: u64 = u64::MAX;
 /// outside its lane, then appends again.
 struct BufferFull;
 
-/// Why `append` did not add a record. Fieldless, so `Result<Delivery,
-/// Refused>` stays two words and comes back from the append in registers,
-/// as `send`'s own result does before it is widened to the public one.
+/// Why `append` did not add a record: `send_in` waits for space and
+/// appends again, or turns it into a [`REFUSED`] delivery.
 enum Refused {
     BufferFull,
     Closed,
