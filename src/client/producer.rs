@@ -230,22 +230,19 @@ pub struct Delivery {
 const REFUSED: u32 = u32::MAX;
 
 impl Delivery {
-    /// A delivery completed at `send`, or (`index` [`REFUSED`]) `send`'s
-    /// own error.
+    /// A delivery failed at `send`, or (`index` [`REFUSED`]) `send`'s own
+    /// error.
     #[cold]
-    fn known(r: Result<(u32, i64), ProducerError>, index: u32) -> Self {
+    fn failed(e: ProducerError, index: u32) -> Self {
         let batch = Batch::new();
-        let _ = batch.result.set(r);
+        let _ = batch.result.set(Err(e));
         Delivery { batch: Held(Some(batch)), index }
     }
 
     /// The error of a [`REFUSED`] one.
     #[cold]
     fn refusal(self) -> ProducerError {
-        match self.batch.wait() {
-            Err(e) => e.clone(),
-            Ok(_) => ProducerError::Closed,
-        }
+        self.batch.wait().clone().err().unwrap_or(ProducerError::Closed)
     }
 
     /// Blocks until the record is acknowledged or has failed.
@@ -1352,13 +1349,13 @@ impl Producer {
             drop(owned);
             match appended {
                 Ok(sent) => return sent,
-                Err(Refused::Closed) => return Delivery::known(Err(ProducerError::Closed), REFUSED),
+                Err(Refused::Closed) => return Delivery::failed(ProducerError::Closed, REFUSED),
                 // Waited for outside the lane: a thief (the sender thread,
                 // whose sending is what frees space) waits for the owner
                 // to leave it.
                 Err(Refused::BufferFull) => {
                     if let Err(e) = self.shared.wait_for_space(size, &mut deadline) {
-                        return Delivery::known(Err(e), REFUSED);
+                        return Delivery::failed(e, REFUSED);
                     }
                 }
             }
@@ -1393,7 +1390,7 @@ impl Producer {
         let partitions = b.topics[t].open.len() as u32;
         let partition = match choose_partition(r.partition, r.key, partitions, &mut b.round_robin) {
             Ok(p) => p,
-            Err(p) => return Ok(Delivery::known(Err(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p }), 0)),
+            Err(p) => return Ok(Delivery::failed(ProducerError::UnknownPartition { topic: r.topic.to_string(), partition: p }, 0)),
         };
         if b.credit < size {
             self.reserve(b, size)?;
