@@ -48,6 +48,20 @@ pub enum StartError {
     Shard { shard: u16, reason: String },
 }
 
+/// Refuses more shards than online cores unless `allow` says otherwise:
+/// every shard is an executor pinned to a core, and two on one core take
+/// turns, each stalling the other's polling and I/O (Seastar refuses the
+/// same).
+pub fn check_shards_fit_cores(shards: u16, cores: usize, allow: bool) -> Result<(), StartError> {
+    if usize::from(shards) > cores && !allow {
+        return Err(StartError::Config(format!(
+            "--shards {shards} is more than this host's {cores} online core(s); each shard is an executor pinned to a core of its own. \
+             Use --shards {cores} or fewer (0 means one per core), or add --allow-more-shards-than-cores to share cores anyway"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks that this process may use io_uring, since glommio reports a
 /// refusal (a seccomp filter, `kernel.io_uring_disabled`) as "kernel too old".
 pub fn check_io_uring() -> Result<(), StartError> {
@@ -187,6 +201,13 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool, voters: &[u64]) -> R
     Ok((lock, store))
 }
 
+/// How long start-up waits for a listening socket that no live process
+/// holds to go away. A broker killed with SIGKILL leaves its listener in
+/// the kernel's table for some tens of milliseconds after it was reaped
+/// (io_uring closes its files asynchronously); a supervisor restarting it
+/// at once must not be refused for that.
+pub const ORPHAN_LISTENER_WAIT_MS: u64 = 3_000;
+
 /// Refuses a listen address another socket already listens on. Every
 /// shard binds with SO_REUSEPORT, which the kernel would otherwise let a
 /// second broker of the same user join, splitting clients between two
@@ -195,42 +216,109 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool, voters: &[u64]) -> R
 /// bind probe cannot, since the connections a broker just closed on this
 /// port (FIN_WAIT after a restart) make a plain bind fail while a
 /// SO_REUSEPORT one would join the other broker. Port 0 asks for a fresh
-/// port and needs no check. Two brokers started in the same instant can
-/// both pass; the data directory's lock still keeps them off one directory.
+/// port and needs no check.
+///
+/// A listener a live process holds (its socket is one of the process's
+/// open files) refuses at once, naming the process. One that no process
+/// holds belongs to a process going away: start-up waits for it to leave
+/// the table, up to [`ORPHAN_LISTENER_WAIT_MS`], and refuses only if it
+/// stays (a process whose files this user cannot see looks the same, and
+/// is refused after the wait). Two brokers started in the same instant
+/// can both pass; the data directory's lock still keeps them off one
+/// directory.
 pub fn check_listen_address_free(addr: SocketAddr) -> Result<(), StartError> {
     if addr.port() == 0 {
         return Ok(());
     }
-    let taken =
-        listening_sockets().into_iter().any(|l| l.port() == addr.port() && (l.ip() == addr.ip() || l.ip().is_unspecified() || addr.ip().is_unspecified()));
-    if taken {
-        return Err(StartError::Listen {
-            addr,
-            reason: "the address is already in use: another broker or program listens there. Stop it, or give this broker another --listen".into(),
-        });
+    let deadline = Instant::now() + Duration::from_millis(ORPHAN_LISTENER_WAIT_MS);
+    loop {
+        let holders: Vec<Listening> = listening_sockets()
+            .into_iter()
+            .filter(|l| l.addr.port() == addr.port() && (l.addr.ip() == addr.ip() || l.addr.ip().is_unspecified() || addr.ip().is_unspecified()))
+            .collect();
+        if holders.is_empty() {
+            return Ok(());
+        }
+        if let Some(pid) = holders.iter().find_map(|l| socket_owner(l.inode)) {
+            return Err(StartError::Listen {
+                addr,
+                reason: format!(
+                    "the address is already in use by process {pid}: another broker or program listens there. Stop it, or give this broker another --listen"
+                ),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(StartError::Listen {
+                addr,
+                reason: format!(
+                    "the address is still listened on after {ORPHAN_LISTENER_WAIT_MS} ms by a socket no process this user can see holds \
+                     (a process of another user, or one that does not go away). Stop it, or give this broker another --listen"
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(())
 }
 
-/// The local addresses of every listening TCP socket in this network
-/// namespace, read from `/proc/net/tcp` and `/proc/net/tcp6`.
-pub fn listening_sockets() -> Vec<SocketAddr> {
+/// The address this broker's quorum listener binds, if it has one (a
+/// one-voter quorum talks to no one and opens no port).
+fn quorum_listen_address(config: &BrokerConfig) -> Result<Option<SocketAddr>, StartError> {
+    let voters = config.voters();
+    let Some(v) = voters.iter().find(|v| v.id == config.node_id && v.port != 0) else { return Ok(None) };
+    if voters.len() < 2 {
+        return Ok(None);
+    }
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(v.host.as_str(), v.port)).ok().and_then(|mut a| a.next());
+    addr.map(Some).ok_or_else(|| StartError::Config(format!("quorum listener {v}: the host has no address")))
+}
+
+/// A listening TCP socket of this network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// The socket's inode; 0 once no file refers to it any more.
+    pub inode: u64,
+}
+
+/// Every listening TCP socket in this network namespace, read from
+/// `/proc/net/tcp` and `/proc/net/tcp6`.
+pub fn listening_sockets() -> Vec<Listening> {
     const LISTEN: &str = "0A";
     let mut out = Vec::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(file) else { continue };
         for line in text.lines().skip(1) {
-            let mut fields = line.split_whitespace();
-            let (Some(local), Some(state)) = (fields.nth(1), fields.nth(1)) else { continue };
-            if state != LISTEN {
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else { continue };
+            if *state != LISTEN {
                 continue;
             }
-            if let Some(a) = parse_proc_net_addr(local) {
-                out.push(a);
+            if let Some(addr) = parse_proc_net_addr(local) {
+                out.push(Listening { addr, inode: inode.parse().unwrap_or(0) });
             }
         }
     }
     out
+}
+
+/// The live process that has socket `inode` open, if this user can see
+/// one: its `/proc/PID/fd/*` links read `socket:[INODE]`.
+fn socket_owner(inode: u64) -> Option<u32> {
+    if inode == 0 {
+        return None;
+    }
+    let target = format!("socket:[{inode}]");
+    for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
 
 /// Parses `ADDR:PORT` as `/proc/net/tcp*` writes it: the address as 32-bit
@@ -349,11 +437,18 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     let online: Vec<usize> = glommio::CpuSet::online().map(|s| s.into_iter().map(|l| l.cpu).collect()).unwrap_or_default();
     let online = if online.is_empty() { (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect() } else { online };
     let shards = if config.shards == 0 { online.len() as u16 } else { config.shards };
+    check_shards_fit_cores(shards, online.len(), config.allow_more_shards_than_cores)?;
     check_io_uring()?;
     check_memlock(shards)?;
-    check_listen_address_free(config.listen)?;
+    // The data directory's lock first: once it is ours, no live broker
+    // runs on this directory, and a listener left on our port by one that
+    // is going away (a restart right after SIGKILL) is waited out.
     let voters: Vec<u64> = config.voters().iter().map(|v| service::raft_id(v.id)).collect();
     let (lock, store) = prepare_data_dir(&config.data_dir, config.allow_nondurable_data_dir, &voters)?;
+    check_listen_address_free(config.listen)?;
+    if let Some(addr) = quorum_listen_address(&config)? {
+        check_listen_address_free(addr).map_err(|e| StartError::Listen { addr, reason: format!("quorum listener: {e}") })?;
+    }
     let metadata = crate::cluster::quorum::snapshot_state(&store)
         .map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: format!("the quorum log's snapshot does not decode: {e}") })?;
     let incarnation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64);
@@ -656,12 +751,23 @@ mod tests {
     fn a_listening_socket_is_seen_and_a_closed_one_is_not() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        assert!(listening_sockets().contains(&addr));
-        assert!(check_listen_address_free(addr).is_err());
+        let seen = |a: SocketAddr| listening_sockets().into_iter().find(|l| l.addr == a);
+        let me = seen(addr).expect("the listener is in the table");
+        assert_eq!(socket_owner(me.inode), Some(std::process::id()), "a live listener is owned by its process");
+        let e = check_listen_address_free(addr).unwrap_err().to_string();
+        assert!(e.contains(&format!("process {}", std::process::id())), "{e}");
         assert!(check_listen_address_free(SocketAddr::new("0.0.0.0".parse().unwrap(), addr.port())).is_err());
         drop(l);
-        assert!(!listening_sockets().contains(&addr));
+        assert!(seen(addr).is_none());
         assert!(check_listen_address_free(addr).is_ok());
+    }
+
+    #[test]
+    fn more_shards_than_cores_needs_the_override() {
+        assert!(check_shards_fit_cores(2, 2, false).is_ok());
+        let e = check_shards_fit_cores(3, 2, false).unwrap_err().to_string();
+        assert!(e.contains("--allow-more-shards-than-cores"), "{e}");
+        assert!(check_shards_fit_cores(64, 2, true).is_ok());
     }
 
     #[test]

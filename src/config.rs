@@ -47,6 +47,11 @@ pub struct BrokerConfig {
     /// Accept a data directory on a filesystem that does not survive a
     /// reboot (tmpfs, ramfs): acknowledged data is then lost with the host.
     pub allow_nondurable_data_dir: bool,
+    /// Accept `shards` above the host's online cores. A thread-per-core
+    /// engine pins one executor per core; two on one core take turns and
+    /// each stalls the other's I/O, so more shards than cores is refused
+    /// unless asked for.
+    pub allow_more_shards_than_cores: bool,
     /// The tail cache of all of a shard's partitions together, split
     /// evenly between them (each also keeps `log.cache_max_bytes`).
     pub cache_max_bytes_per_shard: usize,
@@ -91,6 +96,7 @@ impl Default for BrokerConfig {
             shutdown_grace_ms: 5_000,
             retention_check_interval_ms: 60_000,
             allow_nondurable_data_dir: false,
+            allow_more_shards_than_cores: false,
             cache_max_bytes_per_shard: 256 << 20,
             quorum_voters: None,
             external_listen: None,

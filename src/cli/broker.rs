@@ -66,6 +66,11 @@ pub struct BrokerArgs {
     /// a reboot erases acknowledged data
     #[arg(long, env = "SHARDLOG_ALLOW_NONDURABLE_DATA_DIR")]
     pub allow_nondurable_data_dir: bool,
+    /// Start more shards than this host has online cores (each shard is an
+    /// executor pinned to a core, so extra shards share cores and slow
+    /// each other down)
+    #[arg(long, env = "SHARDLOG_ALLOW_MORE_SHARDS_THAN_CORES")]
+    pub allow_more_shards_than_cores: bool,
 }
 
 impl BrokerArgs {
@@ -122,6 +127,9 @@ impl BrokerArgs {
         }
         if self.allow_nondurable_data_dir {
             c.allow_nondurable_data_dir = true;
+        }
+        if self.allow_more_shards_than_cores {
+            c.allow_more_shards_than_cores = true;
         }
         c.validate()?;
         Ok(c)

@@ -273,7 +273,8 @@ impl Service {
         let v = self.my_voter();
         let addr = (v.host.as_str(), v.port);
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr).ok().and_then(|mut a| a.next()).ok_or_else(|| format!("quorum listener {v}: no address"))?;
-        crate::broker::check_listen_address_free(addr).map_err(|e| format!("quorum listener: {e}"))?;
+        // `broker::start_with` checked, before any shard ran, that no other
+        // process listens here (SO_REUSEPORT would let this bind join it).
         let listener = Listener::bind(addr).map_err(|e| format!("quorum listener {addr}: {e}"))?;
         tracing::info!(node_id = self.me.id, voters = %self.voters.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","), "quorum voter accepting peers at {addr}");
         let svc = self.clone();

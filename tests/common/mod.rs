@@ -127,7 +127,19 @@ impl Broker {
     /// Runs a broker that is expected to refuse to start; returns its exit
     /// status and what it printed. Panics if it starts serving instead.
     pub fn refused(dir: &Path, listen: &str, extra: &[&str]) -> (ExitStatus, String) {
-        let mut child = Broker::command(None, dir, 1, listen, extra).spawn().expect("start the broker binary");
+        Broker::refused_command(Broker::command(None, dir, 1, listen, extra))
+    }
+
+    /// Like [`Broker::refused`], with the whole command line after
+    /// `broker --data-dir DIR` given (for flags `refused` sets itself).
+    pub fn refused_with(dir: &Path, args: &[&str]) -> (ExitStatus, String) {
+        let mut cmd = shardlog_in(None);
+        cmd.args(["broker", "--data-dir"]).arg(dir).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        Broker::refused_command(cmd)
+    }
+
+    fn refused_command(mut cmd: Command) -> (ExitStatus, String) {
+        let mut child = cmd.spawn().expect("start the broker binary");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
