@@ -4,7 +4,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
 use common::{batch_of, reserved_port, temp_dir, Broker};
+use shardlog::client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartFrom};
+use shardlog::client::producer::{Acks, Producer, ProducerConfig, ProducerRecord};
+use shardlog::client::raw::Connection;
 use shardlog::protocol::ErrorCode;
 
 fn online_cores() -> usize {
@@ -44,4 +53,186 @@ fn more_shards_than_cores_is_refused_with_the_override_named() {
     let (status, err) = Broker::refused_with(dir.path(), &["--listen", "127.0.0.1:0", "--shards", &shards]);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("--shards {shards}")) && err.contains("--allow-more-shards-than-cores"), "{err}");
+}
+
+// ---- brokers restarting under clients -------------------------------------
+
+/// The index of the broker whose address is `addr`.
+fn node_at(c: &Cluster, addr: &str) -> usize {
+    (0..3).find(|&i| c.nodes[i].listen == addr).unwrap_or_else(|| panic!("{addr} is none of the brokers"))
+}
+
+/// A commit made while the group's coordinator is down waits for it, as
+/// a poll waits for a partition's new leader, rather than failing after a
+/// few seconds of its own.
+#[test]
+fn a_commit_rides_through_an_outage_of_the_coordinator_longer_than_five_seconds() {
+    let mut c = Cluster::start(None, false);
+    c.create("orders", 1);
+    let lines: String = (0..8).map(|i| format!("o{i}\n")).collect();
+    let o = common::cli(c.nodes[0].broker.as_ref().unwrap(), &["produce", "--topic", "orders"], Some(lines.as_bytes()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let bootstrap = c.bootstrap();
+    let config =
+        || ConsumerConfig { bootstrap: bootstrap.clone(), group: Some("g".into()), start: StartFrom::Earliest, auto_commit: false, ..Default::default() };
+    let mut consumer = Consumer::assign(config(), "orders", &[0]).unwrap();
+    consumer.commit_offsets(&BTreeMap::from([(0, 2)])).expect("a commit with every broker up");
+
+    let coordinator = Connection::connect_any(&c.bootstrap()).unwrap().find_coordinator("g").unwrap().expect("a coordinator");
+    let dead = node_at(&c, &coordinator);
+    c.nodes[dead].broker.as_mut().unwrap().kill9();
+    let killed = Instant::now();
+    let outage = Duration::from_secs(7);
+    let committed = std::thread::scope(|s| {
+        let commit = s.spawn(|| consumer.commit_offsets(&BTreeMap::from([(0, 4)])));
+        std::thread::sleep(outage.saturating_sub(killed.elapsed()));
+        c.start_node(dead);
+        commit.join().unwrap()
+    });
+    assert!(committed.is_ok(), "the commit gave up after {} ms: {committed:?}\n{}", killed.elapsed().as_millis(), c.logs());
+    assert!(killed.elapsed() >= outage, "the commit cannot have been stored while the coordinator was down");
+    drop(consumer);
+
+    // The group goes on after what was committed during the outage.
+    let mut next = Consumer::assign(config(), "orders", &[0]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        if let Some(r) = next.poll(Duration::from_millis(200)).unwrap().first() {
+            break r.offset;
+        }
+        assert!(Instant::now() < deadline, "nothing to read after the commit");
+    };
+    assert_eq!(first, 4);
+}
+
+/// What a client saw of a rolling restart.
+#[derive(Debug, Default)]
+struct Roll {
+    acknowledged: usize,
+    lost: usize,
+    consumed: usize,
+    skipped: usize,
+    /// The longest time between two acknowledgements, per partition.
+    longest_gap_ms: Vec<u128>,
+}
+
+/// Restarts each broker of three in turn with SIGTERM under a producer
+/// with acks=all (one thread a partition) and a group consumer, and
+/// counts what they saw. The consumer must never fail and never skip an
+/// offset; every acknowledged record must be stored at its offset.
+fn rolling_restart(partitions: u32) -> Roll {
+    let mut c = Cluster::start(None, false);
+    c.create("roll", partitions);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<Vec<(Instant, i64, String)>>>> = Arc::new(Mutex::new(vec![Vec::new(); partitions as usize]));
+    let producer =
+        Arc::new(Producer::connect(ProducerConfig { bootstrap: c.bootstrap(), acks: Acks::All, linger: Duration::ZERO, ..Default::default() }).unwrap());
+    let senders: Vec<_> = (0..partitions)
+        .map(|p| {
+            let (stop, acked, producer) = (stop.clone(), acked.clone(), producer.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let value = format!("p{p}-{seq}");
+                    let r = producer
+                        .send(ProducerRecord { topic: "roll".into(), partition: Some(p), value: Some(value.clone().into_bytes()), ..Default::default() })
+                        .and_then(|d| d.wait());
+                    if let Ok(md) = r {
+                        acked.lock().unwrap()[p as usize].push((Instant::now(), md.offset, value));
+                    }
+                }
+            })
+        })
+        .collect();
+    let consumed: Arc<Mutex<BTreeMap<u32, Vec<i64>>>> = Arc::default();
+    let consumer = {
+        let (stop, consumed, bootstrap) = (stop.clone(), consumed.clone(), c.bootstrap());
+        std::thread::spawn(move || {
+            let cfg = ConsumerConfig { bootstrap, group: Some("roll-g".into()), start: StartFrom::Earliest, ..Default::default() };
+            let mut consumer = Consumer::subscribe(cfg, "roll").unwrap();
+            let mut quiet = 0;
+            while quiet < 15 {
+                let got = consumer.poll(Duration::from_millis(200)).expect("the group consumer rides through the restarts");
+                quiet = if got.is_empty() && stop.load(Ordering::Relaxed) { quiet + 1 } else { 0 };
+                let mut seen = consumed.lock().unwrap();
+                for r in got {
+                    seen.entry(r.partition).or_default().push(r.offset);
+                }
+            }
+            consumer.close().unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..3 {
+        let status = c.nodes[i].broker.as_mut().unwrap().terminate();
+        assert!(status.success(), "broker {} did not stop cleanly: {status}\n{}", i + 1, c.logs());
+        // Down as long as an upgrade takes (a new binary, a container
+        // restarted): longer than the brokers' session timeout.
+        std::thread::sleep(Duration::from_secs(3));
+        c.start_node(i);
+        assert!(c.settle(Duration::from_secs(30)), "the cluster did not settle after restarting broker {}\n{}", i + 1, c.logs());
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.join().unwrap();
+    }
+    consumer.join().unwrap();
+
+    let acked = acked.lock().unwrap().clone();
+    let consumed = consumed.lock().unwrap().clone();
+    let mut roll = Roll::default();
+    let mut reader = Consumer::assign(
+        ConsumerConfig { bootstrap: c.bootstrap(), start: StartFrom::Earliest, offset_reset: OffsetReset::None, auto_commit: false, ..Default::default() },
+        "roll",
+        &(0..partitions).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let want: usize = acked.iter().map(|a| a.len()).sum();
+    let mut stored: BTreeMap<(u32, i64), Vec<u8>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored.len() < want && Instant::now() < deadline {
+        for r in reader.poll(Duration::from_millis(200)).unwrap() {
+            stored.insert((r.partition, r.offset), r.value.unwrap_or_default());
+        }
+    }
+    for (p, acks) in acked.iter().enumerate() {
+        roll.acknowledged += acks.len();
+        roll.lost += acks.iter().filter(|(_, o, v)| stored.get(&(p as u32, *o)).map(Vec::as_slice) != Some(v.as_bytes())).count();
+        roll.longest_gap_ms.push(acks.windows(2).map(|w| (w[1].0 - w[0].0).as_millis()).max().unwrap_or(0));
+        let offsets = consumed.get(&(p as u32)).cloned().unwrap_or_default();
+        let mut distinct: Vec<i64> = offsets.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        roll.consumed += distinct.len();
+        // A skip: the consumer moved past offsets it never returned. A
+        // repeat (offsets returned again after a rejoin) is allowed.
+        let mut high = -1i64;
+        for o in offsets {
+            if o > high + 1 && high >= 0 {
+                roll.skipped += (o - high - 1) as usize;
+            }
+            high = high.max(o);
+        }
+        if distinct.first().is_some_and(|&f| f > 0) {
+            roll.skipped += distinct[0] as usize;
+        }
+    }
+    roll
+}
+
+#[test]
+fn a_rolling_restart_loses_and_skips_nothing() {
+    let roll = rolling_restart(3);
+    eprintln!(
+        "rolling restart: acknowledged {}, lost {}, consumed {}, skipped {}, longest gap in acknowledgements per partition {:?} ms",
+        roll.acknowledged, roll.lost, roll.consumed, roll.skipped, roll.longest_gap_ms
+    );
+    assert!(roll.acknowledged > 0);
+    assert_eq!(roll.lost, 0, "{roll:?}");
+    assert_eq!(roll.skipped, 0, "{roll:?}");
+    assert!(roll.consumed >= roll.acknowledged, "{roll:?}");
 }

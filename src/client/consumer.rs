@@ -65,6 +65,11 @@ pub struct ConsumerConfig {
     pub session_timeout_ms: u32,
     /// Bytes asked for per partition in each fetch.
     pub fetch_max_bytes: u32,
+    /// How long a call rides through a failover before it gives up: a
+    /// partition's leader or the group's coordinator that died or moved is
+    /// looked up again and retried for this long (the cluster fences a
+    /// dead broker within its session timeout and elects another).
+    pub failover_wait_ms: u32,
 }
 
 impl Default for ConsumerConfig {
@@ -77,6 +82,7 @@ impl Default for ConsumerConfig {
             auto_commit: true,
             session_timeout_ms: 10_000,
             fetch_max_bytes: 1 << 20,
+            failover_wait_ms: DEFAULT_FAILOVER_WAIT_MS,
         }
     }
 }
@@ -462,20 +468,21 @@ impl Consumer {
     /// sharing the fetched bytes. A lost connection is reopened (metadata,
     /// group and leaders looked up again) and the poll retried. A
     /// partition whose leader died is followed to its new leader: the poll
-    /// keeps trying for [`FAILOVER_WAIT`].
+    /// keeps trying for `failover_wait_ms`.
     pub fn poll_records(&mut self, timeout: Duration) -> Result<Records, ConsumerError> {
         self.following_leaders(|c| c.poll_once(timeout))
     }
 
     /// Runs `f` again while it fails for a reason that passes (a lost
-    /// connection, a leader that moved), for up to [`FAILOVER_WAIT`], with
+    /// connection, a leader that moved), for up to `failover_wait_ms`, with
     /// the connections and leaders looked up afresh before each attempt.
     fn following_leaders<T>(&mut self, mut f: impl FnMut(&mut Self) -> Result<T, ConsumerError>) -> Result<T, ConsumerError> {
         let started = std::time::Instant::now();
+        let budget = self.failover_wait();
         let mut attempt = 0u32;
         loop {
             match f(self) {
-                Err(e) if started.elapsed() < FAILOVER_WAIT && passes(&e) => {
+                Err(e) if started.elapsed() < budget && passes(&e) => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(500)));
                     self.fetchers.clear();
@@ -525,7 +532,16 @@ impl Consumer {
             let mut long = true;
             for addr in by_leader.keys() {
                 long &= self.in_flight.get(addr).is_some_and(|f| f.1);
-                self.take_fetch(addr, &mut out)?;
+                if let Err(e) = self.take_fetch(addr, &mut out) {
+                    // Positions already moved past the records collected
+                    // from other leaders: they are returned now, and the
+                    // failed leader (forgotten) is looked up next poll.
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                    tracing::debug!(leader = %addr, error = %e, "a fetch failed; returning what the others brought");
+                    break;
+                }
             }
             // Prefetches that found nothing: wait for data as asked (once:
             // the fetches sent now are long polls; with no time to wait,
@@ -544,7 +560,12 @@ impl Consumer {
                 }
             }
             for (addr, parts) in &by_leader {
-                self.send_fetch(addr, parts, 0)?;
+                // A prefetch that cannot be sent forgets its leader; the
+                // records in hand are returned whatever happens to it.
+                if !self.leaders.values().any(|a| a == addr) {
+                    continue;
+                }
+                let _ = self.send_fetch(addr, parts, 0);
             }
         }
         for f in &out.parts {
@@ -666,46 +687,84 @@ impl Consumer {
     }
 
     /// Runs a group request on the group's coordinator, found through the
-    /// cluster (FindCoordinator) and looked up again, a few times, while
-    /// the answer says it moved or is not available yet.
+    /// cluster (FindCoordinator) and looked up again while the answer says
+    /// it moved or is not available yet, or its broker cannot be reached:
+    /// for up to `failover_wait_ms`, as a poll rides through a leader's
+    /// failover. Past that, the error names the group and the last cause.
     fn with_coordinator<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>, codes: impl Fn(&T) -> Vec<ErrorCode>) -> Result<T, ConsumerError> {
-        const ATTEMPTS: u32 = 10;
         let g = self.config.group.clone().ok_or(ConsumerError::NoGroup)?;
-        let mut last = None;
-        for attempt in 0..ATTEMPTS {
+        let started = Instant::now();
+        let budget = self.failover_wait();
+        let mut attempt = 0u32;
+        let last = loop {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                std::thread::sleep(Duration::from_millis((50u64 << attempt.min(4)).min(500)));
             }
-            if self.coordinator.is_none() {
-                match self.conn.find_coordinator(&g) {
-                    Ok(Ok(addr)) => match Connection::connect(addr.as_str()) {
-                        Ok(c) => self.coordinator = Some(c),
-                        Err(e) => {
-                            last = Some(ConsumerError::Client(e));
-                            continue;
-                        }
-                    },
-                    Ok(Err((code, m))) => {
-                        last = Some(ConsumerError::Broker(code, m));
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            let c = self.coordinator.as_mut().expect("set above");
-            match f(c) {
+            attempt += 1;
+            let cause = match self.try_coordinator(&g, &f) {
                 Ok(v) if codes(&v).iter().any(|c| matches!(*c, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable)) => {
                     self.coordinator = None;
-                    last = Some(ConsumerError::Broker(ErrorCode::NotCoordinator, format!("the coordinator of group '{g}' moved or is not available")));
+                    "the coordinator moved or is not available yet".to_string()
                 }
                 Ok(v) => return Ok(v),
-                Err(e) => {
+                Err(CoordinatorError::Final(e)) => return Err(e),
+                Err(CoordinatorError::Passing(cause)) => {
                     self.coordinator = None;
-                    last = Some(ConsumerError::Client(e));
+                    cause
                 }
+            };
+            if started.elapsed() >= budget {
+                break cause;
+            }
+        };
+        Err(ConsumerError::Broker(
+            ErrorCode::CoordinatorNotAvailable,
+            format!("the coordinator of group '{g}' was not available for {} ms (last: {last})", started.elapsed().as_millis()),
+        ))
+    }
+
+    /// One attempt of a group request: finds the coordinator if none is
+    /// known (through any bootstrap broker that answers) and runs `f` on it.
+    fn try_coordinator<T>(&mut self, g: &str, f: &impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, CoordinatorError> {
+        if self.coordinator.is_none() {
+            let found = match self.conn.find_coordinator(g) {
+                Ok(found) => found,
+                Err(e) => {
+                    // The broker this consumer bootstrapped through is gone:
+                    // ask another.
+                    if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
+                        self.conn = c;
+                    }
+                    return Err(CoordinatorError::Passing(format!("asking a broker for the coordinator: {e}")));
+                }
+            };
+            match found {
+                Ok(addr) => match Connection::connect(addr.as_str()) {
+                    Ok(c) => self.coordinator = Some(c),
+                    Err(e) => return Err(CoordinatorError::Passing(format!("connecting to the coordinator at {addr}: {e}"))),
+                },
+                Err((code, m))
+                    if matches!(
+                        code,
+                        ErrorCode::CoordinatorNotAvailable
+                            | ErrorCode::NotCoordinator
+                            | ErrorCode::NotLeader
+                            | ErrorCode::RequestTimedOut
+                            | ErrorCode::BrokerShuttingDown
+                            | ErrorCode::NotEnoughReplicas
+                    ) =>
+                {
+                    return Err(CoordinatorError::Passing(format!("{code:?}: {m}")))
+                }
+                Err((code, m)) => return Err(CoordinatorError::Final(ConsumerError::Broker(code, m))),
             }
         }
-        Err(last.unwrap_or(ConsumerError::NoGroup))
+        let c = self.coordinator.as_mut().expect("set above");
+        f(c).map_err(|e| CoordinatorError::Passing(format!("the coordinator's connection: {e}")))
+    }
+
+    fn failover_wait(&self) -> Duration {
+        Duration::from_millis(u64::from(self.config.failover_wait_ms))
     }
 
     /// A connection to `addr`, opened on first use.
@@ -785,9 +844,18 @@ impl Drop for Consumer {
     }
 }
 
-/// How long a poll keeps looking for a partition's leader (the broker
-/// fences a dead leader within its session timeout, 3 s by default).
-pub const FAILOVER_WAIT: Duration = Duration::from_secs(20);
+/// How long a consumer keeps looking for a partition's leader or its
+/// group's coordinator by default (the cluster fences a dead broker within
+/// its session timeout, 2.5 s by default, and elects another).
+pub const DEFAULT_FAILOVER_WAIT_MS: u32 = 20_000;
+
+/// Why one attempt at the coordinator failed.
+enum CoordinatorError {
+    /// Passes by itself (a coordinator moving, a broker restarting): try again.
+    Passing(String),
+    /// Retrying will not help.
+    Final(ConsumerError),
+}
 
 /// Whether an error passes by itself: a lost connection, a leader that
 /// moved or is being elected, a broker that is stopping.

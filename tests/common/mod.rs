@@ -2,6 +2,8 @@
 //! with an ephemeral port and a temp dir, and talk to it with raw frames.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
