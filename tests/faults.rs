@@ -106,6 +106,9 @@ fn a_commit_rides_through_an_outage_of_the_coordinator_longer_than_five_seconds(
     assert_eq!(first, 4);
 }
 
+/// One acknowledged record: when, its offset, its value.
+type Ack = (Instant, i64, String);
+
 /// What a client saw of a rolling restart.
 #[derive(Debug, Default)]
 struct Roll {
@@ -125,7 +128,7 @@ fn rolling_restart(partitions: u32) -> Roll {
     let mut c = Cluster::start(None, false);
     c.create("roll", partitions);
     let stop = Arc::new(AtomicBool::new(false));
-    let acked: Arc<Mutex<Vec<Vec<(Instant, i64, String)>>>> = Arc::new(Mutex::new(vec![Vec::new(); partitions as usize]));
+    let acked: Arc<Mutex<Vec<Vec<Ack>>>> = Arc::new(Mutex::new(vec![Vec::new(); partitions as usize]));
     let producer =
         Arc::new(Producer::connect(ProducerConfig { bootstrap: c.bootstrap(), acks: Acks::All, linger: Duration::ZERO, ..Default::default() }).unwrap());
     let senders: Vec<_> = (0..partitions)
