@@ -392,6 +392,10 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
 /// ```
 pub struct RunningBroker {
     addr: SocketAddr,
+    /// Asks shard 0 for a controlled shutdown; it answers on `handed`.
+    handover: Option<oneshot::Sender<()>>,
+    handed: mpsc::Receiver<()>,
+    handover_wait: Duration,
     stops: Vec<oneshot::Sender<()>>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
     events: mpsc::Receiver<Event>,
@@ -421,6 +425,13 @@ impl RunningBroker {
             return;
         }
         let started = Instant::now();
+        // Leadership moves to other brokers while every shard still serves,
+        // so clients follow it at once instead of after a session timeout.
+        if let Some(h) = self.handover.take() {
+            if h.send(()).is_ok() {
+                let _ = self.handed.recv_timeout(self.handover_wait + Duration::from_secs(1));
+            }
+        }
         stop_all(std::mem::take(&mut self.stops), std::mem::take(&mut self.handles));
         tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     }
@@ -463,17 +474,22 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     let mut handles = Vec::new();
     let mut readies = Vec::new();
     let mut addr = config.listen;
+    let (handover_tx, handover_rx) = oneshot::channel::<()>();
+    let (handed_tx, handed_rx) = mpsc::channel::<()>();
+    let mut handover = Some((handover_rx, handed_tx));
     for id in 0..shards {
         let (bound_tx, bound_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (cfg, md, end, events) = (config.clone(), metadata.clone(), ends.next().expect("one end per shard"), events.clone());
         let store = if id == shard::QUORUM_SHARD { store.take() } else { None };
+        let handover = if id == shard::QUORUM_SHARD { handover.take() } else { None };
         let cpu = online[usize::from(id) % online.len()];
         let h = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(cpu))
             .name(&format!("shard{id}"))
             .io_memory(IO_MEMORY_BYTES_PER_SHARD)
             .spawn(move || async move {
-                let r = shard_main(cfg, end, md, store.map(|s| (s, incarnation)), addr, bound_tx, stop_rx).await;
+                let started = Started { incarnation, quorum_store: store, handover };
+                let r = shard_main(cfg, end, md, started, addr, bound_tx, stop_rx).await;
                 let _ = events.send(Event::ShardExited(id, r));
             })
             .map_err(|e| StartError::Shard { shard: id, reason: e.to_string() })?;
@@ -515,7 +531,8 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     if let (Some(l), Some((h, p))) = (config.external_listen, config.external_advertised()) {
         tracing::info!("external listener on {l}, advertised to its clients as {h}:{p}");
     }
-    Ok(RunningBroker { addr, stops, handles, events: events_rx, _lock: lock })
+    let handover_wait = Duration::from_millis(config.controlled_shutdown_timeout_ms);
+    Ok(RunningBroker { addr, handover: Some(handover_tx), handed: handed_rx, handover_wait, stops, handles, events: events_rx, _lock: lock })
 }
 
 fn stop_all(stops: Vec<oneshot::Sender<()>>, handles: Vec<glommio::ExecutorJoinHandle<()>>) {
@@ -551,11 +568,22 @@ fn wait_signal() -> i32 {
     }
 }
 
+/// What a shard is handed at start beyond its configuration.
+struct Started {
+    /// This process's incarnation, which the controller registers: a shard
+    /// leads nothing until its broker is registered in it.
+    incarnation: u64,
+    /// The quorum's log (shard 0 only).
+    quorum_store: Option<LogStore>,
+    /// A controlled shutdown's request and answer (shard 0 only).
+    handover: Option<(oneshot::Receiver<()>, mpsc::Sender<()>)>,
+}
+
 async fn shard_main(
     cfg: Arc<BrokerConfig>,
     end: mesh::MeshEnds<ShardMsg>,
     metadata: Metadata,
-    quorum_store: Option<(LogStore, u64)>,
+    started: Started,
     addr: SocketAddr,
     bound: mpsc::Sender<Result<SocketAddr, String>>,
     mut stop: oneshot::Receiver<()>,
@@ -592,9 +620,10 @@ async fn shard_main(
         futures::future::Either::Right(_) => return Ok(()),
     };
     let nr = mesh.nr_shards().max(1);
+    let Started { incarnation, quorum_store, handover } = started;
     let quorum = match quorum_store {
         None => None,
-        Some((store, incarnation)) => {
+        Some(store) => {
             let (host, port) = config.advertised();
             let me = BrokerMeta { id: config.node_id, host, port, shards: nr, incarnation, fenced: false, external: config.external_advertised() };
             let sc = ServiceConfig {
@@ -612,7 +641,7 @@ async fn shard_main(
             }
         }
     };
-    let shard = match Shard::start(config.clone(), mesh, metadata).await {
+    let shard = match Shard::start(config.clone(), mesh, metadata, incarnation).await {
         Ok(s) => s,
         Err(e) => {
             let reason = format!("opening partitions: {e}");
@@ -652,6 +681,20 @@ async fn shard_main(
             let r = runner.run().await;
             let _ = quorum_done.send(r);
         });
+        if let Some((asked, handed)) = handover {
+            let (svc, within) = (svc.clone(), Duration::from_millis(config.controlled_shutdown_timeout_ms));
+            rt::spawn(async move {
+                if asked.await.is_err() {
+                    return;
+                }
+                let began = Instant::now();
+                match svc.controlled_shutdown(within).await {
+                    Ok(()) => tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, "controlled shutdown: this broker leads nothing now"),
+                    Err(e) => tracing::warn!(elapsed_ms = began.elapsed().as_millis() as u64, "controlled shutdown: {e}; stopping anyway"),
+                }
+                let _ = handed.send(());
+            });
+        }
         // A one-voter quorum commits alone: the broker is announced once
         // its registration (and the import of an old data directory) is
         // applied, so a client's first request finds it a usable cluster.

@@ -42,6 +42,11 @@ pub struct BrokerConfig {
     pub connection_idle_timeout_ms: u64,
     /// How long a shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
+    /// How long a stopping broker of a cluster waits for the quorum to move
+    /// its partitions' leadership to in-sync followers (and, if it is the
+    /// controller, for another voter to take over) before it stops serving
+    /// them. Past it, it stops anyway and the session timeout moves them.
+    pub controlled_shutdown_timeout_ms: u64,
     /// Interval of retention checks.
     pub retention_check_interval_ms: u64,
     /// Accept a data directory on a filesystem that does not survive a
@@ -94,6 +99,7 @@ impl Default for BrokerConfig {
             fetch_wait_max_ms: 30_000,
             connection_idle_timeout_ms: 10 * 60 * 1000,
             shutdown_grace_ms: 5_000,
+            controlled_shutdown_timeout_ms: 5_000,
             retention_check_interval_ms: 60_000,
             allow_nondurable_data_dir: false,
             allow_more_shards_than_cores: false,
@@ -153,6 +159,9 @@ impl BrokerConfig {
         }
         if !(500..=600_000).contains(&self.broker_session_timeout_ms) {
             return Err("broker_session_timeout_ms must be between 500 and 600000".into());
+        }
+        if self.controlled_shutdown_timeout_ms > 600_000 {
+            return Err("controlled_shutdown_timeout_ms must be at most 600000".into());
         }
         if !(100..=600_000).contains(&self.replica_lag_max_ms) {
             return Err("replica_lag_max_ms must be between 100 and 600000".into());

@@ -120,6 +120,28 @@ struct Roll {
     longest_gap_ms: Vec<u128>,
 }
 
+/// A broker stopped with SIGTERM handed everything over before it exited:
+/// the quorum fenced it (its partitions led elsewhere, its place in their
+/// ISRs given up) and, if it was the controller, another voter leads the
+/// quorum. Without a controlled shutdown none of this happens until its
+/// session times out (2.5 s); the survivors' copies may apply the committed
+/// change a moment after the stopped broker did, hence the short wait.
+fn handed_over_before_exit(c: &Cluster, stopped: usize) {
+    let id = stopped as i32 + 1;
+    let survivors: Vec<String> = (0..3).filter(|&j| j != stopped).map(|j| c.nodes[j].listen.clone()).collect();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        let info = Connection::connect_any(&survivors).and_then(|mut a| a.cluster_info(Some(&["roll"]))).expect("cluster info through a survivor");
+        let fenced = info.brokers.iter().any(|b| b.node_id == id && b.fenced);
+        let leads = info.topics.iter().flat_map(|t| &t.partitions).any(|p| p.leader == id || p.isr.contains(&id));
+        if fenced && !leads && info.controller != id {
+            return;
+        }
+        assert!(Instant::now() < deadline, "broker {id} exited before it handed over: {info:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Restarts each broker of three in turn with SIGTERM under a producer
 /// with acks=all (one thread a partition) and a group consumer, and
 /// counts what they saw. The consumer must never fail and never skip an
@@ -171,6 +193,7 @@ fn rolling_restart(partitions: u32) -> Roll {
     for i in 0..3 {
         let status = c.nodes[i].broker.as_mut().unwrap().terminate();
         assert!(status.success(), "broker {} did not stop cleanly: {status}\n{}", i + 1, c.logs());
+        handed_over_before_exit(&c, i);
         // Down as long as an upgrade takes (a new binary, a container
         // restarted): longer than the brokers' session timeout.
         std::thread::sleep(Duration::from_secs(3));
@@ -238,4 +261,53 @@ fn a_rolling_restart_loses_and_skips_nothing() {
     assert_eq!(roll.lost, 0, "{roll:?}");
     assert_eq!(roll.skipped, 0, "{roll:?}");
     assert!(roll.consumed >= roll.acknowledged, "{roll:?}");
+}
+
+// ---- fencing on restart ---------------------------------------------------
+
+/// The whole cluster is killed and restarted at once, so there is no
+/// quorum for a moment: no broker may acknowledge acks=all in the epoch it
+/// led before the crash (a host crash could have cost it a synced tail the
+/// followers acknowledged under that same epoch). The first batch any
+/// broker acknowledges after the restart carries a newer epoch.
+#[test]
+fn after_a_whole_cluster_restart_nothing_is_acknowledged_in_an_epoch_led_before() {
+    let mut c = Cluster::start(None, false);
+    c.create("epochs", 1);
+    let mut admin = Connection::connect_any(&c.bootstrap()).unwrap();
+    let before = admin.cluster_info(Some(&["epochs"])).unwrap().topics[0].partitions[0].clone();
+    drop(admin);
+    let leader = before.leader as usize - 1;
+    let (err, _) = common::Client::connect(c.nodes[leader].broker.as_ref().unwrap().addr).produce("epochs", 0, &batch_of(&[b"before"]), -1);
+    assert_eq!(err, ErrorCode::None);
+
+    for i in 0..3 {
+        c.nodes[i].broker.as_mut().unwrap().kill9();
+    }
+    // The old leader first, so it serves before anyone else could elect.
+    for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
+        c.start_node(i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (at, offset) = 'acked: loop {
+        for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
+            let mut client = common::Client::connect(c.nodes[i].broker.as_ref().unwrap().addr);
+            if let (ErrorCode::None, offset) = client.produce("epochs", 0, &batch_of(&[b"after"]), -1) {
+                break 'acked (i, offset);
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing acknowledged within 30 s of the restart\n{}", c.logs());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (err, _, bytes) = common::Client::connect(c.nodes[at].broker.as_ref().unwrap().addr).fetch("epochs", 0, offset, 0);
+    assert_eq!(err, ErrorCode::None);
+    let (_, info) = shardlog::record::batches(&bytes).next().expect("the acknowledged batch").unwrap();
+    assert_eq!(info.base_offset, offset);
+    assert!(
+        info.leader_epoch > before.leader_epoch,
+        "broker {} acknowledged at offset {offset} in epoch {}, the epoch broker {} led before the crash",
+        at + 1,
+        info.leader_epoch,
+        leader + 1
+    );
 }

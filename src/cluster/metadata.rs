@@ -415,6 +415,12 @@ impl Metadata {
         if !isr.contains(&p.leader) || !isr.iter().all(|b| p.replicas.iter().any(|r| r.broker == *b)) {
             return Err(MetadataError::InvalidConfig(format!("an ISR holds the leader and only replicas of partition {partition} of '{topic}'")));
         }
+        // A fenced broker leaves every ISR and joins none until it is
+        // registered again: a leader that saw it fetch just before it
+        // stopped must not bring it back.
+        if let Some(b) = isr.iter().find(|b| !p.isr.contains(b) && self.brokers.get(b).is_none_or(|m| m.fenced)) {
+            return Err(MetadataError::InvalidConfig(format!("broker {b} is fenced and cannot join the ISR of partition {partition} of '{topic}'")));
+        }
         p.isr = isr.to_vec();
         p.partition_epoch += 1;
         Ok(())
@@ -655,6 +661,25 @@ mod tests {
         assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![others[1]]));
         run(&mut m, &mut i, Command::RegisterBroker(BrokerMeta { incarnation: 2, ..broker(others[1], 1) }));
         assert_eq!(m.topics["r"].partitions[0].leader, others[1]);
+    }
+
+    #[test]
+    fn a_fenced_broker_does_not_join_an_isr_until_it_registers_again() {
+        let (mut m, mut i) = cluster(3, 1);
+        create(&mut m, &mut i, "r", 1, 3).unwrap();
+        let p = m.topics["r"].partitions[0].clone();
+        let follower = p.replicas.iter().map(|r| r.broker).find(|&b| b != p.leader).unwrap();
+        // A controlled shutdown (or an expired session) fences a follower.
+        run(&mut m, &mut i, Command::FenceBroker { id: follower, incarnation: 1 });
+        let p = m.topics["r"].partitions[0].clone();
+        assert!(!p.isr.contains(&follower));
+        let all: Vec<NodeId> = p.replicas.iter().map(|r| r.broker).collect();
+        let alter = |pe| Command::AlterIsr { topic: "r".into(), partition: 0, leader_epoch: p.leader_epoch, partition_epoch: pe, isr: all.clone() };
+        let r = run(&mut m, &mut i, alter(p.partition_epoch));
+        assert!(matches!(r.results[0], Err(MetadataError::InvalidConfig(_))), "{r:?}");
+        run(&mut m, &mut i, Command::RegisterBroker(BrokerMeta { incarnation: 2, ..broker(follower, 1) }));
+        let pe = m.topics["r"].partitions[0].partition_epoch;
+        assert_eq!(run(&mut m, &mut i, alter(pe)).results, vec![Ok(())]);
     }
 
     #[test]

@@ -216,6 +216,24 @@ impl Quorum {
         self.raw.read_index(ctx);
     }
 
+    /// The voter to hand leadership to: the follower with the longest log
+    /// this leader knows of, if one holds all of it (so the transfer does
+    /// not wait for it to catch up). `None` on a follower.
+    pub fn successor(&self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        self.raw.raft.prs().iter().filter(|(&id, pr)| id != self.cfg.id && pr.matched == last).map(|(&id, _)| id).min()
+    }
+
+    /// Asks this leader to hand leadership to `to` (Raft's leadership
+    /// transfer: `to` campaigns at once, without waiting for an election
+    /// timeout).
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.raw.transfer_leader(to);
+    }
+
     /// Tells raft a peer could not be reached, so it stops streaming to it.
     pub fn unreachable(&mut self, peer: u64) {
         self.raw.report_unreachable(peer);

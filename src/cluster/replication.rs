@@ -262,9 +262,12 @@ impl LeaderProgress {
     /// up within `lag_ms` leave it; followers out of it that fetched in
     /// this epoch, are caught up, and hold synced at least the high
     /// watermark and everything from before this epoch (so every
-    /// acknowledged batch, durably) join it.
+    /// acknowledged batch, durably) join it, unless `fenced` says the
+    /// quorum fenced them (a broker that stopped, or was found dead, may
+    /// have fetched moments ago; asking for it back would make acks=all
+    /// wait for it until it lags out).
     /// `None` when it should stay as it is.
-    pub fn wanted_isr(&self, now_ms: u64, lag_ms: u64) -> Option<Vec<NodeId>> {
+    pub fn wanted_isr(&self, now_ms: u64, lag_ms: u64, fenced: impl Fn(NodeId) -> bool) -> Option<Vec<NodeId>> {
         if self.pending_isr.is_some() {
             return None;
         }
@@ -277,6 +280,9 @@ impl LeaderProgress {
                     return true;
                 }
                 let Some(f) = self.followers.get(&r) else { return false };
+                if fenced(r) {
+                    return false;
+                }
                 if self.isr.contains(&r) {
                     now_ms < f.caught_up_at_ms + lag_ms
                 } else {
@@ -351,9 +357,9 @@ mod tests {
         assert_eq!(l.acked(6), Ok(true));
         assert_eq!(l.acked(7), Ok(false));
         // Follower 3 stops fetching: it leaves the ISR after the lag.
-        assert_eq!(l.wanted_isr(500, 1000), None);
+        assert_eq!(l.wanted_isr(500, 1000, |_| false), None);
         l.on_fetch(2, 10, 8, 10, 900);
-        assert_eq!(l.wanted_isr(1001, 1000), Some(vec![1, 2]));
+        assert_eq!(l.wanted_isr(1001, 1000, |_| false), Some(vec![1, 2]));
         l.isr = vec![1, 2];
         assert_eq!(l.advance(10), Some(8), "now only 1 and 2 count");
         // With the leader alone in sync, nothing is acknowledged.
@@ -362,7 +368,7 @@ mod tests {
         assert_eq!(l.advance(10), None);
         // Follower 2 catches up again and rejoins.
         l.on_fetch(2, 10, 10, 10, 2000);
-        assert_eq!(l.wanted_isr(2000, 1000), Some(vec![1, 2]));
+        assert_eq!(l.wanted_isr(2000, 1000, |_| false), Some(vec![1, 2]));
     }
 
     #[test]
@@ -385,11 +391,11 @@ mod tests {
         l.on_fetch(2, 10, 10, 10, 5);
         assert_eq!(l.advance(10), Some(10));
         l.on_fetch(3, 10, 4, 10, 5);
-        assert_eq!(l.wanted_isr(5, 1000), None, "3 lacks synced data");
+        assert_eq!(l.wanted_isr(5, 1000, |_| false), None, "3 lacks synced data");
         l.on_fetch(3, 10, 10, 10, 6);
-        let want = l.wanted_isr(6, 1000).unwrap();
+        let want = l.wanted_isr(6, 1000, |_| false).unwrap();
         l.isr_proposed(want.clone());
-        assert_eq!(l.wanted_isr(6, 1000), None, "one change at a time");
+        assert_eq!(l.wanted_isr(6, 1000, |_| false), None, "one change at a time");
         l.on_fetch(2, 20, 20, 20, 7);
         assert_eq!(l.advance(20), None, "3 counts while its join is pending");
         l.learn_isr(want, 1);
@@ -404,10 +410,11 @@ mod tests {
         l.on_fetch(2, 20, 20, 20, 10);
         l.advance(20);
         l.on_fetch(3, 15, 15, 20, 10);
-        assert_eq!(l.wanted_isr(10, 1000), None, "3 lacks 15..20");
+        assert_eq!(l.wanted_isr(10, 1000, |_| false), None, "3 lacks 15..20");
         l.on_fetch(3, 20, 17, 20, 15);
-        assert_eq!(l.wanted_isr(15, 1000), None, "3 has 17..20 but not synced");
+        assert_eq!(l.wanted_isr(15, 1000, |_| false), None, "3 has 17..20 but not synced");
         l.on_fetch(3, 20, 20, 20, 20);
-        assert_eq!(l.wanted_isr(20, 1000), Some(vec![1, 2, 3]));
+        assert_eq!(l.wanted_isr(20, 1000, |b| b == 3), None, "a fenced broker does not join, however caught up");
+        assert_eq!(l.wanted_isr(20, 1000, |_| false), Some(vec![1, 2, 3]));
     }
 }

@@ -181,7 +181,7 @@ impl Sim {
             }
             _ => true,
         });
-        let want = l.wanted_isr(now, LAG_MS);
+        let want = l.wanted_isr(now, LAG_MS, |_| false);
         let (epoch, partition_epoch) = (l.epoch, l.partition_epoch);
         for (off, rid) in newly {
             if let Some(&other) = self.acked.get(&off) {

@@ -127,6 +127,9 @@ pub struct Service {
     legacy: RefCell<Option<(PathBuf, Vec<TopicMeta>)>>,
     started: Instant,
     stopped: Cell<bool>,
+    /// Set by a controlled shutdown: this broker no longer heartbeats, so
+    /// the controller does not register it again once it is fenced.
+    leaving: Cell<bool>,
 }
 
 fn frame(tag: u8, body: impl FnOnce(&mut Writer)) -> Vec<u8> {
@@ -236,6 +239,7 @@ impl Service {
             legacy: RefCell::new(legacy),
             started: Instant::now(),
             stopped: Cell::new(false),
+            leaving: Cell::new(false),
         });
         Ok((svc, rx))
     }
@@ -540,6 +544,42 @@ impl Service {
         }
     }
 
+    /// Kafka's controlled shutdown: before this broker stops serving, the
+    /// quorum fences it (as the controller would once its session expired,
+    /// but now), which moves the leadership of each of its partitions to an
+    /// in-sync follower and takes it out of their ISRs; then, if it is the
+    /// controller, it hands the quorum's leadership to a caught-up voter.
+    /// Once this returns Ok, every shard of this broker has applied the
+    /// fence, so none of them leads anything. Bounded by `within`; a
+    /// quorum without a majority gives up, and the broker stops as it
+    /// would have without it. A one-voter quorum has no one to hand over
+    /// to and returns at once.
+    pub async fn controlled_shutdown(&self, within: Duration) -> Result<(), String> {
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + within;
+        self.leaving.set(true);
+        let fence = Command::FenceBroker { id: self.me.id, incarnation: self.me.incarnation };
+        match rt::timeout(within, self.propose(fence)).await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("the quorum did not move this broker's partitions: {e}")),
+            None => return Err(format!("the quorum did not move this broker's partitions within {} ms", within.as_millis())),
+        }
+        let successor = self.q.borrow().successor();
+        if let Some(to) = successor {
+            self.q.borrow_mut().transfer_leader(to);
+            self.wake.notify();
+            while self.q.borrow().is_leader() {
+                if Instant::now() >= deadline {
+                    return Err(format!("node {} did not take over as controller in time", node_of(to)));
+                }
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Ok(())
+    }
+
     /// The commit index a linearizable read must wait for, confirmed by
     /// the leader; `None` without a leader within `wait`.
     pub async fn read_index(&self, wait: Duration) -> Option<u64> {
@@ -554,6 +594,9 @@ impl Service {
     }
 
     fn heartbeat(&self) {
+        if self.leaving.get() {
+            return;
+        }
         let leader = self.q.borrow().leader();
         match leader {
             Some(l) if l == raft_id(self.me.id) => self.on_heartbeat(self.me.clone()),

@@ -216,6 +216,9 @@ impl Partition {
 pub struct Shard {
     pub id: u16,
     pub config: Rc<BrokerConfig>,
+    /// This broker process's incarnation: its partitions are led only once
+    /// the metadata holds this incarnation registered and unfenced.
+    incarnation: u64,
     mesh: mesh::Mesh<ShardMsg>,
     metadata: RefCell<Metadata>,
     /// Partitions owned by this shard: topic -> partition index -> log.
@@ -290,11 +293,12 @@ fn unknown(topic: &str, partition: u32) -> String {
 
 impl Shard {
     /// Opens the partitions this shard owns and returns the shard.
-    pub async fn start(config: Rc<BrokerConfig>, mesh: mesh::Mesh<ShardMsg>, metadata: Metadata) -> Result<Rc<Self>, StorageError> {
+    pub async fn start(config: Rc<BrokerConfig>, mesh: mesh::Mesh<ShardMsg>, metadata: Metadata, incarnation: u64) -> Result<Rc<Self>, StorageError> {
         let cache_max_bytes_per_shard = config.cache_max_bytes_per_shard;
         let shard = Rc::new(Shard {
             id: mesh.id,
             config,
+            incarnation,
             mesh,
             metadata: RefCell::new(metadata),
             partitions: RefCell::new(HashMap::new()),
@@ -445,6 +449,12 @@ impl Shard {
                         }
                     }
                     l.epoch
+                }
+                replica::Role::Follower { leader, .. } if *leader == self.config.node_id => {
+                    return ProduceResult::err(
+                        ErrorCode::NotLeader,
+                        format!("partition {partition} of '{topic}': this broker restarted and leads again only once the controller registered it"),
+                    )
                 }
                 replica::Role::Follower { leader, .. } => {
                     return ProduceResult::err(ErrorCode::NotLeader, format!("partition {partition} of '{topic}' is led by broker {leader}"))

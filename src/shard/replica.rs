@@ -200,6 +200,11 @@ impl Shard {
         let me = self.config.node_id;
         let now = crate::time::now_ms() as u64;
         let md = self.metadata.borrow();
+        // A broker leads only once the controller registered this process:
+        // until then the metadata's leadership is that of the process before
+        // a restart (whose unsynced tail may be gone), and registering the
+        // new process is what gives its partitions a new epoch.
+        let registered = md.brokers.get(&me).is_some_and(|b| b.incarnation == self.incarnation && !b.fenced);
         let parts = self.partitions.borrow();
         let mut any = false;
         for (topic, map) in parts.iter() {
@@ -213,7 +218,7 @@ impl Shard {
                 let isr = if meta.isr.is_empty() { replicas.clone() } else { meta.isr.clone() };
                 let mut role = p.replica.role.borrow_mut();
                 let mut changed = false;
-                if meta.leader == me {
+                if meta.leader == me && registered {
                     match &mut *role {
                         Role::Leader(l) if l.epoch == meta.leader_epoch => l.learn_isr(isr, meta.partition_epoch),
                         _ => {
@@ -412,11 +417,12 @@ impl Shard {
             let lag = self.config.replica_lag_max_ms;
             let mut leaders = HashSet::new();
             let mut proposals = Vec::new();
+            let fenced: Vec<NodeId> = self.metadata.borrow().brokers.values().filter(|b| b.fenced).map(|b| b.id).collect();
             for (topic, map) in self.partitions.borrow().iter() {
                 for (&pi, p) in map {
                     match &mut *p.replica.role.borrow_mut() {
                         Role::Leader(l) => {
-                            if let Some(isr) = l.wanted_isr(now, lag) {
+                            if let Some(isr) = l.wanted_isr(now, lag, |b| fenced.contains(&b)) {
                                 l.isr_proposed(isr.clone());
                                 proposals.push((p.clone(), topic.clone(), pi, l.epoch, l.partition_epoch, isr));
                             }
