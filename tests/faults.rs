@@ -311,3 +311,153 @@ fn after_a_whole_cluster_restart_nothing_is_acknowledged_in_an_epoch_led_before(
         leader + 1
     );
 }
+
+// ---- a full disk ----------------------------------------------------------
+
+/// A small ext4 filesystem in a file, loop-mounted for one test; unmounted
+/// (and its image removed) when dropped.
+struct SmallDisk {
+    mnt: std::path::PathBuf,
+    _base: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `Err` says why it cannot be made here (no root, no loop devices, no
+    /// mkfs.ext4).
+    fn new(mib: u64) -> Result<SmallDisk, String> {
+        let base = temp_dir();
+        let image = base.path().join("disk.img");
+        let mnt = base.path().join("mnt");
+        std::fs::create_dir(&mnt).map_err(|e| e.to_string())?;
+        std::fs::File::create(&image).and_then(|f| f.set_len(mib << 20)).map_err(|e| e.to_string())?;
+        let run = |cmd: &mut std::process::Command| -> Result<(), String> {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        run(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
+        run(std::process::Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mnt))?;
+        Ok(SmallDisk { mnt, _base: base })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+/// Every value of a partition, with its offset, read through fetch.
+fn offsets_and_values(c: &mut common::Client, topic: &str) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (err, _, bytes) = c.fetch(topic, 0, offset, 0);
+        assert_eq!(err, ErrorCode::None);
+        if bytes.is_empty() {
+            return out;
+        }
+        for b in shardlog::record::batches(&bytes) {
+            let (start, info) = b.unwrap();
+            for r in shardlog::record::RecordIter::new(&bytes[start..]).unwrap() {
+                let r = r.unwrap();
+                out.push((r.offset, r.value.unwrap().to_vec()));
+            }
+            offset = info.next_offset();
+        }
+    }
+}
+
+/// The data disk fills: produces are refused with StorageError and their
+/// batches are never seen, the broker stays up and answers metadata, a
+/// topic can still be created and deleted (the quorum log keeps a
+/// reserve), and once space is freed writes resume by themselves; every
+/// acknowledged record is kept at its offset, across a restart too.
+#[test]
+fn a_full_disk_refuses_writes_keeps_the_broker_up_and_recovers_when_space_is_freed() {
+    let disk = match SmallDisk::new(96) {
+        Ok(d) => d,
+        Err(why) => {
+            eprintln!("SKIPPED a_full_disk_...: cannot loop-mount a small ext4 here ({why})");
+            return;
+        }
+    };
+    let dir = disk.mnt.join("data");
+    let mut b = Broker::start_in(&dir, 1, &[]);
+    let cli = |b: &Broker, args: &[&str]| {
+        let o = common::cli(b, args, None);
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let mut c = b.client();
+    assert_eq!(c.create_topic("keep", 1), ErrorCode::None);
+    let (ok, out) = cli(&b, &["topics", "create", "--topic", "filler", "--config", "segment.bytes=4194304"]);
+    assert!(ok, "{out}");
+    let mut kept: Vec<(i64, Vec<u8>)> = Vec::new();
+    for i in 0..10 {
+        let v = format!("k{i}").into_bytes();
+        let (err, offset) = c.produce("keep", 0, &batch_of(&[&v]), 1);
+        assert_eq!(err, ErrorCode::None);
+        kept.push((offset, v));
+    }
+
+    // Fill the disk through `filler` until a produce is refused.
+    let big = vec![7u8; 256 << 10];
+    let mut filled: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut refused = 0;
+    for i in 0..1000u32 {
+        let mut v = big.clone();
+        v[..4].copy_from_slice(&i.to_le_bytes());
+        let (err, offset) = c.produce("filler", 0, &batch_of(&[&v]), 1);
+        match err {
+            ErrorCode::None => filled.push((offset, v)),
+            ErrorCode::StorageError => {
+                refused += 1;
+                if refused == 3 {
+                    break;
+                }
+            }
+            e => panic!("a produce on a full disk answered {e:?}\n{}", b.log_text()),
+        }
+    }
+    assert!(refused > 0, "the disk never filled");
+    eprintln!("full disk: {} batches of 256 KiB acknowledged, then {refused} refused", filled.len());
+    // Refused batches are never visible: the partition holds exactly what
+    // was acknowledged, at its offsets.
+    let short = |v: &[(i64, Vec<u8>)]| v.iter().map(|(o, v)| (*o, v.len(), v[..4].to_vec())).collect::<Vec<_>>();
+    assert_eq!(short(&offsets_and_values(&mut c, "filler")), short(&filled), "what a consumer sees of the filled partition");
+
+    // The broker is up: metadata, and topic changes through the quorum.
+    let (ok, out) = cli(&b, &["topics", "list"]);
+    assert!(ok && out.contains("filler"), "{out}\n{}", b.log_text());
+    let (ok, out) = cli(&b, &["topics", "create", "--topic", "while-full"]);
+    assert!(ok, "creating a topic on a full disk: {out}\n{}", b.log_text());
+    let (ok, out) = cli(&b, &["topics", "delete", "--topic", "filler"]);
+    assert!(ok, "deleting a topic to free space: {out}\n{}", b.log_text());
+
+    // Space is back: writes resume without a restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut c = b.client();
+    for i in 10..20 {
+        let v = format!("k{i}").into_bytes();
+        loop {
+            let (err, offset) = c.produce("keep", 0, &batch_of(&[&v]), 1);
+            if err == ErrorCode::None {
+                kept.push((offset, v));
+                break;
+            }
+            assert_eq!(err, ErrorCode::StorageError);
+            assert!(Instant::now() < deadline, "writes did not resume after space was freed\n{}", b.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let offsets: Vec<i64> = kept.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>(), "acknowledged offsets are contiguous, none given twice");
+    assert_eq!(offsets_and_values(&mut c, "keep"), kept);
+    drop(c);
+    assert!(b.terminate().success());
+    let b = Broker::start_in(&dir, 1, &[]);
+    assert_eq!(offsets_and_values(&mut b.client(), "keep"), kept, "after a restart");
+}

@@ -60,6 +60,18 @@ pub const REPROPOSE_AFTER: Duration = Duration::from_secs(2);
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a voter keeps its log, under the data directory.
+/// The disk space kept back for the quorum log, so a full disk does not
+/// stop the quorum (the whole log is rewritten per round; snapshots keep it
+/// far smaller than this).
+pub const QUORUM_RESERVE_BYTES: u64 = 16 << 20;
+/// How often a missing reserve is tried again while the disk is full.
+pub const RESERVE_RETRY: Duration = Duration::from_secs(5);
+
+/// Where the quorum's disk reserve lives.
+pub fn reserve_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("meta").join("quorum.reserve")
+}
+
 pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("meta").join("quorum.log")
 }
@@ -117,6 +129,12 @@ pub struct Service {
     q: RefCell<Quorum>,
     wake: rt::Event,
     path: PathBuf,
+    /// Disk space kept back for the quorum log (`meta/quorum.reserve`):
+    /// given up when the disk is full, so deleting topics (the way to free
+    /// space) can still be committed; made again once there is room.
+    reserve: PathBuf,
+    /// When the reserve was last found missing and could not be made.
+    reserve_tried: Cell<Option<Instant>>,
     peers: BTreeMap<u64, Rc<Peer>>,
     waiters: RefCell<HashMap<u64, oneshot::Sender<Outcome>>>,
     reads: RefCell<HashMap<u64, oneshot::Sender<u64>>>,
@@ -229,6 +247,8 @@ impl Service {
             q: RefCell::new(q),
             wake: rt::Event::default(),
             path,
+            reserve: reserve_path(&data_dir),
+            reserve_tried: Cell::new(None),
             peers,
             waiters: RefCell::new(HashMap::new()),
             reads: RefCell::new(HashMap::new()),
@@ -241,6 +261,7 @@ impl Service {
             stopped: Cell::new(false),
             leaving: Cell::new(false),
         });
+        svc.keep_reserve();
         Ok((svc, rx))
     }
 
@@ -474,9 +495,7 @@ impl Service {
             self.send(io.send);
             if io.persist {
                 let bytes = self.q.borrow().store().encode();
-                if let Err(e) = file::write_atomic(&self.path, &bytes).await {
-                    return Err(format!("could not write the quorum log {}: {e}", self.path.display()));
-                }
+                self.persist(&bytes).await?;
             }
             let more = self.q.borrow_mut().advance();
             self.send(more.send);
@@ -494,6 +513,49 @@ impl Service {
             applied.extend(more.applied);
             if !applied.is_empty() {
                 let _ = self.deliveries.send(Delivery::Applied(applied)).await;
+            }
+        }
+    }
+
+    /// Writes the log whole. On a full disk the reserve is given up and the
+    /// write tried again: the voter keeps its promises, and an operator can
+    /// still delete topics or lower retention to free space.
+    async fn persist(&self, bytes: &[u8]) -> Result<(), String> {
+        let failed = |e: std::io::Error| format!("could not write the quorum log {}: {e}", self.path.display());
+        match file::write_atomic(&self.path, bytes).await {
+            Ok(()) => {
+                self.keep_reserve();
+                Ok(())
+            }
+            Err(e) if file::is_disk_full(&e) && file::release_reserve(&self.reserve) => {
+                tracing::error!(
+                    reserve_mib = QUORUM_RESERVE_BYTES >> 20,
+                    "the data disk is full: the metadata quorum's log used its reserve. Free space: delete topics, or lower their retention"
+                );
+                self.reserve_tried.set(Some(Instant::now()));
+                file::write_atomic(&self.path, bytes).await.map_err(failed)
+            }
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// Makes the reserve again if it is missing, at most every
+    /// `RESERVE_RETRY` while the disk stays full.
+    fn keep_reserve(&self) {
+        if self.reserve_tried.get().is_some_and(|t| t.elapsed() < RESERVE_RETRY) {
+            return;
+        }
+        match file::ensure_reserve(&self.reserve, QUORUM_RESERVE_BYTES) {
+            Ok(()) => {
+                if self.reserve_tried.take().is_some() {
+                    tracing::info!("the metadata quorum's disk reserve is back");
+                }
+            }
+            Err(e) => {
+                if self.reserve_tried.get().is_none() {
+                    tracing::warn!(error = %e, "could not keep disk space in reserve for the metadata quorum's log");
+                }
+                self.reserve_tried.set(Some(Instant::now()));
             }
         }
     }

@@ -204,6 +204,8 @@ struct Partition {
     /// appends: the permit is granted in arrival order.
     append_lock: rt::Semaphore,
     replica: replica::Replica,
+    /// A failed write is being recovered from (see `Shard::storage_failed`).
+    recovering: Cell<bool>,
 }
 
 impl Partition {
@@ -351,8 +353,15 @@ impl Shard {
                         Err(e) => return (name, p, Err(e)),
                     };
                     let replica = replica::Replica::load(&dir, replicated, log.next_offset());
-                    let part =
-                        Partition { log: RefCell::new(log), dir, config: cfg, appended: rt::Event::default(), append_lock: rt::Semaphore::new(1), replica };
+                    let part = Partition {
+                        log: RefCell::new(log),
+                        dir,
+                        config: cfg,
+                        appended: rt::Event::default(),
+                        append_lock: rt::Semaphore::new(1),
+                        replica,
+                        recovering: Cell::new(false),
+                    };
                     (name, p, Ok(part))
                 });
             }
@@ -481,6 +490,7 @@ impl Shard {
                 }
                 Err(e) => {
                     p.appended.notify();
+                    self.storage_failed(&p, &e);
                     return ProduceResult::err(storage_code(&e), e.to_string());
                 }
             }
@@ -490,10 +500,11 @@ impl Shard {
         if let Some(epoch) = epoch {
             // The leader's own copy counts once synced: sync in the
             // background whatever the acks, then move the watermark.
-            let (part, synced_log) = (p.clone(), log.clone());
+            let (part, synced_log, memory) = (p.clone(), log.clone(), self.memory.clone());
             rt::spawn(async move {
-                if synced_log.wait_synced(last).await.is_ok() {
-                    part.advance_hw();
+                match synced_log.wait_synced(last).await {
+                    Ok(()) => part.advance_hw(),
+                    Err(e) => Partition::recover_from(&part, &e, memory),
                 }
             });
             // acks=all: a majority of replicas holds it synced.
@@ -501,7 +512,10 @@ impl Shard {
                 -1 => self.wait_replicated(&p, epoch, last + 1, timeout).await,
                 1 => match rt::timeout(timeout, log.wait(last, false)).await {
                     None => Err((ErrorCode::RequestTimedOut, format!("not written within {} ms", timeout.as_millis()))),
-                    Some(Err(e)) => Err((storage_code(&e), e.to_string())),
+                    Some(Err(e)) => {
+                        self.storage_failed(&p, &e);
+                        Err((storage_code(&e), e.to_string()))
+                    }
                     Some(Ok(())) => Ok(()),
                 },
                 _ => Ok(()),
@@ -515,19 +529,37 @@ impl Shard {
             let (synced, what) = if acks == -1 { (true, "synced") } else { (false, "written") };
             match rt::timeout(timeout, log.wait(last, synced)).await {
                 None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not {what} within {} ms", timeout.as_millis())),
-                Some(Err(e)) => return ProduceResult::err(storage_code(&e), e.to_string()),
+                Some(Err(e)) => {
+                    self.storage_failed(&p, &e);
+                    return ProduceResult::err(storage_code(&e), e.to_string());
+                }
                 Some(Ok(())) => {}
             }
+        } else {
+            // acks=0: readers see the batches once they are written.
+            let (part, written_log, memory) = (p.clone(), log.clone(), self.memory.clone());
+            rt::spawn(async move {
+                match written_log.wait_written(last).await {
+                    Ok(()) => part.appended.notify(),
+                    Err(e) => Partition::recover_from(&part, &e, memory),
+                }
+            });
+        }
+        if !p.replica.replicated {
+            // What is written is what readers may see now.
+            p.appended.notify();
         }
         ProduceResult { error: ErrorCode::None, message: None, base_offset: first.unwrap_or(-1), log_start_offset: log.log_start_offset() }
     }
 
     /// The offset consumers may read up to: the high watermark of a
-    /// replicated partition this broker leads, the log end otherwise.
-    /// `None` when a replicated partition is not led here.
+    /// replicated partition this broker leads, what is written otherwise
+    /// (never an append whose write may still fail: a failed write cuts
+    /// the log back to what was written, and those offsets are given
+    /// again). `None` when a replicated partition is not led here.
     fn visible_end(p: &Partition) -> Option<i64> {
         if !p.replica.replicated {
-            return Some(p.log().next_offset());
+            return Some(p.log().written_offset());
         }
         p.replica.leading().map(|_| p.replica.hw.get())
     }
@@ -580,11 +612,22 @@ impl Shard {
         if now >= until || self.is_shutting_down() {
             return false;
         }
+        let log = p.log();
         let woken = std::pin::pin!(async {
-            futures::future::select(std::pin::pin!(p.appended.listen()), std::pin::pin!(self.shutdown.listen())).await;
+            let (appended, written, shutdown) =
+                (std::pin::pin!(p.appended.listen()), std::pin::pin!(log.written_moved()), std::pin::pin!(self.shutdown.listen()));
+            futures::future::select(futures::future::select(appended, written), shutdown).await;
         });
         rt::timeout(until - now, woken).await;
         true
+    }
+
+    /// A write or sync of `p`'s log failed: the error is the operation's,
+    /// not the broker's. The log is cut back to what was written and opened
+    /// again in the background, so writes resume by themselves once the
+    /// disk takes them.
+    fn storage_failed(&self, p: &Rc<Partition>, e: &StorageError) {
+        Partition::recover_from(p, e, self.memory.clone());
     }
 
     /// Reads from a partition wherever it lives. A remote read comes back as

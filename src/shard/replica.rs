@@ -46,6 +46,9 @@ pub const REPLICA_FETCH_MAX_BYTES: u32 = 8 << 20;
 pub const REPLICATION_TICK: Duration = Duration::from_millis(100);
 /// How long a follower waits before it tries a leader it could not reach.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+/// How often a log whose write failed is tried again (cut and reopened)
+/// while reopening it fails.
+pub const STORAGE_RETRY: Duration = Duration::from_secs(1);
 /// The name of a partition's epoch file, beside its segments.
 const EPOCHS_FILE: &str = "leader-epochs";
 
@@ -139,6 +142,56 @@ impl<C> ReplicaFetchResult<C> {
 }
 
 impl Partition {
+    /// Closes the log (a failed one without writing anything more), cuts
+    /// it before `offset` and opens it again; returns the new end.
+    async fn reopen_cut(&self, offset: i64, memory: Rc<crate::storage::ShardMemory>) -> Result<i64, StorageError> {
+        let old = self.log();
+        old.close().await?;
+        let end = PartitionLog::cut(&self.dir, offset).await?;
+        let log = PartitionLog::open_on_shard(&self.dir, self.config.clone(), memory).await?;
+        *self.log.borrow_mut() = log;
+        Ok(end)
+    }
+
+    /// After `e` on this partition's log: if the log failed (the disk
+    /// refused a write or a sync: full, or an I/O error), cut it back to
+    /// what was written and open it again, in the background, retried every
+    /// `STORAGE_RETRY` until it works or the partition is gone. Nothing
+    /// past the written offset was visible to anyone (consumers and
+    /// followers read below it), so the offsets given again were never
+    /// seen; what was acknowledged (acks=1: written; all: synced) stays.
+    pub(super) fn recover_from(part: &Rc<Partition>, e: &StorageError, memory: Rc<crate::storage::ShardMemory>) {
+        if !matches!(e, StorageError::Failed(_)) || !part.log().failed() || part.recovering.replace(true) {
+            return;
+        }
+        let part = part.clone();
+        rt::spawn(async move {
+            loop {
+                let turn = part.append_lock.acquire_permit(1).await;
+                let failed = part.log();
+                let written = failed.written_offset();
+                let r = part.reopen_cut(written, memory.clone()).await;
+                drop(turn);
+                match r {
+                    Ok(end) => {
+                        debug_assert_eq!(end, written, "a log is cut at a batch boundary it wrote");
+                        tracing::warn!(dir = %part.dir.display(), end, "a write failed; the log is cut back to what was written and takes writes again");
+                        part.replica.hw.set(part.replica.hw.get().min(end));
+                        break;
+                    }
+                    Err(e) => tracing::warn!(dir = %part.dir.display(), error = %e, "could not reopen a failed log; retrying"),
+                }
+                rt::sleep(STORAGE_RETRY).await;
+                // Deleted meanwhile: this task holds the last reference.
+                if Rc::strong_count(&part) == 1 {
+                    return;
+                }
+            }
+            part.recovering.set(false);
+            part.appended.notify();
+        });
+    }
+
     /// Writes `epoch` as begun at the log's end, if it is new to this
     /// replica, before any batch of it is appended.
     pub(super) async fn begin_epoch(&self, epoch: u32, at: i64) -> Result<(), StorageError> {
@@ -176,11 +229,7 @@ impl Partition {
 
     /// Closes the log, cuts it before `offset`, and opens it again.
     async fn cut(&self, offset: i64, memory: Rc<crate::storage::ShardMemory>) -> Result<i64, StorageError> {
-        let old = self.log();
-        old.close().await?;
-        let end = PartitionLog::cut(&self.dir, offset).await?;
-        let log = PartitionLog::open_on_shard(&self.dir, self.config.clone(), memory).await?;
-        *self.log.borrow_mut() = log;
+        let end = self.reopen_cut(offset, memory).await?;
         let bytes = {
             let mut h = self.replica.epochs.borrow_mut();
             h.truncate(end);
@@ -326,11 +375,14 @@ impl Shard {
             l.on_fetch(replica, q.fetch_offset, q.synced_offset, end, crate::time::now_ms() as u64);
         }
         p.advance_hw();
+        // Followers copy only what the leader wrote: a failed write cuts
+        // the leader's log back to it, so no follower holds an offset the
+        // leader gives again.
         if let Some(until) = wait_until {
-            while p.log().next_offset() <= q.fetch_offset && p.replica.leading().is_some() && self.wait_for_append(&p, until).await {}
+            while p.log().written_offset() <= q.fetch_offset && p.replica.leading().is_some() && self.wait_for_append(&p, until).await {}
         }
         let log = p.log();
-        let mut r = match log.read(q.fetch_offset, max_bytes).await {
+        let mut r = match log.read_below(q.fetch_offset, max_bytes, log.written_offset()).await {
             Ok(out) => FetchResult {
                 error: ErrorCode::None,
                 message: None,
@@ -342,7 +394,7 @@ impl Shard {
             Err(e) => FetchResult::err(storage_code(&e), e.to_string()),
         };
         r.high_watermark = p.replica.hw.get();
-        ReplicaFetchResult { fetch: r, log_end: log.next_offset(), diverging: None }
+        ReplicaFetchResult { fetch: r, log_end: log.written_offset(), diverging: None }
     }
 
     /// Answers one partition of a replica fetch wherever it lives on this
@@ -603,6 +655,7 @@ impl Shard {
                     p.begin_epoch(info.leader_epoch, info.base_offset).await.map_err(|e| e.to_string())?;
                     if let Err(e) = log.append_replica(batch, &info).await {
                         tracing::warn!(topic = %q.topic, partition = q.partition, error = %e, "could not append the leader's batch");
+                        Partition::recover_from(p, &e, self.memory.clone());
                         break;
                     }
                     appended = true;

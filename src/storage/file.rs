@@ -142,6 +142,36 @@ pub async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes sure `path` holds `bytes` of allocated disk space (a reserve that
+/// deleting gives back when the disk is full). Metadata only: the blocks
+/// are allocated, not written.
+pub fn ensure_reserve(path: &Path, bytes: u64) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() >= bytes) {
+        return Ok(());
+    }
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    // SAFETY: posix_fallocate on a file descriptor this function owns.
+    let r = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, bytes as libc::off_t) };
+    if r != 0 {
+        let e = io::Error::from_raw_os_error(r);
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    f.sync_all()
+}
+
+/// Deletes a reserve made by [`ensure_reserve`]; true if there was one.
+pub fn release_reserve(path: &Path) -> bool {
+    std::fs::remove_file(path).is_ok()
+}
+
+/// Whether an error says the disk is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)
+}
+
 /// Reads a whole small file; `None` if it does not exist.
 pub async fn read_whole(path: &Path, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
     if !path.exists() {

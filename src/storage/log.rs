@@ -23,7 +23,7 @@
 //! - only one of roll, retention and close runs at a time (`io_lock`);
 //!   appends wait for the disk only past `unwritten_max_bytes`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
@@ -200,6 +200,13 @@ struct Inner {
     io_lock: rt::Semaphore,
     /// Notified when a roll ends; appends wait on it while one runs.
     rolled: rt::Event,
+    /// Notified when the written watermark moves (what readers may see)
+    /// and when the log fails.
+    written: rt::Event,
+    /// Whether the writer task runs; `writer_stopped` is notified when it
+    /// ends (a closed log, its last write completed).
+    writer_running: Cell<bool>,
+    writer_stopped: rt::Event,
 }
 
 /// One partition's log. Cheap to clone; all clones share the log.
@@ -361,13 +368,14 @@ impl State {
         }
     }
 
-    /// The disk refused a write or a sync: what is on disk is now unknown,
-    /// so the log stops taking writes rather than acknowledge what it may
-    /// not have. A restart recovers.
+    /// The disk refused a write or a sync: what is on disk past the
+    /// written offset is now unknown, so the log stops taking writes rather
+    /// than acknowledge what it may not have. Its owner closes it, cuts it
+    /// back to the written offset and opens it again (`Partition::recover_from`).
     fn fail(&mut self, e: &StorageError) {
         let msg = e.to_string();
         if self.failed.is_none() {
-            tracing::error!(dir = %self.dir.display(), error = %msg, "log write failed; the log is now read-only");
+            tracing::error!(dir = %self.dir.display(), error = %msg, "log write failed; it takes no writes until it is cut back to what was written and reopened");
             self.failed = Some(msg.clone());
         }
         for (_, tx) in self.write_waiters.drain(..).chain(self.sync_waiters.drain(..)) {
@@ -500,7 +508,17 @@ impl PartitionLog {
             recovery_scanned_bytes,
         };
         memory.log_opened();
-        let log = PartitionLog { inner: Rc::new(Inner { st: RefCell::new(st), memory, io_lock: rt::Semaphore::new(1), rolled: rt::Event::default() }) };
+        let log = PartitionLog {
+            inner: Rc::new(Inner {
+                st: RefCell::new(st),
+                memory,
+                io_lock: rt::Semaphore::new(1),
+                rolled: rt::Event::default(),
+                written: rt::Event::default(),
+                writer_running: Cell::new(true),
+                writer_stopped: rt::Event::default(),
+            }),
+        };
         // Writes and syncs answer producers: they run in the default queue.
         rt::spawn(writer(Rc::downgrade(&log.inner), kicked));
         rt::spawn(syncer(Rc::downgrade(&log.inner), sync_kicked));
@@ -672,6 +690,10 @@ impl PartitionLog {
         State::wake(&mut st.write_waiters, written);
         if !st.sync_waiters.is_empty() {
             let _ = st.sync_kick.try_send(());
+        }
+        drop(st);
+        if w.batch_end.is_some() {
+            self.inner.written.notify();
         }
         Ok(())
     }
@@ -881,6 +903,10 @@ impl PartitionLog {
     /// so the next open trusts their indexes.
     pub async fn close(&self) -> Result<(), StorageError> {
         let _p = self.inner.io_lock.acquire_permit(1).await.map_err(|_| StorageError::Closed)?;
+        if self.inner.st.borrow().failed.is_some() {
+            self.abandon().await;
+            return Ok(());
+        }
         self.flush().await?;
         let (file, dir, base, bytes, size) = {
             let mut st = self.inner.st.borrow_mut();
@@ -902,8 +928,44 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// A failed log's close: nothing more is written (what is on disk past
+    /// `written_offset` is unknown, so no index describes it); returns once
+    /// the writes still in flight completed, so the files may be cut.
+    async fn abandon(&self) {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            st.closed = true;
+            let _ = st.kick.try_send(());
+            let _ = st.sync_kick.try_send(());
+        }
+        while self.inner.writer_running.get() {
+            let stopped = self.inner.writer_stopped.listen();
+            if !self.inner.writer_running.get() {
+                break;
+            }
+            stopped.await;
+        }
+    }
+
     pub fn next_offset(&self) -> i64 {
         self.inner.st.borrow().next_offset
+    }
+
+    /// Everything below is written (its direct write completed): what
+    /// readers may see, since a failed write cuts the log back to it.
+    pub fn written_offset(&self) -> i64 {
+        self.inner.st.borrow().written_offset
+    }
+
+    /// Whether a write or sync failed: the log takes no more writes until
+    /// it is closed and opened again (see `Partition::recover`).
+    pub fn failed(&self) -> bool {
+        self.inner.st.borrow().failed.is_some()
+    }
+
+    /// Resolves at the next move of the written watermark (or failure).
+    pub fn written_moved(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.inner.written.listen()
     }
 
     /// Cuts the log in `dir`, which must be closed, so that it ends before
@@ -1089,8 +1151,13 @@ async fn writer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
         }
         if inflight.is_empty() {
             let closed = log_ref.inner.st.borrow().closed;
+            if closed {
+                log_ref.inner.writer_running.set(false);
+                log_ref.inner.writer_stopped.notify();
+                return;
+            }
             drop(log_ref);
-            if closed || kicked.recv().await.is_none() {
+            if kicked.recv().await.is_none() {
                 return;
             }
             continue;
@@ -1105,12 +1172,17 @@ async fn writer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
             }
         };
         if let Some((w, r)) = done {
+            // After a failure nothing more counts as written: a later write
+            // that completed may sit past one that did not.
+            let failed = log_ref.inner.st.borrow().failed.is_some();
             let r = match r {
+                Ok(()) if failed => Ok(()),
                 Ok(()) => log_ref.complete_write(w).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
                 log_ref.inner.st.borrow_mut().fail(&e);
+                log_ref.inner.written.notify();
             }
         }
     }
