@@ -2,8 +2,10 @@
 //! real [`EpochHistory`], [`truncation_offset`], [`LeaderProgress`] and
 //! the metadata's elections (`Metadata::apply`), with producers, follower
 //! fetches, syncs, ISR changes, crashes that lose what was not synced,
-//! fences of live leaders (zombies that go on until they learn), and
-//! restarts. After every step: every acknowledged record is in the
+//! fences of live leaders (zombies that go on until they learn),
+//! restarts (before or after a fence, learning the metadata before the
+//! controller registers them) and host crashes of the whole cluster at
+//! once. After every step: every acknowledged record is in the
 //! current leader's log at its offset. At the end, with every broker back
 //! and caught up: every acknowledged record is on every in-sync replica.
 //!
@@ -18,6 +20,9 @@ use super::replication::{truncation_offset, EpochHistory, LeaderProgress};
 use super::seeded::Rng;
 
 const STEPS: usize = 400;
+/// The rule the wiring keeps (switchable here to see the simulation find
+/// what breaks without it).
+const RULE_LEADS_ONLY_REGISTERED: bool = true;
 const LAG_MS: u64 = 50;
 
 /// A record: the epoch it was written in and a unique id.
@@ -82,11 +87,17 @@ impl Sim {
     fn learn(&mut self, id: NodeId) {
         let p = self.partition().clone();
         let now = self.now_ms;
+        let registered = {
+            let r = &self.reps[&id];
+            self.md.brokers.get(&id).is_some_and(|b| b.incarnation == r.incarnation && !b.fenced)
+        };
         let r = self.reps.get_mut(&id).expect("a replica");
         if !r.alive {
             return;
         }
-        let leads_now = p.leader == id;
+        // As `Shard::reconcile_replicas`: a broker leads only once the
+        // controller registered this incarnation of it.
+        let leads_now = p.leader == id && (registered || !RULE_LEADS_ONLY_REGISTERED);
         match (&r.leading, leads_now) {
             (Some(l), true) if l.epoch == p.leader_epoch => {
                 let isr = p.isr.clone();
@@ -181,7 +192,8 @@ impl Sim {
             }
             _ => true,
         });
-        let want = l.wanted_isr(now, LAG_MS, |_| false);
+        let fenced: Vec<NodeId> = self.md.brokers.values().filter(|b| b.fenced).map(|b| b.id).collect();
+        let want = l.wanted_isr(now, LAG_MS, |b| fenced.contains(&b));
         let (epoch, partition_epoch) = (l.epoch, l.partition_epoch);
         for (off, rid) in newly {
             if let Some(&other) = self.acked.get(&off) {
@@ -277,11 +289,12 @@ impl Sim {
         }
     }
 
-    /// A live broker the controller fenced heartbeats again and is
-    /// registered again (same incarnation), as `controller::Liveness` does.
+    /// A live broker heartbeats and the controller registers it if the
+    /// metadata does not hold it as it is (fenced, or restarted: another
+    /// incarnation), as `controller::Liveness` does.
     fn heartbeat(&mut self, id: NodeId) {
         let r = &self.reps[&id];
-        if r.alive && self.md.brokers.get(&id).is_some_and(|b| b.fenced) {
+        if r.alive && self.md.brokers.get(&id).is_some_and(|b| b.fenced || b.incarnation != r.incarnation) {
             let inc = r.incarnation;
             let _ =
                 self.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: inc, fenced: false, external: None }));
@@ -289,6 +302,10 @@ impl Sim {
         }
     }
 
+    /// A dead broker starts again, a new incarnation, and learns the
+    /// metadata as it is, before the controller registers it (that takes a
+    /// `heartbeat`): possibly before it was fenced, and possibly with the
+    /// whole cluster down and no quorum to register anyone.
     fn restart(&mut self, id: NodeId) {
         let r = self.reps.get_mut(&id).expect("a replica");
         if r.alive {
@@ -297,9 +314,14 @@ impl Sim {
         }
         r.alive = true;
         r.incarnation += 1;
-        let inc = r.incarnation;
-        let _ = self.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: inc, fenced: false, external: None }));
-        self.learn_all();
+        self.learn(id);
+    }
+
+    /// A host crash of every broker at once (each loses its unsynced tail).
+    fn crash_all(&mut self) {
+        for id in 1..=3 {
+            self.crash(id);
+        }
     }
 
     fn step(&mut self) -> Result<(), String> {
@@ -345,8 +367,10 @@ impl Sim {
             50..=64 => self.sync(id),
             65..=79 => self.lead(id)?,
             80..=84 => self.learn(id),
+            85..=88 if self.rng.below(10) == 0 => self.crash_all(),
             85..=88 => self.crash(id),
-            89..=92 => {
+            89..=90 => self.heartbeat(id),
+            91..=92 => {
                 if !self.reps[&id].alive || self.rng.below(3) == 0 {
                     // A dead broker, or a live one the controller stopped
                     // hearing (it goes on as a zombie until it learns).
@@ -362,6 +386,9 @@ impl Sim {
     fn settle(&mut self) -> Result<(), String> {
         for id in 1..=3 {
             self.restart(id);
+        }
+        for id in 1..=3 {
+            self.heartbeat(id);
         }
         self.learn_all();
         for _ in 0..400 {
