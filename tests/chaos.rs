@@ -1,8 +1,11 @@
 //! Seeded chaos over three real brokers: producers with acks=all keep a
 //! ledger of every acknowledged (partition, offset, payload) while rounds
-//! of faults hit random brokers, leaders included: SIGKILL and restart,
-//! SIGSTOP and SIGCONT, and cutting the link of the broker that lives in
-//! its own network namespace. At the end every acknowledged message must be
+//! of faults hit random brokers, leaders included: SIGKILL and restart
+//! (after a pause, or at once), SIGKILL of the whole cluster and an
+//! immediate restart, SIGSTOP and SIGCONT, cutting the link of the broker
+//! that lives in its own network namespace, and filling the disk a
+//! broker's data lives on (each has a small ext4 of its own where loop
+//! devices can be used). At the end every acknowledged message must be
 //! read back at its offset. Prints its seed; `SHARDLOG_CHAOS_SEED=<seed>`
 //! replays the same faults (the brokers' timing is the machine's), and
 //! `SHARDLOG_CHAOS_ROUNDS` sets the rounds (50 by default). Needs root for
@@ -59,7 +62,8 @@ fn acknowledged_messages_survive_kills_pauses_and_cuts_of_any_broker() {
     let mut rng = Rng(seed);
 
     let island = Island::new();
-    let mut c = Cluster::start(Some(&island), true);
+    let mut c = Cluster::start_with(Some(&island), true, Some(192));
+    let disks = c.nodes.iter().all(|n| n.disk.is_some());
     c.create(TOPIC, PARTITIONS);
 
     // One producer per partition, each waiting for every acknowledgement.
@@ -92,35 +96,60 @@ fn acknowledged_messages_survive_kills_pauses_and_cuts_of_any_broker() {
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     for round in 0..rounds {
         let victim = rng.below(3) as usize;
-        let fault = rng.below(3);
+        let fault = rng.below(6);
         let pause = Duration::from_millis(200 + rng.below(2800));
         let before = ledger.lock().unwrap().len();
         let what = match fault {
-            0 => {
-                c.nodes[victim].broker.as_mut().unwrap().kill9();
-                std::thread::sleep(pause);
-                c.start_node(victim);
-                "kill"
-            }
             1 => {
                 c.signal(victim, libc::SIGSTOP);
                 std::thread::sleep(pause);
                 c.signal(victim, libc::SIGCONT);
                 "pause"
             }
-            _ => {
+            2 => {
                 // Only broker 1 lives behind a link of its own.
                 island.cut();
                 std::thread::sleep(pause);
                 island.heal();
                 "cut"
             }
+            3 => {
+                // A power cut of the whole cluster, and a supervisor that
+                // restarts every broker at once.
+                for i in 0..3 {
+                    c.nodes[i].broker.as_mut().unwrap().kill9();
+                }
+                for i in 0..3 {
+                    c.start_node(i);
+                }
+                "kill all, restart at once"
+            }
+            4 => {
+                c.nodes[victim].broker.as_mut().unwrap().kill9();
+                c.start_node(victim);
+                "kill, restart at once"
+            }
+            5 if disks => {
+                let disk = c.nodes[victim].disk.as_ref().unwrap();
+                disk.fill().unwrap();
+                std::thread::sleep(pause);
+                disk.unfill();
+                "fill the disk of"
+            }
+            _ => {
+                c.nodes[victim].broker.as_mut().unwrap().kill9();
+                std::thread::sleep(pause);
+                c.start_node(victim);
+                "kill"
+            }
         };
         *counts.entry(what).or_default() += 1;
         let target = if what == "cut" { 1 } else { victim + 1 };
+        let target = if what.starts_with("kill all") { "every".to_string() } else { target.to_string() };
         let settled = c.settle(Duration::from_secs(30));
         let acked = ledger.lock().unwrap().len();
-        eprintln!("round {round}: {what} broker {target} for {} ms; {} acknowledged during the round, {acked} in all", pause.as_millis(), acked - before);
+        let held = if what.ends_with("at once") { 0 } else { pause.as_millis() };
+        eprintln!("round {round}: {what} broker {target} for {held} ms; {} acknowledged during the round, {acked} in all", acked - before);
         assert!(settled, "the cluster did not recover within 30 s of round {round}\n{}", c.logs());
     }
     // A last stretch without faults, so the ledger ends with a healthy cluster.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::disk::SmallDisk;
 use common::{batch_of, reserved_port, temp_dir, Broker};
 use shardlog::client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartFrom};
 use shardlog::client::producer::{Acks, Producer, ProducerConfig, ProducerRecord};
@@ -313,42 +314,6 @@ fn after_a_whole_cluster_restart_nothing_is_acknowledged_in_an_epoch_led_before(
 }
 
 // ---- a full disk ----------------------------------------------------------
-
-/// A small ext4 filesystem in a file, loop-mounted for one test; unmounted
-/// (and its image removed) when dropped.
-struct SmallDisk {
-    mnt: std::path::PathBuf,
-    _base: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    /// `Err` says why it cannot be made here (no root, no loop devices, no
-    /// mkfs.ext4).
-    fn new(mib: u64) -> Result<SmallDisk, String> {
-        let base = temp_dir();
-        let image = base.path().join("disk.img");
-        let mnt = base.path().join("mnt");
-        std::fs::create_dir(&mnt).map_err(|e| e.to_string())?;
-        std::fs::File::create(&image).and_then(|f| f.set_len(mib << 20)).map_err(|e| e.to_string())?;
-        let run = |cmd: &mut std::process::Command| -> Result<(), String> {
-            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
-            }
-        };
-        run(std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image))?;
-        run(std::process::Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mnt))?;
-        Ok(SmallDisk { mnt, _base: base })
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
-    }
-}
 
 /// Every value of a partition, with its offset, read through fetch.
 fn offsets_and_values(c: &mut common::Client, topic: &str) -> Vec<(i64, Vec<u8>)> {

@@ -7,13 +7,19 @@ use std::time::{Duration, Instant};
 
 use shardlog::client::raw::Connection;
 
+use super::disk::SmallDisk;
 use super::{reserved_port, temp_dir, Broker, Island};
 
+/// Fields drop in order: the broker before the disk it writes on.
 pub struct Node {
+    pub broker: Option<Broker>,
     pub ns: Option<String>,
     pub listen: String,
     pub dir: tempfile::TempDir,
-    pub broker: Option<Broker>,
+    /// The data directory: in `dir`, or on `disk`.
+    pub data: std::path::PathBuf,
+    /// A filesystem of the node's own, which a test can fill.
+    pub disk: Option<SmallDisk>,
 }
 
 pub struct Cluster {
@@ -26,12 +32,27 @@ impl Cluster {
     /// Three brokers; broker 1 on `island` if given. `fast` shortens the
     /// session and lag timeouts (1.5 s) so chaos rounds are short.
     pub fn start(island: Option<&Island>, fast: bool) -> Cluster {
+        Cluster::start_with(island, fast, None)
+    }
+
+    /// Like [`Cluster::start`], with each broker's data on a small ext4 of
+    /// its own of `disk_mib` if given and if loop devices can be used here
+    /// (otherwise in a temporary directory, and this says so).
+    pub fn start_with(island: Option<&Island>, fast: bool, disk_mib: Option<u64>) -> Cluster {
         let hosts = match island {
             Some(island) => [(Some(island.ns.clone()), island.inner_ip.clone()), (None, island.outer_ip.clone()), (None, island.outer_ip.clone())],
             None => [(None, "127.0.0.1".to_string()), (None, "127.0.0.1".to_string()), (None, "127.0.0.1".to_string())],
         };
         let voters = hosts.iter().enumerate().map(|(i, (_, ip))| format!("{}@{ip}:{}", i + 1, reserved_port())).collect::<Vec<_>>().join(",");
-        let nodes = hosts.into_iter().map(|(ns, ip)| Node { ns, listen: format!("{ip}:{}", reserved_port()), dir: temp_dir(), broker: None }).collect();
+        let nodes = hosts
+            .into_iter()
+            .map(|(ns, ip)| {
+                let dir = temp_dir();
+                let disk = disk_mib.and_then(|mib| SmallDisk::new(mib).map_err(|why| eprintln!("no disk of its own for a broker: {why}")).ok());
+                let data = disk.as_ref().map_or_else(|| dir.path().join("data"), |d| d.mnt.join("data"));
+                Node { broker: None, ns, listen: format!("{ip}:{}", reserved_port()), dir, data, disk }
+            })
+            .collect();
         let mut c = Cluster { nodes, voters, fast };
         for i in 0..3 {
             c.start_node(i);
@@ -47,8 +68,8 @@ impl Cluster {
         }
         let n = &self.nodes[i];
         let b = match &n.ns {
-            Some(ns) => Broker::start_in_netns(ns, n.dir.path(), &n.listen, &extra),
-            None => Broker::start_listening(None, n.dir.path(), 1, &n.listen, &extra),
+            Some(ns) => Broker::start_in_netns(ns, &n.data, &n.listen, &extra),
+            None => Broker::start_listening(None, &n.data, 1, &n.listen, &extra),
         };
         self.nodes[i].broker = Some(b);
     }
