@@ -204,7 +204,7 @@ struct Partition {
     /// appends: the permit is granted in arrival order.
     append_lock: rt::Semaphore,
     replica: replica::Replica,
-    /// A failed write is being recovered from (see `Shard::storage_failed`).
+    /// A failed write is being recovered from (`Partition::recover_from`).
     recovering: Cell<bool>,
 }
 
@@ -535,20 +535,9 @@ impl Shard {
                 }
                 Some(Ok(())) => {}
             }
-        } else {
-            // acks=0: readers see the batches once they are written.
-            let (part, written_log, memory) = (p.clone(), log.clone(), self.memory.clone());
-            rt::spawn(async move {
-                match written_log.wait_written(last).await {
-                    Ok(()) => part.appended.notify(),
-                    Err(e) => Partition::recover_from(&part, &e, memory),
-                }
-            });
         }
-        if !p.replica.replicated {
-            // What is written is what readers may see now.
-            p.appended.notify();
-        }
+        // Long polls wake when the writes complete (`written_moved`); a
+        // failed write of an acks=0 batch is found by the next append.
         ProduceResult { error: ErrorCode::None, message: None, base_offset: first.unwrap_or(-1), log_start_offset: log.log_start_offset() }
     }
 
