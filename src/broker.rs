@@ -689,7 +689,8 @@ async fn shard_main(
                 }
                 let began = Instant::now();
                 match svc.controlled_shutdown(within).await {
-                    Ok(()) => tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, "controlled shutdown: this broker leads nothing now"),
+                    Ok(true) => tracing::info!(elapsed_ms = began.elapsed().as_millis() as u64, "controlled shutdown: this broker leads nothing now"),
+                    Ok(false) => {}
                     Err(e) => tracing::warn!(elapsed_ms = began.elapsed().as_millis() as u64, "controlled shutdown: {e}; stopping anyway"),
                 }
                 let _ = handed.send(());

@@ -615,10 +615,10 @@ impl Service {
     /// fence, so none of them leads anything. Bounded by `within`; a
     /// quorum without a majority gives up, and the broker stops as it
     /// would have without it. A one-voter quorum has no one to hand over
-    /// to and returns at once.
-    pub async fn controlled_shutdown(&self, within: Duration) -> Result<(), String> {
+    /// to and returns `Ok(false)` at once.
+    pub async fn controlled_shutdown(&self, within: Duration) -> Result<bool, String> {
         if self.peers.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let deadline = Instant::now() + within;
         self.leaving.set(true);
@@ -639,7 +639,7 @@ impl Service {
                 rt::sleep(Duration::from_millis(10)).await;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The commit index a linearizable read must wait for, confirmed by
