@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 #[cfg(feature = "broker")]
 pub mod group;
+pub mod hash;
 pub mod protocol;
 pub mod record;
 #[cfg(feature = "broker")]

@@ -237,10 +237,6 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
     }
 }
 
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// Lines per batch when stdin is not a terminal.
 const PRODUCE_BATCH_RECORDS: usize = 1000;
 /// Bytes per batch when stdin is not a terminal.
@@ -468,7 +464,7 @@ pub fn produce(a: ProduceArgs) -> i32 {
         };
         let partition = match (a.partition, key) {
             (Some(p), _) => p,
-            (None, Some(k)) => (fnv1a(k) % u64::from(partitions)) as u32,
+            (None, Some(k)) => crate::hash::partition_for_key(k, partitions),
             (None, None) => {
                 next_rr = (next_rr + 1) % partitions;
                 next_rr

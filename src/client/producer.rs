@@ -1536,16 +1536,12 @@ fn choose_partition(fixed: Option<u32>, key: Option<&[u8]>, partitions: u32, rou
     match (fixed, key) {
         (Some(p), _) if p < partitions => Ok(p),
         (Some(p), _) => Err(p),
-        (None, Some(k)) => Ok((fnv1a(k) % u64::from(partitions)) as u32),
+        (None, Some(k)) => Ok(crate::hash::partition_for_key(k, partitions)),
         (None, None) => {
             *round_robin = round_robin.wrapping_add(1);
             Ok(*round_robin % partitions)
         }
     }
-}
-
-fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| (h ^ u64::from(x)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The pause before attempt `n` (n >= 1) of a batch: 100 ms, doubling, at

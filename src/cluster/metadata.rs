@@ -298,10 +298,6 @@ pub fn log_config(base: &LogConfig, configs: &BTreeMap<String, String>) -> LogCo
     c
 }
 
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 impl Metadata {
     /// Brokers that may lead partitions, by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
@@ -472,7 +468,7 @@ impl Metadata {
             return Err(MetadataError::InvalidReplicationFactor { asked: *replication_factor, brokers: n as u16 });
         }
         check_topic_settings(configs)?;
-        let start = fnv1a(name);
+        let start = crate::hash::fnv1a(name.as_bytes());
         let parts = (0..u64::from(*partitions))
             .map(|p| {
                 let slot = start.wrapping_add(p);
@@ -690,6 +686,17 @@ mod tests {
         let again = m.apply(11, &p);
         assert!(again.duplicate && again.results.is_empty());
         assert_eq!(m.applied, 11);
+    }
+
+    #[test]
+    fn a_topics_placement_is_pinned_by_its_name() {
+        // Persisted: brokers open a topic's partitions where the metadata
+        // placed them; a change to the hash would move new topics only,
+        // but the rule must stay the one every broker applies.
+        let (mut m, mut i) = cluster(3, 2);
+        create(&mut m, &mut i, "orders", 3, 2).unwrap();
+        let placed: Vec<Vec<(NodeId, u16)>> = m.topics["orders"].partitions.iter().map(|p| p.replicas.iter().map(|r| (r.broker, r.shard)).collect()).collect();
+        assert_eq!(placed, vec![vec![(2, 1), (3, 0)], vec![(3, 1), (1, 0)], vec![(1, 0), (2, 1)]]);
     }
 
     #[test]

@@ -21,13 +21,9 @@ pub fn is_internal(topic: &str) -> bool {
     topic.starts_with("__")
 }
 
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// The partition of [`OFFSETS_TOPIC`] that holds `group`'s offsets.
 pub fn offsets_partition(group: &str, partitions: u32) -> u32 {
-    (fnv1a(group) % u64::from(partitions.max(1))) as u32
+    crate::hash::partition_for_key(group.as_bytes(), partitions)
 }
 
 /// A group name is 1..=255 bytes with no NUL (the record key separator).
@@ -88,6 +84,14 @@ impl OffsetTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_keep_their_offsets_partitions() {
+        // Persisted: a group's commits are in this partition of the offsets
+        // topic; a change would lose every group's committed offsets.
+        let got: Vec<u32> = ["g", "orders-app", "seed", "消费者"].iter().map(|g| offsets_partition(g, 6)).collect();
+        assert_eq!(got, [2, 0, 4, 1]);
+    }
 
     #[test]
     fn commit_records_round_trip_and_reject_junk() {
