@@ -244,8 +244,10 @@ fn follow_leaders(args: &Args, partitions: &[u32], stop: &AtomicBool) -> HashMap
 
 /// Errors after which a partition's requests go to its leader as the
 /// metadata names it again.
+/// (A topic just created may be unknown for a moment to a broker whose
+/// copy of the metadata has not applied it yet.)
 fn leader_moved(code: ErrorCode) -> bool {
-    matches!(code, ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::BrokerShuttingDown | ErrorCode::UnknownTopicOrPartition)
+    code.is_retriable() || code == ErrorCode::UnknownTopicOrPartition
 }
 
 /// The topic's partitions grouped by the broker that leads them.

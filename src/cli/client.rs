@@ -249,13 +249,11 @@ const PRODUCE_INFLIGHT: usize = 32;
 /// rides out a leader's failover.
 const PRODUCE_ATTEMPTS: u32 = 64;
 
-/// Whether a partition's error goes away by itself (the leader moved, too
-/// few replicas are in sync yet, a timeout): the batch is sent again.
+/// Whether a partition's error goes away by itself: the batch is sent
+/// again. A topic just created may be unknown for a moment to a broker
+/// whose copy of the metadata has not applied it yet.
 fn retriable(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::NotLeader | ErrorCode::NotEnoughReplicas | ErrorCode::RequestTimedOut | ErrorCode::BrokerShuttingDown | ErrorCode::UnknownTopicOrPartition
-    )
+    code.is_retriable() || code == ErrorCode::UnknownTopicOrPartition
 }
 
 /// A batch on its way: its partition, bytes and attempts so far.

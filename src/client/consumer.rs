@@ -743,19 +743,7 @@ impl Consumer {
                     Ok(c) => self.coordinator = Some(c),
                     Err(e) => return Err(CoordinatorError::Passing(format!("connecting to the coordinator at {addr}: {e}"))),
                 },
-                Err((code, m))
-                    if matches!(
-                        code,
-                        ErrorCode::CoordinatorNotAvailable
-                            | ErrorCode::NotCoordinator
-                            | ErrorCode::NotLeader
-                            | ErrorCode::RequestTimedOut
-                            | ErrorCode::BrokerShuttingDown
-                            | ErrorCode::NotEnoughReplicas
-                    ) =>
-                {
-                    return Err(CoordinatorError::Passing(format!("{code:?}: {m}")))
-                }
+                Err((code, m)) if code.is_retriable() => return Err(CoordinatorError::Passing(format!("{code:?}: {m}"))),
                 Err((code, m)) => return Err(CoordinatorError::Final(ConsumerError::Broker(code, m))),
             }
         }
@@ -865,8 +853,5 @@ fn passes(e: &ConsumerError) -> bool {
         ConsumerError::Client(_) => return true,
         _ => return false,
     };
-    matches!(
-        code,
-        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable
-    )
+    code.is_retriable()
 }

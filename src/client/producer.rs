@@ -2096,11 +2096,7 @@ fn produce_answer(reply: &super::raw::Reply) -> Answer {
     };
     match code {
         ErrorCode::None => Answer::Stored(base),
-        // Retriable: the leader moved, the broker is stopping, a sync
-        // timed out, or too few replicas are in sync yet.
-        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown | ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicas => {
-            Answer::Retry(format!("{code:?}: {msg}"))
-        }
+        c if c.is_retriable() => Answer::Retry(format!("{code:?}: {msg}")),
         _ => Answer::Refused(format!("{code:?}: {msg}")),
     }
 }

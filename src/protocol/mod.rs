@@ -39,6 +39,25 @@ pub enum ProtocolError {
     PayloadMismatch { want: usize, have: usize },
 }
 
+impl ErrorCode {
+    /// Whether the error passes by itself, so the request is worth sending
+    /// again (after looking the leader or coordinator up afresh): a
+    /// leader or coordinator that moved or is being elected, too few
+    /// in-sync replicas yet, a stopping broker, a timeout. Every retry loop
+    /// of the clients asks this; what a caller adds to it, it says why.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeader
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::BrokerShuttingDown
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
+        )
+    }
+}
+
 impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -133,6 +152,22 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
 mod tests {
     use super::*;
     use flatbuffers::FlatBufferBuilder;
+
+    #[test]
+    fn the_retriable_errors_are_the_passing_ones() {
+        let retriable: Vec<ErrorCode> = ErrorCode::ENUM_VALUES.iter().copied().filter(|c| c.is_retriable()).collect();
+        assert_eq!(
+            retriable,
+            [
+                ErrorCode::NotLeader,
+                ErrorCode::RequestTimedOut,
+                ErrorCode::BrokerShuttingDown,
+                ErrorCode::CoordinatorNotAvailable,
+                ErrorCode::NotCoordinator,
+                ErrorCode::NotEnoughReplicas
+            ]
+        );
+    }
 
     fn sample_request() -> Vec<u8> {
         let mut b = FlatBufferBuilder::new();
