@@ -490,7 +490,7 @@ impl Shard {
                 }
                 Err(e) => {
                     p.appended.notify();
-                    self.storage_failed(&p, &e);
+                    Partition::recover_from(&p, &e, self.memory.clone());
                     return ProduceResult::err(storage_code(&e), e.to_string());
                 }
             }
@@ -513,7 +513,7 @@ impl Shard {
                 1 => match rt::timeout(timeout, log.wait(last, false)).await {
                     None => Err((ErrorCode::RequestTimedOut, format!("not written within {} ms", timeout.as_millis()))),
                     Some(Err(e)) => {
-                        self.storage_failed(&p, &e);
+                        Partition::recover_from(&p, &e, self.memory.clone());
                         Err((storage_code(&e), e.to_string()))
                     }
                     Some(Ok(())) => Ok(()),
@@ -530,7 +530,7 @@ impl Shard {
             match rt::timeout(timeout, log.wait(last, synced)).await {
                 None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not {what} within {} ms", timeout.as_millis())),
                 Some(Err(e)) => {
-                    self.storage_failed(&p, &e);
+                    Partition::recover_from(&p, &e, self.memory.clone());
                     return ProduceResult::err(storage_code(&e), e.to_string());
                 }
                 Some(Ok(())) => {}
@@ -609,14 +609,6 @@ impl Shard {
         });
         rt::timeout(until - now, woken).await;
         true
-    }
-
-    /// A write or sync of `p`'s log failed: the error is the operation's,
-    /// not the broker's. The log is cut back to what was written and opened
-    /// again in the background, so writes resume by themselves once the
-    /// disk takes them.
-    fn storage_failed(&self, p: &Rc<Partition>, e: &StorageError) {
-        Partition::recover_from(p, e, self.memory.clone());
     }
 
     /// Reads from a partition wherever it lives. A remote read comes back as

@@ -168,8 +168,7 @@ impl Partition {
         rt::spawn(async move {
             loop {
                 let turn = part.append_lock.acquire_permit(1).await;
-                let failed = part.log();
-                let written = failed.written_offset();
+                let written = part.log().written_offset();
                 let r = part.reopen_cut(written, memory.clone()).await;
                 drop(turn);
                 match r {

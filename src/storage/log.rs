@@ -958,7 +958,7 @@ impl PartitionLog {
     }
 
     /// Whether a write or sync failed: the log takes no more writes until
-    /// it is closed and opened again (see `Partition::recover`).
+    /// it is closed and opened again (see `Partition::recover_from`).
     pub fn failed(&self) -> bool {
         self.inner.st.borrow().failed.is_some()
     }
