@@ -3,27 +3,18 @@
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use flatbuffers::FlatBufferBuilder;
-use shardlog::protocol::{self, fb};
+use shardlog::protocol::{self, produce, Acks, Request};
 use shardlog::storage::SegmentIndex;
 
 /// A produce request for 2 partitions, each with `payload`.
 fn produce_frame(payload: &[u8]) -> Vec<u8> {
+    let partitions = (0..2).map(|partition| produce::Partition { partition, records: payload }).collect();
+    let req = produce::Request::one_topic("bench", Acks::Leader, 1000, partitions);
     let mut b = FlatBufferBuilder::new();
-    let name = b.create_string("bench");
-    let ps: Vec<_> =
-        (0..2).map(|p| fb::ProducePartition::create(&mut b, &fb::ProducePartitionArgs { partition: p, records_bytes: payload.len() as u32 })).collect();
-    let ps = b.create_vector(&ps);
-    let t = fb::ProduceTopic::create(&mut b, &fb::ProduceTopicArgs { name: Some(name), partitions: Some(ps) });
-    let ts = b.create_vector(&[t]);
-    let body = fb::ProduceRequest::create(&mut b, &fb::ProduceRequestArgs { acks: 1, timeout_ms: 1000, topics: Some(ts) });
-    let r = fb::Request::create(
-        &mut b,
-        &fb::RequestArgs { api_version: 0, correlation_id: 1, client_id: None, body_type: fb::RequestBody::ProduceRequest, body: Some(body.as_union_value()) },
-    );
-    b.finish(r, None);
-    let mut out = protocol::frame_head(b.finished_data(), payload.len() * 2).to_vec();
-    out.extend_from_slice(payload);
-    out.extend_from_slice(payload);
+    let mut out = protocol::frame_head(protocol::encode_request(&mut b, protocol::API_VERSION, 1, None, &req), req.payload_len()).to_vec();
+    for r in req.records() {
+        out.extend_from_slice(r);
+    }
     out
 }
 
@@ -40,9 +31,8 @@ fn benches(c: &mut Criterion) {
             let body = BytesMut::from(&frame[4..]);
             let (msg, payload) = protocol::split_frame(body).unwrap();
             let req = protocol::parse_request(&msg).unwrap();
-            let p = req.body_as_produce_request().unwrap();
-            let n: u32 = p.topics().unwrap().iter().flat_map(|t| t.partitions().unwrap().iter().map(|p| p.records_bytes())).sum();
-            black_box((n, payload.len()))
+            let Ok(Request::Produce(p)) = Request::decode(req, payload) else { panic!("a produce request") };
+            black_box(p.records().map(|r| r.len()).sum::<usize>())
         })
     });
     g.finish();

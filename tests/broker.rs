@@ -5,8 +5,8 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{batch_of, produce_body, Broker, Client};
-use shardlog::protocol::{fb, ErrorCode};
+use common::{batch_of, produce_request, raw_produce_body, Broker, Client};
+use shardlog::protocol::{api_versions, delete_topics, fb, list_offsets, list_topics, metadata, produce, Acks, ErrorCode};
 use shardlog::record;
 
 #[test]
@@ -15,9 +15,9 @@ fn produce_and_fetch_round_trip_byte_for_byte() {
     let mut c = b.client();
     assert_eq!(c.create_topic("t", 1), ErrorCode::None);
     let sent = batch_of(&[b"123", "测试数据".as_bytes(), b"test data", "阿牛".as_bytes()]);
-    assert_eq!(c.produce("t", 0, &sent, -1), (ErrorCode::None, 0));
+    assert_eq!(c.produce("t", 0, &sent, Acks::All), (ErrorCode::None, 0));
     let second = batch_of(&[b"more"]);
-    assert_eq!(c.produce("t", 0, &second, 1), (ErrorCode::None, 4));
+    assert_eq!(c.produce("t", 0, &second, Acks::Leader), (ErrorCode::None, 4));
     let (err, hw, got) = c.fetch("t", 0, 0, 0);
     assert_eq!((err, hw), (ErrorCode::None, 5));
     // The stored bytes are the sent bytes; only the base offset (outside
@@ -35,22 +35,16 @@ fn partitions_spread_over_both_shards_and_route() {
     let b = Broker::start(2);
     let mut c = b.client();
     assert_eq!(c.create_topic("spread", 8), ErrorCode::None);
-    let r = c.call(&[], |b| {
-        let body = fb::MetadataRequest::create(b, &fb::MetadataRequestArgs { topics: None });
-        (fb::RequestBody::MetadataRequest, body.as_union_value())
-    });
-    let resp = r.response();
-    let md = resp.body_as_metadata_response().unwrap();
-    let broker = md.brokers().unwrap().get(0);
-    assert_eq!((broker.shards(), broker.port()), (2, b.addr.port()));
-    let t = md.topics().unwrap().get(0);
-    let shards: Vec<u16> = t.partitions().unwrap().iter().map(|p| p.shard()).collect();
+    let md: metadata::Response = c.request(&metadata::Request { topics: None });
+    let broker = &md.brokers[0];
+    assert_eq!((broker.shards, broker.port), (2, b.addr.port()));
+    let shards: Vec<u16> = md.topics[0].partitions.iter().map(|p| p.shard).collect();
     assert_eq!(shards.iter().filter(|&&s| s == 0).count(), 4, "{shards:?}");
     assert_eq!(shards.iter().filter(|&&s| s == 1).count(), 4, "{shards:?}");
     // Whichever shard this connection landed on, every partition works.
     for p in 0..8 {
         let v = format!("p{p}");
-        assert_eq!(c.produce("spread", p, &batch_of(&[v.as_bytes()]), -1), (ErrorCode::None, 0));
+        assert_eq!(c.produce("spread", p, &batch_of(&[v.as_bytes()]), Acks::All), (ErrorCode::None, 0));
     }
     for p in 0..8 {
         assert_eq!(c.fetch_all_values("spread", p, 0), vec![format!("p{p}").into_bytes()]);
@@ -71,8 +65,7 @@ fn pipelined_requests_all_answered_with_their_correlation_ids() {
     let mut corrs = Vec::new();
     for i in 0..200u32 {
         let batch = batch_of(&[format!("m{i}").as_bytes()]);
-        let len = batch.len() as u32;
-        let (bytes, corr) = c.encode(0, &batch, move |b| produce_body(b, "pipe", &[(i % 2, len)], 1));
+        let (bytes, corr) = c.encode(&produce_request("pipe", &[(i % 2, batch.len())], Acks::Leader), &batch);
         frames.extend_from_slice(&bytes);
         corrs.push(corr);
     }
@@ -81,12 +74,11 @@ fn pipelined_requests_all_answered_with_their_correlation_ids() {
     let mut offsets = [Vec::new(), Vec::new()];
     for _ in 0..200 {
         let r = c.recv().unwrap();
-        let resp = r.response();
-        seen.push(resp.correlation_id());
-        let t = resp.body_as_produce_response().unwrap().topics().unwrap().get(0);
-        let p = t.partitions().unwrap().get(0);
-        assert_eq!(p.error(), ErrorCode::None);
-        offsets[p.partition() as usize].push(p.base_offset());
+        seen.push(r.response().correlation_id());
+        let resp: produce::Response = r.body();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(p.error, ErrorCode::None);
+        offsets[p.partition as usize].push(p.base_offset);
     }
     seen.sort_unstable();
     assert_eq!(seen, corrs);
@@ -112,7 +104,7 @@ fn long_poll_fetch_is_woken_by_a_produce() {
         c.fetch("lp", 1, 0, 20_000)
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(c.produce("lp", 1, &batch_of(&[b"wake"]), 1), (ErrorCode::None, 0));
+    assert_eq!(c.produce("lp", 1, &batch_of(&[b"wake"]), Acks::Leader), (ErrorCode::None, 0));
     let (err, hw, bytes) = waiter.join().unwrap();
     assert_eq!((err, hw), (ErrorCode::None, 1));
     assert!(!bytes.is_empty(), "the long poll returned without the produced batch");
@@ -125,7 +117,7 @@ fn sigterm_exits_zero_and_restart_keeps_data() {
     let mut c = b.client();
     assert_eq!(c.create_topic("keep", 3), ErrorCode::None);
     for i in 0..30u32 {
-        c.produce("keep", i % 3, &batch_of(&[format!("v{i}").as_bytes()]), 1);
+        c.produce("keep", i % 3, &batch_of(&[format!("v{i}").as_bytes()]), Acks::Leader);
     }
     drop(c);
     let status = b.terminate();
@@ -143,7 +135,7 @@ fn sigterm_exits_zero_and_restart_keeps_data() {
 /// 40 messages a batch, so writes of whole blocks and of partial tails both
 /// happen), kills the broker with SIGKILL mid-work, restarts it, and checks
 /// that every acknowledged message is there, at its place, in order.
-fn acknowledged_data_survives_sigkill(acks: i8) {
+fn acknowledged_data_survives_sigkill(acks: Acks) {
     let tmp = common::temp_dir();
     let mut b = Broker::start_in(tmp.path(), 2, &[]);
     let mut c = b.client();
@@ -163,13 +155,13 @@ fn acknowledged_data_survives_sigkill(acks: i8) {
                 i += 1;
             }
             let Some(r) = c.recv() else { break 'run };
-            let resp = r.response();
-            let Some((p, values)) = inflight.remove(&resp.correlation_id()) else { panic!("an unknown correlation id") };
-            let part = resp.body_as_produce_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
-            if part.error() != ErrorCode::None {
+            let Some((p, values)) = inflight.remove(&r.response().correlation_id()) else { panic!("an unknown correlation id") };
+            let resp: produce::Response = r.body();
+            let part = &resp.topics[0].partitions[0];
+            if part.error != ErrorCode::None {
                 break;
             }
-            acked.push((p, part.base_offset(), values));
+            acked.push((p, part.base_offset, values));
         }
         acked
     });
@@ -194,12 +186,12 @@ fn acknowledged_data_survives_sigkill(acks: i8) {
 
 #[test]
 fn acks_all_survives_sigkill() {
-    acknowledged_data_survives_sigkill(-1);
+    acknowledged_data_survives_sigkill(Acks::All);
 }
 
 #[test]
 fn acks_1_survives_sigkill() {
-    acknowledged_data_survives_sigkill(1);
+    acknowledged_data_survives_sigkill(Acks::Leader);
 }
 
 #[test]
@@ -212,7 +204,7 @@ fn garbage_in_the_active_segment_is_dropped_on_restart() {
     let b = Broker::start_in(tmp.path(), 1, &[]);
     assert!(b.log_text().contains("truncating segment"), "{}", b.log_text());
     let mut c = b.client();
-    assert_eq!(c.produce("g", 0, &batch_of(&[b"after"]), -1), (ErrorCode::None, 5));
+    assert_eq!(c.produce("g", 0, &batch_of(&[b"after"]), Acks::All), (ErrorCode::None, 5));
     let values = c.fetch_all_values("g", 0, 0);
     assert_eq!(values.len(), 6);
     assert_eq!(values[5], b"after");
@@ -223,7 +215,7 @@ fn segment_files_are_open_with_o_direct() {
     let b = Broker::start(2);
     let mut c = b.client();
     assert_eq!(c.create_topic("direct", 2), ErrorCode::None);
-    c.produce("direct", 0, &batch_of(&[b"x"]), -1);
+    c.produce("direct", 0, &batch_of(&[b"x"]), Acks::All);
     let mut seen = 0;
     for fd in std::fs::read_dir(format!("/proc/{}/fd", b.pid())).unwrap() {
         let fd = fd.unwrap();
@@ -246,7 +238,7 @@ fn bad_input_never_stops_the_broker() {
     assert_eq!(ok.create_topic("safe", 1), ErrorCode::None);
     let healthy = |b: &Broker| {
         let mut c = b.client();
-        assert_eq!(c.produce("safe", 0, &batch_of(&[b"still here"]), 1).0, ErrorCode::None);
+        assert_eq!(c.produce("safe", 0, &batch_of(&[b"still here"]), Acks::Leader).0, ErrorCode::None);
     };
 
     // Absurd frame length: an error response, then the connection closes.
@@ -265,7 +257,7 @@ fn bad_input_never_stops_the_broker() {
     c.stream.write_all(&junk).unwrap();
     assert_eq!(c.recv().unwrap().response().error(), ErrorCode::InvalidRequest);
     // ... and the same connection keeps working.
-    assert_eq!(c.produce("safe", 0, &batch_of(&[b"same conn"]), 1).0, ErrorCode::None);
+    assert_eq!(c.produce("safe", 0, &batch_of(&[b"same conn"]), Acks::Leader).0, ErrorCode::None);
 
     // Message length pointing past the frame.
     let mut bad = 8u32.to_le_bytes().to_vec();
@@ -275,15 +267,12 @@ fn bad_input_never_stops_the_broker() {
     assert_eq!(c.recv().unwrap().response().error(), ErrorCode::InvalidRequest);
 
     // Unsupported version.
-    let (frame, _) = c.encode(9, &[], |b| {
-        let body = fb::ApiVersionsRequest::create(b, &fb::ApiVersionsRequestArgs { client_software: None });
-        (fb::RequestBody::ApiVersionsRequest, body.as_union_value())
-    });
+    let (frame, _) = c.encode_versioned(9, &api_versions::Request::default(), &[]);
     c.stream.write_all(&frame).unwrap();
     assert_eq!(c.recv().unwrap().response().error(), ErrorCode::UnsupportedVersion);
 
     // Unknown API key.
-    let (frame, _) = c.encode(0, &[], |b| {
+    let (frame, _) = c.encode_raw(&[], |b| {
         let body = fb::ApiVersionsRequest::create(b, &fb::ApiVersionsRequestArgs { client_software: None });
         (fb::RequestBody(200), body.as_union_value())
     });
@@ -296,24 +285,23 @@ fn bad_input_never_stops_the_broker() {
     let mut corrupt = batch_of(&[b"evil"]);
     let n = corrupt.len();
     corrupt[n - 2] ^= 1;
-    assert_eq!(c.produce("safe", 0, &corrupt, -1).0, ErrorCode::CorruptBatch);
+    assert_eq!(c.produce("safe", 0, &corrupt, Acks::All).0, ErrorCode::CorruptBatch);
     // Payload length that disagrees with the message.
-    let len = corrupt.len() as u32 + 5;
-    let r = c.call(&corrupt, move |b| produce_body(b, "safe", &[(0, len)], -1));
+    let r = c.call(&produce_request("safe", &[(0, corrupt.len() + 5)], Acks::All), &corrupt);
     assert_eq!(r.response().error(), ErrorCode::InvalidRequest);
     assert_eq!(c.fetch_all_values("safe", 0, 0).len(), before);
 
     // Produce to a topic or partition that does not exist; bad acks.
-    assert_eq!(c.produce("nope", 0, &batch_of(&[b"x"]), 1).0, ErrorCode::UnknownTopicOrPartition);
-    assert_eq!(c.produce("safe", 7, &batch_of(&[b"x"]), 1).0, ErrorCode::UnknownTopicOrPartition);
+    assert_eq!(c.produce("nope", 0, &batch_of(&[b"x"]), Acks::Leader).0, ErrorCode::UnknownTopicOrPartition);
+    assert_eq!(c.produce("safe", 7, &batch_of(&[b"x"]), Acks::Leader).0, ErrorCode::UnknownTopicOrPartition);
     let batch = batch_of(&[b"x"]);
     let len = batch.len() as u32;
-    let r = c.call(&batch, move |b| produce_body(b, "safe", &[(0, len)], 5));
+    let r = c.call_raw(&batch, move |b| raw_produce_body(b, "safe", &[(0, len)], 5));
     assert_eq!(r.response().error(), ErrorCode::InvalidRequiredAcks);
 
     // A truncated frame, then the client hangs up.
     let mut t = b.client();
-    let (frame, _) = t.encode(0, &batch, move |b| produce_body(b, "safe", &[(0, len)], 1));
+    let (frame, _) = t.encode(&produce_request("safe", &[(0, batch.len())], Acks::Leader), &batch);
     t.stream.write_all(&frame[..frame.len() / 2]).unwrap();
     drop(t);
 
@@ -353,20 +341,11 @@ fn admin_errors_are_clear() {
     assert_eq!(c.create_topic("bad/name", 1), ErrorCode::InvalidTopicName);
     assert_eq!(c.create_topic("zero", 0), ErrorCode::InvalidPartitions);
     assert_eq!(c.create_topic("ok", 2), ErrorCode::None);
-    let r = c.call(&[], |b| {
-        let body = fb::ListTopicsRequest::create(b, &fb::ListTopicsRequestArgs {});
-        (fb::RequestBody::ListTopicsRequest, body.as_union_value())
-    });
-    let names: Vec<String> = r.response().body_as_list_topics_response().unwrap().names().unwrap().iter().map(str::to_string).collect();
-    assert_eq!(names, vec!["ok".to_string()]);
-    let r = c.call(&[], |b| {
-        let n = b.create_string("ok");
-        let names = b.create_vector(&[n]);
-        let body = fb::DeleteTopicsRequest::create(b, &fb::DeleteTopicsRequestArgs { names: Some(names), timeout_ms: 1000 });
-        (fb::RequestBody::DeleteTopicsRequest, body.as_union_value())
-    });
-    assert_eq!(r.response().body_as_delete_topics_response().unwrap().results().unwrap().get(0).error(), ErrorCode::None);
-    assert_eq!(c.produce("ok", 0, &batch_of(&[b"x"]), 1).0, ErrorCode::UnknownTopicOrPartition);
+    let r: list_topics::Response = c.request(&list_topics::Request);
+    assert_eq!(r.names, vec!["ok".to_string()]);
+    let r: delete_topics::Response = c.request(&delete_topics::Request { names: vec!["ok".into()], timeout_ms: 1000 });
+    assert_eq!(r.results[0].error, ErrorCode::None);
+    assert_eq!(c.produce("ok", 0, &batch_of(&[b"x"]), Acks::Leader).0, ErrorCode::UnknownTopicOrPartition);
     assert!(!b.dir.join("topics/ok-0").exists(), "a deleted topic's data is removed");
 }
 
@@ -379,20 +358,14 @@ fn list_offsets_earliest_latest_and_by_time() {
     for ts in [1000, 2000, 3000] {
         bb.push(ts, None, Some(b"v"), &[]);
     }
-    c.produce("lo", 0, &bb.finish(), -1);
+    c.produce("lo", 0, &bb.finish(), Acks::All);
     let ask = |c: &mut Client, ts: i64| {
-        let r = c.call(&[], move |b| {
-            let n = b.create_string("lo");
-            let p = fb::ListOffsetsPartition::create(b, &fb::ListOffsetsPartitionArgs { partition: 0, timestamp: ts });
-            let ps = b.create_vector(&[p]);
-            let t = fb::ListOffsetsTopic::create(b, &fb::ListOffsetsTopicArgs { name: Some(n), partitions: Some(ps) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::ListOffsetsRequest::create(b, &fb::ListOffsetsRequestArgs { topics: Some(ts) });
-            (fb::RequestBody::ListOffsetsRequest, body.as_union_value())
-        });
-        let resp = r.response();
-        let p = resp.body_as_list_offsets_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
-        (p.error(), p.offset(), p.timestamp())
+        let req = list_offsets::Request {
+            topics: vec![list_offsets::Topic { name: "lo".into(), partitions: vec![list_offsets::Partition { partition: 0, timestamp: ts }] }],
+        };
+        let r: list_offsets::Response = c.request(&req);
+        let p = r.topics[0].partitions[0];
+        (p.error, p.offset, p.timestamp)
     };
     assert_eq!(ask(&mut c, -2), (ErrorCode::None, 0, -1));
     assert_eq!(ask(&mut c, -1), (ErrorCode::None, 3, -1));
@@ -424,7 +397,7 @@ fn many_concurrent_clients() {
             std::thread::spawn(move || {
                 let mut c = Client::connect(addr);
                 for i in 0..50 {
-                    let (e, _) = c.produce("many", id % 4, &batch_of(&[format!("{id}-{i}").as_bytes()]), -1);
+                    let (e, _) = c.produce("many", id % 4, &batch_of(&[format!("{id}-{i}").as_bytes()]), Acks::All);
                     assert_eq!(e, ErrorCode::None);
                 }
             })
@@ -485,7 +458,7 @@ fn a_relative_data_dir_works() {
     let mut c = b.client();
     assert_eq!(c.create_topic("rel", 2), ErrorCode::None);
     for p in 0..2 {
-        assert_eq!(c.produce("rel", p, &batch_of(&[b"x"]), -1), (ErrorCode::None, 0));
+        assert_eq!(c.produce("rel", p, &batch_of(&[b"x"]), Acks::All), (ErrorCode::None, 0));
     }
     assert!(tmp.path().join("data/topics/rel-1/00000000000000000000.log").exists());
 }
@@ -510,7 +483,7 @@ fn a_data_directory_from_before_the_quorum_is_imported_and_keeps_working() {
     std::fs::write(dir.join("meta/metadata.json"), legacy).unwrap();
     let mut b = Broker::start_in(dir, 2, &[]);
     let mut c = b.client();
-    assert_eq!(c.produce("old", 1, &batch_of(&[b"kept"]), -1), (ErrorCode::None, 0));
+    assert_eq!(c.produce("old", 1, &batch_of(&[b"kept"]), Acks::All), (ErrorCode::None, 0));
     assert_eq!(c.create_topic("old", 1), ErrorCode::TopicAlreadyExists);
     assert!(dir.join("meta/metadata.json.imported").exists() && !dir.join("meta/metadata.json").exists());
     assert!(dir.join("topics/old-1/00000000000000000000.log").exists(), "partition 1 is in the folder it had");

@@ -32,7 +32,7 @@ fn a_broker_killed_with_sigkill_restarts_at_once_on_its_port() {
     assert_eq!(b.client().create_topic("t", 1), ErrorCode::None);
     for round in 0..5 {
         let mut c = b.client();
-        let (err, _) = c.produce("t", 0, &batch_of(&[format!("m{round}").as_bytes()]), -1);
+        let (err, _) = c.produce("t", 0, &batch_of(&[format!("m{round}").as_bytes()]), Acks::All);
         assert_eq!(err, ErrorCode::None);
         drop(c);
         b.kill9();
@@ -279,7 +279,7 @@ fn after_a_whole_cluster_restart_nothing_is_acknowledged_in_an_epoch_led_before(
     let before = admin.cluster_info(Some(&["epochs"])).unwrap().topics[0].partitions[0].clone();
     drop(admin);
     let leader = before.leader as usize - 1;
-    let (err, _) = common::Client::connect(c.nodes[leader].broker.as_ref().unwrap().addr).produce("epochs", 0, &batch_of(&[b"before"]), -1);
+    let (err, _) = common::Client::connect(c.nodes[leader].broker.as_ref().unwrap().addr).produce("epochs", 0, &batch_of(&[b"before"]), Acks::All);
     assert_eq!(err, ErrorCode::None);
 
     for i in 0..3 {
@@ -293,7 +293,7 @@ fn after_a_whole_cluster_restart_nothing_is_acknowledged_in_an_epoch_led_before(
     let (at, offset) = 'acked: loop {
         for i in [leader, (leader + 1) % 3, (leader + 2) % 3] {
             let mut client = common::Client::connect(c.nodes[i].broker.as_ref().unwrap().addr);
-            if let (ErrorCode::None, offset) = client.produce("epochs", 0, &batch_of(&[b"after"]), -1) {
+            if let (ErrorCode::None, offset) = client.produce("epochs", 0, &batch_of(&[b"after"]), Acks::All) {
                 break 'acked (i, offset);
             }
         }
@@ -363,7 +363,7 @@ fn a_full_disk_refuses_writes_keeps_the_broker_up_and_recovers_when_space_is_fre
     let mut kept: Vec<(i64, Vec<u8>)> = Vec::new();
     for i in 0..10 {
         let v = format!("k{i}").into_bytes();
-        let (err, offset) = c.produce("keep", 0, &batch_of(&[&v]), 1);
+        let (err, offset) = c.produce("keep", 0, &batch_of(&[&v]), Acks::Leader);
         assert_eq!(err, ErrorCode::None);
         kept.push((offset, v));
     }
@@ -375,7 +375,7 @@ fn a_full_disk_refuses_writes_keeps_the_broker_up_and_recovers_when_space_is_fre
     for i in 0..1000u32 {
         let mut v = big.clone();
         v[..4].copy_from_slice(&i.to_le_bytes());
-        let (err, offset) = c.produce("filler", 0, &batch_of(&[&v]), 1);
+        let (err, offset) = c.produce("filler", 0, &batch_of(&[&v]), Acks::Leader);
         match err {
             ErrorCode::None => filled.push((offset, v)),
             ErrorCode::StorageError => {
@@ -408,7 +408,7 @@ fn a_full_disk_refuses_writes_keeps_the_broker_up_and_recovers_when_space_is_fre
     for i in 10..20 {
         let v = format!("k{i}").into_bytes();
         loop {
-            let (err, offset) = c.produce("keep", 0, &batch_of(&[&v]), 1);
+            let (err, offset) = c.produce("keep", 0, &batch_of(&[&v]), Acks::Leader);
             if err == ErrorCode::None {
                 kept.push((offset, v));
                 break;

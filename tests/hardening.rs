@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{batch_of, Broker, Client};
-use shardlog::protocol::{fb, ErrorCode};
+use shardlog::protocol::{fetch, produce, Acks, ErrorCode};
 use shardlog::record;
 
 fn shardlog(b: &Broker, args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -63,7 +63,7 @@ fn round_trips(b: &Broker, topic: &str, n: usize) {
     for i in 0..n {
         let mut c = b.client();
         let v = format!("v{i}");
-        assert_eq!(c.produce(topic, 0, &batch_of(&[v.as_bytes()]), 1).0, ErrorCode::None);
+        assert_eq!(c.produce(topic, 0, &batch_of(&[v.as_bytes()]), Acks::Leader).0, ErrorCode::None);
         assert_eq!(c.fetch(topic, 0, 0, 0).0, ErrorCode::None);
     }
 }
@@ -193,12 +193,12 @@ fn reseal(batch: &mut [u8]) {
 }
 
 fn produce_error(c: &mut Client, topic: &str, batch: &[u8]) -> (ErrorCode, String) {
-    let corr = c.send_produce(topic, 0, batch, -1);
+    let corr = c.send_produce(topic, 0, batch, Acks::All);
     let r = c.recv().unwrap();
-    let resp = r.response();
-    assert_eq!(resp.correlation_id(), corr);
-    let p = resp.body_as_produce_response().unwrap().topics().unwrap().get(0).partitions().unwrap().get(0);
-    (p.error(), p.error_message().unwrap_or_default().to_string())
+    assert_eq!(r.response().correlation_id(), corr);
+    let resp: produce::Response = r.body();
+    let p = &resp.topics[0].partitions[0];
+    (p.error, p.error_message.clone().unwrap_or_default())
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn an_undecodable_batch_is_refused_and_the_partition_stays_readable() {
     let b = Broker::start(1);
     let mut c = b.client();
     assert_eq!(c.create_topic("p", 1), ErrorCode::None);
-    assert_eq!(c.produce("p", 0, &batch_of(&[b"before"]), -1), (ErrorCode::None, 0));
+    assert_eq!(c.produce("p", 0, &batch_of(&[b"before"]), Acks::All), (ErrorCode::None, 0));
 
     // Garbage records behind a valid header and CRC.
     let mut garbage = batch_of(&[b"xxxxxxxxxxxxxxxx", b"yyyyyyyyyyyyyyyy"]);
@@ -227,7 +227,7 @@ fn an_undecodable_batch_is_refused_and_the_partition_stays_readable() {
     assert_eq!(produce_error(&mut c, "p", &short).0, ErrorCode::CorruptBatch);
 
     // Nothing of them was stored: every consumer reads on past them.
-    assert_eq!(c.produce("p", 0, &batch_of(&[b"after"]), -1), (ErrorCode::None, 1));
+    assert_eq!(c.produce("p", 0, &batch_of(&[b"after"]), Acks::All), (ErrorCode::None, 1));
     assert_eq!(c.fetch_all_values("p", 0, 0), vec![b"before".to_vec(), b"after".to_vec()]);
 }
 
@@ -245,7 +245,7 @@ fn minus_one_means_no_limit_and_errors_name_the_setting_as_typed() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut c = b.client();
     for i in 0..30 {
-        c.produce("nolimit", 0, &batch_of(&[format!("m{i}").as_bytes()]), 1);
+        c.produce("nolimit", 0, &batch_of(&[format!("m{i}").as_bytes()]), Acks::Leader);
     }
     assert_eq!(log_files(&b.dir.join("topics/nolimit-0")), 1, "segment.ms=-1 must not roll");
 
@@ -311,13 +311,13 @@ fn a_group_whose_offset_was_deleted_by_retention_resets_and_goes_on() {
     let out = shardlog(&b, &["topics", "create", "--topic", "r", "--config", "segment.bytes=4096", "--config", "retention.bytes=8192"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let mut c = b.client();
-    c.produce("r", 0, &batch_of(&[b"first", b"second"]), -1);
+    c.produce("r", 0, &batch_of(&[b"first", b"second"]), Acks::All);
     let out = shardlog(&b, &["consume", "--topic", "r", "--group", "g", "--from-beginning", "--max-messages", "1"], None);
     assert_eq!(text(&out.stdout), "first\n", "{}", text(&out.stderr));
     // Enough to roll many segments; retention then deletes the oldest.
     let value = vec![b'x'; 1000];
     for _ in 0..60 {
-        c.produce("r", 0, &batch_of(&[&value]), -1);
+        c.produce("r", 0, &batch_of(&[&value]), Acks::All);
     }
     let mut conn = shardlog::client::raw::Connection::connect(b.addr.to_string()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -332,7 +332,7 @@ fn a_group_whose_offset_was_deleted_by_retention_resets_and_goes_on() {
     assert!(err.contains("out of range") && err.contains("earliest"), "{err}");
     // And the group goes on from there on the next run (retention may
     // have deleted its new position again meanwhile; then it resets too).
-    c.produce("r", 0, &batch_of(&[b"last"]), -1);
+    c.produce("r", 0, &batch_of(&[b"last"]), Acks::All);
     let out = shardlog(&b, &["consume", "--topic", "r", "--group", "g", "--from-beginning", "--timeout-ms", "1500"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).ends_with("last\n"), "{}", text(&out.stdout));
@@ -371,7 +371,7 @@ fn the_padding_of_the_last_block_after_sigkill_is_not_damage() {
     assert!(!b.log_text().contains("WARN"), "{}", b.log_text());
     let mut c = b.client();
     assert_eq!(c.fetch_all_values("pad", 0, 0).len(), 5);
-    assert_eq!(c.produce("pad", 0, &batch_of(&[b"next"]), -1), (ErrorCode::None, 5));
+    assert_eq!(c.produce("pad", 0, &batch_of(&[b"next"]), Acks::All), (ErrorCode::None, 5));
 }
 
 #[test]
@@ -382,16 +382,8 @@ fn fetch_behaves_as_protocol_md_says() {
     let mut c = b.client();
     assert_eq!(c.create_topic("f", 1), ErrorCode::None);
     let big = vec![b'z'; 3000];
-    c.produce("f", 0, &batch_of(&[&big, &big, &big]), -1);
-    let r = c.call(&[], |b| {
-        let n = b.create_string("f");
-        let p = fb::FetchPartition::create(b, &fb::FetchPartitionArgs { partition: 0, offset: 1, max_bytes: 100 });
-        let ps = b.create_vector(&[p]);
-        let t = fb::FetchTopic::create(b, &fb::FetchTopicArgs { name: Some(n), partitions: Some(ps) });
-        let ts = b.create_vector(&[t]);
-        let body = fb::FetchRequest::create(b, &fb::FetchRequestArgs { max_wait_ms: 0, min_bytes: 1, max_bytes: 100, topics: Some(ts) });
-        (fb::RequestBody::FetchRequest, body.as_union_value())
-    });
+    c.produce("f", 0, &batch_of(&[&big, &big, &big]), Acks::All);
+    let r = c.call(&fetch::Request::one_topic("f", vec![fetch::Partition { partition: 0, offset: 1, max_bytes: 100 }], 0, 1, 100), &[]);
     let info = record::validate(&r.payload).unwrap();
     assert_eq!((info.base_offset, info.record_count), (0, 3));
     // At the high watermark a fetch waits and comes back empty; past it,

@@ -18,10 +18,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use shardlog::client::raw::Connection;
-use shardlog::protocol::ErrorCode;
+use shardlog::client::raw::{ClientError, Connection};
+use shardlog::protocol::{fetch, produce, Acks, ErrorCode};
 use shardlog::record::{self, BatchBuilder, RecordIter};
 
 /// Which client library the workers use.
@@ -44,25 +46,6 @@ pub enum Mode {
     /// Producers and consumers together; end-to-end latency and an
     /// exactly-once, in-order check.
     E2e,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Acks {
-    All,
-    #[value(name = "1")]
-    One,
-    #[value(name = "0")]
-    Zero,
-}
-
-impl Acks {
-    fn wire(self) -> i8 {
-        match self {
-            Acks::All => -1,
-            Acks::One => 1,
-            Acks::Zero => 0,
-        }
-    }
 }
 
 /// Load generator for shardlog: produce, consume, or both end to end.
@@ -99,7 +82,7 @@ pub struct Args {
     /// waited this long (0: only full batches).
     #[arg(long, default_value_t = 5)]
     pub linger_ms: u64,
-    #[arg(long, value_enum, default_value = "1")]
+    #[arg(long, default_value = "1", value_parser = PossibleValuesParser::new(Acks::NAMES).map(|s| s.parse::<Acks>().expect("a listed value")))]
     pub acks: Acks,
     /// Messages per second over all producers (open loop); 0: as fast as
     /// the broker takes them.
@@ -276,11 +259,11 @@ struct Link {
 }
 
 impl Link {
-    fn open(addr: &str, acks: i8, args: &Args, stats: &Arc<Stats>, ctl: &Arc<Control>) -> Result<Link> {
+    fn open(addr: &str, acks: Acks, args: &Args, stats: &Arc<Stats>, ctl: &Arc<Control>) -> Result<Link> {
         let conn = Connection::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
         let moved = Arc::new(AtomicBool::new(false));
-        let reader = if acks != 0 {
+        let reader = if acks != Acks::None {
             let mut rconn = conn.try_clone()?;
             // A stopped broker must not hold the reader forever.
             rconn.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -306,8 +289,7 @@ impl Link {
                             return;
                         }
                     };
-                    let resp = reply.response();
-                    let corr = resp.correlation_id();
+                    let corr = reply.response().correlation_id();
                     while !waiting.contains_key(&corr) {
                         match rx.recv() {
                             Ok((c, t, n, b)) => {
@@ -317,13 +299,10 @@ impl Link {
                         }
                     }
                     let (due, n, bytes) = waiting.remove(&corr).expect("present");
-                    let code = if resp.error() != ErrorCode::None {
-                        resp.error()
-                    } else {
-                        resp.body_as_produce_response()
-                            .and_then(|p| p.topics())
-                            .map(|t| t.get(0).partitions().map(|p| p.get(0).error()).unwrap_or(ErrorCode::None))
-                            .unwrap_or(ErrorCode::None)
+                    let code = match reply.body::<produce::Response>() {
+                        Ok(r) => r.partitions().next().map_or(ErrorCode::None, |p| p.error),
+                        Err(ClientError::Broker { code, .. }) => code,
+                        Err(_) => ErrorCode::UnknownServerError,
                     };
                     if code != ErrorCode::None {
                         stats.error(format!("produce: {code:?}"));
@@ -360,7 +339,7 @@ impl Link {
 /// leader moved) the one the metadata names then. A batch that failed is
 /// counted as an error and not sent again.
 fn producer(id: u32, mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
-    let acks = args.acks.wire();
+    let acks = args.acks;
     let partitions = mine.partitions;
     let mut route: HashMap<u32, String> = partitions.iter().map(|&p| (p, mine.addr.clone())).collect();
     let mut links: HashMap<String, Link> = HashMap::new();
@@ -447,7 +426,7 @@ fn producer(id: u32, mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Contr
                 continue;
             }
         };
-        if acks == 0 {
+        if acks == Acks::None {
             if ctl.measuring.load(Ordering::Relaxed) {
                 stats.produced.fetch_add(n, Ordering::Relaxed);
                 stats.produced_bytes.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -476,14 +455,10 @@ fn bootstrap_list(args: &Args) -> Vec<String> {
 /// per record as an application does, waiting for the oldest delivery
 /// once `SDK_OUTSTANDING` are out. Values are `--message-size` bytes.
 fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, quota: Option<u64>) -> Result<HashMap<u32, Tally>> {
-    use shardlog::client::producer::{Acks as SdkAcks, Producer, ProducerConfig, RecordRef};
+    use shardlog::client::producer::{Producer, ProducerConfig, RecordRef};
     let config = ProducerConfig {
         bootstrap: bootstrap_list(&args),
-        acks: match args.acks {
-            Acks::All => SdkAcks::All,
-            Acks::One => SdkAcks::Leader,
-            Acks::Zero => SdkAcks::None,
-        },
+        acks: args.acks,
         linger: Duration::from_millis(args.linger_ms),
         // A batch of --batch-size records of --message-size bytes.
         batch_max_bytes: args.batch_size * (args.message_size + 8),
@@ -642,7 +617,7 @@ fn consumer(
                     continue;
                 }
             };
-            let resp = match reply.ok() {
+            let f = match reply.body::<fetch::Response<Bytes>>() {
                 Ok(r) => r,
                 Err(e) => {
                     stats.error(format!("fetch: {e}"));
@@ -650,19 +625,16 @@ fn consumer(
                     continue;
                 }
             };
-            let f = resp.body_as_fetch_response().context("fetch: no body")?;
-            let mut payload = &reply.payload[..];
             let mut n_msgs = 0;
             let mut n_bytes = 0;
-            for p in f.topics().context("fetch: no topics")?.get(0).partitions().into_iter().flatten() {
-                if p.error() != ErrorCode::None {
-                    stats.error(format!("fetch partition {}: {:?}", p.partition(), p.error()));
-                    moved |= leader_moved(p.error());
+            for p in f.partitions() {
+                if p.error != ErrorCode::None {
+                    stats.error(format!("fetch partition {}: {:?}", p.partition, p.error));
+                    moved |= leader_moved(p.error);
                     continue;
                 }
-                let Some(i) = offsets.iter().position(|&(q, _)| q == p.partition()) else { continue };
-                let (mine, rest) = payload.split_at((p.records_bytes() as usize).min(payload.len()));
-                payload = rest;
+                let Some(i) = offsets.iter().position(|&(q, _)| q == p.partition) else { continue };
+                let mine = &p.records[..];
                 for b in record::batches(mine) {
                     let (pos, info) = b.map_err(|e| anyhow::anyhow!("fetched a bad batch: {e}"))?;
                     if info.next_offset() <= offsets[i].1 {
@@ -684,12 +656,12 @@ fn consumer(
                             let sent = u64::from_le_bytes(v[..8].try_into()?);
                             let producer = u32::from_le_bytes(v[8..12].try_into()?);
                             let seq = u64::from_le_bytes(v[12..20].try_into()?);
-                            let next = expect.entry((producer, p.partition())).or_insert(0);
+                            let next = expect.entry((producer, p.partition)).or_insert(0);
                             if seq != *next && violations.len() < 10 {
-                                violations.push(format!("partition {}: producer {producer} sequence {seq} where {} was expected", p.partition(), *next));
+                                violations.push(format!("partition {}: producer {producer} sequence {seq} where {} was expected", p.partition, *next));
                             }
                             *next = seq + 1;
-                            let t = tallies.entry(p.partition()).or_default();
+                            let t = tallies.entry(p.partition).or_default();
                             t.count += 1;
                             t.checksum = t.checksum.wrapping_add(mix(producer, seq));
                             if ctl.measuring.load(Ordering::Relaxed) {

@@ -1,16 +1,20 @@
 //! The client subcommands, mirroring Kafka's console tools: `topics`,
 //! `produce`, `consume` and `cluster info`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
 use std::io::{BufRead, IsTerminal, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::client::consumer::{Consumer, ConsumerConfig, ConsumerError, OffsetReset, StartFrom};
+use crate::client::producer::{Delivery, Producer, ProducerConfig, ProducerError, RecordMetadata, RecordRef};
 use crate::client::raw::{ClientError, Connection};
-use crate::protocol::ErrorCode;
-use crate::record::BatchBuilder;
+use crate::protocol::{Acks, ErrorCode};
 
 /// Exit codes of the client commands.
 pub mod exit {
@@ -29,11 +33,20 @@ pub struct Bootstrap {
     pub bootstrap_server: String,
 }
 
+/// `--acks`: `all`, `1` or `0`, listed so in the help.
+pub fn acks_parser() -> impl TypedValueParser<Value = Acks> {
+    PossibleValuesParser::new(Acks::NAMES).map(|s| s.parse::<Acks>().expect("one of the possible values"))
+}
+
 impl Bootstrap {
+    /// The bootstrap servers, one `host:port` each.
+    pub fn servers(&self) -> Vec<String> {
+        self.bootstrap_server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    }
+
     /// Connects to the first bootstrap server that answers.
     pub fn connect(&self) -> Result<Connection, String> {
-        let addrs: Vec<&str> = self.bootstrap_server.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        Connection::connect_any(&addrs).map_err(|e| {
+        Connection::connect_any(&self.servers()).map_err(|e| {
             format!("could not reach any bootstrap server ({}: {e}). Is a broker running? Start one with `shardlog broker`.", self.bootstrap_server)
         })
     }
@@ -78,15 +91,6 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum AcksArg {
-    All,
-    #[value(name = "1")]
-    One,
-    #[value(name = "0")]
-    Zero,
-}
-
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
     #[command(flatten)]
@@ -100,8 +104,8 @@ pub struct ProduceArgs {
     /// round robin without keys).
     #[arg(long)]
     pub partition: Option<u32>,
-    #[arg(long, value_enum, default_value = "all")]
-    pub acks: AcksArg,
+    #[arg(long, default_value = "all", value_parser = acks_parser())]
+    pub acks: Acks,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -237,163 +241,46 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
     }
 }
 
-/// Lines per batch when stdin is not a terminal.
-const PRODUCE_BATCH_RECORDS: usize = 1000;
-/// Bytes per batch when stdin is not a terminal.
-const PRODUCE_BATCH_BYTES: usize = 512 * 1024;
-/// Produce requests in flight before waiting for answers.
-const PRODUCE_INFLIGHT: usize = 32;
-
-/// How many times one batch is sent before the producer gives up, and
-/// the pause before each new attempt (grows to 500 ms): about 30 s, which
-/// rides out a leader's failover.
+/// How many times one batch is sent before the producer gives up; the
+/// pause before each new attempt grows to 500 ms, so this is about 30 s,
+/// which rides out a leader's failover.
 const PRODUCE_ATTEMPTS: u32 = 64;
 
-/// Whether a partition's error goes away by itself: the batch is sent
-/// again. A topic just created may be unknown for a moment to a broker
-/// whose copy of the metadata has not applied it yet.
-fn retriable(code: ErrorCode) -> bool {
-    code.is_retriable() || code == ErrorCode::UnknownTopicOrPartition
-}
-
-/// A batch on its way: its partition, bytes and attempts so far.
-type Outgoing = (u32, Vec<u8>, u32);
-
-/// Sends each partition's batches to its leader, pipelined on one
-/// connection per leader. A batch refused for a reason that passes, or
-/// lost with its connection, is sent again to the partition's leader as
-/// the metadata then names it (at least once: a batch whose answer was
-/// lost may be stored twice).
-struct Producer {
-    bootstrap: Vec<String>,
-    /// Connections by leader address, each with its requests in flight by
-    /// correlation id.
-    conns: BTreeMap<String, (Connection, BTreeMap<u32, Outgoing>)>,
-    /// Each partition's leader address, from the metadata.
-    leaders: Vec<String>,
-    /// Batches to send again.
-    retry: std::collections::VecDeque<Outgoing>,
-    topic: String,
-    acks: i8,
-    /// Records sent so far.
-    records: u64,
+/// The SDK's deliveries not yet known to have succeeded, oldest first:
+/// they are looked at as they complete, so a failure is reported without
+/// holding every line's delivery (the producer's buffer bounds how many
+/// are pending).
+struct Pending {
+    deliveries: VecDeque<Delivery>,
     failed: Option<String>,
 }
 
-impl Producer {
-    fn send(&mut self, partition: u32, batch: Vec<u8>) -> Result<(), ClientError> {
-        self.send_one((partition, batch, 0))?;
-        self.resend()
-    }
-
-    /// One attempt; a failed connection queues its batches for another.
-    fn send_one(&mut self, (partition, batch, attempts): Outgoing) -> Result<(), ClientError> {
-        let addr = self.leaders[partition as usize].clone();
-        if !self.conns.contains_key(&addr) {
-            match Connection::connect(addr.as_str()) {
-                Ok(c) => {
-                    self.conns.insert(addr.clone(), (c, BTreeMap::new()));
-                }
-                Err(e) => {
-                    self.again((partition, batch, attempts), &e.to_string());
-                    return Ok(());
-                }
-            }
-        }
-        let (conn, _) = self.conns.get_mut(&addr).expect("inserted above");
-        match conn.send_produce(&self.topic, &[(partition, &batch)], self.acks) {
-            Ok(corr) if self.acks != 0 => {
-                let (_, inflight) = self.conns.get_mut(&addr).expect("inserted above");
-                inflight.insert(corr, (partition, batch, attempts));
-                while self.conns.get(&addr).is_some_and(|(_, f)| f.len() >= PRODUCE_INFLIGHT) {
-                    self.answer(&addr)?;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                self.lost(&addr, &e.to_string());
-                self.again((partition, batch, attempts), &e.to_string());
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues a batch for another attempt, or records the failure.
-    fn again(&mut self, (partition, batch, attempts): Outgoing, why: &str) {
-        if attempts + 1 >= PRODUCE_ATTEMPTS {
-            if self.failed.is_none() {
-                self.failed = Some(format!("partition {partition} of '{}': gave up after {PRODUCE_ATTEMPTS} attempts: {why}", self.topic));
-            }
-        } else {
-            self.retry.push_back((partition, batch, attempts + 1));
+impl Pending {
+    fn note(&mut self, r: Result<RecordMetadata, ProducerError>) {
+        if let Err(e) = r {
+            self.failed.get_or_insert_with(|| e.to_string());
         }
     }
 
-    /// Drops a broken connection; its requests in flight go again.
-    fn lost(&mut self, addr: &str, why: &str) {
-        if let Some((_, inflight)) = self.conns.remove(addr) {
-            for (_, o) in inflight {
-                self.again(o, why);
+    /// Takes the completed deliveries off the front.
+    fn reap(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Some(d) = self.deliveries.front_mut() {
+            match Pin::new(d).poll(&mut cx) {
+                Poll::Ready(r) => {
+                    self.deliveries.pop_front();
+                    self.note(r);
+                }
+                Poll::Pending => break,
             }
         }
     }
 
-    /// Sends the queued retries, after a pause and a fresh look at the
-    /// leaders.
-    fn resend(&mut self) -> Result<(), ClientError> {
-        while let Some(o) = self.retry.pop_front() {
-            std::thread::sleep(Duration::from_millis((25u64 << o.2.min(5)).min(500)));
-            if let Ok(Ok(Some(l))) = Connection::connect_any(&self.bootstrap).map(|mut c| c.leaders(&self.topic)) {
-                if l.len() == self.leaders.len() {
-                    self.leaders = l;
-                }
-            }
-            self.send_one(o)?;
-        }
-        Ok(())
-    }
-
-    fn answer(&mut self, addr: &str) -> Result<(), ClientError> {
-        let (conn, _) = self.conns.get_mut(addr).expect("a connection with requests in flight");
-        let r = match conn.recv() {
-            Ok(r) => r,
-            Err(e) => {
-                self.lost(addr, &e.to_string());
-                return Ok(());
-            }
-        };
-        let corr = r.correlation_id()?;
-        let Some(sent) = self.conns.get_mut(addr).and_then(|(_, f)| f.remove(&corr)) else { return Ok(()) };
-        let resp = r.ok()?;
-        let mut outcome = None;
-        for t in resp.body_as_produce_response().and_then(|p| p.topics()).iter().flatten() {
-            for p in t.partitions().iter().flatten() {
-                if p.error() != ErrorCode::None {
-                    outcome = Some((p.error(), p.error_message().unwrap_or_default().to_string()));
-                }
-            }
-        }
-        match outcome {
-            None => {}
-            Some((code, msg)) if retriable(code) => self.again(sent, &format!("{code:?}: {msg}")),
-            Some((code, msg)) if self.failed.is_none() => {
-                self.failed = Some(format!("partition {} of '{}': {code:?}: {msg}", sent.0, self.topic));
-            }
-            Some(_) => {}
-        }
-        Ok(())
-    }
-
-    fn drain(&mut self) -> Result<(), ClientError> {
-        loop {
-            self.resend()?;
-            let Some(addr) = self.conns.iter().find(|(_, (_, f))| !f.is_empty()).map(|(a, _)| a.clone()) else {
-                if self.retry.is_empty() {
-                    return Ok(());
-                }
-                continue;
-            };
-            self.answer(&addr)?;
+    /// Waits for every delivery.
+    fn wait_all(&mut self) {
+        while let Some(d) = self.deliveries.pop_front() {
+            let r = d.wait();
+            self.note(r);
         }
     }
 }
@@ -403,32 +290,35 @@ pub fn produce(a: ProduceArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let leaders = match conn.leaders(&a.topic) {
-        Ok(Some(l)) => l,
+    let partitions = match conn.leaders(&a.topic) {
+        Ok(Some(l)) => l.len() as u32,
         Ok(None) => return fail(format!("topic '{}' does not exist; create it with `shardlog topics create --topic {}`", a.topic, a.topic)),
         Err(e) => return broker_err(e, "looking up the topic"),
     };
-    let partitions = leaders.len() as u32;
     if let Some(p) = a.partition {
         if p >= partitions {
             return fail(format!("topic '{}' has partitions 0..{}, not {p}", a.topic, partitions));
         }
     }
-    let acks = match a.acks {
-        AcksArg::All => -1,
-        AcksArg::One => 1,
-        AcksArg::Zero => 0,
-    };
     let interactive = std::io::stdin().is_terminal();
-    let bootstrap = a.bootstrap.bootstrap_server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-    let mut p = Producer { bootstrap, conns: BTreeMap::new(), leaders, retry: Default::default(), topic: a.topic.clone(), acks, records: 0, failed: None };
-    let mut builders: BTreeMap<u32, BatchBuilder> = BTreeMap::new();
+    let config = ProducerConfig {
+        bootstrap: a.bootstrap.servers(),
+        acks: a.acks,
+        linger: if interactive { Duration::ZERO } else { ProducerConfig::default().linger },
+        retries: PRODUCE_ATTEMPTS - 1,
+        ..ProducerConfig::default()
+    };
+    let producer = match Producer::connect(config) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let mut pending = Pending { deliveries: VecDeque::new(), failed: None };
     let mut next_rr = 0u32;
-    let mut batch = Vec::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock();
     let mut line = Vec::new();
     let mut lineno = 0u64;
+    let mut records = 0u64;
     let mut bad_line = None;
     loop {
         if interactive {
@@ -460,6 +350,8 @@ pub fn produce(a: ProduceArgs) -> i32 {
             },
             None => (None, &line[..]),
         };
+        // Keys go by the SDK's hash as well; lines without a key take
+        // turns, starting at partition 1 as they always have.
         let partition = match (a.partition, key) {
             (Some(p), _) => p,
             (None, Some(k)) => crate::hash::partition_for_key(k, partitions),
@@ -468,51 +360,41 @@ pub fn produce(a: ProduceArgs) -> i32 {
                 next_rr
             }
         };
-        let b = builders.entry(partition).or_insert_with(|| BatchBuilder::new(4096));
-        b.push(crate::time::now_ms(), key, Some(value), &[]);
-        let full = b.record_count() as usize >= PRODUCE_BATCH_RECORDS || b.encoded_len() >= PRODUCE_BATCH_BYTES;
-        if interactive || full {
-            batch.clear();
-            p.records += u64::from(b.record_count());
-            b.finish_into(&mut batch);
-            if let Err(e) = p.send(partition, std::mem::take(&mut batch)) {
-                return broker_err(e, "producing");
+        let record = RecordRef { topic: &a.topic, partition: Some(partition), key, value: Some(value), headers: &[], timestamp_ms: None };
+        match producer.send(record) {
+            Ok(d) => pending.deliveries.push_back(d),
+            Err(e) => return fail(format!("producing: {e}")),
+        }
+        records += 1;
+        if interactive {
+            if let Err(e) = producer.flush() {
+                return fail(format!("producing: {e}"));
             }
-            if interactive {
-                if let Err(e) = p.drain() {
-                    return broker_err(e, "producing");
-                }
-            }
+            pending.wait_all();
+        } else {
+            pending.reap();
         }
     }
-    for (partition, b) in builders.iter_mut() {
-        if !b.is_empty() {
-            batch.clear();
-            p.records += u64::from(b.record_count());
-            b.finish_into(&mut batch);
-            if let Err(e) = p.send(*partition, std::mem::take(&mut batch)) {
-                return broker_err(e, "producing");
-            }
-        }
+    if let Err(e) = producer.flush() {
+        return fail(format!("waiting for acknowledgements: {e}"));
     }
-    if let Err(e) = p.drain() {
-        return broker_err(e, "waiting for acknowledgements");
-    }
+    pending.wait_all();
+    producer.close();
     if let Some(why) = bad_line {
         eprintln!("shardlog: {why}");
-        return match &p.failed {
+        return match &pending.failed {
             Some(e) => fail(format!("and not every message before it was stored: {e}")),
             None => {
                 eprintln!(
                     "shardlog: the {} message(s) before it were sent{}; nothing after it was",
-                    p.records,
-                    if acks == 0 { "" } else { " and acknowledged" }
+                    records,
+                    if a.acks == Acks::None { "" } else { " and acknowledged" }
                 );
                 exit::USAGE
             }
         };
     }
-    match p.failed {
+    match pending.failed {
         Some(e) => fail(format!("not every message was stored: {e}")),
         None => exit::OK,
     }
@@ -543,7 +425,7 @@ pub fn consume(a: ConsumeArgs) -> i32 {
 
 fn consume_inner(a: &ConsumeArgs) -> Result<i32, String> {
     let config = ConsumerConfig {
-        bootstrap: a.bootstrap.bootstrap_server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        bootstrap: a.bootstrap.servers(),
         group: a.group.clone(),
         start: match (a.offset, a.from_beginning) {
             (Some(o), _) => StartFrom::Offset(o),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::raw::{ClientError, Connection};
-use crate::protocol::ErrorCode;
+use crate::protocol::{fetch, ErrorCode};
 use crate::record::{self, BatchInfo, RecordIter};
 
 /// Where to start in partitions the group has no commit for.
@@ -603,32 +603,23 @@ impl Consumer {
                 return Err(e.into());
             }
         };
-        let resp = reply.ok()?;
-        let topic = resp
-            .body_as_fetch_response()
-            .and_then(|f| f.topics())
-            .filter(|t| !t.is_empty())
-            .map(|t| t.get(0))
-            .ok_or(ClientError::Protocol(crate::protocol::ProtocolError::MissingBody))?;
-        let mut at = 0usize;
-        for p in topic.partitions().iter().flatten() {
-            let len = (p.records_bytes() as usize).min(reply.payload.len() - at);
-            let mine = reply.payload.slice(at..at + len);
-            at += len;
-            if p.error() == ErrorCode::NotLeader {
+        let resp: fetch::Response<Bytes> = reply.body()?;
+        for p in resp.into_partitions() {
+            let mine = p.records;
+            if p.error == ErrorCode::NotLeader {
                 self.forget(addr);
                 continue;
             }
-            if p.error() == ErrorCode::OffsetOutOfRange && self.config.offset_reset != OffsetReset::None {
-                self.reset_position(p.partition(), p.log_start_offset(), p.high_watermark())?;
+            if p.error == ErrorCode::OffsetOutOfRange && self.config.offset_reset != OffsetReset::None {
+                self.reset_position(p.partition, p.log_start_offset, p.high_watermark)?;
                 continue;
             }
-            if p.error() != ErrorCode::None {
-                return Err(ConsumerError::Broker(p.error(), format!("fetching partition {}", p.partition())));
+            if p.error != ErrorCode::None {
+                return Err(ConsumerError::Broker(p.error, format!("fetching partition {}", p.partition)));
             }
-            let Some(i) = self.positions.iter().position(|(q, _)| *q == p.partition()) else { continue };
+            let Some(i) = self.positions.iter().position(|(q, _)| *q == p.partition) else { continue };
             let from = self.positions[i].1;
-            if asked.iter().find(|x| x.0 == p.partition()).is_none_or(|x| x.1 != from) {
+            if asked.iter().find(|x| x.0 == p.partition).is_none_or(|x| x.1 != from) {
                 continue;
             }
             let mut batches = Vec::new();
@@ -646,7 +637,7 @@ impl Consumer {
             if let Some(&(_, last)) = batches.last() {
                 self.positions[i].1 = last.next_offset();
                 out.count += count;
-                out.parts.push(Fetched { partition: p.partition(), from, bytes: mine, batches });
+                out.parts.push(Fetched { partition: p.partition, from, bytes: mine, batches });
             }
         }
         Ok(())

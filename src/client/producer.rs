@@ -36,19 +36,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::raw::{ClientError, Connection};
-use crate::protocol::ErrorCode;
+use crate::protocol::{produce, ErrorCode};
 use crate::record::{BatchBuilder, Header};
 
-/// How many replicas must have a record before it is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acks {
-    /// Not waited for (no delivery report beyond "sent").
-    None,
-    /// Appended on the leader.
-    Leader,
-    /// Synced to disk (and, in a cluster, on every in-sync replica).
-    All,
-}
+/// How many replicas must have a record before it is acknowledged: the
+/// protocol's own; [`Acks::None`] is not waited for (no delivery report
+/// beyond "sent").
+pub use crate::protocol::Acks;
 
 /// Producer settings; every size and time carries its unit.
 #[derive(Debug, Clone)]
@@ -1901,12 +1895,8 @@ impl Sender {
         }
     }
 
-    fn acks(&self) -> i8 {
-        match self.shared.config.acks {
-            Acks::None => 0,
-            Acks::Leader => 1,
-            Acks::All => -1,
-        }
+    fn acks(&self) -> Acks {
+        self.shared.config.acks
     }
 
     /// Writes one batch to its partition's leader; a failure sends it back
@@ -2014,7 +2004,7 @@ impl Link {
     }
 
     /// Writes one batch; with acks none it is done once written.
-    fn send(&mut self, mut f: InFlight, acks: i8, shared: &Shared) -> Result<(), (InFlight, String)> {
+    fn send(&mut self, mut f: InFlight, acks: Acks, shared: &Shared) -> Result<(), (InFlight, String)> {
         if lock(&self.shared.state).dead {
             return Err((f, "the connection to the leader broke".into()));
         }
@@ -2026,7 +2016,7 @@ impl Link {
                 return Err((f, e.to_string()));
             }
         };
-        if acks == 0 {
+        if acks == Acks::None {
             shared.complete(f, Ok(-1));
             return Ok(());
         }
@@ -2075,24 +2065,13 @@ enum Answer {
 }
 
 fn produce_answer(reply: &super::raw::Reply) -> Answer {
-    let resp = reply.response();
-    let (code, msg, base) = if resp.error() != ErrorCode::None {
-        (resp.error(), resp.error_message().unwrap_or_default().to_string(), -1)
-    } else {
-        match resp
-            .body_as_produce_response()
-            .and_then(|p| p.topics())
-            .filter(|t| !t.is_empty())
-            .map(|t| t.get(0))
-            .and_then(|t| t.partitions())
-            .filter(|p| !p.is_empty())
-        {
-            Some(ps) => {
-                let p = ps.get(0);
-                (p.error(), p.error_message().unwrap_or_default().to_string(), p.base_offset())
-            }
+    let (code, msg, base) = match reply.body::<produce::Response>() {
+        Err(ClientError::Broker { code, message }) => (code, message, -1),
+        Err(e) => (ErrorCode::UnknownServerError, e.to_string(), -1),
+        Ok(r) => match r.partitions().next() {
+            Some(p) => (p.error, p.error_message.clone().unwrap_or_default(), p.base_offset),
             None => (ErrorCode::UnknownServerError, "no partition in the response".into(), -1),
-        }
+        },
     };
     match code {
         ErrorCode::None => Answer::Stored(base),

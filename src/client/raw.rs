@@ -6,6 +6,7 @@
 //!
 //! ```no_run
 //! use shardlog::client::raw::Connection;
+//! use shardlog::protocol::Acks;
 //! use shardlog::record::BatchBuilder;
 //!
 //! let mut c = Connection::connect("127.0.0.1:9092").unwrap();
@@ -13,7 +14,7 @@
 //! let mut b = BatchBuilder::new(128);
 //! b.push(0, None, Some(b"hello"), &[]);
 //! let batch = b.finish();
-//! let corr = c.send_produce("events", &[(0, &batch[..])], -1).unwrap();
+//! let corr = c.send_produce("events", &[(0, &batch[..])], Acks::All).unwrap();
 //! let reply = c.recv().unwrap();
 //! assert_eq!(reply.correlation_id().unwrap(), corr);
 //! ```
@@ -26,7 +27,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 
-use crate::protocol::{self, fb, ErrorCode, ProtocolError};
+use crate::protocol::{
+    self, create_topics, delete_topics, describe_topic, fb, fetch, find_coordinator, group_heartbeat, list_offsets, list_topics, metadata, offset_commit,
+    offset_fetch, produce, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
+};
+
+pub use crate::protocol::metadata::{Broker as BrokerMeta, Partition as PartitionMeta, Response as ClusterInfo, Topic as TopicMeta, Voter as VoterMeta};
 
 /// What went wrong talking to a broker.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +83,12 @@ impl Reply {
             return Err(ClientError::Broker { code: r.error(), message: r.error_message().unwrap_or_default().to_string() });
         }
         Ok(r)
+    }
+
+    /// The response's body as `B`, or the request-level error it carries.
+    /// Records in it are views of this reply's payload.
+    pub fn body<B: DecodeResponse>(&self) -> Result<B, ClientError> {
+        Ok(B::decode_response(self.ok()?, self.payload.clone())?)
     }
 }
 
@@ -132,23 +144,19 @@ impl Connection {
         })
     }
 
-    fn send(
-        &mut self,
-        payload: &[&[u8]],
-        build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> (fb::RequestBody, flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>),
-    ) -> Result<u32, ClientError> {
+    /// Writes a request and the records that follow its message;
+    /// returns its correlation id.
+    pub fn send<B: RequestBody>(&mut self, body: &B, payload: &[&[u8]]) -> Result<u32, ClientError> {
+        self.send_versioned(protocol::API_VERSION, body, payload)
+    }
+
+    /// [`Connection::send`] at a given version of the API.
+    pub fn send_versioned<B: RequestBody>(&mut self, version: u16, body: &B, payload: &[&[u8]]) -> Result<u32, ClientError> {
         let corr = self.next;
         self.next = self.next.wrapping_add(1);
-        self.fbb.reset();
-        let (kind, body) = build(&mut self.fbb);
-        let cid = self.fbb.create_string(&self.client_id);
-        let r = fb::Request::create(
-            &mut self.fbb,
-            &fb::RequestArgs { api_version: protocol::API_VERSION, correlation_id: corr, client_id: Some(cid), body_type: kind, body: Some(body) },
-        );
-        self.fbb.finish(r, None);
+        let message = protocol::encode_request(&mut self.fbb, version, corr, Some(&self.client_id), body);
         let payload_len: usize = payload.iter().map(|p| p.len()).sum();
-        let head = protocol::frame_head(self.fbb.finished_data(), payload_len);
+        let head = protocol::frame_head(message, payload_len);
         self.stream.write_all(&head)?;
         for p in payload {
             self.stream.write_all(p)?;
@@ -181,20 +189,15 @@ impl Connection {
         Ok(Reply { message, payload: body.slice(4 + mlen..) })
     }
 
-    /// Sends a request and waits for its response (no other request may be
-    /// in flight on this connection).
-    fn call(
-        &mut self,
-        payload: &[&[u8]],
-        build: impl FnOnce(&mut FlatBufferBuilder<'static>) -> (fb::RequestBody, flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset>),
-    ) -> Result<Reply, ClientError> {
-        let corr = self.send(payload, build)?;
+    /// Sends a request and waits for its response's body (no other
+    /// request may be in flight on this connection).
+    pub fn call<B: RequestBody, R: DecodeResponse>(&mut self, body: &B) -> Result<R, ClientError> {
+        let corr = self.send(body, &[])?;
         let r = self.recv()?;
         if r.correlation_id()? != corr {
             return Err(ProtocolError::Invalid(format!("expected the response to {corr}")).into());
         }
-        r.ok()?;
-        Ok(r)
+        r.body()
     }
 
     /// Creates a topic with one replica and default settings; `Ok(false)`
@@ -205,13 +208,9 @@ impl Connection {
 
     /// A topic as this broker describes it; `None` if it does not exist.
     pub fn describe(&mut self, topic: &str) -> Result<Option<TopicMeta>, ClientError> {
-        let r = self.call(&[], |b| {
-            let n = b.create_string(topic);
-            let body = fb::DescribeTopicRequest::create(b, &fb::DescribeTopicRequestArgs { name: Some(n) });
-            (fb::RequestBody::DescribeTopicRequest, body.as_union_value())
-        })?;
-        let t = r.response().body_as_describe_topic_response().and_then(|d| d.topic()).ok_or(ProtocolError::MissingBody)?;
-        Ok((t.error() == ErrorCode::None).then(|| topic_meta(t)))
+        let r: describe_topic::Response = self.call(&describe_topic::Request { name: topic.to_string() })?;
+        let t = r.topic.ok_or(ProtocolError::MissingBody)?;
+        Ok((t.error == ErrorCode::None).then_some(t))
     }
 
     /// Each partition's replicas' lags behind its leader (messages, in
@@ -240,33 +239,18 @@ impl Connection {
 
     /// Sends batches to partitions of one topic; `parts` are
     /// `(partition, whole batches)`. With acks 0 no response comes back.
-    pub fn send_produce(&mut self, topic: &str, parts: &[(u32, &[u8])], acks: i8) -> Result<u32, ClientError> {
+    pub fn send_produce(&mut self, topic: &str, parts: &[(u32, &[u8])], acks: Acks) -> Result<u32, ClientError> {
+        let partitions = parts.iter().map(|&(partition, records)| produce::Partition { partition, records }).collect();
+        let req = produce::Request::one_topic(topic, acks, produce::DEFAULT_TIMEOUT_MS, partitions);
         let payload: Vec<&[u8]> = parts.iter().map(|p| p.1).collect();
-        let sizes: Vec<(u32, u32)> = parts.iter().map(|&(p, d)| (p, d.len() as u32)).collect();
-        self.send_produce_payload(topic, &sizes, &payload, acks)
+        self.send(&req, &payload)
     }
 
     /// Sends consecutive batches to one partition in one request, without
     /// joining them first (they follow each other in the frame).
-    pub fn send_produce_batches(&mut self, topic: &str, partition: u32, batches: &[&[u8]], acks: i8) -> Result<u32, ClientError> {
-        let len: usize = batches.iter().map(|b| b.len()).sum();
-        self.send_produce_payload(topic, &[(partition, len as u32)], batches, acks)
-    }
-
-    /// `sizes` are `(partition, bytes of its batches)`, in payload order.
-    fn send_produce_payload(&mut self, topic: &str, sizes: &[(u32, u32)], payload: &[&[u8]], acks: i8) -> Result<u32, ClientError> {
-        self.send(payload, |b| {
-            let n = b.create_string(topic);
-            let ps: Vec<_> = sizes
-                .iter()
-                .map(|&(partition, records_bytes)| fb::ProducePartition::create(b, &fb::ProducePartitionArgs { partition, records_bytes }))
-                .collect();
-            let ps = b.create_vector(&ps);
-            let t = fb::ProduceTopic::create(b, &fb::ProduceTopicArgs { name: Some(n), partitions: Some(ps) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::ProduceRequest::create(b, &fb::ProduceRequestArgs { acks, timeout_ms: 30_000, topics: Some(ts) });
-            (fb::RequestBody::ProduceRequest, body.as_union_value())
-        })
+    pub fn send_produce_batches(&mut self, topic: &str, partition: u32, batches: &[&[u8]], acks: Acks) -> Result<u32, ClientError> {
+        let req = produce::Request::one_topic(topic, acks, produce::DEFAULT_TIMEOUT_MS, vec![produce::Partition { partition, records: batches.to_vec() }]);
+        self.send(&req, batches)
     }
 
     /// Asks for whole batches from `(partition, offset)` of one topic.
@@ -278,18 +262,8 @@ impl Connection {
         max_wait_ms: u32,
         min_bytes: u32,
     ) -> Result<u32, ClientError> {
-        self.send(&[], |b| {
-            let n = b.create_string(topic);
-            let ps: Vec<_> = parts
-                .iter()
-                .map(|&(partition, offset)| fb::FetchPartition::create(b, &fb::FetchPartitionArgs { partition, offset, max_bytes: max_bytes_per_partition }))
-                .collect();
-            let ps = b.create_vector(&ps);
-            let t = fb::FetchTopic::create(b, &fb::FetchTopicArgs { name: Some(n), partitions: Some(ps) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::FetchRequest::create(b, &fb::FetchRequestArgs { max_wait_ms, min_bytes, max_bytes: 64 << 20, topics: Some(ts) });
-            (fb::RequestBody::FetchRequest, body.as_union_value())
-        })
+        let partitions = parts.iter().map(|&(partition, offset)| fetch::Partition { partition, offset, max_bytes: max_bytes_per_partition }).collect();
+        self.send(&fetch::Request::one_topic(topic, partitions, max_wait_ms, min_bytes, 64 << 20), &[])
     }
 }
 
@@ -297,120 +271,10 @@ impl Connection {
     /// Asks for offsets of `(partition, timestamp)` pairs: -2 earliest,
     /// -1 latest, else the first offset at or after a time in ms.
     pub fn list_offsets(&mut self, topic: &str, parts: &[(u32, i64)]) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
-        let r = self.call(&[], |b| {
-            let n = b.create_string(topic);
-            let ps: Vec<_> = parts
-                .iter()
-                .map(|&(partition, timestamp)| fb::ListOffsetsPartition::create(b, &fb::ListOffsetsPartitionArgs { partition, timestamp }))
-                .collect();
-            let ps = b.create_vector(&ps);
-            let t = fb::ListOffsetsTopic::create(b, &fb::ListOffsetsTopicArgs { name: Some(n), partitions: Some(ps) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::ListOffsetsRequest::create(b, &fb::ListOffsetsRequestArgs { topics: Some(ts) });
-            (fb::RequestBody::ListOffsetsRequest, body.as_union_value())
-        })?;
-        let resp = r.response();
-        let t = resp.body_as_list_offsets_response().and_then(|l| l.topics()).map(|t| t.get(0)).ok_or(ProtocolError::MissingBody)?;
-        Ok(t.partitions().iter().flatten().map(|p| (p.partition(), p.error(), p.offset())).collect())
-    }
-}
-
-/// A partition as the metadata describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionMeta {
-    /// The partition index.
-    pub partition: u32,
-    /// The node id of its leader.
-    pub leader: i32,
-    /// The shard of the leader that owns it.
-    pub shard: u16,
-    /// The brokers holding a copy, the preferred leader first.
-    pub replicas: Vec<i32>,
-    /// Bumped whenever the leader changes.
-    pub leader_epoch: u32,
-    /// The replicas in sync with the leader; fewer than `replicas` means
-    /// under-replicated.
-    pub isr: Vec<i32>,
-    /// Each replica's lag behind the leader in messages, in `replicas`'
-    /// order (-1: unknown); only from a describe through the leader
-    /// ([`Connection::replica_lags`]), empty otherwise.
-    pub lags: Vec<i64>,
-}
-
-/// A topic as the metadata describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicMeta {
-    /// The topic name.
-    pub name: String,
-    /// `None`, or why the topic could not be described.
-    pub error: ErrorCode,
-    /// Copies of each partition.
-    pub replication_factor: u16,
-    /// Its partitions.
-    pub partitions: Vec<PartitionMeta>,
-    /// Its settings, as given at creation.
-    pub configs: Vec<(String, String)>,
-}
-
-/// A broker as the metadata describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerMeta {
-    /// The broker's node id.
-    pub node_id: i32,
-    /// Where clients reach it.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// Its shards (executors).
-    pub shards: u16,
-    /// It missed heartbeats and leads nothing until it registers again.
-    pub fenced: bool,
-}
-
-/// A voter of the metadata quorum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VoterMeta {
-    /// The voter's (broker's) node id.
-    pub node_id: i32,
-    /// Its quorum listener's host.
-    pub host: String,
-    /// Its quorum listener's port.
-    pub port: u16,
-}
-
-/// The whole cluster as one broker sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterInfo {
-    /// The quorum's leader; -1 while there is none.
-    pub controller: i32,
-    /// The metadata quorum.
-    pub voters: Vec<VoterMeta>,
-    /// Every registered broker.
-    pub brokers: Vec<BrokerMeta>,
-    /// The topics asked for.
-    pub topics: Vec<TopicMeta>,
-}
-
-fn topic_meta(t: fb::TopicInfo<'_>) -> TopicMeta {
-    TopicMeta {
-        name: t.name().unwrap_or_default().to_string(),
-        error: t.error(),
-        replication_factor: t.replication_factor(),
-        partitions: t
-            .partitions()
-            .iter()
-            .flatten()
-            .map(|p| PartitionMeta {
-                partition: p.partition(),
-                leader: p.leader(),
-                shard: p.shard(),
-                replicas: p.replicas().map(|r| r.iter().collect()).unwrap_or_default(),
-                leader_epoch: p.leader_epoch(),
-                isr: p.isr().map(|r| r.iter().collect()).unwrap_or_default(),
-                lags: p.lags().map(|r| r.iter().collect()).unwrap_or_default(),
-            })
-            .collect(),
-        configs: t.configs().iter().flatten().map(|c| (c.key().to_string(), c.value().to_string())).collect(),
+        let partitions = parts.iter().map(|&(partition, timestamp)| list_offsets::Partition { partition, timestamp }).collect();
+        let r: list_offsets::Response = self.call(&list_offsets::Request { topics: vec![list_offsets::Topic { name: topic.to_string(), partitions }] })?;
+        let t = r.topics.into_iter().next().ok_or(ProtocolError::MissingBody)?;
+        Ok(t.partitions.into_iter().map(|p| (p.partition, p.error, p.offset)).collect())
     }
 }
 
@@ -424,17 +288,11 @@ impl Connection {
     /// The address (`host:port`) of the broker that coordinates `group`,
     /// or the broker's reason there is none yet.
     pub fn find_coordinator(&mut self, group: &str) -> Result<Result<String, (ErrorCode, String)>, ClientError> {
-        let r = self.call(&[], |b| {
-            let g = b.create_string(group);
-            let body = fb::FindCoordinatorRequest::create(b, &fb::FindCoordinatorRequestArgs { group: Some(g) });
-            (fb::RequestBody::FindCoordinatorRequest, body.as_union_value())
-        })?;
-        let resp = r.response();
-        let f = resp.body_as_find_coordinator_response().ok_or(ProtocolError::MissingBody)?;
-        if f.error() != ErrorCode::None {
-            return Ok(Err((f.error(), f.error_message().unwrap_or_default().to_string())));
+        let f: find_coordinator::Response = self.call(&find_coordinator::Request { group: group.to_string() })?;
+        if f.error != ErrorCode::None {
+            return Ok(Err((f.error, f.error_message.unwrap_or_default())));
         }
-        Ok(Ok(format!("{}:{}", f.host().unwrap_or_default(), f.port())))
+        Ok(Ok(format!("{}:{}", f.host, f.port)))
     }
 
     /// The address of each partition's leader, by partition; `None` if the
@@ -456,87 +314,36 @@ impl Connection {
 
     /// The quorum, the brokers and the topics (all when `topics` is `None`).
     pub fn cluster_info(&mut self, topics: Option<&[&str]>) -> Result<ClusterInfo, ClientError> {
-        let r = self.call(&[], |b| {
-            let names = topics.map(|ts| {
-                let v: Vec<_> = ts.iter().map(|t| b.create_string(t)).collect();
-                b.create_vector(&v)
-            });
-            let body = fb::MetadataRequest::create(b, &fb::MetadataRequestArgs { topics: names });
-            (fb::RequestBody::MetadataRequest, body.as_union_value())
-        })?;
-        let resp = r.response();
-        let md = resp.body_as_metadata_response().ok_or(ProtocolError::MissingBody)?;
-        let brokers = md
-            .brokers()
-            .iter()
-            .flatten()
-            .map(|b| BrokerMeta {
-                node_id: b.node_id(),
-                host: b.host().unwrap_or_default().to_string(),
-                port: b.port(),
-                shards: b.shards(),
-                fenced: b.fenced(),
-            })
-            .collect();
-        let voters =
-            md.voters().iter().flatten().map(|v| VoterMeta { node_id: v.node_id(), host: v.host().unwrap_or_default().to_string(), port: v.port() }).collect();
-        Ok(ClusterInfo { controller: md.controller_id(), voters, brokers, topics: md.topics().iter().flatten().map(topic_meta).collect() })
+        self.call(&metadata::Request { topics: topics.map(|ts| ts.iter().map(|t| t.to_string()).collect()) })
     }
 
     /// Creates a topic with settings; `Ok(false)` if it already existed.
     pub fn create_topic_with(&mut self, name: &str, partitions: u32, replication_factor: u16, configs: &[(String, String)]) -> Result<bool, ClientError> {
-        let r = self.call(&[], |b| {
-            let n = b.create_string(name);
-            let cs: Vec<_> = configs
-                .iter()
-                .map(|(k, v)| {
-                    let (k, v) = (b.create_string(k), b.create_string(v));
-                    fb::ConfigEntry::create(b, &fb::ConfigEntryArgs { key: Some(k), value: Some(v) })
-                })
-                .collect();
-            let cs = b.create_vector(&cs);
-            let t = fb::CreatableTopic::create(b, &fb::CreatableTopicArgs { name: Some(n), partitions, replication_factor, configs: Some(cs) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::CreateTopicsRequest::create(b, &fb::CreateTopicsRequestArgs { topics: Some(ts), timeout_ms: 30_000 });
-            (fb::RequestBody::CreateTopicsRequest, body.as_union_value())
-        })?;
-        let res = r.response().body_as_create_topics_response().and_then(|c| c.results()).map(|rs| rs.get(0));
-        match res {
-            Some(t) if t.error() == ErrorCode::None => Ok(true),
-            Some(t) if t.error() == ErrorCode::TopicAlreadyExists => Ok(false),
-            Some(t) => Err(ClientError::Broker { code: t.error(), message: t.error_message().unwrap_or_default().to_string() }),
+        let topic = create_topics::NewTopic { name: name.to_string(), partitions, replication_factor, configs: configs.to_vec() };
+        let r: create_topics::Response = self.call(&create_topics::Request { topics: vec![topic], timeout_ms: 30_000 })?;
+        match r.results.into_iter().next() {
+            Some(t) if t.error == ErrorCode::None => Ok(true),
+            Some(t) if t.error == ErrorCode::TopicAlreadyExists => Ok(false),
+            Some(t) => Err(ClientError::Broker { code: t.error, message: t.error_message.unwrap_or_default() }),
             None => Err(ProtocolError::MissingBody.into()),
         }
     }
 
     /// Deletes a topic.
     pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
-        let r = self.call(&[], |b| {
-            let n = b.create_string(name);
-            let names = b.create_vector(&[n]);
-            let body = fb::DeleteTopicsRequest::create(b, &fb::DeleteTopicsRequestArgs { names: Some(names), timeout_ms: 30_000 });
-            (fb::RequestBody::DeleteTopicsRequest, body.as_union_value())
-        })?;
-        let t = r.response().body_as_delete_topics_response().and_then(|d| d.results()).map(|rs| rs.get(0)).ok_or(ProtocolError::MissingBody)?;
-        if t.error() != ErrorCode::None {
-            return Err(ClientError::Broker { code: t.error(), message: t.error_message().unwrap_or_default().to_string() });
+        let r: delete_topics::Response = self.call(&delete_topics::Request { names: vec![name.to_string()], timeout_ms: 30_000 })?;
+        let t = r.results.into_iter().next().ok_or(ProtocolError::MissingBody)?;
+        if t.error != ErrorCode::None {
+            return Err(ClientError::Broker { code: t.error, message: t.error_message.unwrap_or_default() });
         }
         Ok(())
     }
 
     /// The names of every topic.
     pub fn list_topics(&mut self) -> Result<Vec<String>, ClientError> {
-        let r = self.call(&[], |b| {
-            let body = fb::ListTopicsRequest::create(b, &fb::ListTopicsRequestArgs {});
-            (fb::RequestBody::ListTopicsRequest, body.as_union_value())
-        })?;
-        let l = r.response().body_as_list_topics_response().ok_or(ProtocolError::MissingBody)?;
-        Ok(l.names().iter().flatten().map(str::to_string).collect())
+        let r: list_topics::Response = self.call(&list_topics::Request)?;
+        Ok(r.names)
     }
-}
-
-fn offset_results(topics: Option<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<fb::OffsetTopicResult<'_>>>>) -> Vec<(u32, ErrorCode, i64)> {
-    topics.iter().flatten().flat_map(|t| t.partitions().into_iter().flatten().map(|p| (p.partition(), p.error(), p.offset()))).collect()
 }
 
 impl Connection {
@@ -549,36 +356,21 @@ impl Connection {
         topic: &str,
         offsets: &[(u32, i64)],
     ) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
-        let r = self.call(&[], |b| {
-            let g = b.create_string(group);
-            let member_id = member.map(|(m, _)| b.create_string(m));
-            let generation = member.map_or(-1, |(_, g)| g);
-            let n = b.create_string(topic);
-            let ps: Vec<_> =
-                offsets.iter().map(|&(partition, offset)| fb::OffsetCommitPartition::create(b, &fb::OffsetCommitPartitionArgs { partition, offset })).collect();
-            let ps = b.create_vector(&ps);
-            let t = fb::OffsetCommitTopic::create(b, &fb::OffsetCommitTopicArgs { name: Some(n), partitions: Some(ps) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::OffsetCommitRequest::create(b, &fb::OffsetCommitRequestArgs { group: Some(g), topics: Some(ts), member_id, generation });
-            (fb::RequestBody::OffsetCommitRequest, body.as_union_value())
-        })?;
-        let resp = r.response();
-        Ok(offset_results(resp.body_as_offset_commit_response().ok_or(ProtocolError::MissingBody)?.topics()))
+        let req = offset_commit::Request {
+            group: group.to_string(),
+            topics: vec![offset_commit::Topic { name: topic.to_string(), partitions: offsets.to_vec() }],
+            member: member.map(|(m, g)| (m.to_string(), g)),
+        };
+        let r: offset_commit::Response = self.call(&req)?;
+        Ok(r.partitions().map(|p| (p.partition, p.error, p.offset)).collect())
     }
 
     /// `group`'s committed offsets for partitions of one topic (-1: none).
     pub fn fetch_offsets(&mut self, group: &str, topic: &str, partitions: &[u32]) -> Result<Vec<(u32, ErrorCode, i64)>, ClientError> {
-        let r = self.call(&[], |b| {
-            let g = b.create_string(group);
-            let n = b.create_string(topic);
-            let ps = b.create_vector(partitions);
-            let t = fb::OffsetFetchTopic::create(b, &fb::OffsetFetchTopicArgs { name: Some(n), partitions: Some(ps) });
-            let ts = b.create_vector(&[t]);
-            let body = fb::OffsetFetchRequest::create(b, &fb::OffsetFetchRequestArgs { group: Some(g), topics: Some(ts) });
-            (fb::RequestBody::OffsetFetchRequest, body.as_union_value())
-        })?;
-        let resp = r.response();
-        Ok(offset_results(resp.body_as_offset_fetch_response().ok_or(ProtocolError::MissingBody)?.topics()))
+        let req =
+            offset_fetch::Request { group: group.to_string(), topics: vec![offset_fetch::Topic { name: topic.to_string(), partitions: partitions.to_vec() }] };
+        let r: offset_fetch::Response = self.call(&req)?;
+        Ok(r.partitions().map(|p| (p.partition, p.error, p.offset)).collect())
     }
 }
 
@@ -609,38 +401,22 @@ impl Connection {
         session_timeout_ms: u32,
         leave: bool,
     ) -> Result<GroupView, ClientError> {
-        let r = self.call(&[], |b| {
-            let g = b.create_string(group);
-            let m = member_id.map(|m| b.create_string(m));
-            let ts: Vec<_> = topics.iter().map(|t| b.create_string(t)).collect();
-            let ts = b.create_vector(&ts);
-            let body = fb::GroupHeartbeatRequest::create(
-                b,
-                &fb::GroupHeartbeatRequestArgs {
-                    group: Some(g),
-                    member_id: m,
-                    topics: Some(ts),
-                    assignor: fb::Assignor::Range,
-                    session_timeout_ms,
-                    leave_group: leave,
-                },
-            );
-            (fb::RequestBody::GroupHeartbeatRequest, body.as_union_value())
-        })?;
-        let resp = r.response();
-        let h = resp.body_as_group_heartbeat_response().ok_or(ProtocolError::MissingBody)?;
+        let req = group_heartbeat::Request {
+            group: group.to_string(),
+            member_id: member_id.map(str::to_string),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            assignor: group_heartbeat::Assignor::Range,
+            session_timeout_ms,
+            leave_group: leave,
+        };
+        let h: group_heartbeat::Response = self.call(&req)?;
         Ok(GroupView {
-            error: h.error(),
-            message: h.error_message().unwrap_or_default().to_string(),
-            member_id: h.member_id().unwrap_or_default().to_string(),
-            generation: h.generation(),
-            heartbeat_interval_ms: h.heartbeat_interval_ms(),
-            assignment: h
-                .assignment()
-                .iter()
-                .flatten()
-                .flat_map(|t| t.partitions().into_iter().flatten().map(move |p| (t.name().unwrap_or_default().to_string(), p)))
-                .collect(),
+            error: h.error,
+            message: h.error_message.unwrap_or_default(),
+            member_id: h.member_id,
+            generation: h.generation,
+            heartbeat_interval_ms: h.heartbeat_interval_ms,
+            assignment: h.assignment.into_iter().flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p))).collect(),
         })
     }
 }

@@ -3,15 +3,43 @@
 //! the code in `generated/` comes from it through `scripts/gen-protocol.sh`
 //! and is never edited by hand.
 //!
-//! Architecture invariant: decoding a frame never copies its payload; every
-//! flatbuffer is checked by the verifier (with depth and table limits)
-//! before any field is read, so bad bytes are an error, never a panic.
+//! Each API has one module here with its request and response in the
+//! broker's own terms (`produce::Request`, `fetch::Response`, ...), each
+//! with `decode` from the verified flatbuffer and `encode` into a builder.
+//! The server, the clients, the follower's fetch, the tests, the benches
+//! and the fuzz target build and read messages only through these types;
+//! [`Request::decode`] and [`Response::decode`] name every API once.
+//!
+//! Architecture invariants:
+//! - decoding a frame never copies its payload: record batches stay the
+//!   frame's bytes ([`Payload`]), sliced per partition;
+//! - every flatbuffer is checked by the verifier (with depth and table
+//!   limits) before any field is read, so bad bytes are an error, never a
+//!   panic.
 
 #[allow(clippy::all, unused_imports, dead_code, non_snake_case, mismatched_lifetime_syntaxes, unsafe_op_in_unsafe_fn)]
 #[rustfmt::skip]
 #[path = "generated/shardlog_generated.rs"]
 mod generated;
 
+pub mod api_versions;
+mod codec;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_topic;
+mod envelope;
+pub mod fetch;
+pub mod find_coordinator;
+pub mod group_heartbeat;
+pub mod list_offsets;
+pub mod list_topics;
+pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
+pub mod produce;
+pub mod replica_fetch;
+
+pub use envelope::{encode_error, encode_request, encode_response, DecodeResponse, Request, RequestBody, Response, ResponseBody};
 pub use fb::ErrorCode;
 pub use generated::shardlog::protocol as fb;
 
@@ -33,10 +61,118 @@ pub enum ProtocolError {
     BadMessageLength { message: usize, frame: usize },
     #[error("message fails flatbuffers verification: {0}")]
     Invalid(String),
-    #[error("request has no body")]
+    #[error("the message body is missing")]
     MissingBody,
-    #[error("payload is {have} bytes, the message describes {want}")]
-    PayloadMismatch { want: usize, have: usize },
+    #[error("the message describes {want} payload bytes, the frame has {have}")]
+    PayloadMismatch { want: u64, have: usize },
+    #[error("only Produce requests carry a payload")]
+    UnexpectedPayload,
+    #[error("acks must be 0, 1 or -1 (all), not {0}")]
+    InvalidAcks(i8),
+    #[error("API key {0} is not served by this broker")]
+    UnknownApi(u8),
+}
+
+/// How many replicas must hold a batch before its produce is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Acks {
+    /// No answer at all (0 on the wire).
+    None,
+    /// Appended on the leader (1).
+    Leader,
+    /// Synced, and in a cluster held by a majority of the in-sync
+    /// replicas (-1).
+    All,
+}
+
+impl Acks {
+    /// The spellings of the console tools and loadgen, in the order their
+    /// help lists them; each parses with `str::parse`.
+    pub const NAMES: [&'static str; 3] = ["all", "1", "0"];
+
+    /// The value on the wire.
+    pub fn wire(self) -> i8 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+
+    /// Reads the wire value; anything but 0, 1 and -1 is refused.
+    pub fn from_wire(v: i8) -> Result<Self, ProtocolError> {
+        match v {
+            0 => Ok(Acks::None),
+            1 => Ok(Acks::Leader),
+            -1 => Ok(Acks::All),
+            v => Err(ProtocolError::InvalidAcks(v)),
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = String;
+
+    /// The spelling of the console tools and loadgen: `all` (or `-1`),
+    /// `1`, `0`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" | "-1" => Ok(Acks::All),
+            "1" => Ok(Acks::Leader),
+            "0" => Ok(Acks::None),
+            _ => Err(format!("acks is all, 1 or 0, not '{s}'")),
+        }
+    }
+}
+
+/// Record batches that travel after a message: the message says only how
+/// many bytes each partition's batches take.
+pub trait Records {
+    /// Bytes of whole batches.
+    fn records_len(&self) -> usize;
+}
+
+impl Records for Bytes {
+    fn records_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Records for BytesMut {
+    fn records_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Records for &[u8] {
+    fn records_len(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T: std::ops::Deref<Target = [u8]>> Records for Vec<T> {
+    fn records_len(&self) -> usize {
+        self.iter().map(|c| c.len()).sum()
+    }
+}
+
+/// A frame's payload as read, which a decoder slices per partition
+/// without copying.
+pub trait Payload: Records + Sized {
+    /// The first `n` bytes, leaving the rest; `n <= records_len()`.
+    fn split_to(&mut self, n: usize) -> Self;
+}
+
+impl Payload for Bytes {
+    fn split_to(&mut self, n: usize) -> Self {
+        Bytes::split_to(self, n)
+    }
+}
+
+impl Payload for BytesMut {
+    fn split_to(&mut self, n: usize) -> Self {
+        BytesMut::split_to(self, n)
+    }
 }
 
 impl ErrorCode {
@@ -62,6 +198,8 @@ impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         match self {
             ProtocolError::FrameTooLarge { .. } => ErrorCode::MessageTooLarge,
+            ProtocolError::InvalidAcks(_) => ErrorCode::InvalidRequiredAcks,
+            ProtocolError::UnknownApi(_) => ErrorCode::UnsupportedApi,
             _ => ErrorCode::InvalidRequest,
         }
     }
@@ -147,6 +285,9 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
     (fb::RequestBody::FindCoordinatorRequest, 0, 0),
     (fb::RequestBody::ReplicaFetchRequest, 0, 0),
 ];
+
+#[cfg(test)]
+mod api_tests;
 
 #[cfg(test)]
 mod tests {

@@ -4,34 +4,28 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use flatbuffers::FlatBufferBuilder;
 use futures::StreamExt;
 
-use super::response::{respond, Outgoing};
-use crate::protocol::{fb, ErrorCode};
+use super::response::{error, respond_records, Outgoing};
+use crate::protocol::fetch::{PartitionResponse, Request, Response, TopicResponse};
+use crate::protocol::ErrorCode;
 use crate::shard::{FetchResult, Shard};
 use crate::storage::Chunk;
 
 /// Most partitions one fetch may name.
 pub const MAX_PARTITIONS_PER_FETCH: usize = 10_000;
 
-pub async fn handle(shard: &Rc<Shard>, corr: u32, req: fb::FetchRequest<'_>) -> Outgoing {
-    let wanted: Vec<(usize, &str, u32, i64, usize)> = req
-        .topics()
-        .iter()
-        .flatten()
-        .enumerate()
-        .flat_map(|(ti, t)| t.partitions().into_iter().flatten().map(move |p| (ti, t.name(), p.partition(), p.offset(), p.max_bytes() as usize)))
-        .collect();
+pub async fn handle(shard: &Rc<Shard>, corr: u32, req: Request) -> Outgoing {
+    let wanted: Vec<(&str, u32, i64, usize)> = req.partitions().map(|(t, p)| (t, p.partition, p.offset, p.max_bytes as usize)).collect();
     if wanted.len() > MAX_PARTITIONS_PER_FETCH {
-        return super::response::error(corr, ErrorCode::PolicyViolation, &format!("at most {MAX_PARTITIONS_PER_FETCH} partitions per fetch"));
+        return error(corr, ErrorCode::PolicyViolation, &format!("at most {MAX_PARTITIONS_PER_FETCH} partitions per fetch"));
     }
-    let budget = (req.max_bytes() as usize).min(shard.config.max_frame_bytes);
-    let min_bytes = req.min_bytes() as usize;
-    let wait = Duration::from_millis(u64::from(req.max_wait_ms()).min(shard.config.fetch_wait_max_ms));
+    let budget = (req.max_bytes as usize).min(shard.config.max_frame_bytes);
+    let min_bytes = req.min_bytes as usize;
+    let wait = Duration::from_millis(u64::from(req.max_wait_ms).min(shard.config.fetch_wait_max_ms));
     let deadline = Instant::now() + wait;
 
-    let first = wanted.iter().map(|&(_, t, p, o, m)| shard.fetch(t, p, o, m.min(budget), None));
+    let first = wanted.iter().map(|&(t, p, o, m)| shard.fetch(t, p, o, m.min(budget), None));
     let mut results: Vec<FetchResult<Chunk>> = futures::future::join_all(first).await;
     let mut total: usize = results.iter().map(|r| r.bytes).sum();
 
@@ -42,7 +36,7 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, req: fb::FetchRequest<'_>) -> 
             .iter()
             .enumerate()
             .filter(|(i, _)| results[*i].error == ErrorCode::None && results[*i].bytes == 0)
-            .map(|(i, &(_, t, p, o, m))| async move { (i, shard.fetch(t, p, o, m.min(budget), Some(deadline)).await) })
+            .map(|(i, &(t, p, o, m))| async move { (i, shard.fetch(t, p, o, m.min(budget), Some(deadline)).await) })
             .collect();
         while let Some((i, r)) = pending.next().await {
             total += r.bytes;
@@ -57,45 +51,36 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, req: fb::FetchRequest<'_>) -> 
     let mut used = 0usize;
     for r in results.iter_mut() {
         let mut keep = 0;
-        let mut bytes = 0;
         for c in &r.chunks {
             if used > 0 && used + c.len() > budget {
                 break;
             }
             used += c.len();
-            bytes += c.len();
             keep += 1;
         }
         r.chunks.truncate(keep);
-        r.bytes = bytes;
     }
 
-    let mut fbb = FlatBufferBuilder::with_capacity(256 + 48 * results.len());
-    let mut topics = Vec::new();
-    let mut payload = Vec::new();
-    let mut i = 0;
-    for (ti, t) in req.topics().iter().flatten().enumerate() {
-        let mut parts = Vec::new();
-        while i < wanted.len() && wanted[i].0 == ti {
-            let r = &mut results[i];
-            parts.push(fb::FetchPartitionResponse::create(
-                &mut fbb,
-                &fb::FetchPartitionResponseArgs {
-                    partition: wanted[i].2,
+    let mut results = results.into_iter().zip(&wanted);
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| TopicResponse {
+            name: t.name.clone(),
+            partitions: results
+                .by_ref()
+                .take(t.partitions.len())
+                .map(|(r, w)| PartitionResponse {
+                    partition: w.1,
                     error: r.error,
                     high_watermark: r.high_watermark,
                     log_start_offset: r.log_start_offset,
-                    records_bytes: r.bytes as u32,
-                },
-            ));
-            payload.append(&mut r.chunks);
-            i += 1;
-        }
-        let parts = fbb.create_vector(&parts);
-        let name = fbb.create_string(t.name());
-        topics.push(fb::FetchTopicResponse::create(&mut fbb, &fb::FetchTopicResponseArgs { name: Some(name), partitions: Some(parts) }));
-    }
-    let topics = fbb.create_vector(&topics);
-    let body = fb::FetchResponse::create(&mut fbb, &fb::FetchResponseArgs { topics: Some(topics) });
-    respond(corr, fbb, (fb::ResponseBody::FetchResponse, body.as_union_value()), payload)
+                    records: r.chunks,
+                })
+                .collect(),
+        })
+        .collect();
+    respond_records(corr, Response { topics }, |r| {
+        r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()).flat_map(|p| std::mem::take(&mut p.records)).collect()
+    })
 }

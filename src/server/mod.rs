@@ -1,8 +1,11 @@
 //! The network front: listener, connections, and one handler per API.
 //!
-//! A handler turns a verified request into a response; it reaches
-//! partitions only through [`Shard`], which routes to the owning shard.
-//! Handlers never panic on client input: every bad field is an error code.
+//! `dispatch` decodes a frame into the protocol's typed [`Request`]; a
+//! handler turns it into a typed response, reaching partitions only
+//! through [`Shard`], which routes to the owning shard, and `response`
+//! encodes it. Handlers never see wire bytes but the records they store
+//! or send, and never panic on client input: every bad field is an error
+//! code.
 
 pub mod api_versions;
 pub mod budget;
@@ -22,9 +25,9 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use crate::protocol::{self, fb, ErrorCode, APIS};
+use crate::protocol::{self, ErrorCode, Request, APIS};
 use crate::shard::Shard;
-use response::{error, Outgoing};
+use response::{error, respond, Outgoing};
 
 /// Decodes one frame body and runs its API's handler; `external`: it came
 /// through the external listener (addresses in answers are external ones).
@@ -52,33 +55,25 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Opti
     if shard.is_shutting_down() {
         return Some(connection::stopping(corr));
     }
-    if !payload.is_empty() && kind != fb::RequestBody::ProduceRequest {
-        return Some(error(corr, ErrorCode::InvalidRequest, "only Produce requests carry a payload"));
-    }
-    macro_rules! body {
-        ($get:ident) => {
-            match req.$get() {
-                Some(b) => b,
-                None => return Some(error(corr, ErrorCode::InvalidRequest, "the request body is missing")),
-            }
-        };
-    }
-    let out = match kind {
-        fb::RequestBody::ApiVersionsRequest => api_versions::handle(shard, corr),
-        fb::RequestBody::MetadataRequest => metadata::handle(shard, corr, body!(body_as_metadata_request), external).await,
-        fb::RequestBody::ListTopicsRequest => metadata::list_topics(shard, corr).await,
-        fb::RequestBody::DescribeTopicRequest => metadata::describe_topic(shard, corr, body!(body_as_describe_topic_request)).await,
-        fb::RequestBody::CreateTopicsRequest => topics::create(shard, corr, body!(body_as_create_topics_request)).await,
-        fb::RequestBody::DeleteTopicsRequest => topics::delete(shard, corr, body!(body_as_delete_topics_request)).await,
-        fb::RequestBody::ProduceRequest => return produce::handle(shard, corr, body!(body_as_produce_request), payload).await,
-        fb::RequestBody::FetchRequest => fetch::handle(shard, corr, body!(body_as_fetch_request)).await,
-        fb::RequestBody::ListOffsetsRequest => list_offsets::handle(shard, corr, body!(body_as_list_offsets_request)).await,
-        fb::RequestBody::OffsetCommitRequest => offsets::commit(shard, corr, body!(body_as_offset_commit_request)).await,
-        fb::RequestBody::OffsetFetchRequest => offsets::fetch(shard, corr, body!(body_as_offset_fetch_request)).await,
-        fb::RequestBody::GroupHeartbeatRequest => groups::heartbeat(shard, corr, body!(body_as_group_heartbeat_request)).await,
-        fb::RequestBody::FindCoordinatorRequest => groups::find_coordinator(shard, corr, body!(body_as_find_coordinator_request), external).await,
-        fb::RequestBody::ReplicaFetchRequest => replica_fetch::handle(shard, corr, body!(body_as_replica_fetch_request)).await,
-        _ => error(corr, ErrorCode::UnsupportedApi, "unknown API"),
+    let request = match Request::decode(req, payload) {
+        Ok(r) => r,
+        Err(e) => return Some(error(corr, e.code(), &e.to_string())),
+    };
+    let out = match request {
+        Request::ApiVersions(_) => respond(corr, &api_versions::handle(shard), Vec::new()),
+        Request::Metadata(r) => respond(corr, &metadata::handle(shard, r, external).await, Vec::new()),
+        Request::ListTopics(_) => respond(corr, &metadata::list_topics(shard).await, Vec::new()),
+        Request::DescribeTopic(r) => respond(corr, &metadata::describe_topic(shard, r).await, Vec::new()),
+        Request::CreateTopics(r) => topics::create(shard, corr, r).await,
+        Request::DeleteTopics(r) => topics::delete(shard, corr, r).await,
+        Request::Produce(r) => return produce::handle(shard, corr, r).await,
+        Request::Fetch(r) => fetch::handle(shard, corr, r).await,
+        Request::ListOffsets(r) => respond(corr, &list_offsets::handle(shard, r).await, Vec::new()),
+        Request::OffsetCommit(r) => offsets::commit(shard, corr, r).await,
+        Request::OffsetFetch(r) => offsets::fetch(shard, corr, r).await,
+        Request::GroupHeartbeat(r) => groups::heartbeat(shard, corr, r).await,
+        Request::FindCoordinator(r) => groups::find_coordinator(shard, corr, r, external).await,
+        Request::ReplicaFetch(r) => replica_fetch::handle(shard, corr, r).await,
     };
     Some(out)
 }

@@ -10,10 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use flatbuffers::FlatBufferBuilder;
 
-use super::response::{error, opt_str, respond, Outgoing};
-use crate::protocol::{fb, ErrorCode};
+use super::response::{respond, Outgoing};
+use crate::protocol::produce::{self, PartitionResponse, TopicResponse};
+use crate::protocol::{Acks, ErrorCode};
 use crate::record::{self, BatchInfo};
 use crate::shard::{ProduceResult, Shard};
 
@@ -41,67 +41,38 @@ fn validate_all(data: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, (
     Ok(infos)
 }
 
-pub async fn handle(shard: &Rc<Shard>, corr: u32, req: fb::ProduceRequest<'_>, mut payload: BytesMut) -> Option<Outgoing> {
-    let acks = req.acks();
-    if !matches!(acks, -1..=1) {
-        return Some(error(corr, ErrorCode::InvalidRequiredAcks, &format!("acks must be 0, 1 or -1 (all), not {acks}")));
-    }
-    let described: u64 = req.topics().iter().flatten().flat_map(|t| t.partitions().into_iter().flatten()).map(|p| u64::from(p.records_bytes())).sum();
-    if described != payload.len() as u64 {
-        return Some(error(corr, ErrorCode::InvalidRequest, &format!("the request describes {described} payload bytes, the frame has {}", payload.len())));
-    }
-    let timeout = Duration::from_millis(u64::from(req.timeout_ms()).min(MAX_PRODUCE_TIMEOUT_MS));
+pub async fn handle(shard: &Rc<Shard>, corr: u32, req: produce::Request<BytesMut>) -> Option<Outgoing> {
+    let acks = req.acks;
+    let timeout = Duration::from_millis(u64::from(req.timeout_ms).min(MAX_PRODUCE_TIMEOUT_MS));
     let max_batch_bytes = shard.config.max_batch_bytes;
 
     // Every partition's append runs concurrently; results keep request order.
-    let mut names = Vec::new();
-    let mut jobs = Vec::new();
-    for t in req.topics().iter().flatten() {
-        names.push(t.name().to_string());
-        for p in t.partitions().iter().flatten() {
-            let data = payload.split_to(p.records_bytes() as usize);
-            let (topic, partition) = (t.name(), p.partition());
-            jobs.push(async move {
-                let r = match validate_all(&data, max_batch_bytes) {
-                    Ok(infos) => shard.produce(topic, partition, data, infos, acks, timeout).await,
-                    Err((code, msg)) => ProduceResult::err(code, msg),
-                };
-                (partition, r)
-            });
-        }
+    let mut names = Vec::with_capacity(req.topics.len());
+    let mut parts = Vec::new();
+    for t in req.topics {
+        names.push((t.name, t.partitions.len()));
+        parts.extend(t.partitions.into_iter().map(|p| (names.len() - 1, p)));
     }
-    let results = futures::future::join_all(jobs).await;
-    if acks == 0 {
+    let jobs = parts.into_iter().map(|(ti, p)| {
+        let topic = names[ti].0.as_str();
+        async move {
+            let r = match validate_all(&p.records, max_batch_bytes) {
+                Ok(infos) => shard.produce(topic, p.partition, p.records, infos, acks, timeout).await,
+                Err((code, msg)) => ProduceResult::err(code, msg),
+            };
+            PartitionResponse {
+                partition: p.partition,
+                error: r.error,
+                base_offset: r.base_offset,
+                log_start_offset: r.log_start_offset,
+                error_message: r.message,
+            }
+        }
+    });
+    let mut results = futures::future::join_all(jobs).await.into_iter();
+    if acks == Acks::None {
         return None;
     }
-
-    let mut fbb = FlatBufferBuilder::with_capacity(256 + 64 * results.len());
-    let mut results = results.into_iter();
-    let mut topics = Vec::with_capacity(names.len());
-    for (t, name) in req.topics().iter().flatten().zip(&names) {
-        let n = t.partitions().map_or(0, |p| p.len());
-        let parts: Vec<_> = results
-            .by_ref()
-            .take(n)
-            .map(|(partition, r)| {
-                let msg = opt_str(&mut fbb, r.message.as_deref());
-                fb::ProducePartitionResponse::create(
-                    &mut fbb,
-                    &fb::ProducePartitionResponseArgs {
-                        partition,
-                        error: r.error,
-                        base_offset: r.base_offset,
-                        log_start_offset: r.log_start_offset,
-                        error_message: msg,
-                    },
-                )
-            })
-            .collect();
-        let parts = fbb.create_vector(&parts);
-        let name = fbb.create_string(name);
-        topics.push(fb::ProduceTopicResponse::create(&mut fbb, &fb::ProduceTopicResponseArgs { name: Some(name), partitions: Some(parts) }));
-    }
-    let topics = fbb.create_vector(&topics);
-    let body = fb::ProduceResponse::create(&mut fbb, &fb::ProduceResponseArgs { topics: Some(topics) });
-    Some(respond(corr, fbb, (fb::ResponseBody::ProduceResponse, body.as_union_value()), Vec::new()))
+    let topics = names.iter().map(|(name, n)| TopicResponse { name: name.clone(), partitions: results.by_ref().take(*n).collect() }).collect();
+    Some(respond(corr, &produce::Response { topics }, Vec::new()))
 }

@@ -1,9 +1,9 @@
-//! Building response frames.
+//! Building response frames from the protocol's typed responses.
 
 use bytes::Bytes;
-use flatbuffers::{FlatBufferBuilder, UnionWIPOffset, WIPOffset};
+use flatbuffers::FlatBufferBuilder;
 
-use crate::protocol::{fb, frame_head, ErrorCode};
+use crate::protocol::{self, frame_head, ErrorCode, ResponseBody};
 use crate::storage::Chunk;
 
 /// A response ready for the socket: the frame head (prefix and
@@ -13,30 +13,28 @@ pub struct Outgoing {
     pub payload: Vec<Chunk>,
 }
 
-/// Finishes a response whose body `build` writes into the builder.
-pub fn respond<'a>(corr: u32, mut fbb: FlatBufferBuilder<'a>, body: (fb::ResponseBody, WIPOffset<UnionWIPOffset>), payload: Vec<Chunk>) -> Outgoing {
-    let r = fb::Response::create(
-        &mut fbb,
-        &fb::ResponseArgs { correlation_id: corr, error: ErrorCode::None, error_message: None, body_type: body.0, body: Some(body.1) },
-    );
-    fbb.finish(r, None);
+/// The frame of a response whose records (`payload`, possibly none)
+/// follow its message.
+pub fn respond<B: ResponseBody>(corr: u32, body: &B, payload: Vec<Chunk>) -> Outgoing {
+    let mut fbb = FlatBufferBuilder::with_capacity(256);
+    let message = protocol::encode_response(&mut fbb, corr, body);
     let payload_len = payload.iter().map(|c| c.len()).sum();
-    Outgoing { head: frame_head(fbb.finished_data(), payload_len), payload }
+    Outgoing { head: frame_head(message, payload_len), payload }
 }
 
 /// A response that fails the whole request.
 pub fn error(corr: u32, code: ErrorCode, message: &str) -> Outgoing {
     let mut fbb = FlatBufferBuilder::with_capacity(128 + message.len());
-    let m = fbb.create_string(message);
-    let r = fb::Response::create(
-        &mut fbb,
-        &fb::ResponseArgs { correlation_id: corr, error: code, error_message: Some(m), body_type: fb::ResponseBody::NONE, body: None },
-    );
-    fbb.finish(r, None);
-    Outgoing { head: frame_head(fbb.finished_data(), 0), payload: Vec::new() }
+    Outgoing { head: frame_head(protocol::encode_error(&mut fbb, corr, code, message), 0), payload: Vec::new() }
 }
 
-/// Creates an optional string only when there is one.
-pub fn opt_str<'a>(fbb: &mut FlatBufferBuilder<'a>, s: Option<&str>) -> Option<WIPOffset<&'a str>> {
-    s.map(|s| fbb.create_string(s))
+/// The frame of a response whose records live in its body (Fetch,
+/// ReplicaFetch): the message is encoded with their lengths, then `take`
+/// moves the stored chunks out, in message order, to be sent as they are.
+pub fn respond_records<B: ResponseBody>(corr: u32, mut body: B, take: impl FnOnce(&mut B) -> Vec<Chunk>) -> Outgoing {
+    let mut fbb = FlatBufferBuilder::with_capacity(256);
+    let message = protocol::encode_response(&mut fbb, corr, &body);
+    let payload = take(&mut body);
+    let payload_len = payload.iter().map(|c| c.len()).sum();
+    Outgoing { head: frame_head(message, payload_len), payload }
 }

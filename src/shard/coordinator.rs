@@ -14,7 +14,7 @@ use super::{group_code, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{MetadataError, NewTopic, NodeId, TopicMeta, NO_LEADER};
 use crate::group::membership::{GroupError, Heartbeat, Subscription};
 use crate::group::{commit_key, offsets_partition, parse_commit, OFFSETS_TOPIC};
-use crate::protocol::ErrorCode;
+use crate::protocol::{Acks, ErrorCode};
 use crate::rt;
 use crate::storage::StorageError;
 
@@ -135,7 +135,7 @@ impl Shard {
         }
         let batch = b.finish();
         let info = crate::record::validate(&batch).expect("a batch this shard built is valid");
-        let r = self.produce_local(OFFSETS_TOPIC, partition, BytesMut::from(&batch[..]), vec![info], -1, Duration::from_secs(30)).await;
+        let r = self.produce_local(OFFSETS_TOPIC, partition, BytesMut::from(&batch[..]), vec![info], Acks::All, Duration::from_secs(30)).await;
         if r.error != ErrorCode::None {
             return codes.into_iter().map(|c| if c == ErrorCode::None { r.error } else { c }).collect();
         }

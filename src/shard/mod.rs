@@ -33,7 +33,7 @@ use crate::cluster::service::Service;
 use crate::config::BrokerConfig;
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
 use crate::group::{OffsetTable, OFFSETS_TOPIC};
-use crate::protocol::ErrorCode;
+use crate::protocol::{Acks, ErrorCode};
 use crate::record::BatchInfo;
 use crate::rt;
 use crate::storage::{Chunk, PartitionLog, StorageError};
@@ -54,7 +54,7 @@ pub enum ShardMsg {
         partition: u32,
         data: BytesMut,
         batches: Vec<BatchInfo>,
-        acks: i8,
+        acks: Acks,
         timeout: Duration,
         reply: oneshot::Sender<ProduceResult>,
     },
@@ -427,7 +427,7 @@ impl Shard {
     // ---- produce ------------------------------------------------------------
 
     /// Appends validated batches to a partition, wherever it lives.
-    pub async fn produce(&self, topic: &str, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
+    pub async fn produce(&self, topic: &str, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: Acks, timeout: Duration) -> ProduceResult {
         match self.route_fresh(topic, partition).await {
             Err((code, m)) => ProduceResult::err(code, m),
             Ok(s) if s == self.id => self.produce_local(topic, partition, data, batches, acks, timeout).await,
@@ -439,7 +439,7 @@ impl Shard {
         }
     }
 
-    async fn produce_local(&self, topic: &str, partition: u32, mut data: BytesMut, batches: Vec<BatchInfo>, acks: i8, timeout: Duration) -> ProduceResult {
+    async fn produce_local(&self, topic: &str, partition: u32, mut data: BytesMut, batches: Vec<BatchInfo>, acks: Acks, timeout: Duration) -> ProduceResult {
         let Some(p) = self.open_partition(topic, partition).await else {
             return ProduceResult::err(ErrorCode::UnknownTopicOrPartition, unknown(topic, partition));
         };
@@ -452,7 +452,7 @@ impl Shard {
         let epoch = if p.replica.replicated {
             let epoch = match &*p.replica.role.borrow() {
                 replica::Role::Leader(l) => {
-                    if acks == -1 {
+                    if acks == Acks::All {
                         if let Err(e) = l.acked(0) {
                             return ProduceResult::err(ErrorCode::NotEnoughReplicas, e.to_string());
                         }
@@ -509,8 +509,8 @@ impl Shard {
             });
             // acks=all: a majority of replicas holds it synced.
             let r = match acks {
-                -1 => self.wait_replicated(&p, epoch, last + 1, timeout).await,
-                1 => match rt::timeout(timeout, log.wait(last, false)).await {
+                Acks::All => self.wait_replicated(&p, epoch, last + 1, timeout).await,
+                Acks::Leader => match rt::timeout(timeout, log.wait(last, false)).await {
                     None => Err((ErrorCode::RequestTimedOut, format!("not written within {} ms", timeout.as_millis()))),
                     Some(Err(e)) => {
                         Partition::recover_from(&p, &e, self.memory.clone());
@@ -518,15 +518,15 @@ impl Shard {
                     }
                     Some(Ok(())) => Ok(()),
                 },
-                _ => Ok(()),
+                Acks::None => Ok(()),
             };
             if let Err((code, m)) = r {
                 return ProduceResult::err(code, m);
             }
-        } else if acks != 0 {
+        } else if acks != Acks::None {
             // acks=1: the direct write completed (survives a crash of the
             // process); acks=all: an fdatasync after it (survives the host's).
-            let (synced, what) = if acks == -1 { (true, "synced") } else { (false, "written") };
+            let (synced, what) = if acks == Acks::All { (true, "synced") } else { (false, "written") };
             match rt::timeout(timeout, log.wait(last, synced)).await {
                 None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not {what} within {} ms", timeout.as_millis())),
                 Some(Err(e)) => {

@@ -32,7 +32,7 @@ use futures::StreamExt;
 use super::{storage_code, FetchResult, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{Command, NodeId, NO_LEADER};
 use crate::cluster::replication::{truncation_offset, EpochHistory, LeaderProgress};
-use crate::protocol::{self, fb, ErrorCode};
+use crate::protocol::{self, replica_fetch, ErrorCode};
 use crate::record;
 use crate::rt;
 use crate::storage::{file, Chunk, PartitionLog, StorageError};
@@ -123,6 +123,29 @@ pub struct ReplicaFetchPart {
     pub fetch_offset: i64,
     pub synced_offset: i64,
     pub last_epoch: i64,
+}
+
+impl ReplicaFetchPart {
+    pub fn new(topic: &str, p: &replica_fetch::Partition) -> Self {
+        ReplicaFetchPart {
+            topic: topic.to_string(),
+            partition: p.partition,
+            leader_epoch: p.leader_epoch,
+            fetch_offset: p.fetch_offset,
+            synced_offset: p.synced_offset,
+            last_epoch: p.last_epoch,
+        }
+    }
+
+    fn wire(&self) -> replica_fetch::Partition {
+        replica_fetch::Partition {
+            partition: self.partition,
+            leader_epoch: self.leader_epoch,
+            fetch_offset: self.fetch_offset,
+            synced_offset: self.synced_offset,
+            last_epoch: self.last_epoch,
+        }
+    }
 }
 
 /// The leader's answer for one partition; `C` as in [`FetchResult`].
@@ -604,7 +627,7 @@ impl Shard {
     /// leader's offsets, or cuts a diverged log, then syncs what it
     /// appended. `Ok(false)` when no partition made progress.
     async fn take_replica_answer(&self, corr: u32, body: BytesMut, asked: &[(ReplicaFetchPart, Rc<Partition>)]) -> Result<bool, String> {
-        let (message, mut payload) = protocol::split_frame(body).map_err(|e| e.to_string())?;
+        let (message, payload) = protocol::split_frame(body).map_err(|e| e.to_string())?;
         let resp = protocol::parse_response(&message).map_err(|e| e.to_string())?;
         if resp.correlation_id() != corr {
             return Err(format!("answer {} to request {corr}", resp.correlation_id()));
@@ -612,58 +635,52 @@ impl Shard {
         let Some(r) = resp.body_as_replica_fetch_response() else {
             return Err(format!("not a replica fetch answer: {:?} {}", resp.error(), resp.error_message().unwrap_or_default()));
         };
+        let r = replica_fetch::Response::decode(r, payload).map_err(|e| e.to_string())?;
         let mut progress = false;
         let mut to_sync = Vec::new();
-        for t in r.topics().iter().flatten() {
-            let name = t.name().unwrap_or_default();
-            for pr in t.partitions().iter().flatten() {
-                let n = pr.records_bytes() as usize;
-                if n > payload.len() {
-                    return Err("the answer describes more payload than it carries".into());
+        for (name, pr) in r.into_partitions() {
+            let mut data = pr.records;
+            let Some((q, p)) = asked.iter().find(|(q, _)| q.topic == name && q.partition == pr.partition) else { continue };
+            // The role or the log changed while the fetch was out.
+            let current = matches!(&*p.replica.role.borrow(), Role::Follower { epoch, .. } if *epoch == q.leader_epoch);
+            if !current || p.log().next_offset() != q.fetch_offset {
+                continue;
+            }
+            if pr.error != ErrorCode::None {
+                continue;
+            }
+            if let Some((epoch, end)) = pr.diverging {
+                let answer = u32::try_from(epoch).ok().map(|e| (e, end));
+                let at = truncation_offset(&p.replica.epochs.borrow(), q.fetch_offset, answer);
+                tracing::info!(topic = %q.topic, partition = q.partition, from = q.fetch_offset, to = at, "cutting the log where it diverges from the leader's");
+                p.cut(at, self.memory.clone()).await.map_err(|e| e.to_string())?;
+                progress = true;
+                continue;
+            }
+            let log = p.log();
+            let mut appended = false;
+            while !data.is_empty() {
+                let info = match record::batches(&data).next() {
+                    Some(Ok((0, info))) => info,
+                    Some(Ok(_)) | None => break,
+                    Some(Err(e)) => return Err(format!("{}/{}: {e}", q.topic, q.partition)),
+                };
+                let batch = data.split_to(info.batch_len as usize);
+                if info.base_offset != log.next_offset() {
+                    break;
                 }
-                let mut data = payload.split_to(n);
-                let Some((q, p)) = asked.iter().find(|(q, _)| q.topic == name && q.partition == pr.partition()) else { continue };
-                // The role or the log changed while the fetch was out.
-                let current = matches!(&*p.replica.role.borrow(), Role::Follower { epoch, .. } if *epoch == q.leader_epoch);
-                if !current || p.log().next_offset() != q.fetch_offset {
-                    continue;
+                p.begin_epoch(info.leader_epoch, info.base_offset).await.map_err(|e| e.to_string())?;
+                if let Err(e) = log.append_replica(batch, &info).await {
+                    tracing::warn!(topic = %q.topic, partition = q.partition, error = %e, "could not append the leader's batch");
+                    Partition::recover_from(p, &e, self.memory.clone());
+                    break;
                 }
-                if pr.error() != ErrorCode::None {
-                    continue;
-                }
-                if pr.diverging_epoch() >= 0 || pr.diverging_end() >= 0 {
-                    let answer = u32::try_from(pr.diverging_epoch()).ok().map(|e| (e, pr.diverging_end()));
-                    let at = truncation_offset(&p.replica.epochs.borrow(), q.fetch_offset, answer);
-                    tracing::info!(topic = %q.topic, partition = q.partition, from = q.fetch_offset, to = at, "cutting the log where it diverges from the leader's");
-                    p.cut(at, self.memory.clone()).await.map_err(|e| e.to_string())?;
-                    progress = true;
-                    continue;
-                }
-                let log = p.log();
-                let mut appended = false;
-                while !data.is_empty() {
-                    let info = match record::batches(&data).next() {
-                        Some(Ok((0, info))) => info,
-                        Some(Ok(_)) | None => break,
-                        Some(Err(e)) => return Err(format!("{}/{}: {e}", q.topic, q.partition)),
-                    };
-                    let batch = data.split_to(info.batch_len as usize);
-                    if info.base_offset != log.next_offset() {
-                        break;
-                    }
-                    p.begin_epoch(info.leader_epoch, info.base_offset).await.map_err(|e| e.to_string())?;
-                    if let Err(e) = log.append_replica(batch, &info).await {
-                        tracing::warn!(topic = %q.topic, partition = q.partition, error = %e, "could not append the leader's batch");
-                        Partition::recover_from(p, &e, self.memory.clone());
-                        break;
-                    }
-                    appended = true;
-                }
-                p.replica.hw.set(pr.high_watermark().min(log.next_offset()));
-                if appended {
-                    progress = true;
-                    to_sync.push(log);
-                }
+                appended = true;
+            }
+            p.replica.hw.set(pr.high_watermark.min(log.next_offset()));
+            if appended {
+                progress = true;
+                to_sync.push(log);
             }
         }
         // One group commit per log; the next fetch reports what it synced.
@@ -677,52 +694,16 @@ impl Shard {
 
 /// The request frame of one replica fetch.
 fn replica_fetch_frame(corr: u32, replica: NodeId, asked: &[(ReplicaFetchPart, Rc<Partition>)]) -> Bytes {
-    let mut fbb = FlatBufferBuilder::with_capacity(256 + 64 * asked.len());
-    let mut topics = Vec::new();
-    let mut i = 0;
-    while i < asked.len() {
-        let name = &asked[i].0.topic;
-        let mut parts = Vec::new();
-        while i < asked.len() && asked[i].0.topic == *name {
-            let q = &asked[i].0;
-            parts.push(fb::ReplicaFetchPartition::create(
-                &mut fbb,
-                &fb::ReplicaFetchPartitionArgs {
-                    partition: q.partition,
-                    leader_epoch: q.leader_epoch,
-                    fetch_offset: q.fetch_offset,
-                    synced_offset: q.synced_offset,
-                    last_epoch: q.last_epoch,
-                },
-            ));
-            i += 1;
+    let mut topics: Vec<replica_fetch::Topic> = Vec::new();
+    for (q, _) in asked {
+        match topics.last_mut() {
+            Some(t) if t.name == q.topic => t.partitions.push(q.wire()),
+            _ => topics.push(replica_fetch::Topic { name: q.topic.clone(), partitions: vec![q.wire()] }),
         }
-        let parts = fbb.create_vector(&parts);
-        let name = fbb.create_string(name);
-        topics.push(fb::ReplicaFetchTopic::create(&mut fbb, &fb::ReplicaFetchTopicArgs { name: Some(name), partitions: Some(parts) }));
     }
-    let topics = fbb.create_vector(&topics);
-    let body = fb::ReplicaFetchRequest::create(
-        &mut fbb,
-        &fb::ReplicaFetchRequestArgs {
-            replica_id: replica,
-            max_wait_ms: REPLICA_FETCH_WAIT.as_millis() as u32,
-            max_bytes: REPLICA_FETCH_MAX_BYTES,
-            topics: Some(topics),
-        },
-    );
-    let req = fb::Request::create(
-        &mut fbb,
-        &fb::RequestArgs {
-            api_version: protocol::API_VERSION,
-            correlation_id: corr,
-            client_id: None,
-            body_type: fb::RequestBody::ReplicaFetchRequest,
-            body: Some(body.as_union_value()),
-        },
-    );
-    fbb.finish(req, None);
-    protocol::frame_head(fbb.finished_data(), 0)
+    let req = replica_fetch::Request { replica_id: replica, max_wait_ms: REPLICA_FETCH_WAIT.as_millis() as u32, max_bytes: REPLICA_FETCH_MAX_BYTES, topics };
+    let mut fbb = FlatBufferBuilder::with_capacity(256 + 64 * asked.len());
+    protocol::frame_head(protocol::encode_request(&mut fbb, protocol::API_VERSION, corr, None, &req), 0)
 }
 
 /// Reads one frame body (everything after its length), refusing a length
