@@ -17,8 +17,9 @@ use crate::cluster::log_store::LogStore;
 use crate::cluster::metadata::{BrokerMeta, Metadata};
 use crate::cluster::service::{self, Service, ServiceConfig};
 use crate::config::BrokerConfig;
+use crate::net::Listener;
 use crate::rt;
-use crate::server::{connection, listener::Listener};
+use crate::server::connection;
 use crate::shard::{self, mesh, Shard, ShardMsg};
 
 /// Memory each executor registers with io_uring for direct I/O (glommio

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::cluster::{parse_host_port, parse_voters, Voter};
 use crate::storage::LogConfig;
 
 /// Everything a broker needs to start.
@@ -152,7 +153,7 @@ impl BrokerConfig {
             }
         }
         if let Some(v) = &self.quorum_voters {
-            let voters = crate::cluster::parse_voters(v).map_err(|e| format!("quorum_voters: {e}"))?;
+            let voters = parse_voters(v).map_err(|e| format!("quorum_voters: {e}"))?;
             if !voters.iter().any(|v| v.id == self.node_id) {
                 return Err(format!("quorum_voters: this broker's node_id {} is not among the voters ({v}); every broker is a voter", self.node_id));
             }
@@ -171,10 +172,10 @@ impl BrokerConfig {
 
     /// The voters of the metadata quorum; without `quorum_voters`, this
     /// broker alone (port 0: a one-voter quorum opens no listener).
-    pub fn voters(&self) -> Vec<crate::cluster::Voter> {
+    pub fn voters(&self) -> Vec<Voter> {
         match &self.quorum_voters {
-            Some(v) => crate::cluster::parse_voters(v).expect("validated"),
-            None => vec![crate::cluster::Voter { id: self.node_id, host: self.listen.ip().to_string(), port: 0 }],
+            Some(v) => parse_voters(v).expect("validated"),
+            None => vec![Voter { id: self.node_id, host: self.listen.ip().to_string(), port: 0 }],
         }
     }
 
@@ -194,16 +195,6 @@ impl BrokerConfig {
             None => (self.listen.ip().to_string(), self.listen.port()),
         }
     }
-}
-
-/// Splits `host:port`, checking the port.
-pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("'{s}' is not HOST:PORT"))?;
-    let port: u16 = port.parse().map_err(|_| format!("'{port}' in '{s}' is not a port number"))?;
-    if host.is_empty() {
-        return Err(format!("'{s}' has no host"));
-    }
-    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub mod config;
 #[cfg(feature = "broker")]
 pub mod group;
 pub mod hash;
+#[cfg(feature = "broker")]
+pub mod net;
 pub mod protocol;
 pub mod record;
 #[cfg(feature = "broker")]

@@ -28,8 +28,33 @@ pub mod service;
 mod sim;
 
 use std::fmt;
+use std::time::Duration;
 
-use metadata::NodeId;
+use futures::future::LocalBoxFuture;
+use metadata::{Command, Metadata, MetadataError, NodeId, Outcome};
+use quorum::Applied;
+
+/// What a shard asks of this broker's voter of the metadata quorum (the
+/// quorum shard holds it; `service::Service` is the one there is). The
+/// shard knows the quorum only through this.
+pub trait QuorumHandle {
+    /// Commits a command; its outcome once every shard applied it.
+    fn propose(&self, command: Command) -> LocalBoxFuture<'_, Result<Outcome, MetadataError>>;
+    /// The commit index a linearizable read waits for; `None` without a
+    /// leader within `wait`.
+    fn read_index(&self, wait: Duration) -> LocalBoxFuture<'_, Option<u64>>;
+    /// Every shard applied these committed entries: answer their
+    /// proposers.
+    fn applied(&self, applied: &[Applied]);
+}
+
+/// What the quorum shard passes to the shards, in order.
+pub enum Delivery {
+    Applied(Vec<Applied>),
+    /// A snapshot from the leader replaced the whole state.
+    Installed(Metadata),
+    Controller(Option<NodeId>),
+}
 
 /// One voter of the quorum: its node id and its quorum listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +76,7 @@ pub fn parse_voters(s: &str) -> Result<Vec<Voter>, String> {
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part.split_once('@').ok_or_else(|| format!("'{part}': a voter is ID@HOST:PORT, e.g. 1@127.0.0.1:9192"))?;
         let id: NodeId = id.parse().ok().filter(|&i| i >= 0).ok_or_else(|| format!("'{part}': the node id must be a whole number, 0 or more"))?;
-        let (host, port) = crate::config::parse_host_port(addr).map_err(|e| format!("'{part}': {e}"))?;
+        let (host, port) = parse_host_port(addr).map_err(|e| format!("'{part}': {e}"))?;
         if out.iter().any(|v| v.id == id) {
             return Err(format!("node id {id} is listed twice"));
         }
@@ -61,6 +86,16 @@ pub fn parse_voters(s: &str) -> Result<Vec<Voter>, String> {
         return Err("no voters given".into());
     }
     Ok(out)
+}
+
+/// Splits `host:port`, checking the port.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("'{s}' is not HOST:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' in '{s}' is not a port number"))?;
+    if host.is_empty() {
+        return Err(format!("'{s}' has no host"));
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
 #[cfg(test)]

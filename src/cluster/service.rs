@@ -31,9 +31,9 @@ use super::controller::Liveness;
 use super::log_store::LogStore;
 use super::metadata::{BrokerMeta, Command, LegacyMetadata, Metadata, MetadataError, NodeId, Outcome, Proposal, TopicMeta};
 use super::quorum::{Applied, Quorum, QuorumConfig};
-use super::Voter;
+use super::{Delivery, QuorumHandle, Voter};
+use crate::net::{self, Listener, Stream};
 use crate::rt;
-use crate::server::listener::{self, Listener, Stream};
 use crate::storage::file;
 
 /// One Raft tick.
@@ -87,14 +87,6 @@ pub fn raft_id(n: NodeId) -> u64 {
 
 pub fn node_of(r: u64) -> NodeId {
     r.saturating_sub(1) as NodeId
-}
-
-/// What the quorum shard passes to the shards, in order.
-pub enum Delivery {
-    Applied(Vec<Applied>),
-    /// A snapshot from the leader replaced the whole state.
-    Installed(Metadata),
-    Controller(Option<NodeId>),
 }
 
 /// What a broker needs to join the quorum.
@@ -217,7 +209,7 @@ impl Service {
                 show(&given)
             ));
         }
-        let legacy_path = crate::shard::metadata_path(&data_dir);
+        let legacy_path = data_dir.join("meta").join("metadata.json");
         let legacy = match std::fs::read(&legacy_path) {
             Ok(b) => {
                 let l: LegacyMetadata = serde_json::from_slice(&b).map_err(|e| format!("{} is damaged: {e}", legacy_path.display()))?;
@@ -348,7 +340,7 @@ impl Service {
         let hello = frame(HELLO, |w| w.u64(raft_id(self.me.id)));
         let mut warned = false;
         while !self.stopped.get() {
-            let conn = rt::timeout(Duration::from_secs(1), listener::connect(&peer.voter.host, peer.voter.port)).await;
+            let conn = rt::timeout(Duration::from_secs(1), net::connect(&peer.voter.host, peer.voter.port)).await;
             let mut s = match conn {
                 Some(Ok(s)) => s,
                 failed => {
@@ -721,5 +713,22 @@ impl Service {
         let request = self.fresh_id();
         let _ = self.q.borrow_mut().propose(&Proposal { origin: self.me.id, request, command: c });
         self.wake.notify();
+    }
+}
+
+impl QuorumHandle for Service {
+    fn propose(&self, command: Command) -> futures::future::LocalBoxFuture<'_, Result<Outcome, MetadataError>> {
+        Box::pin(Service::propose(self, command))
+    }
+
+    fn read_index(&self, wait: Duration) -> futures::future::LocalBoxFuture<'_, Option<u64>> {
+        Box::pin(Service::read_index(self, wait))
+    }
+
+    fn applied(&self, applied: &[Applied]) {
+        if applied.iter().any(|a| matches!(a.proposal.command, Command::Import(_))) {
+            self.imported();
+        }
+        self.resolve(applied);
     }
 }

@@ -25,8 +25,8 @@ use bytes::BytesMut;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::budget::{FrameBudget, ShardBudget};
-use super::listener::Stream;
 use super::response::{error, Outgoing};
+use crate::net::Stream;
 use crate::protocol::{self, ErrorCode};
 use crate::rt;
 use crate::rt::StaticPermit;

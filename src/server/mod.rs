@@ -13,7 +13,6 @@ pub mod connection;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
-pub mod listener;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
 use crate::cluster::metadata::{Command, Metadata, MetadataError, NodeId, Outcome, Proposal, NO_LEADER};
-use crate::cluster::service::Service;
+use crate::cluster::QuorumHandle;
 use crate::config::BrokerConfig;
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
 use crate::group::{OffsetTable, OFFSETS_TOPIC};
@@ -238,7 +238,7 @@ pub struct Shard {
     /// The quorum's leader, as the quorum shard last said.
     controller: Cell<Option<NodeId>>,
     /// This broker's voter (on the quorum shard only).
-    quorum: RefCell<Option<Rc<Service>>>,
+    quorum: RefCell<Option<Rc<dyn QuorumHandle>>>,
     /// What this shard's logs share (the tail cache budget).
     memory: Rc<crate::storage::ShardMemory>,
     shutting_down: Cell<bool>,
@@ -278,11 +278,6 @@ pub fn metadata_code(e: &MetadataError) -> ErrorCode {
         MetadataError::Internal(_) => ErrorCode::PolicyViolation,
         MetadataError::StaleLeaderEpoch(_) => ErrorCode::NotLeader,
     }
-}
-
-/// Where the metadata is kept, under the data directory.
-pub fn metadata_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("meta").join("metadata.json")
 }
 
 fn partition_dir(data_dir: &std::path::Path, topic: &str, partition: u32) -> PathBuf {

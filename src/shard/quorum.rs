@@ -10,17 +10,17 @@ use futures::channel::oneshot;
 
 use super::{partition_dir, Shard, ShardMsg, QUORUM_SHARD, READ_BARRIER_WAIT};
 use crate::cluster::metadata::{Command, Metadata, MetadataError, NewTopic, NodeId, Outcome, Proposal, TopicMeta};
-use crate::cluster::service::Service;
+use crate::cluster::{Delivery, QuorumHandle};
 use crate::group::OFFSETS_TOPIC;
 use crate::rt;
 
 impl Shard {
     /// Gives the quorum shard this broker's voter.
-    pub fn set_quorum(&self, svc: Rc<Service>) {
+    pub fn set_quorum(&self, svc: Rc<dyn QuorumHandle>) {
         *self.quorum.borrow_mut() = Some(svc);
     }
 
-    pub fn quorum(&self) -> Option<Rc<Service>> {
+    pub fn quorum(&self) -> Option<Rc<dyn QuorumHandle>> {
         self.quorum.borrow().clone()
     }
 
@@ -158,8 +158,7 @@ impl Shard {
 
     /// Runs on the quorum shard: passes every committed change to every
     /// shard, in order, then answers the proposers.
-    pub async fn deliver_loop(self: Rc<Self>, rx: rt::LocalReceiver<crate::cluster::service::Delivery>) {
-        use crate::cluster::service::Delivery;
+    pub async fn deliver_loop(self: Rc<Self>, rx: rt::LocalReceiver<Delivery>) {
         let Some(svc) = self.quorum() else { return };
         while let Some(d) = rx.recv().await {
             match d {
@@ -187,10 +186,7 @@ impl Shard {
                             }
                         }
                     }
-                    if applied.iter().any(|a| matches!(a.proposal.command, Command::Import(_))) {
-                        svc.imported();
-                    }
-                    svc.resolve(&applied);
+                    svc.applied(&applied);
                 }
                 Delivery::Installed(state) => {
                     let mut acks = Vec::new();

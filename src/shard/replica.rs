@@ -553,7 +553,7 @@ impl Shard {
     /// Fetches from `leader` for every partition of this shard that
     /// follows it, until none does.
     async fn fetcher(self: Rc<Self>, leader: NodeId) {
-        let mut conn: Option<crate::server::listener::Stream> = None;
+        let mut conn: Option<crate::net::Stream> = None;
         let mut corr = 0u32;
         while !self.is_shutting_down() {
             let parts = self.following(leader);
@@ -566,7 +566,7 @@ impl Shard {
                     rt::sleep(RECONNECT_BACKOFF).await;
                     continue;
                 };
-                match rt::timeout(Duration::from_secs(2), crate::server::listener::connect(&host, port)).await {
+                match rt::timeout(Duration::from_secs(2), crate::net::connect(&host, port)).await {
                     Some(Ok(s)) => conn = Some(s),
                     _ => {
                         rt::sleep(RECONNECT_BACKOFF).await;
@@ -708,7 +708,7 @@ fn replica_fetch_frame(corr: u32, replica: NodeId, asked: &[(ReplicaFetchPart, R
 
 /// Reads one frame body (everything after its length), refusing a length
 /// over `max` before anything is allocated.
-async fn read_frame(stream: &mut crate::server::listener::Stream, max: usize) -> std::io::Result<BytesMut> {
+async fn read_frame(stream: &mut crate::net::Stream, max: usize) -> std::io::Result<BytesMut> {
     let mut prefix = [0u8; 4];
     stream.read_exact(&mut prefix).await?;
     let len = protocol::frame_len(prefix, max).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
