@@ -306,6 +306,46 @@ impl Metadata {
 
     /// Applies one committed command at log index `index`.
     pub fn apply(&mut self, index: u64, p: &Proposal) -> Outcome {
+        #[cfg(debug_assertions)]
+        let before = self.epochs();
+        let out = self.apply_command(index, p);
+        #[cfg(debug_assertions)]
+        self.check(&before);
+        out
+    }
+
+    /// Each partition's (leader epoch, partition epoch), for the checks.
+    #[cfg(debug_assertions)]
+    fn epochs(&self) -> BTreeMap<(String, usize), (u32, u32)> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.iter().enumerate().map(move |(i, p)| ((t.name.clone(), i), (p.leader_epoch, p.partition_epoch))))
+            .collect()
+    }
+
+    /// What every command leaves true: a partition's ISR is within its
+    /// replicas and holds its leader, and no epoch moved back.
+    #[cfg(debug_assertions)]
+    fn check(&self, before: &BTreeMap<(String, usize), (u32, u32)>) {
+        for t in self.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let holds = |b: &NodeId| p.replicas.iter().any(|r| r.broker == *b);
+                debug_assert!(p.isr.iter().all(holds), "{}/{i}: the ISR {:?} is within the replicas", t.name, p.isr);
+                debug_assert!(
+                    p.leader == NO_LEADER || (holds(&p.leader) && (p.isr.is_empty() || p.isr.contains(&p.leader))),
+                    "{}/{i}: the leader {} is a replica in the ISR {:?}",
+                    t.name,
+                    p.leader,
+                    p.isr
+                );
+                if let Some(&(le, pe)) = before.get(&(t.name.clone(), i)) {
+                    debug_assert!(p.leader_epoch >= le && p.partition_epoch >= pe, "{}/{i}: epochs never move back", t.name);
+                }
+            }
+        }
+    }
+
+    fn apply_command(&mut self, index: u64, p: &Proposal) -> Outcome {
         self.applied = index;
         if !self.remember(p.origin, p.request) {
             return Outcome { duplicate: true, ..Default::default() };

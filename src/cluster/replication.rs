@@ -12,7 +12,14 @@
 //!   follows a new leader, so it never keeps a tail the leader lacks;
 //! - [`LeaderProgress`]: the leader's view of its followers: which are
 //!   caught up (the ISR), the high watermark (synced on every ISR member),
-//!   and when acks=all may be answered.
+//!   when acks=all may be answered, and what a follower's fetch gets
+//!   ([`LeaderProgress::judge_fetch`]);
+//! - [`Role`]: a replica's role, changed only by [`Role::reconcile`] from
+//!   the metadata; [`follower_cut`] and [`follower_high_watermark`]: what a
+//!   follower does with its leader's answer.
+//!
+//! The broker (`shard::replica`) and the replication simulation call the
+//! same functions for every decision; only the I/O differs.
 //!
 //! Invariants: an ISR always holds the leader; the high watermark never
 //! moves back within an epoch; acks=all is answered only for offsets
@@ -169,6 +176,8 @@ impl LeaderProgress {
         now_ms: u64,
     ) -> Self {
         debug_assert!(isr.contains(&me), "the leader is in its ISR");
+        debug_assert!(isr.iter().all(|r| replicas.contains(r)), "the ISR is within the replicas");
+        debug_assert!(high_watermark <= epoch_start, "a new leader's high watermark is within its log");
         let followers =
             replicas.iter().filter(|&&r| r != me).map(|&r| (r, Follower { log_end: 0, synced: 0, caught_up_at_ms: now_ms, fetched: false })).collect();
         LeaderProgress { me, epoch, replicas, isr, partition_epoch, pending_isr: None, followers, high_watermark, epoch_start }
@@ -185,13 +194,29 @@ impl LeaderProgress {
             self.partition_epoch = partition_epoch;
             self.pending_isr = None;
         }
+        self.check();
+    }
+
+    /// What holds of a leader at every step: it is in its ISR, its ISR
+    /// (committed or proposed) is within the replicas.
+    fn check(&self) {
+        debug_assert!(self.isr.contains(&self.me), "the leader {} is in its ISR {:?}", self.me, self.isr);
+        debug_assert!(
+            self.isr.iter().chain(self.pending_isr.iter().flatten()).all(|r| self.replicas.contains(r)),
+            "the ISR {:?} (proposed {:?}) is within the replicas {:?}",
+            self.isr,
+            self.pending_isr,
+            self.replicas
+        );
     }
 
     /// Notes an ISR change sent to the quorum; the high watermark counts
     /// its members too until [`learn_isr`](Self::learn_isr) or
     /// [`isr_refused`](Self::isr_refused).
     pub fn isr_proposed(&mut self, isr: Vec<NodeId>) {
+        debug_assert!(isr.contains(&self.me), "a leader never proposes to leave its own ISR");
         self.pending_isr = Some(isr);
+        self.check();
     }
 
     /// The quorum refused the change (or it timed out).
@@ -248,6 +273,7 @@ impl LeaderProgress {
             self.high_watermark = hw;
             hw
         })
+        // The high watermark only moves forward: a smaller one is not taken.
     }
 
     /// Whether acks=all may be answered for a batch ending before `end`.
@@ -297,6 +323,130 @@ impl LeaderProgress {
         now.sort_unstable();
         (want != now).then_some(want)
     }
+}
+
+/// What a replica of a partition is doing now, as this broker believes
+/// (a deposed leader believes it leads until it learns otherwise).
+#[derive(Debug, Clone)]
+pub enum Role {
+    Leader(LeaderProgress),
+    /// Following `leader` (possibly [`super::metadata::NO_LEADER`]) in `epoch`.
+    Follower {
+        leader: NodeId,
+        epoch: u32,
+    },
+}
+
+/// The metadata's word on one partition, as a replica reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Assignment<'a> {
+    pub leader: NodeId,
+    pub leader_epoch: u32,
+    pub partition_epoch: u32,
+    pub replicas: &'a [NodeId],
+    /// Empty: every replica (a partition's first ISR).
+    pub isr: &'a [NodeId],
+}
+
+impl Role {
+    /// A replica that has not heard of any leader yet.
+    pub fn unassigned() -> Self {
+        Role::Follower { leader: super::metadata::NO_LEADER, epoch: 0 }
+    }
+
+    pub fn leading(&self) -> Option<&LeaderProgress> {
+        match self {
+            Role::Leader(l) => Some(l),
+            Role::Follower { .. } => None,
+        }
+    }
+
+    /// Takes the metadata's word on the partition. This broker leads when
+    /// the metadata names it and the controller `registered` this process:
+    /// until then the leadership is that of the process before a restart
+    /// (whose unsynced tail may be gone), and registering the new one is
+    /// what gives its partitions a new epoch. A leader of the same epoch
+    /// only learns the ISR; a new leader starts at its log end
+    /// (`log_end`) with the high watermark it last heard (`hw`), at most
+    /// its log end. Returns whether the role changed.
+    pub fn reconcile(&mut self, me: NodeId, registered: bool, a: &Assignment<'_>, log_end: i64, hw: i64, now_ms: u64) -> bool {
+        let isr = if a.isr.is_empty() { a.replicas.to_vec() } else { a.isr.to_vec() };
+        if a.leader == me && registered {
+            if let Role::Leader(l) = self {
+                if l.epoch == a.leader_epoch {
+                    l.learn_isr(isr, a.partition_epoch);
+                    return false;
+                }
+                debug_assert!(a.leader_epoch > l.epoch, "leader epochs never move back");
+            }
+            *self = Role::Leader(LeaderProgress::new(me, (a.leader_epoch, a.partition_epoch), a.replicas.to_vec(), isr, hw.min(log_end), log_end, now_ms));
+            return true;
+        }
+        if matches!(self, Role::Follower { leader, epoch } if *leader == a.leader && *epoch == a.leader_epoch) {
+            return false;
+        }
+        *self = Role::Follower { leader: a.leader, epoch: a.leader_epoch };
+        true
+    }
+}
+
+/// What a leader does with one partition of a follower's fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchVerdict {
+    /// The follower follows an older epoch of this partition.
+    FencedEpoch,
+    /// The follower names an epoch newer than this leader's.
+    NewerEpoch,
+    /// The follower holds no replica of the partition.
+    NotAReplica,
+    /// The follower's log diverges from this one: it cuts it where
+    /// [`follower_cut`] says, given the leader's end of the follower's
+    /// last epoch (`None`: the leader has no epoch that old).
+    Diverging(Option<(u32, i64)>),
+    /// Serve it from its fetch offset.
+    Serve,
+}
+
+impl LeaderProgress {
+    /// Judges a follower's fetch: its epoch must be this leader's, and its
+    /// log (ending at `fetch_offset`, its last batch in `last_epoch`, -1
+    /// for none) must agree with this one (`history`, ending at
+    /// `log_end`) up to its end (KIP-101/279, answered inline as KIP-320).
+    pub fn judge_fetch(&self, history: &EpochHistory, log_end: i64, replica: NodeId, epoch: u32, fetch_offset: i64, last_epoch: i64) -> FetchVerdict {
+        if epoch < self.epoch {
+            return FetchVerdict::FencedEpoch;
+        }
+        if epoch > self.epoch {
+            return FetchVerdict::NewerEpoch;
+        }
+        if !self.replicas.contains(&replica) {
+            return FetchVerdict::NotAReplica;
+        }
+        if last_epoch < 0 && fetch_offset == 0 {
+            return FetchVerdict::Serve;
+        }
+        let answer = u32::try_from(last_epoch).ok().and_then(|e| history.end_of(e, log_end));
+        if answer.is_some_and(|(e, end)| i64::from(e) == last_epoch && end >= fetch_offset) {
+            FetchVerdict::Serve
+        } else {
+            FetchVerdict::Diverging(answer)
+        }
+    }
+}
+
+/// Where a follower cuts its log (`mine`, ending at `my_end`) when its
+/// leader says it diverges, with the leader's end of the follower's last
+/// epoch.
+pub fn follower_cut(mine: &EpochHistory, my_end: i64, answer: Option<(u32, i64)>) -> i64 {
+    let at = truncation_offset(mine, my_end, answer);
+    debug_assert!((0..=my_end).contains(&at), "a cut stays within the log");
+    at
+}
+
+/// A follower's high watermark after its leader's answer: the leader's,
+/// at most what the follower holds.
+pub fn follower_high_watermark(leader_hw: i64, log_end: i64) -> i64 {
+    leader_hw.min(log_end)
 }
 
 #[cfg(test)]
@@ -416,5 +566,42 @@ mod tests {
         l.on_fetch(3, 20, 20, 20, 20);
         assert_eq!(l.wanted_isr(20, 1000, |b| b == 3), None, "a fenced broker does not join, however caught up");
         assert_eq!(l.wanted_isr(20, 1000, |_| false), Some(vec![1, 2, 3]));
+    }
+
+    #[test]
+    fn a_leader_judges_each_fetch_by_epoch_replica_and_log() {
+        let l = LeaderProgress::new(1, (5, 0), vec![1, 2, 3], vec![1, 2, 3], 0, 20, 0);
+        let mine = history(&[(1, 0), (5, 12)]);
+        assert_eq!(l.judge_fetch(&mine, 20, 2, 4, 0, -1), FetchVerdict::FencedEpoch);
+        assert_eq!(l.judge_fetch(&mine, 20, 2, 6, 0, -1), FetchVerdict::NewerEpoch);
+        assert_eq!(l.judge_fetch(&mine, 20, 9, 5, 0, -1), FetchVerdict::NotAReplica);
+        assert_eq!(l.judge_fetch(&mine, 20, 2, 5, 0, -1), FetchVerdict::Serve, "an empty follower");
+        assert_eq!(l.judge_fetch(&mine, 20, 2, 5, 10, 1), FetchVerdict::Serve, "behind, in a shared epoch");
+        assert_eq!(l.judge_fetch(&mine, 20, 2, 5, 14, 1), FetchVerdict::Diverging(Some((1, 12))), "epoch 1 ended at 12 here");
+        assert_eq!(l.judge_fetch(&mine, 20, 2, 5, 14, 3), FetchVerdict::Diverging(Some((1, 12))), "an epoch this leader never had");
+        assert_eq!(l.judge_fetch(&history(&[(2, 0)]), 20, 2, 5, 3, 1), FetchVerdict::Diverging(None), "older than any epoch here");
+        // What the follower then keeps.
+        assert_eq!(follower_cut(&history(&[(1, 0), (3, 12)]), 14, Some((1, 12))), 12);
+        assert_eq!(follower_cut(&history(&[(1, 0)]), 3, None), 0);
+        assert_eq!((follower_high_watermark(10, 7), follower_high_watermark(5, 7)), (7, 5));
+    }
+
+    #[test]
+    fn a_replica_leads_only_as_its_registered_self_and_learns_the_isr_in_its_epoch() {
+        let replicas = [1, 2, 3];
+        let at = |leader, leader_epoch, isr: &'static [NodeId]| Assignment { leader, leader_epoch, partition_epoch: leader_epoch, replicas: &replicas, isr };
+        let mut r = Role::unassigned();
+        assert!(r.reconcile(1, false, &at(1, 1, &[]), 10, 4, 0));
+        assert!(matches!(r, Role::Follower { leader: 1, epoch: 1 }), "named leader but not registered: it follows");
+        assert!(r.leading().is_none());
+        assert!(r.reconcile(1, true, &at(1, 2, &[]), 10, 40, 0));
+        let l = r.leading().unwrap();
+        assert_eq!((l.epoch, l.high_watermark(), l.isr.clone()), (2, 10, vec![1, 2, 3]), "a high watermark within its log; every replica at first");
+        let isr_changed = Assignment { partition_epoch: 3, ..at(1, 2, &[1, 2]) };
+        assert!(!r.reconcile(1, true, &isr_changed, 10, 0, 0), "the same epoch: only the ISR");
+        assert_eq!(r.leading().unwrap().isr, vec![1, 2]);
+        assert!(r.reconcile(1, true, &at(2, 3, &[2]), 10, 0, 0));
+        assert!(matches!(r, Role::Follower { leader: 2, epoch: 3 }));
+        assert!(!r.reconcile(1, true, &at(2, 3, &[2]), 12, 0, 0), "nothing new");
     }
 }

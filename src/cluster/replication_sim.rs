@@ -1,5 +1,7 @@
 //! A seeded simulation of one partition replicated on three brokers: the
-//! real [`EpochHistory`], [`truncation_offset`], [`LeaderProgress`] and
+//! replication core the broker runs (a replica's [`Role`] from the
+//! metadata, the leader's [`LeaderProgress`] and its judgement of each
+//! fetch, the follower's cut and high watermark, [`EpochHistory`]) and
 //! the metadata's elections (`Metadata::apply`), with producers, follower
 //! fetches, syncs, ISR changes, crashes that lose what was not synced,
 //! fences of live leaders (zombies that go on until they learn),
@@ -16,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use super::metadata::{BrokerMeta, Command, Metadata, NewTopic, NodeId, Proposal, NO_LEADER};
-use super::replication::{truncation_offset, EpochHistory, LeaderProgress};
+use super::replication::{follower_cut, follower_high_watermark, Assignment, EpochHistory, FetchVerdict, Role};
 use super::seeded::Rng;
 
 const STEPS: usize = 400;
@@ -32,17 +34,14 @@ struct Rec {
     id: u64,
 }
 
-#[derive(Default)]
 struct Replica {
     log: Vec<Rec>,
     synced: usize,
     history: EpochHistory,
     alive: bool,
     incarnation: u64,
-    /// The leader epoch this replica last truncated for, as a follower.
-    follows: Option<u32>,
-    /// Leading, as this replica believes (a zombie may still believe it).
-    leading: Option<LeaderProgress>,
+    /// Its role, as this replica believes (a zombie may still lead).
+    role: Role,
     /// Records produced to it as leader, waiting for acks=all.
     pending: Vec<(usize, u64)>,
     /// The high watermark as it last heard (or knew, leading).
@@ -70,7 +69,19 @@ impl Sim {
     fn new(seed: u64) -> Sim {
         let mut s = Sim { rng: Rng(seed), now_ms: 0, md: Metadata::default(), index: 0, reps: BTreeMap::new(), next_id: 0, acked: BTreeMap::new() };
         for id in 1..=3 {
-            s.reps.insert(id, Replica { alive: true, incarnation: 1, ..Default::default() });
+            s.reps.insert(
+                id,
+                Replica {
+                    log: Vec::new(),
+                    synced: 0,
+                    history: EpochHistory::default(),
+                    alive: true,
+                    incarnation: 1,
+                    role: Role::unassigned(),
+                    pending: Vec::new(),
+                    hw: 0,
+                },
+            );
             s.commit(Command::RegisterBroker(BrokerMeta { id, host: "h".into(), port: 1, shards: 1, incarnation: 1, fenced: false, external: None })).unwrap();
         }
         s.commit(Command::CreateTopics(vec![NewTopic { name: "p".into(), partitions: 1, replication_factor: 3, configs: Default::default() }])).unwrap();
@@ -95,36 +106,15 @@ impl Sim {
         if !r.alive {
             return;
         }
-        // As `Shard::reconcile_replicas`: a broker leads only once the
-        // controller registered this incarnation of it.
-        let leads_now = p.leader == id && (registered || !RULE_LEADS_ONLY_REGISTERED);
-        match (&r.leading, leads_now) {
-            (Some(l), true) if l.epoch == p.leader_epoch => {
-                let isr = p.isr.clone();
-                if let Some(l) = r.leading.as_mut() {
-                    l.learn_isr(isr, p.partition_epoch);
-                }
-            }
-            (_, true) => {
-                let hw = r.leading.as_ref().map_or(r.hw, |l| l.high_watermark()).min(r.log.len() as i64);
-                r.history.begin(p.leader_epoch, r.log.len() as i64);
-                let isr = if p.isr.is_empty() { p.replicas.iter().map(|x| x.broker).collect() } else { p.isr.clone() };
-                r.leading = Some(LeaderProgress::new(
-                    id,
-                    (p.leader_epoch, p.partition_epoch),
-                    p.replicas.iter().map(|x| x.broker).collect(),
-                    isr,
-                    hw,
-                    r.log.len() as i64,
-                    now,
-                ));
-                r.pending.clear();
-            }
-            (Some(_), false) => {
-                r.leading = None;
-                r.pending.clear();
-            }
-            (None, false) => {}
+        // `Role::reconcile`, as `Shard::reconcile_replicas` calls it; the
+        // rule that a broker leads only once the controller registered
+        // this incarnation can be switched off here.
+        let registered = registered || !RULE_LEADS_ONLY_REGISTERED;
+        let replicas: Vec<NodeId> = p.replicas.iter().map(|x| x.broker).collect();
+        let a = Assignment { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, replicas: &replicas, isr: &p.isr };
+        let hw = r.role.leading().map_or(r.hw, |l| l.high_watermark());
+        if r.role.reconcile(id, registered, &a, r.log.len() as i64, hw, now) {
+            r.pending.clear();
         }
     }
 
@@ -155,11 +145,13 @@ impl Sim {
     fn produce(&mut self, id: NodeId) {
         let next = self.next_id;
         let r = self.reps.get_mut(&id).expect("a replica");
-        let Some(l) = &r.leading else { return };
+        let Some(l) = r.role.leading() else { return };
         if !r.alive {
             return;
         }
         let epoch = l.epoch;
+        // As the shard's produce: the epoch begins at its first batch.
+        r.history.begin(epoch, r.log.len() as i64);
         r.log.push(Rec { epoch, id: next });
         r.pending.push((r.log.len() - 1, next));
         self.next_id += 1;
@@ -181,7 +173,7 @@ impl Sim {
             return Ok(());
         }
         let synced = r.synced as i64;
-        let Some(l) = r.leading.as_mut() else { return Ok(()) };
+        let Role::Leader(l) = &mut r.role else { return Ok(()) };
         l.advance(synced);
         r.hw = l.high_watermark();
         let mut newly = Vec::new();
@@ -205,7 +197,7 @@ impl Sim {
         }
         if let Some(isr) = want {
             if self.commit(Command::AlterIsr { topic: "p".into(), partition: 0, leader_epoch: epoch, partition_epoch, isr: isr.clone() }).is_ok() {
-                if let Some(l) = self.reps.get_mut(&id).and_then(|r| r.leading.as_mut()) {
+                if let Some(Role::Leader(l)) = self.reps.get_mut(&id).map(|r| &mut r.role) {
                     l.learn_isr(isr, partition_epoch + 1);
                 }
             }
@@ -213,55 +205,47 @@ impl Sim {
         Ok(())
     }
 
-    /// Follower `id` fetches from the leader the metadata names.
+    /// Follower `id` fetches from the leader it follows, which judges the
+    /// fetch as the broker's leader does: the follower cuts a diverged
+    /// log, or takes up to four records and the high watermark.
     fn fetch(&mut self, id: NodeId) {
-        let p = self.partition().clone();
-        if p.leader == id || p.leader == NO_LEADER || !p.replicas.iter().any(|r| r.broker == id) {
+        let f = &self.reps[&id];
+        let Role::Follower { leader, epoch } = f.role else { return };
+        if !f.alive || leader == NO_LEADER || leader == id || !self.reps[&leader].alive {
             return;
         }
-        let (leader_alive, leader_epoch_known) = {
-            let l = &self.reps[&p.leader];
-            (l.alive, l.leading.as_ref().map(|x| x.epoch))
-        };
-        // A replica that still believes it leads (a zombie) does not follow
-        // until it learns otherwise.
-        if !leader_alive || leader_epoch_known != Some(p.leader_epoch) || !self.reps[&id].alive || self.reps[&id].leading.is_some() {
-            return;
-        }
-        let (l_history, l_log, l_hw) = {
-            let l = &self.reps[&p.leader];
-            (l.history.clone(), l.log.clone(), l.leading.as_ref().map_or(0, |x| x.high_watermark()))
-        };
+        let l = &self.reps[&leader];
+        // A deposed leader answers NotLeader; the follower asks again later.
+        let Some(lp) = l.role.leading() else { return };
+        let (fetch_offset, last_epoch) = (f.log.len() as i64, f.history.last_epoch().map_or(-1, i64::from));
+        let verdict = lp.judge_fetch(&l.history, l.log.len() as i64, id, epoch, fetch_offset, last_epoch);
+        let (l_log, l_hw) = (l.log.clone(), lp.high_watermark());
         let take = 1 + self.rng.below(4) as usize;
         let now = self.now_ms;
-        let f = self.reps.get_mut(&id).expect("a replica");
-        if f.follows != Some(p.leader_epoch) {
-            let answer = f.history.last_epoch().and_then(|e| l_history.end_of(e, l_log.len() as i64));
-            let cut = if f.history.last_epoch().is_none() { 0 } else { truncation_offset(&f.history, f.log.len() as i64, answer) } as usize;
-            if std::env::var("SHARDLOG_REPL_TRACE").is_ok() {
-                eprintln!(
-                    "  follower {id} e{} truncates: mine {:?} end {} leader {:?} end {} answer {answer:?} cut {cut}",
-                    p.leader_epoch,
-                    f.history,
-                    f.log.len(),
-                    l_history,
-                    l_log.len()
-                );
+        match verdict {
+            FetchVerdict::Diverging(answer) => {
+                let f = self.reps.get_mut(&id).expect("a replica");
+                let cut = follower_cut(&f.history, fetch_offset, answer);
+                if std::env::var("SHARDLOG_REPL_TRACE").is_ok() {
+                    eprintln!("  follower {id} e{epoch} cuts: mine {:?} end {fetch_offset} answer {answer:?} cut {cut}", f.history);
+                }
+                f.log.truncate(cut as usize);
+                f.history.truncate(cut);
+                f.synced = f.synced.min(cut as usize);
             }
-            f.log.truncate(cut);
-            f.history.truncate(cut as i64);
-            f.synced = f.synced.min(cut);
-            f.follows = Some(p.leader_epoch);
-        }
-        let from = f.log.len();
-        for rec in l_log.iter().skip(from).take(take) {
-            f.history.begin(rec.epoch, f.log.len() as i64);
-            f.log.push(*rec);
-        }
-        f.hw = f.hw.max(l_hw.min(f.log.len() as i64));
-        let synced = f.synced;
-        if let Some(l) = self.reps.get_mut(&p.leader).and_then(|r| r.leading.as_mut()) {
-            l.on_fetch(id, from as i64, synced as i64, l_log.len() as i64, now);
+            FetchVerdict::Serve => {
+                let synced = self.reps[&id].synced as i64;
+                if let Some(Role::Leader(l)) = self.reps.get_mut(&leader).map(|r| &mut r.role) {
+                    l.on_fetch(id, fetch_offset, synced, l_log.len() as i64, now);
+                }
+                let f = self.reps.get_mut(&id).expect("a replica");
+                for rec in l_log.iter().skip(fetch_offset as usize).take(take) {
+                    f.history.begin(rec.epoch, f.log.len() as i64);
+                    f.log.push(*rec);
+                }
+                f.hw = follower_high_watermark(l_hw, f.log.len() as i64);
+            }
+            FetchVerdict::FencedEpoch | FetchVerdict::NewerEpoch | FetchVerdict::NotAReplica => {}
         }
     }
 
@@ -274,9 +258,9 @@ impl Sim {
         r.log.truncate(r.synced);
         r.history.truncate(r.synced as i64);
         r.hw = r.hw.min(r.synced as i64);
-        r.leading = None;
+        // A process starts again knowing no leader.
+        r.role = Role::unassigned();
         r.pending.clear();
-        r.follows = None;
     }
 
     fn fence(&mut self, id: NodeId) {
@@ -339,8 +323,11 @@ impl Sim {
                         if r.alive { "" } else { "X" },
                         r.log.len(),
                         r.synced,
-                        r.leading.as_ref().map_or(String::new(), |l| format!(" L{} hw{} isr{:?}", l.epoch, l.high_watermark(), l.isr)),
-                        r.follows.map_or(String::new(), |e| format!(" f{e}"))
+                        match &r.role {
+                            Role::Leader(l) => format!(" L{} hw{} isr{:?}", l.epoch, l.high_watermark(), l.isr),
+                            Role::Follower { leader, epoch } => format!(" f{leader}e{epoch}"),
+                        },
+                        String::new()
                     )
                 })
                 .collect();

@@ -31,7 +31,8 @@ use futures::StreamExt;
 
 use super::{storage_code, FetchResult, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{Command, NodeId, NO_LEADER};
-use crate::cluster::replication::{truncation_offset, EpochHistory, LeaderProgress};
+pub(super) use crate::cluster::replication::Role;
+use crate::cluster::replication::{follower_cut, follower_high_watermark, Assignment, EpochHistory, FetchVerdict};
 use crate::protocol::{self, replica_fetch, ErrorCode};
 use crate::record;
 use crate::rt;
@@ -54,16 +55,6 @@ const EPOCHS_FILE: &str = "leader-epochs";
 
 /// Each replica's lag in messages behind its leader, by partition.
 pub type Lags = Vec<(u32, Vec<(NodeId, i64)>)>;
-
-/// What a replica of a partition is doing now.
-pub(super) enum Role {
-    Leader(LeaderProgress),
-    /// Following `leader` (possibly [`NO_LEADER`]) in `epoch`.
-    Follower {
-        leader: NodeId,
-        epoch: u32,
-    },
-}
 
 /// The replication state of one partition on its owning shard.
 pub(super) struct Replica {
@@ -286,26 +277,20 @@ impl Shard {
                     continue;
                 }
                 let replicas: Vec<NodeId> = meta.replicas.iter().map(|r| r.broker).collect();
-                let isr = if meta.isr.is_empty() { replicas.clone() } else { meta.isr.clone() };
+                let assignment = Assignment {
+                    leader: meta.leader,
+                    leader_epoch: meta.leader_epoch,
+                    partition_epoch: meta.partition_epoch,
+                    replicas: &replicas,
+                    isr: &meta.isr,
+                };
                 let mut role = p.replica.role.borrow_mut();
-                let mut changed = false;
-                if meta.leader == me && registered {
-                    match &mut *role {
-                        Role::Leader(l) if l.epoch == meta.leader_epoch => l.learn_isr(isr, meta.partition_epoch),
-                        _ => {
-                            let end = p.log().next_offset();
-                            let hw = p.replica.hw.get().min(end);
-                            tracing::info!(%topic, partition = pi, epoch = meta.leader_epoch, log_end = end, "leading");
-                            *role = Role::Leader(LeaderProgress::new(me, (meta.leader_epoch, meta.partition_epoch), replicas, isr, hw, end, now));
-                            changed = true;
-                        }
-                    }
-                } else {
-                    let same = matches!(&*role, Role::Follower { leader, epoch } if *leader == meta.leader && *epoch == meta.leader_epoch);
-                    if !same {
-                        tracing::info!(%topic, partition = pi, leader = meta.leader, epoch = meta.leader_epoch, "following");
-                        *role = Role::Follower { leader: meta.leader, epoch: meta.leader_epoch };
-                        changed = true;
+                let end = p.log().next_offset();
+                let changed = role.reconcile(me, registered, &assignment, end, p.replica.hw.get(), now);
+                if changed {
+                    match &*role {
+                        Role::Leader(_) => tracing::info!(%topic, partition = pi, epoch = meta.leader_epoch, log_end = end, "leading"),
+                        Role::Follower { .. } => tracing::info!(%topic, partition = pi, leader = meta.leader, epoch = meta.leader_epoch, "following"),
                     }
                 }
                 drop(role);
@@ -365,26 +350,23 @@ impl Shard {
         };
         let log = p.log();
         let end = log.next_offset();
-        {
-            let role = p.replica.role.borrow();
-            let Role::Leader(l) = &*role else {
-                return ReplicaFetchResult::err(ErrorCode::NotLeader, format!("broker {} does not lead {}/{}", self.config.node_id, q.topic, q.partition));
-            };
-            if q.leader_epoch < l.epoch {
-                return ReplicaFetchResult::err(ErrorCode::FencedLeaderEpoch, format!("epoch {} is older than the leader's {}", q.leader_epoch, l.epoch));
+        let verdict = match &*p.replica.role.borrow() {
+            Role::Leader(l) => l.judge_fetch(&p.replica.epochs.borrow(), end, replica, q.leader_epoch, q.fetch_offset, q.last_epoch),
+            Role::Follower { .. } => {
+                return ReplicaFetchResult::err(ErrorCode::NotLeader, format!("broker {} does not lead {}/{}", self.config.node_id, q.topic, q.partition))
             }
-            if q.leader_epoch > l.epoch {
-                return ReplicaFetchResult::err(ErrorCode::NotLeader, format!("epoch {} is newer than this leader's {}", q.leader_epoch, l.epoch));
+        };
+        let part = || format!("{}/{}", q.topic, q.partition);
+        match verdict {
+            FetchVerdict::Serve => {}
+            FetchVerdict::FencedEpoch => {
+                return ReplicaFetchResult::err(ErrorCode::FencedLeaderEpoch, format!("{}: epoch {} is older than the leader's", part(), q.leader_epoch))
             }
-            if !l.replicas.contains(&replica) {
-                return ReplicaFetchResult::err(ErrorCode::InvalidRequest, format!("broker {replica} holds no replica of {}/{}", q.topic, q.partition));
+            FetchVerdict::NewerEpoch => {
+                return ReplicaFetchResult::err(ErrorCode::NotLeader, format!("{}: epoch {} is newer than this leader's", part(), q.leader_epoch))
             }
-        }
-        // Does the follower's log agree with this one up to its end?
-        if q.last_epoch >= 0 || q.fetch_offset > 0 {
-            let answer = u32::try_from(q.last_epoch).ok().and_then(|e| p.replica.epochs.borrow().end_of(e, end));
-            let agrees = answer.is_some_and(|(e, o)| i64::from(e) == q.last_epoch && o >= q.fetch_offset);
-            if !agrees {
+            FetchVerdict::NotAReplica => return ReplicaFetchResult::err(ErrorCode::InvalidRequest, format!("broker {replica} holds no replica of {}", part())),
+            FetchVerdict::Diverging(answer) => {
                 let mut r = ReplicaFetchResult::err(ErrorCode::None, "");
                 r.fetch.message = None;
                 r.fetch.high_watermark = p.replica.hw.get();
@@ -651,7 +633,7 @@ impl Shard {
             }
             if let Some((epoch, end)) = pr.diverging {
                 let answer = u32::try_from(epoch).ok().map(|e| (e, end));
-                let at = truncation_offset(&p.replica.epochs.borrow(), q.fetch_offset, answer);
+                let at = follower_cut(&p.replica.epochs.borrow(), q.fetch_offset, answer);
                 tracing::info!(topic = %q.topic, partition = q.partition, from = q.fetch_offset, to = at, "cutting the log where it diverges from the leader's");
                 p.cut(at, self.memory.clone()).await.map_err(|e| e.to_string())?;
                 progress = true;
@@ -677,7 +659,7 @@ impl Shard {
                 }
                 appended = true;
             }
-            p.replica.hw.set(pr.high_watermark.min(log.next_offset()));
+            p.replica.hw.set(follower_high_watermark(pr.high_watermark, log.next_offset()));
             if appended {
                 progress = true;
                 to_sync.push(log);

@@ -216,6 +216,18 @@ pub struct PartitionLog {
 }
 
 impl State {
+    /// The log's watermarks keep their order: what is synced is written,
+    /// what is written was appended.
+    fn check_watermarks(&self) {
+        debug_assert!(
+            self.synced_offset <= self.written_offset && self.written_offset <= self.next_offset,
+            "synced {} <= written {} <= next {}",
+            self.synced_offset,
+            self.written_offset,
+            self.next_offset
+        );
+    }
+
     fn active(&self) -> &Segment {
         self.segments.values().next_back().expect("a log always has an active segment")
     }
@@ -300,8 +312,10 @@ impl State {
         let max_timestamp = self.active().max_timestamp;
         self.wbuf.batch_ends.push_back(BatchEnd { pos: wbuf_end, next_offset: next, max_timestamp });
         self.cache.push(base, next, bytes);
+        debug_assert!(next > self.next_offset, "offsets only grow");
         self.next_offset = next;
         self.appended_bytes += len as u64;
+        self.check_watermarks();
         let _ = self.kick.try_send(());
         AppendInfo { base_offset: base, last_offset: next - 1 }
     }
@@ -675,6 +689,7 @@ impl PartitionLog {
             debug_assert!(e.next_offset >= st.written_offset, "completions are taken in issue order");
             st.written_offset = e.next_offset;
             st.written_batch_end = (w.seg_base, e);
+            st.check_watermarks();
         }
         if let Some(seg) = st.segments.get_mut(&w.seg_base) {
             seg.written_size = seg.written_size.max(w.written_end.min(seg.size));
@@ -1247,7 +1262,9 @@ async fn syncer(log: Weak<Inner>, kicked: rt::LocalReceiver<()>) {
             }
             {
                 let mut st = log.inner.st.borrow_mut();
+                debug_assert!(target <= st.written_offset, "a sync covers only what was written");
                 st.synced_offset = st.synced_offset.max(target);
+                st.check_watermarks();
                 let synced = st.synced_offset;
                 State::wake(&mut st.sync_waiters, synced);
             }
