@@ -4,6 +4,7 @@
 //! owns and this broker leads. Other shards forward to the owner; other
 //! brokers answer `NotCoordinator`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -12,13 +13,43 @@ use futures::channel::oneshot;
 
 use super::{group_code, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{MetadataError, NewTopic, NodeId, TopicMeta, NO_LEADER};
-use crate::group::membership::{GroupError, Heartbeat, Subscription};
-use crate::group::{commit_key, offsets_partition, parse_commit, OFFSETS_TOPIC};
+use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
+use crate::group::{commit_key, offsets_partition, parse_commit, OffsetTable, OFFSETS_TOPIC};
 use crate::protocol::{Acks, ErrorCode};
 use crate::rt;
 use crate::storage::StorageError;
 
+/// The groups a shard coordinates.
+#[derive(Default)]
+pub(super) struct Groups {
+    /// Their committed offsets.
+    pub(super) offsets: RefCell<OffsetTable>,
+    /// Their members and assignments.
+    pub(super) membership: RefCell<Membership>,
+}
+
+/// What a group's coordinator shard is asked.
+pub enum GroupMsg {
+    CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
+    GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
+    FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, i64)>> },
+}
+
 impl Shard {
+    pub(super) async fn serve_group(&self, msg: GroupMsg) {
+        match msg {
+            GroupMsg::CommitOffsets { group, member, offsets, reply } => {
+                let _ = reply.send(self.commit_offsets(group, member, offsets).await);
+            }
+            GroupMsg::GroupHeartbeat { group, member_id, sub, leave, reply } => {
+                let _ = reply.send(self.group_heartbeat(group, member_id, sub, leave).await);
+            }
+            GroupMsg::FetchOffsets { group, partitions, reply } => {
+                let _ = reply.send(self.fetch_offsets(group, partitions).await);
+            }
+        }
+    }
+
     /// Rebuilds the committed offsets of this shard's groups from its
     /// partitions of the offsets topic.
     pub(super) async fn replay_offsets(&self, which: &[u32]) -> Result<(), StorageError> {
@@ -36,7 +67,7 @@ impl Shard {
                         if let Ok(it) = crate::record::RecordIter::new(&c[start..]) {
                             for r in it.flatten() {
                                 if let Some((g, t, part, o)) = r.key.zip(r.value).and_then(|(k, v)| parse_commit(k, v)) {
-                                    self.offsets.borrow_mut().apply(g, t, part, o);
+                                    self.groups.offsets.borrow_mut().apply(g, t, part, o);
                                 }
                             }
                         }
@@ -45,8 +76,8 @@ impl Shard {
                 }
             }
         }
-        if !self.offsets.borrow().is_empty() {
-            tracing::info!(shard = self.id, committed = self.offsets.borrow().len(), "recovered committed offsets");
+        if !self.groups.offsets.borrow().is_empty() {
+            tracing::info!(shard = self.id, committed = self.groups.offsets.borrow().len(), "recovered committed offsets");
         }
         Ok(())
     }
@@ -54,10 +85,10 @@ impl Shard {
     /// Creates the internal offsets topic if it is missing: one partition
     /// per shard of the live brokers.
     pub(super) async fn ensure_offsets_topic(&self) -> Result<(), MetadataError> {
-        if self.metadata.borrow().topics.contains_key(OFFSETS_TOPIC) {
+        if self.meta.state.borrow().topics.contains_key(OFFSETS_TOPIC) {
             return Ok(());
         }
-        let partitions = self.metadata.borrow().live_brokers().map(|b| u32::from(b.shards)).sum::<u32>().max(1);
+        let partitions = self.meta.state.borrow().live_brokers().map(|b| u32::from(b.shards)).sum::<u32>().max(1);
         let t = NewTopic { name: OFFSETS_TOPIC.into(), partitions, replication_factor: 1, configs: Default::default() };
         match self.create_topics(vec![t]).await.pop() {
             Some(Err(MetadataError::TopicExists(_))) | Some(Ok(())) | None => Ok(()),
@@ -68,7 +99,7 @@ impl Shard {
     /// The offsets partition of `group` and its shard, if this broker
     /// coordinates the group (leads that partition).
     fn coordinator(&self, group: &str) -> Result<(u32, u16), ErrorCode> {
-        let n = self.metadata.borrow().topics.get(OFFSETS_TOPIC).map(TopicMeta::partitions).ok_or(ErrorCode::CoordinatorNotAvailable)?;
+        let n = self.meta.state.borrow().topics.get(OFFSETS_TOPIC).map(TopicMeta::partitions).ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let p = offsets_partition(group, n);
         match self.route(OFFSETS_TOPIC, p) {
             Ok(s) => Ok((p, s)),
@@ -84,7 +115,7 @@ impl Shard {
         if let Err(e) = self.ensure_offsets_topic().await {
             return Err((ErrorCode::CoordinatorNotAvailable, e.to_string()));
         }
-        let md = self.metadata.borrow();
+        let md = self.meta.state.borrow();
         let t = md.topics.get(OFFSETS_TOPIC).ok_or((ErrorCode::CoordinatorNotAvailable, "the offsets topic is being created".to_string()))?;
         let leader = t.leader(offsets_partition(group, t.partitions())).unwrap_or(NO_LEADER);
         match md.brokers.get(&leader) {
@@ -108,17 +139,17 @@ impl Shard {
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
             return self
-                .ask(owner, ShardMsg::CommitOffsets { group, member, offsets, reply }, rx)
+                .ask(owner, ShardMsg::Group(GroupMsg::CommitOffsets { group, member, offsets, reply }), rx)
                 .await
                 .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; n]);
         }
         let (member_id, generation) = member.as_ref().map_or((None, -1), |(m, g)| (Some(m.as_str()), *g));
-        if let Err(e) = self.membership.borrow().check_commit(&group, member_id, generation) {
+        if let Err(e) = self.groups.membership.borrow().check_commit(&group, member_id, generation) {
             return vec![group_code(&e); n];
         }
         let codes: Vec<ErrorCode> = offsets
             .iter()
-            .map(|(t, p, o)| match self.metadata.borrow().topics.get(t).is_some_and(|t| *p < t.partitions()) {
+            .map(|(t, p, o)| match self.meta.state.borrow().topics.get(t).is_some_and(|t| *p < t.partitions()) {
                 false => ErrorCode::UnknownTopicOrPartition,
                 true if *o < 0 => ErrorCode::InvalidRequest,
                 true => ErrorCode::None,
@@ -139,7 +170,7 @@ impl Shard {
         if r.error != ErrorCode::None {
             return codes.into_iter().map(|c| if c == ErrorCode::None { r.error } else { c }).collect();
         }
-        let mut table = self.offsets.borrow_mut();
+        let mut table = self.groups.offsets.borrow_mut();
         for ((t, p, o), code) in offsets.into_iter().zip(&codes) {
             if *code == ErrorCode::None {
                 table.apply(group.clone(), t, p, o);
@@ -159,11 +190,14 @@ impl Shard {
         };
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
-            return self.ask(owner, ShardMsg::GroupHeartbeat { group, member_id, sub, leave, reply }, rx).await.unwrap_or(Err(GroupError::Unavailable));
+            return self
+                .ask(owner, ShardMsg::Group(GroupMsg::GroupHeartbeat { group, member_id, sub, leave, reply }), rx)
+                .await
+                .unwrap_or(Err(GroupError::Unavailable));
         }
-        let md = self.metadata.borrow();
+        let md = self.meta.state.borrow();
         let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
-        let mut m = self.membership.borrow_mut();
+        let mut m = self.groups.membership.borrow_mut();
         if leave {
             let id = member_id.unwrap_or_default();
             m.leave(&group, &id, &partitions)?;
@@ -176,9 +210,9 @@ impl Shard {
     pub async fn group_expiry_loop(self: Rc<Self>) {
         while !self.is_shutting_down() {
             rt::timeout(Duration::from_millis(500), self.shutdown.listen()).await;
-            let md = self.metadata.borrow();
+            let md = self.meta.state.borrow();
             let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
-            self.membership.borrow_mut().expire(crate::time::now_ms(), &partitions);
+            self.groups.membership.borrow_mut().expire(crate::time::now_ms(), &partitions);
         }
     }
 
@@ -194,11 +228,11 @@ impl Shard {
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
             return self
-                .ask(owner, ShardMsg::FetchOffsets { group, partitions, reply }, rx)
+                .ask(owner, ShardMsg::Group(GroupMsg::FetchOffsets { group, partitions, reply }), rx)
                 .await
                 .unwrap_or_else(|| vec![(ErrorCode::CoordinatorNotAvailable, -1); n]);
         }
-        let table = self.offsets.borrow();
+        let table = self.groups.offsets.borrow();
         partitions.iter().map(|(t, p)| (ErrorCode::None, table.get(&group, t, *p).unwrap_or(-1))).collect()
     }
 }

@@ -28,11 +28,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use futures::channel::oneshot;
 
-use crate::cluster::metadata::{Command, Metadata, MetadataError, NodeId, Outcome, Proposal, NO_LEADER};
-use crate::cluster::QuorumHandle;
+use crate::cluster::metadata::{Metadata, MetadataError, NO_LEADER};
 use crate::config::BrokerConfig;
-use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
-use crate::group::{OffsetTable, OFFSETS_TOPIC};
+use crate::group::membership::GroupError;
+use crate::group::OFFSETS_TOPIC;
 use crate::protocol::{Acks, ErrorCode};
 use crate::record::BatchInfo;
 use crate::rt;
@@ -47,84 +46,27 @@ pub const QUORUM_SHARD: u16 = 0;
 /// How long a describe waits to catch up with the quorum's commit index.
 pub const READ_BARRIER_WAIT: Duration = Duration::from_secs(2);
 
-/// Work one shard asks of another.
+/// Work one shard asks of another, by the component that serves it.
 pub enum ShardMsg {
-    Produce {
-        topic: String,
-        partition: u32,
-        data: BytesMut,
-        batches: Vec<BatchInfo>,
-        acks: Acks,
-        timeout: Duration,
-        reply: oneshot::Sender<ProduceResult>,
-    },
-    Fetch {
-        topic: String,
-        partition: u32,
-        offset: i64,
-        max_bytes: usize,
-        wait_until: Option<Instant>,
-        reply: oneshot::Sender<FetchResult<Bytes>>,
-    },
-    ListOffset {
-        topic: String,
-        partition: u32,
-        timestamp: i64,
-        reply: oneshot::Sender<OffsetResult>,
-    },
-    /// To the quorum shard: commit a command, answer with its outcome.
-    Propose {
-        command: Command,
-        reply: oneshot::Sender<Result<Outcome, MetadataError>>,
-    },
-    /// To the quorum shard: the commit index a linearizable read waits for.
-    ReadIndex {
-        reply: oneshot::Sender<Option<u64>>,
-    },
-    /// From the quorum shard: committed commands, in log order.
-    /// Answered with the topics whose partitions could not be opened.
-    Apply {
-        entries: Vec<(u64, Proposal)>,
-        reply: oneshot::Sender<Vec<(String, String)>>,
-    },
-    /// From the quorum shard: a snapshot replaced the whole metadata.
-    Install {
-        state: Box<Metadata>,
-        reply: oneshot::Sender<()>,
-    },
-    /// From the quorum shard: the quorum's leader changed.
-    Controller(Option<NodeId>),
-    CommitOffsets {
-        group: String,
-        member: Option<(String, i32)>,
-        offsets: Vec<(String, u32, i64)>,
-        reply: oneshot::Sender<Vec<ErrorCode>>,
-    },
-    GroupHeartbeat {
-        group: String,
-        member_id: Option<String>,
-        sub: Subscription,
-        leave: bool,
-        reply: oneshot::Sender<Result<Heartbeat, GroupError>>,
-    },
-    FetchOffsets {
-        group: String,
-        partitions: Vec<(String, u32)>,
-        reply: oneshot::Sender<Vec<(ErrorCode, i64)>>,
-    },
-    /// The lag of each replica of the partitions of a topic this shard leads.
-    Lags {
-        topic: String,
-        reply: oneshot::Sender<replica::Lags>,
-    },
-    /// A follower's fetch of one partition this shard owns.
-    ReplicaFetch {
-        replica: NodeId,
-        part: replica::ReplicaFetchPart,
-        max_bytes: usize,
-        wait_until: Option<Instant>,
-        reply: oneshot::Sender<replica::ReplicaFetchResult<Bytes>>,
-    },
+    /// To the owner of a partition.
+    Partition(PartitionMsg),
+    /// Between the quorum shard and the others, about the metadata.
+    Metadata(MetadataMsg),
+    /// To a group's coordinator.
+    Group(GroupMsg),
+    /// About replicas: a follower's fetch, the replicas' lags.
+    Replica(ReplicaMsg),
+}
+
+pub use coordinator::GroupMsg;
+pub use quorum::MetadataMsg;
+pub use replica::ReplicaMsg;
+
+/// What the owner of a partition is asked.
+pub enum PartitionMsg {
+    Produce { topic: String, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: Acks, timeout: Duration, reply: oneshot::Sender<ProduceResult> },
+    Fetch { topic: String, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>, reply: oneshot::Sender<FetchResult<Bytes>> },
+    ListOffset { topic: String, partition: u32, timestamp: i64, reply: oneshot::Sender<OffsetResult> },
 }
 
 /// The outcome of a produce to one partition.
@@ -214,7 +156,16 @@ impl Partition {
     }
 }
 
-/// The state of one shard.
+/// The partitions a shard owns.
+struct Partitions {
+    /// topic -> partition index -> log.
+    owned: RefCell<HashMap<String, HashMap<u32, Rc<Partition>>>>,
+    /// What their logs share (the tail cache budget).
+    memory: Rc<crate::storage::ShardMemory>,
+}
+
+/// The state of one shard: the components it owns, each served its own
+/// messages ([`ShardMsg`]).
 pub struct Shard {
     pub id: u16,
     pub config: Rc<BrokerConfig>,
@@ -222,25 +173,14 @@ pub struct Shard {
     /// the metadata holds this incarnation registered and unfenced.
     incarnation: u64,
     mesh: mesh::Mesh<ShardMsg>,
-    metadata: RefCell<Metadata>,
-    /// Partitions owned by this shard: topic -> partition index -> log.
-    partitions: RefCell<HashMap<String, HashMap<u32, Rc<Partition>>>>,
-    /// Committed offsets of the groups this shard coordinates.
-    offsets: RefCell<OffsetTable>,
-    /// Members and assignments of the groups this shard coordinates.
-    membership: RefCell<Membership>,
-    /// Notified whenever this shard's copy of the metadata changes.
-    metadata_changed: rt::Event,
-    /// Notified when a partition of this shard starts leading or following.
-    roles_changed: rt::Event,
-    /// Applies committed changes one after another, in the order sent.
-    apply_lock: rt::Semaphore,
-    /// The quorum's leader, as the quorum shard last said.
-    controller: Cell<Option<NodeId>>,
-    /// This broker's voter (on the quorum shard only).
-    quorum: RefCell<Option<Rc<dyn QuorumHandle>>>,
-    /// What this shard's logs share (the tail cache budget).
-    memory: Rc<crate::storage::ShardMemory>,
+    /// The partitions it owns: routing, produce, fetch (this file).
+    partitions: Partitions,
+    /// Its copy of the metadata and its side of the quorum (`quorum.rs`).
+    meta: quorum::MetadataCopy,
+    /// The groups it coordinates (`coordinator.rs`).
+    groups: coordinator::Groups,
+    /// Its replicas' roles and the followers' fetches (`replica.rs`).
+    replication: replica::Replication,
     shutting_down: Cell<bool>,
     pub shutdown: rt::Event,
 }
@@ -297,22 +237,16 @@ impl Shard {
             config,
             incarnation,
             mesh,
-            metadata: RefCell::new(metadata),
-            partitions: RefCell::new(HashMap::new()),
-            offsets: RefCell::new(OffsetTable::default()),
-            membership: RefCell::new(Membership::default()),
-            metadata_changed: rt::Event::default(),
-            roles_changed: rt::Event::default(),
-            apply_lock: rt::Semaphore::new(1),
-            controller: Cell::new(None),
-            quorum: RefCell::new(None),
-            memory: crate::storage::ShardMemory::new(cache_max_bytes_per_shard),
+            partitions: Partitions { owned: RefCell::new(HashMap::new()), memory: crate::storage::ShardMemory::new(cache_max_bytes_per_shard) },
+            meta: quorum::MetadataCopy::new(metadata),
+            groups: coordinator::Groups::default(),
+            replication: replica::Replication::default(),
             shutting_down: Cell::new(false),
             shutdown: rt::Event::default(),
         });
-        let topics: Vec<_> = shard.metadata.borrow().topics.values().cloned().collect();
+        let topics: Vec<_> = shard.meta.state.borrow().topics.values().cloned().collect();
         shard.open_owned(&topics).await?;
-        let offsets: Vec<u32> = shard.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        let offsets: Vec<u32> = shard.partitions.owned.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().collect()).unwrap_or_default();
         shard.replay_offsets(&offsets).await?;
         shard.reconcile_replicas();
         Ok(shard)
@@ -323,7 +257,7 @@ impl Shard {
     }
 
     pub fn metadata(&self) -> std::cell::Ref<'_, Metadata> {
-        self.metadata.borrow()
+        self.meta.state.borrow()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -341,7 +275,7 @@ impl Shard {
             let node = self.config.node_id;
             let replicated = t.replication_factor > 1 && t.name != OFFSETS_TOPIC;
             for p in (0..t.partitions()).filter(|&p| t.shard_on(p, node, self.nr_shards()) == Some(self.id) && self.partition(&t.name, p).is_none()) {
-                let (dir, cfg, name, memory) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone(), self.memory.clone());
+                let (dir, cfg, name, memory) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone(), self.partitions.memory.clone());
                 opens.push(async move {
                     let log = match PartitionLog::open_on_shard(&dir, cfg.clone(), memory).await {
                         Ok(l) => l,
@@ -363,20 +297,20 @@ impl Shard {
         }
         let mut opened = futures::stream::iter(opens).buffer_unordered(RECOVERY_CONCURRENCY);
         while let Some((name, p, part)) = opened.next().await {
-            self.partitions.borrow_mut().entry(name).or_default().insert(p, Rc::new(part?));
+            self.partitions.owned.borrow_mut().entry(name).or_default().insert(p, Rc::new(part?));
         }
         Ok(())
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
-        self.partitions.borrow().get(topic).and_then(|m| m.get(&partition)).cloned()
+        self.partitions.owned.borrow().get(topic).and_then(|m| m.get(&partition)).cloned()
     }
 
     /// The shard of this broker that serves a partition, by this shard's
     /// copy of the metadata: the partition must exist and this broker
     /// must lead it.
     pub fn route(&self, topic: &str, partition: u32) -> Result<u16, (ErrorCode, String)> {
-        let md = self.metadata.borrow();
+        let md = self.meta.state.borrow();
         let Some(t) = md.topics.get(topic).filter(|t| partition < t.partitions()) else {
             return Err((ErrorCode::UnknownTopicOrPartition, unknown(topic, partition)));
         };
@@ -401,7 +335,7 @@ impl Shard {
         if self.route(topic, partition).ok() != Some(self.id) {
             return None;
         }
-        drop(self.apply_lock.acquire_permit(1).await);
+        drop(self.meta.apply_lock.acquire_permit(1).await);
         self.partition(topic, partition)
     }
 
@@ -428,7 +362,7 @@ impl Shard {
             Ok(s) if s == self.id => self.produce_local(topic, partition, data, batches, acks, timeout).await,
             Ok(s) => {
                 let (reply, rx) = oneshot::channel();
-                let msg = ShardMsg::Produce { topic: topic.to_string(), partition, data, batches, acks, timeout, reply };
+                let msg = ShardMsg::Partition(PartitionMsg::Produce { topic: topic.to_string(), partition, data, batches, acks, timeout, reply });
                 self.ask(s, msg, rx).await.unwrap_or_else(|| ProduceResult::err(ErrorCode::BrokerShuttingDown, "the owning shard is stopping"))
             }
         }
@@ -485,7 +419,7 @@ impl Shard {
                 }
                 Err(e) => {
                     p.appended.notify();
-                    Partition::recover_from(&p, &e, self.memory.clone());
+                    Partition::recover_from(&p, &e, self.partitions.memory.clone());
                     return ProduceResult::err(storage_code(&e), e.to_string());
                 }
             }
@@ -495,7 +429,7 @@ impl Shard {
         if let Some(epoch) = epoch {
             // The leader's own copy counts once synced: sync in the
             // background whatever the acks, then move the watermark.
-            let (part, synced_log, memory) = (p.clone(), log.clone(), self.memory.clone());
+            let (part, synced_log, memory) = (p.clone(), log.clone(), self.partitions.memory.clone());
             rt::spawn(async move {
                 match synced_log.wait_synced(last).await {
                     Ok(()) => part.advance_hw(),
@@ -508,7 +442,7 @@ impl Shard {
                 Acks::Leader => match rt::timeout(timeout, log.wait(last, false)).await {
                     None => Err((ErrorCode::RequestTimedOut, format!("not written within {} ms", timeout.as_millis()))),
                     Some(Err(e)) => {
-                        Partition::recover_from(&p, &e, self.memory.clone());
+                        Partition::recover_from(&p, &e, self.partitions.memory.clone());
                         Err((storage_code(&e), e.to_string()))
                     }
                     Some(Ok(())) => Ok(()),
@@ -525,7 +459,7 @@ impl Shard {
             match rt::timeout(timeout, log.wait(last, synced)).await {
                 None => return ProduceResult::err(ErrorCode::RequestTimedOut, format!("not {what} within {} ms", timeout.as_millis())),
                 Some(Err(e)) => {
-                    Partition::recover_from(&p, &e, self.memory.clone());
+                    Partition::recover_from(&p, &e, self.partitions.memory.clone());
                     return ProduceResult::err(storage_code(&e), e.to_string());
                 }
                 Some(Ok(())) => {}
@@ -615,7 +549,7 @@ impl Shard {
             Ok(s) if s == self.id => self.fetch_local(topic, partition, offset, max_bytes, wait_until).await,
             Ok(s) => {
                 let (reply, rx) = oneshot::channel();
-                let msg = ShardMsg::Fetch { topic: topic.to_string(), partition, offset, max_bytes, wait_until, reply };
+                let msg = ShardMsg::Partition(PartitionMsg::Fetch { topic: topic.to_string(), partition, offset, max_bytes, wait_until, reply });
                 match self.ask(s, msg, rx).await {
                     Some(r) => FetchResult {
                         error: r.error,
@@ -659,7 +593,7 @@ impl Shard {
             }
             Ok(s) => {
                 let (reply, rx) = oneshot::channel();
-                let msg = ShardMsg::ListOffset { topic: topic.to_string(), partition, timestamp, reply };
+                let msg = ShardMsg::Partition(PartitionMsg::ListOffset { topic: topic.to_string(), partition, timestamp, reply });
                 self.ask(s, msg, rx).await.unwrap_or_else(|| bad(ErrorCode::BrokerShuttingDown, "the owning shard is stopping".into()))
             }
         }
@@ -672,51 +606,26 @@ impl Shard {
         rx.await.ok()
     }
 
-    /// Serves one message from another shard.
+    /// Serves one message from another shard: its component does.
     pub async fn serve(self: Rc<Self>, msg: ShardMsg) {
         match msg {
-            ShardMsg::Produce { topic, partition, data, batches, acks, timeout, reply } => {
+            ShardMsg::Partition(m) => self.serve_partition(m).await,
+            ShardMsg::Metadata(m) => self.serve_metadata(m).await,
+            ShardMsg::Group(m) => self.serve_group(m).await,
+            ShardMsg::Replica(m) => self.serve_replica(m).await,
+        }
+    }
+
+    async fn serve_partition(&self, msg: PartitionMsg) {
+        match msg {
+            PartitionMsg::Produce { topic, partition, data, batches, acks, timeout, reply } => {
                 let _ = reply.send(self.produce_local(&topic, partition, data, batches, acks, timeout).await);
             }
-            ShardMsg::Fetch { topic, partition, offset, max_bytes, wait_until, reply } => {
+            PartitionMsg::Fetch { topic, partition, offset, max_bytes, wait_until, reply } => {
                 let _ = reply.send(self.fetch_local(&topic, partition, offset, max_bytes, wait_until).await.into_sendable());
             }
-            ShardMsg::ListOffset { topic, partition, timestamp, reply } => {
+            PartitionMsg::ListOffset { topic, partition, timestamp, reply } => {
                 let _ = reply.send(self.list_offset(&topic, partition, timestamp).await);
-            }
-            ShardMsg::Propose { command, reply } => {
-                let _ = reply.send(self.propose(command).await);
-            }
-            ShardMsg::ReadIndex { reply } => {
-                let r = match self.quorum() {
-                    Some(q) => q.read_index(READ_BARRIER_WAIT).await,
-                    None => None,
-                };
-                let _ = reply.send(r);
-            }
-            ShardMsg::Apply { entries, reply } => {
-                let _ = reply.send(self.apply(entries).await);
-            }
-            ShardMsg::Install { state, reply } => {
-                self.install(*state).await;
-                let _ = reply.send(());
-            }
-            ShardMsg::Controller(c) => self.controller.set(c),
-            ShardMsg::CommitOffsets { group, member, offsets, reply } => {
-                let _ = reply.send(self.commit_offsets(group, member, offsets).await);
-            }
-            ShardMsg::GroupHeartbeat { group, member_id, sub, leave, reply } => {
-                let _ = reply.send(self.group_heartbeat(group, member_id, sub, leave).await);
-            }
-            ShardMsg::FetchOffsets { group, partitions, reply } => {
-                let _ = reply.send(self.fetch_offsets(group, partitions).await);
-            }
-            ShardMsg::Lags { topic, reply } => {
-                let _ = reply.send(self.lags_local(&topic));
-            }
-            ShardMsg::ReplicaFetch { replica, part, max_bytes, wait_until, reply } => {
-                let r = self.replica_fetch_local(replica, &part, max_bytes, wait_until).await;
-                let _ = reply.send(replica::ReplicaFetchResult { fetch: r.fetch.into_sendable(), log_end: r.log_end, diverging: r.diverging });
             }
         }
     }
@@ -728,7 +637,7 @@ impl Shard {
         let every = Duration::from_millis(self.config.retention_check_interval_ms.max(10));
         while !self.is_shutting_down() {
             rt::timeout(every, self.shutdown.listen()).await;
-            let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect();
+            let parts: Vec<Rc<Partition>> = self.partitions.owned.borrow().values().flat_map(|m| m.values().cloned()).collect();
             let now_ms = crate::time::now_ms();
             for p in parts {
                 if let Err(e) = p.log().enforce_retention(now_ms).await {
@@ -742,7 +651,7 @@ impl Shard {
     pub async fn close(&self) {
         self.shutting_down.set(true);
         self.shutdown.notify();
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow().values().flat_map(|m| m.values().cloned()).collect();
+        let parts: Vec<Rc<Partition>> = self.partitions.owned.borrow().values().flat_map(|m| m.values().cloned()).collect();
         for p in parts {
             if let Err(e) = p.log().close().await {
                 tracing::error!(error = %e, "closing a log failed");

@@ -3,6 +3,7 @@
 //! committed changes the quorum shard sends, in log order, to this
 //! shard's own copy and its partitions.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -14,19 +15,82 @@ use crate::cluster::{Delivery, QuorumHandle};
 use crate::group::OFFSETS_TOPIC;
 use crate::rt;
 
+/// A shard's copy of the metadata and what goes with it.
+pub(super) struct MetadataCopy {
+    pub(super) state: RefCell<Metadata>,
+    /// Notified whenever the copy changes.
+    pub(super) changed: rt::Event,
+    /// Applies committed changes one after another, in the order sent.
+    pub(super) apply_lock: rt::Semaphore,
+    /// The quorum's leader, as the quorum shard last said.
+    pub(super) controller: Cell<Option<NodeId>>,
+    /// This broker's voter (on the quorum shard only).
+    pub(super) quorum: RefCell<Option<Rc<dyn QuorumHandle>>>,
+}
+
+impl MetadataCopy {
+    pub(super) fn new(state: Metadata) -> Self {
+        MetadataCopy {
+            state: RefCell::new(state),
+            changed: rt::Event::default(),
+            apply_lock: rt::Semaphore::new(1),
+            controller: Cell::new(None),
+            quorum: RefCell::new(None),
+        }
+    }
+}
+
+/// What shards ask of each other about the metadata.
+pub enum MetadataMsg {
+    /// To the quorum shard: commit a command, answer with its outcome.
+    Propose { command: Command, reply: oneshot::Sender<Result<Outcome, MetadataError>> },
+    /// To the quorum shard: the commit index a linearizable read waits for.
+    ReadIndex { reply: oneshot::Sender<Option<u64>> },
+    /// From the quorum shard: committed commands, in log order.
+    /// Answered with the topics whose partitions could not be opened.
+    Apply { entries: Vec<(u64, Proposal)>, reply: oneshot::Sender<Vec<(String, String)>> },
+    /// From the quorum shard: a snapshot replaced the whole metadata.
+    Install { state: Box<Metadata>, reply: oneshot::Sender<()> },
+    /// From the quorum shard: the quorum's leader changed.
+    Controller(Option<NodeId>),
+}
+
 impl Shard {
+    pub(super) async fn serve_metadata(&self, msg: MetadataMsg) {
+        match msg {
+            MetadataMsg::Propose { command, reply } => {
+                let _ = reply.send(self.propose(command).await);
+            }
+            MetadataMsg::ReadIndex { reply } => {
+                let r = match self.quorum() {
+                    Some(q) => q.read_index(READ_BARRIER_WAIT).await,
+                    None => None,
+                };
+                let _ = reply.send(r);
+            }
+            MetadataMsg::Apply { entries, reply } => {
+                let _ = reply.send(self.apply(entries).await);
+            }
+            MetadataMsg::Install { state, reply } => {
+                self.install(*state).await;
+                let _ = reply.send(());
+            }
+            MetadataMsg::Controller(c) => self.meta.controller.set(c),
+        }
+    }
+
     /// Gives the quorum shard this broker's voter.
     pub fn set_quorum(&self, svc: Rc<dyn QuorumHandle>) {
-        *self.quorum.borrow_mut() = Some(svc);
+        *self.meta.quorum.borrow_mut() = Some(svc);
     }
 
     pub fn quorum(&self) -> Option<Rc<dyn QuorumHandle>> {
-        self.quorum.borrow().clone()
+        self.meta.quorum.borrow().clone()
     }
 
     /// The quorum's leader, as this shard last heard.
     pub fn controller(&self) -> Option<NodeId> {
-        self.controller.get()
+        self.meta.controller.get()
     }
 
     /// Commits a command through the quorum (from any shard) and returns
@@ -36,7 +100,7 @@ impl Shard {
             return q.propose(command).await;
         }
         let (reply, rx) = oneshot::channel();
-        self.ask(QUORUM_SHARD, ShardMsg::Propose { command, reply }, rx)
+        self.ask(QUORUM_SHARD, ShardMsg::Metadata(MetadataMsg::Propose { command, reply }), rx)
             .await
             .unwrap_or_else(|| Err(MetadataError::Unavailable("the quorum shard is stopping".into())))
     }
@@ -61,29 +125,29 @@ impl Shard {
             Some(q) => q.read_index(READ_BARRIER_WAIT).await,
             None => {
                 let (reply, rx) = oneshot::channel();
-                self.ask(QUORUM_SHARD, ShardMsg::ReadIndex { reply }, rx).await.flatten()
+                self.ask(QUORUM_SHARD, ShardMsg::Metadata(MetadataMsg::ReadIndex { reply }), rx).await.flatten()
             }
         };
         let Some(index) = index else { return };
         let deadline = Instant::now() + READ_BARRIER_WAIT;
-        while self.metadata.borrow().applied < index && Instant::now() < deadline {
-            rt::timeout(deadline - Instant::now(), self.metadata_changed.listen()).await;
+        while self.meta.state.borrow().applied < index && Instant::now() < deadline {
+            rt::timeout(deadline - Instant::now(), self.meta.changed.listen()).await;
         }
         // The copy is updated first and the partitions opened or removed
         // after, under the apply lock: waiting for it means a read also
         // sees the partitions of what it sees in the metadata.
-        drop(self.apply_lock.acquire_permit(1).await);
+        drop(self.meta.apply_lock.acquire_permit(1).await);
     }
 
     /// Applies committed commands to this shard's copy, in order, then
     /// opens or removes the partitions they gave or took from this shard;
     /// returns the topics whose partitions could not be opened, and why.
     pub(super) async fn apply(&self, entries: Vec<(u64, Proposal)>) -> Vec<(String, String)> {
-        let _turn = self.apply_lock.acquire_permit(1).await;
+        let _turn = self.meta.apply_lock.acquire_permit(1).await;
         let mut created = Vec::new();
         let mut deleted = Vec::new();
         {
-            let mut md = self.metadata.borrow_mut();
+            let mut md = self.meta.state.borrow_mut();
             for (index, p) in &entries {
                 if *index <= md.applied {
                     continue;
@@ -93,7 +157,7 @@ impl Shard {
                 deleted.extend(o.deleted);
             }
         }
-        self.metadata_changed.notify();
+        self.meta.changed.notify();
         let failed = self.apply_effects(created, deleted).await;
         self.reconcile_replicas();
         failed
@@ -101,11 +165,11 @@ impl Shard {
 
     /// Replaces this shard's copy by a snapshot's state.
     pub(super) async fn install(&self, state: Metadata) {
-        let _turn = self.apply_lock.acquire_permit(1).await;
-        let old = std::mem::replace(&mut *self.metadata.borrow_mut(), state);
-        self.metadata_changed.notify();
+        let _turn = self.meta.apply_lock.acquire_permit(1).await;
+        let old = std::mem::replace(&mut *self.meta.state.borrow_mut(), state);
+        self.meta.changed.notify();
         let (created, deleted) = {
-            let md = self.metadata.borrow();
+            let md = self.meta.state.borrow();
             (md.topics.keys().cloned().collect(), old.topics.keys().filter(|n| !md.topics.contains_key(*n)).cloned().collect())
         };
         for (topic, e) in self.apply_effects(created, deleted).await {
@@ -116,10 +180,10 @@ impl Shard {
 
     async fn apply_effects(&self, created: Vec<String>, deleted: Vec<String>) -> Vec<(String, String)> {
         for name in deleted {
-            if self.metadata.borrow().topics.contains_key(&name) {
+            if self.meta.state.borrow().topics.contains_key(&name) {
                 continue;
             }
-            let removed = self.partitions.borrow_mut().remove(&name);
+            let removed = self.partitions.owned.borrow_mut().remove(&name);
             for (p, part) in removed.into_iter().flatten() {
                 let _ = part.log().close().await;
                 part.appended.notify();
@@ -130,18 +194,18 @@ impl Shard {
             }
         }
         let topics: Vec<TopicMeta> = {
-            let md = self.metadata.borrow();
+            let md = self.meta.state.borrow();
             created.iter().filter_map(|n| md.topics.get(n).cloned()).collect()
         };
         let mut failed = Vec::new();
         for t in topics {
-            let before: Vec<u32> = self.partitions.borrow().get(&t.name).map(|m| m.keys().copied().collect()).unwrap_or_default();
+            let before: Vec<u32> = self.partitions.owned.borrow().get(&t.name).map(|m| m.keys().copied().collect()).unwrap_or_default();
             let opened = self.open_owned(std::slice::from_ref(&t)).await;
             if t.name == OFFSETS_TOPIC {
                 // Partitions of the offsets topic that came with this change
                 // (a restart re-applying the log, a new topic) hold commits.
                 let new: Vec<u32> =
-                    self.partitions.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().filter(|p| !before.contains(p)).collect()).unwrap_or_default();
+                    self.partitions.owned.borrow().get(OFFSETS_TOPIC).map(|m| m.keys().copied().filter(|p| !before.contains(p)).collect()).unwrap_or_default();
                 if let Err(e) = self.replay_offsets(&new).await {
                     tracing::error!(error = %e, "could not read committed offsets");
                 }
@@ -167,7 +231,7 @@ impl Shard {
                     let mut acks = Vec::new();
                     for peer in self.mesh.peers() {
                         let (reply, rx) = oneshot::channel();
-                        if self.mesh.send(peer, ShardMsg::Apply { entries: entries.clone(), reply }).await.is_ok() {
+                        if self.mesh.send(peer, ShardMsg::Metadata(MetadataMsg::Apply { entries: entries.clone(), reply })).await.is_ok() {
                             acks.push(rx);
                         }
                     }
@@ -192,7 +256,7 @@ impl Shard {
                     let mut acks = Vec::new();
                     for peer in self.mesh.peers() {
                         let (reply, rx) = oneshot::channel();
-                        if self.mesh.send(peer, ShardMsg::Install { state: Box::new(state.clone()), reply }).await.is_ok() {
+                        if self.mesh.send(peer, ShardMsg::Metadata(MetadataMsg::Install { state: Box::new(state.clone()), reply })).await.is_ok() {
                             acks.push(rx);
                         }
                     }
@@ -202,9 +266,9 @@ impl Shard {
                     }
                 }
                 Delivery::Controller(c) => {
-                    self.controller.set(c);
+                    self.meta.controller.set(c);
                     for peer in self.mesh.peers() {
-                        let _ = self.mesh.send(peer, ShardMsg::Controller(c)).await;
+                        let _ = self.mesh.send(peer, ShardMsg::Metadata(MetadataMsg::Controller(c))).await;
                     }
                 }
             }

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use flatbuffers::FlatBufferBuilder;
+use futures::channel::oneshot;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::StreamExt;
 
@@ -55,6 +56,22 @@ const EPOCHS_FILE: &str = "leader-epochs";
 
 /// Each replica's lag in messages behind its leader, by partition.
 pub type Lags = Vec<(u32, Vec<(NodeId, i64)>)>;
+
+/// A shard's replication: its partitions' roles and the followers' fetch
+/// loops that follow them.
+#[derive(Default)]
+pub(super) struct Replication {
+    /// Notified when a partition of this shard starts leading or following.
+    pub(super) roles_changed: rt::Event,
+}
+
+/// What shards ask of each other about replicas.
+pub enum ReplicaMsg {
+    /// The lag of each replica of the partitions of a topic this shard leads.
+    Lags { topic: String, reply: oneshot::Sender<Lags> },
+    /// A follower's fetch of one partition this shard owns.
+    ReplicaFetch { replica: NodeId, part: ReplicaFetchPart, max_bytes: usize, wait_until: Option<Instant>, reply: oneshot::Sender<ReplicaFetchResult<Bytes>> },
+}
 
 /// The replication state of one partition on its owning shard.
 pub(super) struct Replica {
@@ -261,13 +278,13 @@ impl Shard {
     pub(super) fn reconcile_replicas(&self) {
         let me = self.config.node_id;
         let now = crate::time::now_ms() as u64;
-        let md = self.metadata.borrow();
+        let md = self.meta.state.borrow();
         // A broker leads only once the controller registered this process:
         // until then the metadata's leadership is that of the process before
         // a restart (whose unsynced tail may be gone), and registering the
         // new process is what gives its partitions a new epoch.
         let registered = md.brokers.get(&me).is_some_and(|b| b.incarnation == self.incarnation && !b.fenced);
-        let parts = self.partitions.borrow();
+        let parts = self.partitions.owned.borrow();
         let mut any = false;
         for (topic, map) in parts.iter() {
             let Some(t) = md.topics.get(topic) else { continue };
@@ -302,14 +319,26 @@ impl Shard {
             }
         }
         if any {
-            self.roles_changed.notify();
+            self.replication.roles_changed.notify();
+        }
+    }
+
+    pub(super) async fn serve_replica(&self, msg: ReplicaMsg) {
+        match msg {
+            ReplicaMsg::Lags { topic, reply } => {
+                let _ = reply.send(self.lags_local(&topic));
+            }
+            ReplicaMsg::ReplicaFetch { replica, part, max_bytes, wait_until, reply } => {
+                let r = self.replica_fetch_local(replica, &part, max_bytes, wait_until).await;
+                let _ = reply.send(ReplicaFetchResult { fetch: r.fetch.into_sendable(), log_end: r.log_end, diverging: r.diverging });
+            }
         }
     }
 
     /// Each replica's lag behind this shard's leaders of `topic`, in
     /// messages, by partition (the followers' log ends as last fetched).
     pub(super) fn lags_local(&self, topic: &str) -> Lags {
-        let parts = self.partitions.borrow();
+        let parts = self.partitions.owned.borrow();
         let Some(map) = parts.get(topic) else { return Vec::new() };
         let mut out = Vec::new();
         for (&pi, p) in map {
@@ -328,7 +357,7 @@ impl Shard {
         let mut out = self.lags_local(topic);
         for s in self.mesh.peers() {
             let (reply, rx) = futures::channel::oneshot::channel();
-            if let Some(more) = self.ask(s, ShardMsg::Lags { topic: topic.to_string(), reply }, rx).await {
+            if let Some(more) = self.ask(s, ShardMsg::Replica(ReplicaMsg::Lags { topic: topic.to_string(), reply }), rx).await {
                 out.extend(more);
             }
         }
@@ -405,7 +434,7 @@ impl Shard {
     /// broker (the owning shard's bytes cross shards like a fetch's).
     pub async fn replica_fetch(&self, replica: NodeId, q: ReplicaFetchPart, max_bytes: usize, wait_until: Option<Instant>) -> ReplicaFetchResult<Chunk> {
         let owner = {
-            let md = self.metadata.borrow();
+            let md = self.meta.state.borrow();
             md.topics.get(&q.topic).and_then(|t| t.shard_on(q.partition, self.config.node_id, self.nr_shards()))
         };
         match owner {
@@ -413,7 +442,7 @@ impl Shard {
             Some(s) if s == self.id => self.replica_fetch_local(replica, &q, max_bytes, wait_until).await,
             Some(s) => {
                 let (reply, rx) = futures::channel::oneshot::channel();
-                match self.ask(s, ShardMsg::ReplicaFetch { replica, part: q, max_bytes, wait_until, reply }, rx).await {
+                match self.ask(s, ShardMsg::Replica(ReplicaMsg::ReplicaFetch { replica, part: q, max_bytes, wait_until, reply }), rx).await {
                     Some(r) => ReplicaFetchResult {
                         fetch: FetchResult {
                             error: r.fetch.error,
@@ -466,15 +495,15 @@ impl Shard {
         let fetchers: Rc<RefCell<HashSet<NodeId>>> = Rc::default();
         while !self.is_shutting_down() {
             let tick = std::pin::pin!(rt::sleep(REPLICATION_TICK));
-            let changed = std::pin::pin!(self.roles_changed.listen());
+            let changed = std::pin::pin!(self.replication.roles_changed.listen());
             let stop = std::pin::pin!(self.shutdown.listen());
             futures::future::select(tick, futures::future::select(changed, stop)).await;
             let now = crate::time::now_ms() as u64;
             let lag = self.config.replica_lag_max_ms;
             let mut leaders = HashSet::new();
             let mut proposals = Vec::new();
-            let fenced: Vec<NodeId> = self.metadata.borrow().brokers.values().filter(|b| b.fenced).map(|b| b.id).collect();
-            for (topic, map) in self.partitions.borrow().iter() {
+            let fenced: Vec<NodeId> = self.meta.state.borrow().brokers.values().filter(|b| b.fenced).map(|b| b.id).collect();
+            for (topic, map) in self.partitions.owned.borrow().iter() {
                 for (&pi, p) in map {
                     match &mut *p.replica.role.borrow_mut() {
                         Role::Leader(l) => {
@@ -520,7 +549,7 @@ impl Shard {
     /// The partitions of this shard that follow `leader`, with the epoch.
     fn following(&self, leader: NodeId) -> Vec<(String, u32, Rc<Partition>, u32)> {
         let mut out = Vec::new();
-        for (topic, map) in self.partitions.borrow().iter() {
+        for (topic, map) in self.partitions.owned.borrow().iter() {
             for (&pi, p) in map {
                 if let Role::Follower { leader: l, epoch } = &*p.replica.role.borrow() {
                     if *l == leader {
@@ -543,7 +572,7 @@ impl Shard {
                 return;
             }
             if conn.is_none() {
-                let addr = self.metadata.borrow().brokers.get(&leader).map(|b| (b.host.clone(), b.port));
+                let addr = self.meta.state.borrow().brokers.get(&leader).map(|b| (b.host.clone(), b.port));
                 let Some((host, port)) = addr else {
                     rt::sleep(RECONNECT_BACKOFF).await;
                     continue;
@@ -635,7 +664,7 @@ impl Shard {
                 let answer = u32::try_from(epoch).ok().map(|e| (e, end));
                 let at = follower_cut(&p.replica.epochs.borrow(), q.fetch_offset, answer);
                 tracing::info!(topic = %q.topic, partition = q.partition, from = q.fetch_offset, to = at, "cutting the log where it diverges from the leader's");
-                p.cut(at, self.memory.clone()).await.map_err(|e| e.to_string())?;
+                p.cut(at, self.partitions.memory.clone()).await.map_err(|e| e.to_string())?;
                 progress = true;
                 continue;
             }
@@ -654,7 +683,7 @@ impl Shard {
                 p.begin_epoch(info.leader_epoch, info.base_offset).await.map_err(|e| e.to_string())?;
                 if let Err(e) = log.append_replica(batch, &info).await {
                     tracing::warn!(topic = %q.topic, partition = q.partition, error = %e, "could not append the leader's batch");
-                    Partition::recover_from(p, &e, self.memory.clone());
+                    Partition::recover_from(p, &e, self.partitions.memory.clone());
                     break;
                 }
                 appended = true;
