@@ -1,8 +1,53 @@
 //! Small pieces every API's encoding and decoding shares.
 
-use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
+use flatbuffers::{FlatBufferBuilder, Follow, ForwardsUOffset, Vector, WIPOffset};
 
-use super::{fb, Payload, ProtocolError, Records};
+use super::{fb, Payload, ProtocolError, Records, Topic};
+
+/// A vector of tables as the generated code reads and writes it.
+pub(crate) type Tables<'a, T> = Vector<'a, ForwardsUOffset<T>>;
+
+/// Writes topics of partitions: `partition` writes one partition's table,
+/// `topic` a topic's from its name and its partitions' vector.
+pub(crate) fn topics_out<'a, P, PT: 'a, TT: 'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    topics: &[Topic<P>],
+    mut partition: impl FnMut(&mut FlatBufferBuilder<'a>, &P) -> WIPOffset<PT>,
+    mut topic: impl FnMut(&mut FlatBufferBuilder<'a>, WIPOffset<&'a str>, WIPOffset<Tables<'a, PT>>) -> WIPOffset<TT>,
+) -> WIPOffset<Tables<'a, TT>> {
+    let ts: Vec<_> = topics
+        .iter()
+        .map(|t| {
+            let ps: Vec<_> = t.partitions.iter().map(|p| partition(fbb, p)).collect();
+            let ps = fbb.create_vector(&ps);
+            let name = fbb.create_string(&t.name);
+            topic(fbb, name, ps)
+        })
+        .collect();
+    fbb.create_vector(&ts)
+}
+
+/// Reads topics of partitions: `topic` gives a topic table's name and
+/// partitions, `partition` reads one partition (in message order, so a
+/// reader of records may take them from the payload as it goes).
+pub(crate) fn topics_in<'a, T, Q, P>(
+    topics: Option<Tables<'a, T>>,
+    topic: impl Fn(&T) -> (Option<&'a str>, Option<Tables<'a, Q>>),
+    mut partition: impl FnMut(Q) -> P,
+) -> Vec<Topic<P>>
+where
+    T: Follow<'a, Inner = T> + 'a,
+    Q: Follow<'a, Inner = Q> + 'a,
+{
+    topics
+        .iter()
+        .flatten()
+        .map(|t| {
+            let (name, ps) = topic(&t);
+            Topic { name: string(name), partitions: ps.iter().flatten().map(&mut partition).collect() }
+        })
+        .collect()
+}
 
 /// A vector of strings as the generated code reads it.
 pub(crate) type Strings<'a> = Vector<'a, ForwardsUOffset<&'a str>>;

@@ -179,6 +179,21 @@ macro_rules! api {
             }
         }
     };
+    // A response whose records follow the message: encoded from any
+    // `Records`, decoded with the frame's payload as `Bytes`.
+    (records $resp:ident, $key:ident, $as:ident) => {
+        impl<R: $crate::protocol::Records> $crate::protocol::ResponseBody for $resp<R> {
+            const KEY: $crate::protocol::fb::ResponseBody = $crate::protocol::fb::ResponseBody::$key;
+            fn encode_body<'a>(&self, fbb: &mut flatbuffers::FlatBufferBuilder<'a>) -> flatbuffers::WIPOffset<flatbuffers::UnionWIPOffset> {
+                self.encode(fbb).as_union_value()
+            }
+        }
+        impl $crate::protocol::DecodeResponse for $resp<bytes::Bytes> {
+            fn decode_response(r: $crate::protocol::fb::Response<'_>, payload: bytes::Bytes) -> Result<Self, $crate::protocol::ProtocolError> {
+                Self::decode(r.$as().ok_or($crate::protocol::ProtocolError::MissingBody)?, payload)
+            }
+        }
+    };
     (response $resp:ty, $key:ident, $as:ident) => {
         impl $crate::protocol::ResponseBody for $resp {
             const KEY: $crate::protocol::fb::ResponseBody = $crate::protocol::fb::ResponseBody::$key;

@@ -2,11 +2,10 @@
 //! long poll for `min_bytes`. The batches travel after the message, as `R`:
 //! the stored chunks on the broker, `Bytes` of the frame read on a client.
 
-use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::codec::{records_bytes, split_payload, string};
-use super::{fb, DecodeResponse, ErrorCode, Payload, ProtocolError, Records, ResponseBody};
+use super::codec::{records_bytes, split_payload, topics_in, topics_out};
+use super::{fb, ErrorCode, Payload, ProtocolError, Records};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -19,11 +18,7 @@ pub struct Request {
     pub topics: Vec<Topic>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub name: String,
-    pub partitions: Vec<Partition>,
-}
+pub type Topic = super::Topic<Partition>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partition {
@@ -37,11 +32,7 @@ pub struct Response<R> {
     pub topics: Vec<TopicResponse<R>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicResponse<R> {
-    pub name: String,
-    pub partitions: Vec<PartitionResponse<R>>,
-}
+pub type TopicResponse<R> = super::Topic<PartitionResponse<R>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionResponse<R> {
@@ -56,7 +47,7 @@ pub struct PartitionResponse<R> {
 impl Request {
     /// One topic's partitions, the common case.
     pub fn one_topic(topic: &str, partitions: Vec<Partition>, max_wait_ms: u32, min_bytes: u32, max_bytes: u32) -> Self {
-        Request { max_wait_ms, min_bytes, max_bytes, topics: vec![Topic { name: topic.to_string(), partitions }] }
+        Request { max_wait_ms, min_bytes, max_bytes, topics: vec![Topic::new(topic, partitions)] }
     }
 
     pub fn decode(r: fb::FetchRequest<'_>) -> Self {
@@ -64,42 +55,24 @@ impl Request {
             max_wait_ms: r.max_wait_ms(),
             min_bytes: r.min_bytes(),
             max_bytes: r.max_bytes(),
-            topics: r
-                .topics()
-                .iter()
-                .flatten()
-                .map(|t| Topic {
-                    name: t.name().to_string(),
-                    partitions: t
-                        .partitions()
-                        .iter()
-                        .flatten()
-                        .map(|p| Partition { partition: p.partition(), offset: p.offset(), max_bytes: p.max_bytes() })
-                        .collect(),
-                })
-                .collect(),
+            topics: topics_in(
+                r.topics(),
+                |t| (Some(t.name()), t.partitions()),
+                |p| Partition { partition: p.partition(), offset: p.offset(), max_bytes: p.max_bytes() },
+            ),
         }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::FetchRequest<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let name = fbb.create_string(&t.name);
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| fb::FetchPartition::create(fbb, &fb::FetchPartitionArgs { partition: p.partition, offset: p.offset, max_bytes: p.max_bytes }))
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                fb::FetchTopic::create(fbb, &fb::FetchTopicArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| fb::FetchPartition::create(fbb, &fb::FetchPartitionArgs { partition: p.partition, offset: p.offset, max_bytes: p.max_bytes }),
+            |fbb, name, ps| fb::FetchTopic::create(fbb, &fb::FetchTopicArgs { name: Some(name), partitions: Some(ps) }),
+        );
         fb::FetchRequest::create(
             fbb,
-            &fb::FetchRequestArgs { max_wait_ms: self.max_wait_ms, min_bytes: self.min_bytes, max_bytes: self.max_bytes, topics: Some(ts) },
+            &fb::FetchRequestArgs { max_wait_ms: self.max_wait_ms, min_bytes: self.min_bytes, max_bytes: self.max_bytes, topics: Some(topics) },
         )
     }
 
@@ -127,73 +100,44 @@ impl<P: Payload> Response<P> {
     pub fn decode(r: fb::FetchResponse<'_>, payload: P) -> Result<Self, ProtocolError> {
         let sizes = r.topics().into_iter().flatten().flat_map(|t| t.partitions().into_iter().flatten()).map(|p| p.records_bytes());
         let mut records = split_payload(payload, sizes)?;
-        let topics = r
-            .topics()
-            .iter()
-            .flatten()
-            .map(|t| TopicResponse {
-                name: string(t.name()),
-                partitions: t
-                    .partitions()
-                    .iter()
-                    .flatten()
-                    .map(|p| PartitionResponse {
-                        partition: p.partition(),
-                        error: p.error(),
-                        high_watermark: p.high_watermark(),
-                        log_start_offset: p.log_start_offset(),
-                        records: records.next().expect("one slice per partition"),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let topics = topics_in(
+            r.topics(),
+            |t| (t.name(), t.partitions()),
+            |p| PartitionResponse {
+                partition: p.partition(),
+                error: p.error(),
+                high_watermark: p.high_watermark(),
+                log_start_offset: p.log_start_offset(),
+                records: records.next().expect("one slice per partition"),
+            },
+        );
         Ok(Response { topics })
     }
 }
 
 impl<R: Records> Response<R> {
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::FetchResponse<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        fb::FetchPartitionResponse::create(
-                            fbb,
-                            &fb::FetchPartitionResponseArgs {
-                                partition: p.partition,
-                                error: p.error,
-                                high_watermark: p.high_watermark,
-                                log_start_offset: p.log_start_offset,
-                                records_bytes: records_bytes(&p.records),
-                            },
-                        )
-                    })
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                let name = fbb.create_string(&t.name);
-                fb::FetchTopicResponse::create(fbb, &fb::FetchTopicResponseArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
-        fb::FetchResponse::create(fbb, &fb::FetchResponseArgs { topics: Some(ts) })
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| {
+                fb::FetchPartitionResponse::create(
+                    fbb,
+                    &fb::FetchPartitionResponseArgs {
+                        partition: p.partition,
+                        error: p.error,
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                        records_bytes: records_bytes(&p.records),
+                    },
+                )
+            },
+            |fbb, name, ps| fb::FetchTopicResponse::create(fbb, &fb::FetchTopicResponseArgs { name: Some(name), partitions: Some(ps) }),
+        );
+        fb::FetchResponse::create(fbb, &fb::FetchResponseArgs { topics: Some(topics) })
     }
 }
 
 super::envelope::api!(request Request, FetchRequest);
 
-impl<R: Records> ResponseBody for Response<R> {
-    const KEY: fb::ResponseBody = fb::ResponseBody::FetchResponse;
-    fn encode_body<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<flatbuffers::UnionWIPOffset> {
-        self.encode(fbb).as_union_value()
-    }
-}
-
-impl DecodeResponse for Response<Bytes> {
-    fn decode_response(r: fb::Response<'_>, payload: Bytes) -> Result<Self, ProtocolError> {
-        Self::decode(r.body_as_fetch_response().ok_or(ProtocolError::MissingBody)?, payload)
-    }
-}
+super::envelope::api!(records Response, FetchResponse, body_as_fetch_response);

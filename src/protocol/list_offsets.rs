@@ -3,7 +3,7 @@
 
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::codec::string;
+use super::codec::{topics_in, topics_out};
 use super::envelope::api;
 use super::{fb, ErrorCode};
 
@@ -17,11 +17,7 @@ pub struct Request {
     pub topics: Vec<Topic>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub name: String,
-    pub partitions: Vec<Partition>,
-}
+pub type Topic = super::Topic<Partition>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partition {
@@ -35,11 +31,7 @@ pub struct Response {
     pub topics: Vec<TopicResponse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicResponse {
-    pub name: String,
-    pub partitions: Vec<PartitionResponse>,
-}
+pub type TopicResponse = super::Topic<PartitionResponse>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionResponse {
@@ -51,81 +43,44 @@ pub struct PartitionResponse {
 
 impl Request {
     pub fn decode(r: fb::ListOffsetsRequest<'_>) -> Self {
-        Request {
-            topics: r
-                .topics()
-                .iter()
-                .flatten()
-                .map(|t| Topic {
-                    name: t.name().to_string(),
-                    partitions: t.partitions().iter().flatten().map(|p| Partition { partition: p.partition(), timestamp: p.timestamp() }).collect(),
-                })
-                .collect(),
-        }
+        Request { topics: topics_in(r.topics(), |t| (Some(t.name()), t.partitions()), |p| Partition { partition: p.partition(), timestamp: p.timestamp() }) }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::ListOffsetsRequest<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let name = fbb.create_string(&t.name);
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| fb::ListOffsetsPartition::create(fbb, &fb::ListOffsetsPartitionArgs { partition: p.partition, timestamp: p.timestamp }))
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                fb::ListOffsetsTopic::create(fbb, &fb::ListOffsetsTopicArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
-        fb::ListOffsetsRequest::create(fbb, &fb::ListOffsetsRequestArgs { topics: Some(ts) })
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| fb::ListOffsetsPartition::create(fbb, &fb::ListOffsetsPartitionArgs { partition: p.partition, timestamp: p.timestamp }),
+            |fbb, name, ps| fb::ListOffsetsTopic::create(fbb, &fb::ListOffsetsTopicArgs { name: Some(name), partitions: Some(ps) }),
+        );
+        fb::ListOffsetsRequest::create(fbb, &fb::ListOffsetsRequestArgs { topics: Some(topics) })
     }
 }
 
 impl Response {
     pub fn decode(r: fb::ListOffsetsResponse<'_>) -> Self {
         Response {
-            topics: r
-                .topics()
-                .iter()
-                .flatten()
-                .map(|t| TopicResponse {
-                    name: string(t.name()),
-                    partitions: t
-                        .partitions()
-                        .iter()
-                        .flatten()
-                        .map(|p| PartitionResponse { partition: p.partition(), error: p.error(), offset: p.offset(), timestamp: p.timestamp() })
-                        .collect(),
-                })
-                .collect(),
+            topics: topics_in(
+                r.topics(),
+                |t| (t.name(), t.partitions()),
+                |p| PartitionResponse { partition: p.partition(), error: p.error(), offset: p.offset(), timestamp: p.timestamp() },
+            ),
         }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::ListOffsetsResponse<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        fb::ListOffsetsPartitionResponse::create(
-                            fbb,
-                            &fb::ListOffsetsPartitionResponseArgs { partition: p.partition, error: p.error, offset: p.offset, timestamp: p.timestamp },
-                        )
-                    })
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                let name = fbb.create_string(&t.name);
-                fb::ListOffsetsTopicResponse::create(fbb, &fb::ListOffsetsTopicResponseArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
-        fb::ListOffsetsResponse::create(fbb, &fb::ListOffsetsResponseArgs { topics: Some(ts) })
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| {
+                fb::ListOffsetsPartitionResponse::create(
+                    fbb,
+                    &fb::ListOffsetsPartitionResponseArgs { partition: p.partition, error: p.error, offset: p.offset, timestamp: p.timestamp },
+                )
+            },
+            |fbb, name, ps| fb::ListOffsetsTopicResponse::create(fbb, &fb::ListOffsetsTopicResponseArgs { name: Some(name), partitions: Some(ps) }),
+        );
+        fb::ListOffsetsResponse::create(fbb, &fb::ListOffsetsResponseArgs { topics: Some(topics) })
     }
 }
 

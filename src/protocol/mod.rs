@@ -73,6 +73,28 @@ pub enum ProtocolError {
     UnknownApi(u8),
 }
 
+/// One topic's part of a request or a response: its name and, for each
+/// of its partitions, what the API says of it. Every API that names
+/// partitions nests them so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic<P> {
+    pub name: String,
+    pub partitions: Vec<P>,
+}
+
+impl<P> Topic<P> {
+    pub fn new(name: &str, partitions: Vec<P>) -> Self {
+        Topic { name: name.to_string(), partitions }
+    }
+
+    /// The answers to every partition of `topics` under the same topics:
+    /// `answers` come in request order, `f` pairs each with what was asked.
+    pub fn answer_all<A, Q>(topics: &[Topic<P>], answers: impl IntoIterator<Item = A>, mut f: impl FnMut(&P, A) -> Q) -> Vec<Topic<Q>> {
+        let mut answers = answers.into_iter();
+        topics.iter().map(|t| Topic { name: t.name.clone(), partitions: t.partitions.iter().zip(answers.by_ref()).map(|(p, a)| f(p, a)).collect() }).collect()
+    }
+}
+
 /// How many replicas must hold a batch before its produce is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Acks {

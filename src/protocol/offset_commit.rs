@@ -1,9 +1,9 @@
 //! OffsetCommit: a consumer group's next offsets, kept durably by its
 //! coordinator. Its per-partition result is also OffsetFetch's.
 
-use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::codec::{opt_str, string};
+use super::codec::{opt_str, topics_in, topics_out, Tables};
 use super::envelope::api;
 use super::{fb, ErrorCode};
 
@@ -16,12 +16,8 @@ pub struct Request {
     pub member: Option<(String, i32)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub name: String,
-    /// `(partition, the next offset the group will read)`.
-    pub partitions: Vec<(u32, i64)>,
-}
+/// A topic's `(partition, the next offset the group will read)`.
+pub type Topic = super::Topic<(u32, i64)>;
 
 /// One partition's committed offset, or why it could not be committed
 /// or read.
@@ -33,11 +29,7 @@ pub struct PartitionResult {
     pub offset: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicResult {
-    pub name: String,
-    pub partitions: Vec<PartitionResult>,
-}
+pub type TopicResult = super::Topic<PartitionResult>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -48,12 +40,7 @@ impl Request {
     pub fn decode(r: fb::OffsetCommitRequest<'_>) -> Self {
         Request {
             group: r.group().to_string(),
-            topics: r
-                .topics()
-                .iter()
-                .flatten()
-                .map(|t| Topic { name: t.name().to_string(), partitions: t.partitions().iter().flatten().map(|p| (p.partition(), p.offset())).collect() })
-                .collect(),
+            topics: topics_in(r.topics(), |t| (Some(t.name()), t.partitions()), |p| (p.partition(), p.offset())),
             member: r.member_id().map(|m| (m.to_string(), r.generation())),
         }
     }
@@ -61,21 +48,12 @@ impl Request {
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::OffsetCommitRequest<'a>> {
         let group = fbb.create_string(&self.group);
         let member_id = opt_str(fbb, self.member.as_ref().map(|(m, _)| m.as_str()));
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let name = fbb.create_string(&t.name);
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|&(partition, offset)| fb::OffsetCommitPartition::create(fbb, &fb::OffsetCommitPartitionArgs { partition, offset }))
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                fb::OffsetCommitTopic::create(fbb, &fb::OffsetCommitTopicArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
+        let ts = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, &(partition, offset)| fb::OffsetCommitPartition::create(fbb, &fb::OffsetCommitPartitionArgs { partition, offset }),
+            |fbb, name, ps| fb::OffsetCommitTopic::create(fbb, &fb::OffsetCommitTopicArgs { name: Some(name), partitions: Some(ps) }),
+        );
         fb::OffsetCommitRequest::create(
             fbb,
             &fb::OffsetCommitRequestArgs { group: Some(group), topics: Some(ts), member_id, generation: self.member.as_ref().map_or(-1, |m| m.1) },
@@ -83,51 +61,29 @@ impl Request {
     }
 }
 
-type Results<'a> = Vector<'a, ForwardsUOffset<fb::OffsetTopicResult<'a>>>;
+type Results<'a> = Tables<'a, fb::OffsetTopicResult<'a>>;
 
-impl TopicResult {
-    pub(crate) fn decode_all(v: Option<Results<'_>>) -> Vec<Self> {
-        v.iter()
-            .flatten()
-            .map(|t| TopicResult {
-                name: string(t.name()),
-                partitions: t
-                    .partitions()
-                    .iter()
-                    .flatten()
-                    .map(|p| PartitionResult { partition: p.partition(), error: p.error(), offset: p.offset() })
-                    .collect(),
-            })
-            .collect()
-    }
+/// The results of a commit or a fetch of offsets, in either's response.
+pub(crate) fn results_in(v: Option<Results<'_>>) -> Vec<TopicResult> {
+    topics_in(v, |t| (t.name(), t.partitions()), |p| PartitionResult { partition: p.partition(), error: p.error(), offset: p.offset() })
+}
 
-    pub(crate) fn encode_all<'a>(fbb: &mut FlatBufferBuilder<'a>, v: &[Self]) -> WIPOffset<Results<'a>> {
-        let ts: Vec<_> = v
-            .iter()
-            .map(|t| {
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        fb::OffsetPartitionResult::create(fbb, &fb::OffsetPartitionResultArgs { partition: p.partition, error: p.error, offset: p.offset })
-                    })
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                let name = fbb.create_string(&t.name);
-                fb::OffsetTopicResult::create(fbb, &fb::OffsetTopicResultArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        fbb.create_vector(&ts)
-    }
+pub(crate) fn results_out<'a>(fbb: &mut FlatBufferBuilder<'a>, v: &[TopicResult]) -> WIPOffset<Results<'a>> {
+    topics_out(
+        fbb,
+        v,
+        |fbb, p| fb::OffsetPartitionResult::create(fbb, &fb::OffsetPartitionResultArgs { partition: p.partition, error: p.error, offset: p.offset }),
+        |fbb, name, ps| fb::OffsetTopicResult::create(fbb, &fb::OffsetTopicResultArgs { name: Some(name), partitions: Some(ps) }),
+    )
 }
 
 impl Response {
     pub fn decode(r: fb::OffsetCommitResponse<'_>) -> Self {
-        Response { topics: TopicResult::decode_all(r.topics()) }
+        Response { topics: results_in(r.topics()) }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::OffsetCommitResponse<'a>> {
-        let topics = TopicResult::encode_all(fbb, &self.topics);
+        let topics = results_out(fbb, &self.topics);
         fb::OffsetCommitResponse::create(fbb, &fb::OffsetCommitResponseArgs { topics: Some(topics) })
     }
 

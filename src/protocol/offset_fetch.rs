@@ -4,6 +4,7 @@ use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use super::envelope::api;
 use super::fb;
+use super::offset_commit::{results_in, results_out};
 pub use super::offset_commit::{PartitionResult, TopicResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,11 +13,7 @@ pub struct Request {
     pub topics: Vec<Topic>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub name: String,
-    pub partitions: Vec<u32>,
-}
+pub type Topic = super::Topic<u32>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -54,11 +51,11 @@ impl Request {
 
 impl Response {
     pub fn decode(r: fb::OffsetFetchResponse<'_>) -> Self {
-        Response { topics: TopicResult::decode_all(r.topics()) }
+        Response { topics: results_in(r.topics()) }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::OffsetFetchResponse<'a>> {
-        let topics = TopicResult::encode_all(fbb, &self.topics);
+        let topics = results_out(fbb, &self.topics);
         fb::OffsetFetchResponse::create(fbb, &fb::OffsetFetchResponseArgs { topics: Some(topics) })
     }
 

@@ -5,7 +5,7 @@
 
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::codec::{opt_str, records_bytes, split_payload, string};
+use super::codec::{opt_str, records_bytes, split_payload, topics_in, topics_out};
 use super::envelope::api;
 use super::{fb, Acks, ErrorCode, Payload, ProtocolError, Records};
 
@@ -20,11 +20,7 @@ pub struct Request<R> {
     pub topics: Vec<Topic<R>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic<R> {
-    pub name: String,
-    pub partitions: Vec<Partition<R>>,
-}
+pub type Topic<R> = super::Topic<Partition<R>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition<R> {
@@ -38,11 +34,7 @@ pub struct Response {
     pub topics: Vec<TopicResponse>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicResponse {
-    pub name: String,
-    pub partitions: Vec<PartitionResponse>,
-}
+pub type TopicResponse = super::Topic<PartitionResponse>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionResponse {
@@ -57,7 +49,7 @@ pub struct PartitionResponse {
 impl<R> Request<R> {
     /// One topic's partitions, the common case.
     pub fn one_topic(topic: &str, acks: Acks, timeout_ms: u32, partitions: Vec<Partition<R>>) -> Self {
-        Request { acks, timeout_ms, topics: vec![Topic { name: topic.to_string(), partitions }] }
+        Request { acks, timeout_ms, topics: vec![Topic::new(topic, partitions)] }
     }
 
     /// Every partition's records, in the order they travel.
@@ -74,42 +66,24 @@ impl<P: Payload> Request<P> {
         let acks = Acks::from_wire(r.acks())?;
         let sizes = r.topics().into_iter().flatten().flat_map(|t| t.partitions().into_iter().flatten()).map(|p| p.records_bytes());
         let mut records = split_payload(payload, sizes)?;
-        let topics = r
-            .topics()
-            .iter()
-            .flatten()
-            .map(|t| Topic {
-                name: t.name().to_string(),
-                partitions: t
-                    .partitions()
-                    .iter()
-                    .flatten()
-                    .map(|p| Partition { partition: p.partition(), records: records.next().expect("one slice per partition") })
-                    .collect(),
-            })
-            .collect();
+        let topics = topics_in(
+            r.topics(),
+            |t| (Some(t.name()), t.partitions()),
+            |p| Partition { partition: p.partition(), records: records.next().expect("one slice per partition") },
+        );
         Ok(Request { acks, timeout_ms: r.timeout_ms(), topics })
     }
 }
 
 impl<R: Records> Request<R> {
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::ProduceRequest<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let name = fbb.create_string(&t.name);
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| fb::ProducePartition::create(fbb, &fb::ProducePartitionArgs { partition: p.partition, records_bytes: records_bytes(&p.records) }))
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                fb::ProduceTopic::create(fbb, &fb::ProduceTopicArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
-        fb::ProduceRequest::create(fbb, &fb::ProduceRequestArgs { acks: self.acks.wire(), timeout_ms: self.timeout_ms, topics: Some(ts) })
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| fb::ProducePartition::create(fbb, &fb::ProducePartitionArgs { partition: p.partition, records_bytes: records_bytes(&p.records) }),
+            |fbb, name, ps| fb::ProduceTopic::create(fbb, &fb::ProduceTopicArgs { name: Some(name), partitions: Some(ps) }),
+        );
+        fb::ProduceRequest::create(fbb, &fb::ProduceRequestArgs { acks: self.acks.wire(), timeout_ms: self.timeout_ms, topics: Some(topics) })
     }
 
     /// The payload bytes that follow the message.
@@ -128,58 +102,40 @@ impl<R: Records> super::RequestBody for Request<R> {
 impl Response {
     pub fn decode(r: fb::ProduceResponse<'_>) -> Self {
         Response {
-            topics: r
-                .topics()
-                .iter()
-                .flatten()
-                .map(|t| TopicResponse {
-                    name: string(t.name()),
-                    partitions: t
-                        .partitions()
-                        .iter()
-                        .flatten()
-                        .map(|p| PartitionResponse {
-                            partition: p.partition(),
-                            error: p.error(),
-                            base_offset: p.base_offset(),
-                            log_start_offset: p.log_start_offset(),
-                            error_message: p.error_message().map(str::to_string),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            topics: topics_in(
+                r.topics(),
+                |t| (t.name(), t.partitions()),
+                |p| PartitionResponse {
+                    partition: p.partition(),
+                    error: p.error(),
+                    base_offset: p.base_offset(),
+                    log_start_offset: p.log_start_offset(),
+                    error_message: p.error_message().map(str::to_string),
+                },
+            ),
         }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::ProduceResponse<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let error_message = opt_str(fbb, p.error_message.as_deref());
-                        fb::ProducePartitionResponse::create(
-                            fbb,
-                            &fb::ProducePartitionResponseArgs {
-                                partition: p.partition,
-                                error: p.error,
-                                base_offset: p.base_offset,
-                                log_start_offset: p.log_start_offset,
-                                error_message,
-                            },
-                        )
-                    })
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                let name = fbb.create_string(&t.name);
-                fb::ProduceTopicResponse::create(fbb, &fb::ProduceTopicResponseArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
-        fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { topics: Some(ts) })
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| {
+                let error_message = opt_str(fbb, p.error_message.as_deref());
+                fb::ProducePartitionResponse::create(
+                    fbb,
+                    &fb::ProducePartitionResponseArgs {
+                        partition: p.partition,
+                        error: p.error,
+                        base_offset: p.base_offset,
+                        log_start_offset: p.log_start_offset,
+                        error_message,
+                    },
+                )
+            },
+            |fbb, name, ps| fb::ProduceTopicResponse::create(fbb, &fb::ProduceTopicResponseArgs { name: Some(name), partitions: Some(ps) }),
+        );
+        fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { topics: Some(topics) })
     }
 
     /// Every partition's result, in request order.

@@ -2,11 +2,10 @@
 //! every partition it follows from it, and reports what it holds and has
 //! synced. A follower whose log diverged is told where to cut it.
 
-use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::codec::{records_bytes, split_payload, string};
-use super::{fb, DecodeResponse, ErrorCode, Payload, ProtocolError, Records, ResponseBody};
+use super::codec::{records_bytes, split_payload, topics_in, topics_out};
+use super::{fb, ErrorCode, Payload, ProtocolError, Records};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -18,11 +17,7 @@ pub struct Request {
     pub topics: Vec<Topic>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub name: String,
-    pub partitions: Vec<Partition>,
-}
+pub type Topic = super::Topic<Partition>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partition {
@@ -42,11 +37,7 @@ pub struct Response<R> {
     pub topics: Vec<TopicResponse<R>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicResponse<R> {
-    pub name: String,
-    pub partitions: Vec<PartitionResponse<R>>,
-}
+pub type TopicResponse<R> = super::Topic<PartitionResponse<R>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionResponse<R> {
@@ -67,59 +58,41 @@ impl Request {
             replica_id: r.replica_id(),
             max_wait_ms: r.max_wait_ms(),
             max_bytes: r.max_bytes(),
-            topics: r
-                .topics()
-                .iter()
-                .flatten()
-                .map(|t| Topic {
-                    name: t.name().to_string(),
-                    partitions: t
-                        .partitions()
-                        .iter()
-                        .flatten()
-                        .map(|p| Partition {
-                            partition: p.partition(),
-                            leader_epoch: p.leader_epoch(),
-                            fetch_offset: p.fetch_offset(),
-                            synced_offset: p.synced_offset(),
-                            last_epoch: p.last_epoch(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            topics: topics_in(
+                r.topics(),
+                |t| (Some(t.name()), t.partitions()),
+                |p| Partition {
+                    partition: p.partition(),
+                    leader_epoch: p.leader_epoch(),
+                    fetch_offset: p.fetch_offset(),
+                    synced_offset: p.synced_offset(),
+                    last_epoch: p.last_epoch(),
+                },
+            ),
         }
     }
 
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::ReplicaFetchRequest<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        fb::ReplicaFetchPartition::create(
-                            fbb,
-                            &fb::ReplicaFetchPartitionArgs {
-                                partition: p.partition,
-                                leader_epoch: p.leader_epoch,
-                                fetch_offset: p.fetch_offset,
-                                synced_offset: p.synced_offset,
-                                last_epoch: p.last_epoch,
-                            },
-                        )
-                    })
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                let name = fbb.create_string(&t.name);
-                fb::ReplicaFetchTopic::create(fbb, &fb::ReplicaFetchTopicArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| {
+                fb::ReplicaFetchPartition::create(
+                    fbb,
+                    &fb::ReplicaFetchPartitionArgs {
+                        partition: p.partition,
+                        leader_epoch: p.leader_epoch,
+                        fetch_offset: p.fetch_offset,
+                        synced_offset: p.synced_offset,
+                        last_epoch: p.last_epoch,
+                    },
+                )
+            },
+            |fbb, name, ps| fb::ReplicaFetchTopic::create(fbb, &fb::ReplicaFetchTopicArgs { name: Some(name), partitions: Some(ps) }),
+        );
         fb::ReplicaFetchRequest::create(
             fbb,
-            &fb::ReplicaFetchRequestArgs { replica_id: self.replica_id, max_wait_ms: self.max_wait_ms, max_bytes: self.max_bytes, topics: Some(ts) },
+            &fb::ReplicaFetchRequestArgs { replica_id: self.replica_id, max_wait_ms: self.max_wait_ms, max_bytes: self.max_bytes, topics: Some(topics) },
         )
     }
 
@@ -145,77 +118,48 @@ impl<P: Payload> Response<P> {
     pub fn decode(r: fb::ReplicaFetchResponse<'_>, payload: P) -> Result<Self, ProtocolError> {
         let sizes = r.topics().into_iter().flatten().flat_map(|t| t.partitions().into_iter().flatten()).map(|p| p.records_bytes());
         let mut records = split_payload(payload, sizes)?;
-        let topics = r
-            .topics()
-            .iter()
-            .flatten()
-            .map(|t| TopicResponse {
-                name: string(t.name()),
-                partitions: t
-                    .partitions()
-                    .iter()
-                    .flatten()
-                    .map(|p| PartitionResponse {
-                        partition: p.partition(),
-                        error: p.error(),
-                        high_watermark: p.high_watermark(),
-                        log_end: p.log_end(),
-                        diverging: (p.diverging_epoch() >= 0 || p.diverging_end() >= 0).then(|| (p.diverging_epoch(), p.diverging_end())),
-                        records: records.next().expect("one slice per partition"),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let topics = topics_in(
+            r.topics(),
+            |t| (t.name(), t.partitions()),
+            |p| PartitionResponse {
+                partition: p.partition(),
+                error: p.error(),
+                high_watermark: p.high_watermark(),
+                log_end: p.log_end(),
+                diverging: (p.diverging_epoch() >= 0 || p.diverging_end() >= 0).then(|| (p.diverging_epoch(), p.diverging_end())),
+                records: records.next().expect("one slice per partition"),
+            },
+        );
         Ok(Response { topics })
     }
 }
 
 impl<R: Records> Response<R> {
     pub fn encode<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<fb::ReplicaFetchResponse<'a>> {
-        let ts: Vec<_> = self
-            .topics
-            .iter()
-            .map(|t| {
-                let ps: Vec<_> = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let (diverging_epoch, diverging_end) = p.diverging.unwrap_or((-1, -1));
-                        fb::ReplicaFetchPartitionResponse::create(
-                            fbb,
-                            &fb::ReplicaFetchPartitionResponseArgs {
-                                partition: p.partition,
-                                error: p.error,
-                                high_watermark: p.high_watermark,
-                                log_end: p.log_end,
-                                diverging_epoch,
-                                diverging_end,
-                                records_bytes: records_bytes(&p.records),
-                            },
-                        )
-                    })
-                    .collect();
-                let ps = fbb.create_vector(&ps);
-                let name = fbb.create_string(&t.name);
-                fb::ReplicaFetchTopicResponse::create(fbb, &fb::ReplicaFetchTopicResponseArgs { name: Some(name), partitions: Some(ps) })
-            })
-            .collect();
-        let ts = fbb.create_vector(&ts);
-        fb::ReplicaFetchResponse::create(fbb, &fb::ReplicaFetchResponseArgs { topics: Some(ts) })
+        let topics = topics_out(
+            fbb,
+            &self.topics,
+            |fbb, p| {
+                let (diverging_epoch, diverging_end) = p.diverging.unwrap_or((-1, -1));
+                fb::ReplicaFetchPartitionResponse::create(
+                    fbb,
+                    &fb::ReplicaFetchPartitionResponseArgs {
+                        partition: p.partition,
+                        error: p.error,
+                        high_watermark: p.high_watermark,
+                        log_end: p.log_end,
+                        diverging_epoch,
+                        diverging_end,
+                        records_bytes: records_bytes(&p.records),
+                    },
+                )
+            },
+            |fbb, name, ps| fb::ReplicaFetchTopicResponse::create(fbb, &fb::ReplicaFetchTopicResponseArgs { name: Some(name), partitions: Some(ps) }),
+        );
+        fb::ReplicaFetchResponse::create(fbb, &fb::ReplicaFetchResponseArgs { topics: Some(topics) })
     }
 }
 
 super::envelope::api!(request Request, ReplicaFetchRequest);
 
-impl<R: Records> ResponseBody for Response<R> {
-    const KEY: fb::ResponseBody = fb::ResponseBody::ReplicaFetchResponse;
-    fn encode_body<'a>(&self, fbb: &mut FlatBufferBuilder<'a>) -> WIPOffset<flatbuffers::UnionWIPOffset> {
-        self.encode(fbb).as_union_value()
-    }
-}
-
-impl DecodeResponse for Response<Bytes> {
-    fn decode_response(r: fb::Response<'_>, payload: Bytes) -> Result<Self, ProtocolError> {
-        Self::decode(r.body_as_replica_fetch_response().ok_or(ProtocolError::MissingBody)?, payload)
-    }
-}
+super::envelope::api!(records Response, ReplicaFetchResponse, body_as_replica_fetch_response);

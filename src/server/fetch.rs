@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use super::response::{error, respond_records, Outgoing};
-use crate::protocol::fetch::{PartitionResponse, Request, Response, TopicResponse};
+use crate::protocol::fetch::{PartitionResponse, Request, Response};
 use crate::protocol::ErrorCode;
+use crate::protocol::Topic;
 use crate::shard::{FetchResult, Shard};
 use crate::storage::Chunk;
 
@@ -61,25 +62,13 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, req: Request) -> Outgoing {
         r.chunks.truncate(keep);
     }
 
-    let mut results = results.into_iter().zip(&wanted);
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| TopicResponse {
-            name: t.name.clone(),
-            partitions: results
-                .by_ref()
-                .take(t.partitions.len())
-                .map(|(r, w)| PartitionResponse {
-                    partition: w.1,
-                    error: r.error,
-                    high_watermark: r.high_watermark,
-                    log_start_offset: r.log_start_offset,
-                    records: r.chunks,
-                })
-                .collect(),
-        })
-        .collect();
+    let topics = Topic::answer_all(&req.topics, results, |p, r| PartitionResponse {
+        partition: p.partition,
+        error: r.error,
+        high_watermark: r.high_watermark,
+        log_start_offset: r.log_start_offset,
+        records: r.chunks,
+    });
     respond_records(corr, Response { topics }, |r| {
         r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()).flat_map(|p| std::mem::take(&mut p.records)).collect()
     })

@@ -5,8 +5,8 @@ use std::rc::Rc;
 
 use super::response::{error, respond, Outgoing};
 use crate::group::valid_group;
-use crate::protocol::offset_commit::{PartitionResult, TopicResult};
-use crate::protocol::{offset_commit, offset_fetch, ErrorCode};
+use crate::protocol::offset_commit::PartitionResult;
+use crate::protocol::{offset_commit, offset_fetch, ErrorCode, Topic};
 use crate::shard::Shard;
 
 /// Most partitions one request may commit or fetch.
@@ -23,19 +23,13 @@ fn refused(corr: u32, group: &str, count: usize) -> Option<Outgoing> {
     None
 }
 
-/// The results, in request order, grouped under their topics again.
-fn by_topic<'a>(topics: impl Iterator<Item = (&'a str, usize)>, mut results: impl Iterator<Item = PartitionResult>) -> Vec<TopicResult> {
-    topics.map(|(name, n)| TopicResult { name: name.to_string(), partitions: results.by_ref().take(n).collect() }).collect()
-}
-
 pub async fn commit(shard: &Rc<Shard>, corr: u32, req: offset_commit::Request) -> Outgoing {
     let wanted: Vec<(String, u32, i64)> = req.topics.iter().flat_map(|t| t.partitions.iter().map(|&(p, o)| (t.name.clone(), p, o))).collect();
     if let Some(out) = refused(corr, &req.group, wanted.len()) {
         return out;
     }
-    let codes = shard.commit_offsets(req.group, req.member, wanted.clone()).await;
-    let results = codes.into_iter().zip(&wanted).map(|(error, &(_, partition, offset))| PartitionResult { partition, error, offset });
-    let topics = by_topic(req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())), results);
+    let codes = shard.commit_offsets(req.group, req.member, wanted).await;
+    let topics = Topic::answer_all(&req.topics, codes, |&(partition, offset), error| PartitionResult { partition, error, offset });
     respond(corr, &offset_commit::Response { topics }, Vec::new())
 }
 
@@ -44,8 +38,7 @@ pub async fn fetch(shard: &Rc<Shard>, corr: u32, req: offset_fetch::Request) -> 
     if let Some(out) = refused(corr, &req.group, wanted.len()) {
         return out;
     }
-    let codes = shard.fetch_offsets(req.group, wanted.clone()).await;
-    let results = codes.into_iter().zip(&wanted).map(|((error, offset), &(_, partition))| PartitionResult { partition, error, offset });
-    let topics = by_topic(req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())), results);
+    let codes = shard.fetch_offsets(req.group, wanted).await;
+    let topics = Topic::answer_all(&req.topics, codes, |&partition, (error, offset)| PartitionResult { partition, error, offset });
     respond(corr, &offset_fetch::Response { topics }, Vec::new())
 }

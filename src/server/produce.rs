@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::response::{respond, Outgoing};
-use crate::protocol::produce::{self, PartitionResponse, TopicResponse};
-use crate::protocol::{Acks, ErrorCode};
+use crate::protocol::produce::{self, PartitionResponse};
+use crate::protocol::{Acks, ErrorCode, Topic};
 use crate::record::{self, BatchInfo};
 use crate::shard::{ProduceResult, Shard};
 
@@ -41,38 +41,31 @@ fn validate_all(data: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, (
     Ok(infos)
 }
 
-pub async fn handle(shard: &Rc<Shard>, corr: u32, req: produce::Request<BytesMut>) -> Option<Outgoing> {
+pub async fn handle(shard: &Rc<Shard>, corr: u32, mut req: produce::Request<BytesMut>) -> Option<Outgoing> {
     let acks = req.acks;
     let timeout = Duration::from_millis(u64::from(req.timeout_ms).min(MAX_PRODUCE_TIMEOUT_MS));
     let max_batch_bytes = shard.config.max_batch_bytes;
 
-    // Every partition's append runs concurrently; results keep request order.
-    let mut names = Vec::with_capacity(req.topics.len());
-    let mut parts = Vec::new();
-    for t in req.topics {
-        names.push((t.name, t.partitions.len()));
-        parts.extend(t.partitions.into_iter().map(|p| (names.len() - 1, p)));
-    }
-    let jobs = parts.into_iter().map(|(ti, p)| {
-        let topic = names[ti].0.as_str();
-        async move {
-            let r = match validate_all(&p.records, max_batch_bytes) {
-                Ok(infos) => shard.produce(topic, p.partition, p.records, infos, acks, timeout).await,
-                Err((code, msg)) => ProduceResult::err(code, msg),
-            };
-            PartitionResponse {
-                partition: p.partition,
-                error: r.error,
-                base_offset: r.base_offset,
-                log_start_offset: r.log_start_offset,
-                error_message: r.message,
-            }
+    // Every partition's append runs concurrently; results keep request
+    // order. The records move to their appends; the request keeps the rest.
+    let records: Vec<BytesMut> = req.topics.iter_mut().flat_map(|t| t.partitions.iter_mut().map(|p| std::mem::take(&mut p.records))).collect();
+    let asked = req.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)));
+    let jobs = asked.zip(records).map(|((topic, partition), data)| async move {
+        match validate_all(&data, max_batch_bytes) {
+            Ok(infos) => shard.produce(topic, partition, data, infos, acks, timeout).await,
+            Err((code, msg)) => ProduceResult::err(code, msg),
         }
     });
-    let mut results = futures::future::join_all(jobs).await.into_iter();
+    let results = futures::future::join_all(jobs).await;
     if acks == Acks::None {
         return None;
     }
-    let topics = names.iter().map(|(name, n)| TopicResponse { name: name.clone(), partitions: results.by_ref().take(*n).collect() }).collect();
+    let topics = Topic::answer_all(&req.topics, results, |p, r| PartitionResponse {
+        partition: p.partition,
+        error: r.error,
+        base_offset: r.base_offset,
+        log_start_offset: r.log_start_offset,
+        error_message: r.message,
+    });
     Some(respond(corr, &produce::Response { topics }, Vec::new()))
 }

@@ -6,8 +6,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::response::{error, respond_records, Outgoing};
-use crate::protocol::replica_fetch::{PartitionResponse, Request, Response, TopicResponse};
+use crate::protocol::replica_fetch::{PartitionResponse, Request, Response};
 use crate::protocol::ErrorCode;
+use crate::protocol::Topic;
 use crate::shard::replica::{self, ReplicaFetchPart};
 use crate::shard::Shard;
 
@@ -21,28 +22,16 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, req: Request) -> Outgoing {
     }
     let max_bytes = (req.max_bytes as usize).min(shard.config.max_frame_bytes);
     let wait = Duration::from_millis(u64::from(req.max_wait_ms).min(shard.config.fetch_wait_max_ms));
-    let mut results = replica::answer(shard, req.replica_id, asked, max_bytes, wait).await.into_iter();
+    let results = replica::answer(shard, req.replica_id, asked, max_bytes, wait).await;
 
-    let topics = req
-        .topics
-        .iter()
-        .map(|t| TopicResponse {
-            name: t.name.clone(),
-            partitions: t
-                .partitions
-                .iter()
-                .zip(results.by_ref())
-                .map(|(p, r)| PartitionResponse {
-                    partition: p.partition,
-                    error: r.fetch.error,
-                    high_watermark: r.fetch.high_watermark,
-                    log_end: r.log_end,
-                    diverging: r.diverging,
-                    records: r.fetch.chunks,
-                })
-                .collect(),
-        })
-        .collect();
+    let topics = Topic::answer_all(&req.topics, results, |p, r| PartitionResponse {
+        partition: p.partition,
+        error: r.fetch.error,
+        high_watermark: r.fetch.high_watermark,
+        log_end: r.log_end,
+        diverging: r.diverging,
+        records: r.fetch.chunks,
+    });
     respond_records(corr, Response { topics }, |r| {
         r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()).flat_map(|p| std::mem::take(&mut p.records)).collect()
     })
