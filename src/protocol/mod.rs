@@ -275,6 +275,17 @@ pub fn parse_response(message: &[u8]) -> Result<fb::Response<'_>, ProtocolError>
     flatbuffers::root_with_opts::<fb::Response>(&verifier_opts(), message).map_err(invalid)
 }
 
+/// Opens a response message that [`parse_response`] already verified,
+/// without verifying it again.
+///
+/// # Safety
+/// `message` must be bytes `parse_response` accepted, unchanged since.
+pub unsafe fn verified_response(message: &[u8]) -> fb::Response<'_> {
+    // SAFETY: the caller passes bytes the verifier accepted; the verifier
+    // checked every offset and length the accessors follow.
+    unsafe { flatbuffers::root_unchecked::<fb::Response>(message) }
+}
+
 /// The frame prefix and message for a finished flatbuffer followed by
 /// `payload_len` bytes of payload the caller sends right after.
 pub fn frame_head(message: &[u8], payload_len: usize) -> Bytes {
