@@ -187,6 +187,7 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool, voters: &[u64]) -> R
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(bad("another broker is using it (its .lock is held)".into()));
     }
+    check_data_format(dir)?;
     let probe = dir.join(".direct-io-probe");
     let r = std::fs::OpenOptions::new().create(true).truncate(true).write(true).custom_flags(libc::O_DIRECT).open(&probe);
     let _ = std::fs::remove_file(&probe);
@@ -200,6 +201,46 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool, voters: &[u64]) -> R
         Err(e) => return Err(bad(format!("cannot read {}: {e}", path.display()))),
     };
     Ok((lock, store))
+}
+
+/// The format of what a data directory holds (record batches, logs,
+/// indexes, the quorum's log), recorded in its `format` file. A release
+/// that changes any of them raises it; a broker refuses a directory in
+/// another format rather than misread it.
+pub const DATA_FORMAT: u32 = 1;
+
+/// The `format` file's first line, before the number.
+const FORMAT_HEADER: &str = "shardlog-data-format";
+
+/// Checks the data directory's `format` file against [`DATA_FORMAT`], or
+/// writes it: on a new directory, and on one from before the file
+/// existed (whose data is format 1).
+pub fn check_data_format(dir: &Path) -> Result<(), StartError> {
+    let bad = |reason: String| StartError::DataDir { dir: dir.display().to_string(), reason };
+    let path = dir.join("format");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found = text.lines().next().and_then(|l| l.strip_prefix(FORMAT_HEADER)).and_then(|n| n.trim().parse::<u32>().ok());
+            match found {
+                Some(v) if v == DATA_FORMAT => Ok(()),
+                Some(v) => Err(bad(format!(
+                    "its data is in format {v} and this shardlog reads format {DATA_FORMAT}. Start this broker on an empty data \
+                     directory (in a cluster its replicas are copied again from the other brokers), or run the shardlog release \
+                     that wrote it"
+                ))),
+                None => Err(bad(format!("{} is damaged: it should read '{FORMAT_HEADER} N'", path.display()))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join("format.tmp");
+            let written = std::fs::write(&tmp, format!("{FORMAT_HEADER} {DATA_FORMAT}\n"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| std::fs::File::open(dir)?.sync_all());
+            written.map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
+        }
+        Err(e) => Err(bad(format!("cannot read {}: {e}", path.display()))),
+    }
 }
 
 /// How long start-up waits for a listening socket that no live process

@@ -56,6 +56,35 @@ fn more_shards_than_cores_is_refused_with_the_override_named() {
     assert!(err.contains(&format!("--shards {shards}")) && err.contains("--allow-more-shards-than-cores"), "{err}");
 }
 
+#[test]
+fn a_data_directory_in_another_format_is_refused_with_what_to_do() {
+    // A new directory gets the format this release writes, and starts again.
+    let dir = temp_dir();
+    let mut b = Broker::start_in(dir.path(), 1, &[]);
+    assert!(b.terminate().success());
+    let format = std::fs::read_to_string(dir.path().join("format")).unwrap();
+    assert_eq!(format, format!("shardlog-data-format {}\n", shardlog::broker::DATA_FORMAT));
+    assert!(Broker::start_in(dir.path(), 1, &[]).terminate().success());
+    // One from another release is refused, saying what to do; so is a
+    // damaged format file. Neither is changed.
+    std::fs::write(dir.path().join("format"), "shardlog-data-format 99\n").unwrap();
+    let (status, err) = Broker::refused_with(dir.path(), &["--listen", "127.0.0.1:0", "--shards", "1"]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("format 99") && err.contains(&format!("reads format {}", shardlog::broker::DATA_FORMAT)) && err.contains("empty data directory"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("format"), "garbage").unwrap();
+    let (_, err) = Broker::refused_with(dir.path(), &["--listen", "127.0.0.1:0", "--shards", "1"]);
+    assert!(err.contains("is damaged"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("format")).unwrap(), "garbage");
+    // A directory from before the file existed holds format 1 data: it is
+    // taken, and the file written.
+    std::fs::remove_file(dir.path().join("format")).unwrap();
+    assert!(Broker::start_in(dir.path(), 1, &[]).terminate().success());
+    assert!(std::fs::read_to_string(dir.path().join("format")).unwrap().starts_with("shardlog-data-format 1"));
+}
+
 // ---- brokers restarting under clients -------------------------------------
 
 /// The index of the broker whose address is `addr`.
