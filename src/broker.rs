@@ -207,40 +207,48 @@ pub fn prepare_data_dir(dir: &Path, allow_nondurable: bool, voters: &[u64]) -> R
 /// indexes, the quorum's log), recorded in its `format` file. A release
 /// that changes any of them raises it; a broker refuses a directory in
 /// another format rather than misread it.
-pub const DATA_FORMAT: u32 = 1;
+///
+/// 1: shardlog's own record batch (little-endian, CRC-32). 2: Kafka's
+/// record batch v2 (big-endian, CRC-32C).
+pub const DATA_FORMAT: u32 = 2;
 
 /// The `format` file's first line, before the number.
 const FORMAT_HEADER: &str = "shardlog-data-format";
 
 /// Checks the data directory's `format` file against [`DATA_FORMAT`], or
-/// writes it: on a new directory, and on one from before the file
-/// existed (whose data is format 1).
+/// writes it on a new directory. A directory that holds data but no
+/// `format` file is from before the file existed, so its data is format 1.
 pub fn check_data_format(dir: &Path) -> Result<(), StartError> {
     let bad = |reason: String| StartError::DataDir { dir: dir.display().to_string(), reason };
     let path = dir.join("format");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let found = text.lines().next().and_then(|l| l.strip_prefix(FORMAT_HEADER)).and_then(|n| n.trim().parse::<u32>().ok());
-            match found {
-                Some(v) if v == DATA_FORMAT => Ok(()),
-                Some(v) => Err(bad(format!(
-                    "its data is in format {v} and this shardlog reads format {DATA_FORMAT}. Start this broker on an empty data \
-                     directory (in a cluster its replicas are copied again from the other brokers), or run the shardlog release \
-                     that wrote it"
-                ))),
-                None => Err(bad(format!("{} is damaged: it should read '{FORMAT_HEADER} N'", path.display()))),
-            }
-        }
+    let found = match std::fs::read_to_string(&path) {
+        Ok(text) => text.lines().next().and_then(|l| l.strip_prefix(FORMAT_HEADER)).and_then(|n| n.trim().parse::<u32>().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && holds_data(dir) => Some(1),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let tmp = dir.join("format.tmp");
             let written = std::fs::write(&tmp, format!("{FORMAT_HEADER} {DATA_FORMAT}\n"))
                 .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
                 .and_then(|()| std::fs::rename(&tmp, &path))
                 .and_then(|()| std::fs::File::open(dir)?.sync_all());
-            written.map_err(|e| bad(format!("cannot write {}: {e}", path.display())))
+            return written.map_err(|e| bad(format!("cannot write {}: {e}", path.display())));
         }
-        Err(e) => Err(bad(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => return Err(bad(format!("cannot read {}: {e}", path.display()))),
+    };
+    match found {
+        Some(v) if v == DATA_FORMAT => Ok(()),
+        Some(v) => Err(bad(format!(
+            "its data is in format {v} and this shardlog reads format {DATA_FORMAT}. Start this broker on an empty data \
+                     directory (in a cluster its replicas are copied again from the other brokers), or run the shardlog release \
+             that wrote it"
+        ))),
+        None => Err(bad(format!("{} is damaged: it should read '{FORMAT_HEADER} N'", path.display()))),
     }
+}
+
+/// Whether a data directory holds anything a broker wrote: a partition or
+/// the quorum's state.
+fn holds_data(dir: &Path) -> bool {
+    ["topics", "meta"].iter().any(|sub| std::fs::read_dir(dir.join(sub)).is_ok_and(|mut d| d.next().is_some()))
 }
 
 /// How long start-up waits for a listening socket that no live process

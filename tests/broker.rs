@@ -473,30 +473,6 @@ fn a_topic_whose_partitions_cannot_be_opened_is_reported() {
     assert_eq!(c.create_topic("fine", 2), ErrorCode::None, "the broker goes on serving");
 }
 
-#[test]
-fn a_data_directory_from_before_the_quorum_is_imported_and_keeps_working() {
-    let tmp = common::temp_dir();
-    let dir = tmp.path();
-    // A single broker's metadata as it was kept before the quorum.
-    std::fs::create_dir_all(dir.join("meta")).unwrap();
-    let legacy = r#"{"version":2,"topics":{"old":{"name":"old","replication_factor":1,"shards":[1,0],"configs":{"retention.ms":"-1"}}}}"#;
-    std::fs::write(dir.join("meta/metadata.json"), legacy).unwrap();
-    let mut b = Broker::start_in(dir, 2, &[]);
-    let mut c = b.client();
-    assert_eq!(c.produce("old", 1, &batch_of(&[b"kept"]), Acks::All), (ErrorCode::None, 0));
-    assert_eq!(c.create_topic("old", 1), ErrorCode::TopicAlreadyExists);
-    assert!(dir.join("meta/metadata.json.imported").exists() && !dir.join("meta/metadata.json").exists());
-    assert!(dir.join("topics/old-1/00000000000000000000.log").exists(), "partition 1 is in the folder it had");
-    assert!(b.log_text().contains("importing"), "{}", b.log_text());
-    drop(c);
-    assert_eq!(b.terminate().code(), Some(0));
-    // Restarted, the topic and its data come from the quorum's log.
-    let b = Broker::start_in(dir, 2, &[]);
-    let mut c = b.client();
-    assert_eq!(c.fetch_all_values("old", 1, 0), vec![b"kept".to_vec()]);
-    assert!(!b.log_text().contains("importing"), "imported once: {}", b.log_text());
-}
-
 /// A broker with an external listener (a container's published port)
 /// names itself by its external address to clients that came in through
 /// it, and by its main advertised address to the others; both serve.

@@ -183,15 +183,6 @@ fn a_data_dir_whose_parents_are_missing_is_created_and_said_so() {
 
 // ---- batches that are stored but cannot be read ----
 
-/// Rewrites a batch's length and CRC after its bytes were changed, as a
-/// careless or hostile producer would.
-fn reseal(batch: &mut [u8]) {
-    let len = batch.len() as u32;
-    batch[8..12].copy_from_slice(&len.to_le_bytes());
-    let crc = crc32fast::hash(&batch[record::CRC_START..]);
-    batch[16..20].copy_from_slice(&crc.to_le_bytes());
-}
-
 fn produce_error(c: &mut Client, topic: &str, batch: &[u8]) -> (ErrorCode, String) {
     let corr = c.send_produce(topic, 0, batch, Acks::All);
     let r = c.recv().unwrap();
@@ -213,7 +204,7 @@ fn an_undecodable_batch_is_refused_and_the_partition_stays_readable() {
     for b in &mut garbage[record::HEADER_BYTES..] {
         *b = 0xff;
     }
-    reseal(&mut garbage);
+    record::seal(&mut garbage);
     assert!(record::validate(&garbage).is_ok(), "the header and CRC pass");
     let (code, msg) = produce_error(&mut c, "p", &garbage);
     assert_eq!(code, ErrorCode::CorruptBatch, "{msg}");
@@ -222,7 +213,7 @@ fn an_undecodable_batch_is_refused_and_the_partition_stays_readable() {
     // One byte short, CRC recomputed.
     let mut short = batch_of(&[b"one", b"two"]);
     short.pop();
-    reseal(&mut short);
+    record::seal(&mut short);
     assert!(record::validate(&short).is_ok(), "the header and CRC pass");
     assert_eq!(produce_error(&mut c, "p", &short).0, ErrorCode::CorruptBatch);
 

@@ -13,11 +13,8 @@ fuzz_target!(|input: &[u8]| {
     let Some((&mode, data)) = input.split_first() else { return };
     let mut data = data.to_vec();
     if mode & 1 == 1 && data.len() >= record::HEADER_BYTES {
-        let len = data.len() as u32;
-        data[8..12].copy_from_slice(&len.to_le_bytes());
-        data[20] = record::MAGIC;
-        let crc = crc32fast::hash(&data[record::CRC_START..]);
-        data[16..20].copy_from_slice(&crc.to_le_bytes());
+        data[16] = record::MAGIC;
+        record::seal(&mut data);
     }
     for b in record::batches(&data) {
         let Ok((start, info)) = b else { break };

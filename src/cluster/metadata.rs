@@ -139,9 +139,6 @@ pub struct Metadata {
     pub topics: BTreeMap<String, TopicMeta>,
     /// Recent request ids per proposing broker (see [`DEDUP_WINDOW`]).
     pub requests: BTreeMap<NodeId, VecDeque<u64>>,
-    /// A single broker's topics from before the quorum were imported.
-    #[serde(default)]
-    pub imported: bool,
 }
 
 /// A request to create a topic, as a client states it.
@@ -175,9 +172,6 @@ pub enum Command {
         partition_epoch: u32,
         isr: Vec<NodeId>,
     },
-    /// The topics of a single broker's data directory from before the
-    /// quorum, placed on that broker (applied once, on an empty cluster).
-    Import(Vec<TopicMeta>),
 }
 
 /// A command with who proposed it, so the proposer can find its outcome.
@@ -401,15 +395,6 @@ impl Metadata {
                 }
                 out.results.push(r);
             }
-            Command::Import(topics) => {
-                if !std::mem::replace(&mut self.imported, true) {
-                    for t in topics {
-                        out.created.push(t.name.clone());
-                        self.topics.insert(t.name.clone(), t.clone());
-                    }
-                }
-                out.results.push(Ok(()));
-            }
         }
         out
     }
@@ -533,46 +518,6 @@ impl Metadata {
             return Err(MetadataError::UnknownTopic(name.to_string()));
         }
         Ok(())
-    }
-}
-
-/// The metadata file of a broker from before the quorum:
-/// `meta/metadata.json` with each partition's shard.
-#[derive(Debug, Deserialize)]
-pub struct LegacyMetadata {
-    pub topics: BTreeMap<String, LegacyTopic>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LegacyTopic {
-    pub name: String,
-    pub replication_factor: u16,
-    pub shards: Vec<u16>,
-    pub configs: BTreeMap<String, String>,
-}
-
-impl LegacyMetadata {
-    /// The same topics, each partition on `node` at the shard it had.
-    pub fn placed_on(self, node: NodeId) -> Vec<TopicMeta> {
-        self.topics
-            .into_values()
-            .map(|t| TopicMeta {
-                name: t.name,
-                replication_factor: t.replication_factor,
-                partitions: t
-                    .shards
-                    .iter()
-                    .map(|&s| PartitionMeta {
-                        replicas: vec![Replica { broker: node, shard: s }],
-                        leader: node,
-                        leader_epoch: 0,
-                        isr: vec![node],
-                        partition_epoch: 0,
-                    })
-                    .collect(),
-                configs: t.configs,
-            })
-            .collect()
     }
 }
 
@@ -737,16 +682,6 @@ mod tests {
         create(&mut m, &mut i, "orders", 3, 2).unwrap();
         let placed: Vec<Vec<(NodeId, u16)>> = m.topics["orders"].partitions.iter().map(|p| p.replicas.iter().map(|r| (r.broker, r.shard)).collect()).collect();
         assert_eq!(placed, vec![vec![(2, 1), (3, 0)], vec![(3, 1), (1, 0)], vec![(1, 0), (2, 1)]]);
-    }
-
-    #[test]
-    fn a_legacy_data_dir_imports_on_its_broker() {
-        let json = r#"{"version":3,"topics":{"a":{"name":"a","replication_factor":1,"shards":[1,0],"configs":{}}}}"#;
-        let legacy: LegacyMetadata = serde_json::from_str(json).unwrap();
-        let (mut m, mut i) = cluster(1, 2);
-        run(&mut m, &mut i, Command::Import(legacy.placed_on(1)));
-        assert_eq!(m.topics["a"].shard_on(0, 1, 2), Some(1));
-        assert_eq!(m.topics["a"].leader(1), Some(1));
     }
 
     #[test]

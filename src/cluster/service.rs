@@ -29,7 +29,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use super::codec::{self, Reader, Writer};
 use super::controller::Liveness;
 use super::log_store::LogStore;
-use super::metadata::{BrokerMeta, Command, LegacyMetadata, Metadata, MetadataError, NodeId, Outcome, Proposal, TopicMeta};
+use super::metadata::{BrokerMeta, Command, Metadata, MetadataError, NodeId, Outcome, Proposal};
 use super::quorum::{Applied, Quorum, QuorumConfig};
 use super::{Delivery, QuorumHandle, Voter};
 use crate::net::{self, Listener, Stream};
@@ -134,7 +134,6 @@ pub struct Service {
     liveness: RefCell<Liveness>,
     session_ms: u64,
     deliveries: rt::LocalSender<Delivery>,
-    legacy: RefCell<Option<(PathBuf, Vec<TopicMeta>)>>,
     started: Instant,
     stopped: Cell<bool>,
     /// Set by a controlled shutdown: this broker no longer heartbeats, so
@@ -209,21 +208,6 @@ impl Service {
                 show(&given)
             ));
         }
-        let legacy_path = data_dir.join("meta").join("metadata.json");
-        let legacy = match std::fs::read(&legacy_path) {
-            Ok(b) => {
-                let l: LegacyMetadata = serde_json::from_slice(&b).map_err(|e| format!("{} is damaged: {e}", legacy_path.display()))?;
-                if voters.len() > 1 {
-                    return Err(format!(
-                        "{} holds a single broker's topics; start this broker alone (without --quorum-voters) once to import them",
-                        legacy_path.display()
-                    ));
-                }
-                Some((legacy_path, l.placed_on(me.id)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(format!("reading {}: {e}", legacy_path.display())),
-        };
         let qc = QuorumConfig { id: raft_id(me.id), election_ticks: ELECTION_TICKS, heartbeat_ticks: HEARTBEAT_TICKS, snapshot_every: SNAPSHOT_EVERY };
         let q = Quorum::new(qc, store).map_err(|e| e.to_string())?;
         let peers = voters
@@ -248,7 +232,6 @@ impl Service {
             liveness: RefCell::new(Liveness::default()),
             session_ms: session_timeout.as_millis() as u64,
             deliveries: tx,
-            legacy: RefCell::new(legacy),
             started: Instant::now(),
             stopped: Cell::new(false),
             leaving: Cell::new(false),
@@ -257,11 +240,9 @@ impl Service {
         Ok((svc, rx))
     }
 
-    /// Whether `md` holds this process's registration (and the import of
-    /// an old data directory, if there is one), unfenced.
+    /// Whether `md` holds this process's registration, unfenced.
     pub fn registered(&self, md: &Metadata) -> bool {
-        let me = md.brokers.get(&self.me.id).is_some_and(|b| b.incarnation == self.me.incarnation && !b.fenced);
-        me && (self.legacy.borrow().is_none() || md.imported)
+        md.brokers.get(&self.me.id).is_some_and(|b| b.incarnation == self.me.incarnation && !b.fenced)
     }
 
     pub fn voters(&self) -> &[Voter] {
@@ -466,7 +447,6 @@ impl Service {
                 if self.q.borrow().is_leader() {
                     tracing::info!(node_id = self.me.id, term = self.q.borrow().term(), "this broker is now the controller");
                     self.liveness.borrow_mut().reset(self.now_ms());
-                    self.import_legacy();
                 }
                 let _ = self.deliveries.send(Delivery::Controller(l.map(node_of))).await;
             }
@@ -686,28 +666,6 @@ impl Service {
         }
     }
 
-    fn import_legacy(&self) {
-        let Some((path, topics)) = self.legacy.borrow().clone() else { return };
-        let q = &self.q;
-        if q.borrow().state().imported {
-            return;
-        }
-        let request = self.fresh_id();
-        let _ = q.borrow_mut().propose(&Proposal { origin: self.me.id, request, command: Command::Import(topics) });
-        tracing::info!(file = %path.display(), "importing this broker's topics into the metadata quorum");
-    }
-
-    /// After an import committed, the old metadata file is kept aside.
-    pub fn imported(&self) {
-        if let Some((path, _)) = self.legacy.borrow_mut().take() {
-            let mut aside = path.as_os_str().to_owned();
-            aside.push(".imported");
-            if let Err(e) = std::fs::rename(&path, &aside) {
-                tracing::warn!(file = %path.display(), error = %e, "could not set the imported metadata file aside");
-            }
-        }
-    }
-
     fn propose_detached(&self, c: Command) {
         // Controller commands need no answer; the outcome is in the log.
         let request = self.fresh_id();
@@ -726,9 +684,6 @@ impl QuorumHandle for Service {
     }
 
     fn applied(&self, applied: &[Applied]) {
-        if applied.iter().any(|a| matches!(a.proposal.command, Command::Import(_))) {
-            self.imported();
-        }
         self.resolve(applied);
     }
 }

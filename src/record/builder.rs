@@ -1,6 +1,6 @@
 //! Encoding batches: what a producer does before sending.
 
-use super::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
+use super::varint::{put_varint, varint_len};
 use super::{field, HEADER_BYTES, MAGIC};
 
 /// A record header: a string key and an optional byte value.
@@ -10,10 +10,11 @@ pub struct Header<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-/// Builds one record batch in a growable buffer.
+/// Builds one record batch (Kafka's v2 batch) in a growable buffer.
 ///
 /// Offsets inside the batch are deltas from a base the broker assigns on
-/// append; a producer leaves the base at 0.
+/// append; a producer leaves the base at 0 and the leader epoch at -1, as
+/// Kafka's producers do.
 ///
 /// ```
 /// use shardlog::record::{self, BatchBuilder, Header, RecordIter};
@@ -74,16 +75,16 @@ impl BatchBuilder {
     /// at a size limit before pushing.
     pub fn record_len(&self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) -> usize {
         let body = self.body_len(timestamp_ms, key, value, headers);
-        uvarint_len(body as u64) + body
+        varint_len(body as i64) + body
     }
 
     fn body_len(&self, timestamp_ms: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header<'_>]) -> usize {
         let ts_delta = if self.count == 0 { 0 } else { timestamp_ms.wrapping_sub(self.first_timestamp) };
         let opt = |b: Option<&[u8]>| b.map_or(varint_len(-1), |b| varint_len(b.len() as i64) + b.len());
-        let mut n = 1 + varint_len(ts_delta) + uvarint_len(u64::from(self.count)) + opt(key) + opt(value);
-        n += uvarint_len(headers.len() as u64);
+        let mut n = 1 + varint_len(ts_delta) + varint_len(i64::from(self.count)) + opt(key) + opt(value);
+        n += varint_len(headers.len() as i64);
         for h in headers {
-            n += uvarint_len(h.key.len() as u64) + h.key.len() + opt(h.value);
+            n += varint_len(h.key.len() as i64) + h.key.len() + opt(h.value);
         }
         n
     }
@@ -101,20 +102,20 @@ impl BatchBuilder {
         // Written once, straight into the batch: its length is known first.
         let s = &mut self.buf;
         let start = s.len();
-        s.reserve(uvarint_len(body_len as u64) + body_len);
-        put_uvarint(s, body_len as u64);
-        s.push(0); // record attributes, reserved
+        s.reserve(varint_len(body_len as i64) + body_len);
+        put_varint(s, body_len as i64);
+        s.push(0); // record attributes, unused
         put_varint(s, ts_delta);
-        put_uvarint(s, u64::from(self.count));
+        put_varint(s, i64::from(self.count));
         put_opt(s, key);
         put_opt(s, value);
-        put_uvarint(s, headers.len() as u64);
+        put_varint(s, headers.len() as i64);
         for h in headers {
-            put_uvarint(s, h.key.len() as u64);
+            put_varint(s, h.key.len() as i64);
             s.extend_from_slice(h.key.as_bytes());
             put_opt(s, h.value);
         }
-        debug_assert_eq!(s.len() - start, uvarint_len(body_len as u64) + body_len);
+        debug_assert_eq!(s.len() - start, varint_len(body_len as i64) + body_len);
         self.count += 1;
         prefetch_for_write(&self.buf);
     }
@@ -155,18 +156,20 @@ impl BatchBuilder {
 
     fn finish_header(&mut self) {
         assert!(self.count > 0, "a batch needs at least one record");
-        let len = self.buf.len() as u32;
         let b = &mut self.buf;
-        b[field::BATCH_LEN..field::BATCH_LEN + 4].copy_from_slice(&len.to_le_bytes());
-        b[field::MAGIC] = MAGIC;
-        b[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&self.count.to_le_bytes());
-        b[field::BASE_SEQUENCE..field::BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_le_bytes());
-        b[field::FIRST_TIMESTAMP..field::FIRST_TIMESTAMP + 8].copy_from_slice(&self.first_timestamp.to_le_bytes());
-        b[field::MAX_TIMESTAMP..field::MAX_TIMESTAMP + 8].copy_from_slice(&self.max_timestamp.to_le_bytes());
-        b[field::PRODUCER_ID..field::PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_le_bytes());
-        b[field::PRODUCER_EPOCH..field::PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_le_bytes());
-        let crc = crc32fast::hash(&b[super::CRC_START..]);
-        b[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
+        put(field::BASE_OFFSET, &0i64.to_be_bytes());
+        put(field::LEADER_EPOCH, &(-1i32).to_be_bytes());
+        put(field::MAGIC, &[MAGIC]);
+        put(field::ATTRIBUTES, &0u16.to_be_bytes());
+        put(field::LAST_OFFSET_DELTA, &(self.count - 1).to_be_bytes());
+        put(field::FIRST_TIMESTAMP, &self.first_timestamp.to_be_bytes());
+        put(field::MAX_TIMESTAMP, &self.max_timestamp.to_be_bytes());
+        put(field::PRODUCER_ID, &(-1i64).to_be_bytes());
+        put(field::PRODUCER_EPOCH, &(-1i16).to_be_bytes());
+        put(field::BASE_SEQUENCE, &(-1i32).to_be_bytes());
+        put(field::RECORD_COUNT, &self.count.to_be_bytes());
+        super::seal(b);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Decoding the records of a batch: what a consumer does. The broker never
 //! calls this on its hot path.
 
-use super::varint::{get_uvarint, get_varint};
+use super::varint::get_varint;
 use super::{validate, BatchInfo, RecordError, HEADER_BYTES};
 
 /// The fewest bytes one record can take: length, attributes, timestamp
@@ -76,7 +76,7 @@ struct RawRecord<'a> {
 #[inline(always)]
 fn parse_record<'a>(rest: &mut &'a [u8], index: u32, mut on_header: impl FnMut(&'a str, Option<&'a [u8]>)) -> Result<RawRecord<'a>, RecordError> {
     let bad = |reason| RecordError::BadRecord { index, reason };
-    let (body_len, n) = get_uvarint(rest).ok_or_else(|| bad("bad length"))?;
+    let (body_len, n) = get_varint(rest).ok_or_else(|| bad("bad length"))?;
     let body_len = usize::try_from(body_len).map_err(|_| bad("bad length"))?;
     if body_len > rest.len() - n {
         return Err(bad("length past batch end"));
@@ -85,19 +85,19 @@ fn parse_record<'a>(rest: &mut &'a [u8], index: u32, mut on_header: impl FnMut(&
     *rest = &rest[n + body_len..];
     let _attributes = body.byte().ok_or_else(|| bad("missing attributes"))?;
     let timestamp_delta = body.varint().ok_or_else(|| bad("bad timestamp delta"))?;
-    let offset_delta = body.uvarint().ok_or_else(|| bad("bad offset delta"))?;
-    if offset_delta != u64::from(index) {
+    let offset_delta = body.varint().ok_or_else(|| bad("bad offset delta"))?;
+    if offset_delta != i64::from(index) {
         return Err(bad("offset delta out of sequence"));
     }
     let key = body.opt_bytes().ok_or_else(|| bad("bad key"))?;
     let value = body.opt_bytes().ok_or_else(|| bad("bad value"))?;
-    let header_count = body.uvarint().ok_or_else(|| bad("bad header count"))?;
-    if header_count > body.buf.len() as u64 {
+    let header_count = body.varint().ok_or_else(|| bad("bad header count"))?;
+    if header_count < 0 || header_count > body.buf.len() as i64 {
         return Err(bad("header count past record end"));
     }
     for _ in 0..header_count {
-        let klen = body.uvarint().ok_or_else(|| bad("bad header key"))?;
-        let k = body.take(klen).ok_or_else(|| bad("bad header key"))?;
+        let klen = body.varint().ok_or_else(|| bad("bad header key"))?;
+        let k = u64::try_from(klen).ok().and_then(|klen| body.take(klen)).ok_or_else(|| bad("bad header key"))?;
         let k = std::str::from_utf8(k).map_err(|_| bad("header key is not UTF-8"))?;
         let v = body.opt_bytes().ok_or_else(|| bad("bad header value"))?;
         on_header(k, v);
@@ -155,12 +155,6 @@ impl<'a> Cursor<'a> {
         let (&b, rest) = self.buf.split_first()?;
         self.buf = rest;
         Some(b)
-    }
-    #[inline(always)]
-    fn uvarint(&mut self) -> Option<u64> {
-        let (v, n) = get_uvarint(self.buf)?;
-        self.buf = &self.buf[n..];
-        Some(v)
     }
     #[inline(always)]
     fn varint(&mut self) -> Option<i64> {

@@ -1,13 +1,15 @@
 //! The record batch: the unit a producer builds, the broker stores and
 //! replicates, and a consumer receives, byte for byte.
 //!
-//! The layout is documented in `schemas/record_batch.md`; this module is its
-//! only implementation. It is sans-IO: it reads and writes byte slices.
+//! It is Kafka's record batch, magic 2, exactly: the layout is documented
+//! in `schemas/record_batch.md`, and this module is its only
+//! implementation. It is sans-IO: it reads and writes byte slices.
 //!
-//! Architecture invariant: the broker's hot path only calls [`validate`] and
-//! [`set_base_offset`] / [`set_leader_epoch`]. It never decodes records, and
-//! the CRC never covers the fields the broker rewrites, so appending a batch
-//! costs one header check and one CRC pass, never a re-encode.
+//! Architecture invariant: the broker's hot path only calls [`validate`],
+//! [`validate_records`] and [`set_base_offset`] / [`set_leader_epoch`]. It
+//! never decodes records, and the CRC never covers the fields the broker
+//! rewrites, so appending a batch costs one header check, one CRC pass and
+//! one walk over the record lengths, never a re-encode.
 
 mod builder;
 mod iter;
@@ -16,12 +18,18 @@ mod varint;
 pub use builder::{BatchBuilder, Header};
 pub use iter::{validate_records, Record, RecordIter};
 
-/// Size of the fixed batch header in bytes.
-pub const HEADER_BYTES: usize = 64;
-/// The only batch format version this build reads and writes.
-pub const MAGIC: u8 = 1;
-/// Bytes from the start of a batch at which the CRC coverage begins.
-pub const CRC_START: usize = 20;
+/// Size of the fixed batch header in bytes (Kafka's v2 batch).
+pub const HEADER_BYTES: usize = 61;
+/// The only batch format version this build reads and writes: Kafka's
+/// "magic" 2.
+pub const MAGIC: u8 = 2;
+/// Bytes from the start of a batch at which the CRC coverage begins (the
+/// attributes): everything before it is either the length, the fields the
+/// broker rewrites, the magic or the CRC itself.
+pub const CRC_START: usize = 21;
+/// Bytes of the batch before `batchLength`'s count starts: the base offset
+/// and the length field itself.
+pub const LOG_OVERHEAD: usize = 12;
 /// A batch may never claim more than this, whatever the configured limits are;
 /// it keeps every length in a `u32` and every allocation bounded.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
@@ -30,22 +38,42 @@ pub(crate) mod field {
     pub const BASE_OFFSET: usize = 0;
     pub const BATCH_LEN: usize = 8;
     pub const LEADER_EPOCH: usize = 12;
-    pub const CRC: usize = 16;
-    pub const MAGIC: usize = 20;
-    pub const RESERVED0: usize = 21;
-    pub const ATTRIBUTES: usize = 22;
-    pub const RECORD_COUNT: usize = 24;
-    pub const BASE_SEQUENCE: usize = 28;
-    pub const FIRST_TIMESTAMP: usize = 32;
-    pub const MAX_TIMESTAMP: usize = 40;
-    pub const PRODUCER_ID: usize = 48;
-    pub const PRODUCER_EPOCH: usize = 56;
-    pub const RESERVED1: usize = 58;
+    pub const MAGIC: usize = 16;
+    pub const CRC: usize = 17;
+    pub const ATTRIBUTES: usize = 21;
+    pub const LAST_OFFSET_DELTA: usize = 23;
+    pub const FIRST_TIMESTAMP: usize = 27;
+    pub const MAX_TIMESTAMP: usize = 35;
+    pub const PRODUCER_ID: usize = 43;
+    pub const PRODUCER_EPOCH: usize = 51;
+    pub const BASE_SEQUENCE: usize = 53;
+    pub const RECORD_COUNT: usize = 57;
 }
 
-/// Attribute bits 0..=2: compression codec. Only `0` (none) is accepted until
-/// a codec is implemented; the bits are reserved so the layout need not change.
+/// Attribute bits 0..=2: the compression codec (0 none, 1 gzip, 2 snappy,
+/// 3 lz4, 4 zstd).
 pub const ATTR_COMPRESSION_MASK: u16 = 0b111;
+/// Attribute bit 3: the timestamps are the broker's (LogAppendTime).
+pub const ATTR_LOG_APPEND_TIME: u16 = 1 << 3;
+/// Attribute bit 4: the batch is part of a transaction.
+pub const ATTR_TRANSACTIONAL: u16 = 1 << 4;
+/// Attribute bit 5: a control batch (a transaction marker).
+pub const ATTR_CONTROL: u16 = 1 << 5;
+/// Attribute bits a batch may carry; the rest (bit 6, the log cleaner's
+/// delete horizon, and up) are never set by a producer.
+const ATTR_KNOWN: u16 = ATTR_COMPRESSION_MASK | ATTR_LOG_APPEND_TIME | ATTR_TRANSACTIONAL | ATTR_CONTROL;
+
+/// The name of a compression codec, as Kafka's `compression.type` says it.
+pub fn codec_name(codec: u16) -> &'static str {
+    match codec {
+        0 => "none",
+        1 => "gzip",
+        2 => "snappy",
+        3 => "lz4",
+        4 => "zstd",
+        _ => "unknown",
+    }
+}
 
 /// What is wrong with bytes that claim to be a record batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,19 +81,25 @@ pub enum RecordError {
     #[error("batch truncated: need {needed} bytes, have {have}")]
     Truncated { needed: usize, have: usize },
     #[error("batch length {0} is outside {HEADER_BYTES}..={MAX_BATCH_BYTES}")]
-    BadLength(u32),
-    #[error("unsupported batch magic {0}")]
+    BadLength(i64),
+    #[error("unsupported batch magic {0} (only Kafka's record batch v2, magic 2, is accepted)")]
     BadMagic(u8),
     #[error("batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     CrcMismatch { stored: u32, computed: u32 },
     #[error("batch has no records")]
     Empty,
-    #[error("unsupported compression codec {0}")]
+    #[error("compression codec {codec} ({name}) is not accepted: send batches uncompressed", codec = .0, name = codec_name(*.0))]
     UnsupportedCompression(u16),
-    #[error("reserved header bits are set")]
-    ReservedBits,
+    #[error("batch attributes {0:#06x} set bits no producer sets")]
+    ReservedBits(u16),
+    #[error("LogAppendTime batches are not accepted: timestamps are the producer's (CreateTime)")]
+    LogAppendTime,
+    #[error("transactional and control batches are not accepted yet")]
+    Transactional,
     #[error("max timestamp {max} is before first timestamp {first}")]
     BadTimestamps { first: i64, max: i64 },
+    #[error("last offset delta {last_offset_delta} does not match {record_count} records")]
+    BadOffsetDelta { last_offset_delta: i32, record_count: i32 },
     #[error("malformed record {index}: {reason}")]
     BadRecord { index: u32, reason: &'static str },
 }
@@ -74,6 +108,8 @@ pub enum RecordError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchInfo {
     pub base_offset: i64,
+    /// Bytes of the whole batch, from its base offset to its last record
+    /// (Kafka's `batchLength` plus the 12 bytes before it counts).
     pub batch_len: u32,
     pub leader_epoch: u32,
     pub crc: u32,
@@ -81,6 +117,9 @@ pub struct BatchInfo {
     pub record_count: u32,
     pub first_timestamp: i64,
     pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 impl BatchInfo {
@@ -96,28 +135,42 @@ impl BatchInfo {
 
 #[inline]
 fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
+    u16::from_be_bytes([b[at], b[at + 1]])
 }
 #[inline]
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 #[inline]
 fn i64_at(b: &[u8], at: usize) -> i64 {
-    i64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// CRC-32C (Castagnoli), Kafka's batch checksum, with the hardware's CRC
+/// instructions where it has them (crc-fast; see BENCHMARKS.md).
+#[inline]
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 /// Reads the length a batch claims from the first 12 bytes, so a reader can
-/// tell how many bytes to wait for. Checks the bounds, not the CRC.
+/// tell how many bytes to wait for. Returns the whole batch's size. Checks
+/// the bounds, not the CRC.
 pub fn peek_len(bytes: &[u8]) -> Result<usize, RecordError> {
-    if bytes.len() < field::BATCH_LEN + 4 {
-        return Err(RecordError::Truncated { needed: field::BATCH_LEN + 4, have: bytes.len() });
+    if bytes.len() < LOG_OVERHEAD {
+        return Err(RecordError::Truncated { needed: LOG_OVERHEAD, have: bytes.len() });
     }
-    let len = u32_at(bytes, field::BATCH_LEN);
-    if (len as usize) < HEADER_BYTES || len as usize > MAX_BATCH_BYTES {
+    let len = i64::from(u32_at(bytes, field::BATCH_LEN) as i32) + LOG_OVERHEAD as i64;
+    if len < HEADER_BYTES as i64 || len > MAX_BATCH_BYTES as i64 {
         return Err(RecordError::BadLength(len));
     }
     Ok(len as usize)
+}
+
+/// Whether the bytes where a batch should start were never written: a
+/// zero length field, as a preallocated or torn tail of a segment reads.
+pub fn is_unwritten(bytes: &[u8]) -> bool {
+    bytes.get(field::BATCH_LEN..LOG_OVERHEAD).is_some_and(|l| l == [0; 4])
 }
 
 /// Checks the header and the CRC of the batch at the start of `bytes`,
@@ -133,28 +186,35 @@ pub fn validate(bytes: &[u8]) -> Result<BatchInfo, RecordError> {
         return Err(RecordError::BadMagic(magic));
     }
     let stored = u32_at(b, field::CRC);
-    let computed = crc32fast::hash(&b[CRC_START..]);
+    let computed = crc32c(&b[CRC_START..]);
     if stored != computed {
         return Err(RecordError::CrcMismatch { stored, computed });
     }
-    if b[field::RESERVED0] != 0 || u16_at(b, field::RESERVED1) != 0 || u32_at(b, 60) != 0 {
-        return Err(RecordError::ReservedBits);
-    }
     let attributes = u16_at(b, field::ATTRIBUTES);
+    if attributes & !ATTR_KNOWN != 0 {
+        return Err(RecordError::ReservedBits(attributes));
+    }
+    if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
+        return Err(RecordError::Transactional);
+    }
+    if attributes & ATTR_LOG_APPEND_TIME != 0 {
+        return Err(RecordError::LogAppendTime);
+    }
     if attributes & ATTR_COMPRESSION_MASK != 0 {
         return Err(RecordError::UnsupportedCompression(attributes & ATTR_COMPRESSION_MASK));
     }
-    if attributes & !ATTR_COMPRESSION_MASK != 0 {
-        return Err(RecordError::ReservedBits);
-    }
-    let record_count = u32_at(b, field::RECORD_COUNT);
+    let count = u32_at(b, field::RECORD_COUNT) as i32;
     // Each record takes at least 7 bytes (see the layout), which bounds the
     // count by the length and keeps `base + count` far from overflow.
-    if record_count == 0 {
+    if count <= 0 {
         return Err(RecordError::Empty);
     }
-    if record_count as usize > (len - HEADER_BYTES) / iter::MIN_RECORD_BYTES {
+    if count as usize > (len - HEADER_BYTES) / iter::MIN_RECORD_BYTES {
         return Err(RecordError::BadRecord { index: 0, reason: "record count exceeds batch length" });
+    }
+    let last_offset_delta = u32_at(b, field::LAST_OFFSET_DELTA) as i32;
+    if last_offset_delta != count - 1 {
+        return Err(RecordError::BadOffsetDelta { last_offset_delta, record_count: count });
     }
     let first_timestamp = i64_at(b, field::FIRST_TIMESTAMP);
     let max_timestamp = i64_at(b, field::MAX_TIMESTAMP);
@@ -167,20 +227,34 @@ pub fn validate(bytes: &[u8]) -> Result<BatchInfo, RecordError> {
         leader_epoch: u32_at(b, field::LEADER_EPOCH),
         crc: stored,
         attributes,
-        record_count,
+        record_count: count as u32,
         first_timestamp,
         max_timestamp,
+        producer_id: i64_at(b, field::PRODUCER_ID),
+        producer_epoch: u16_at(b, field::PRODUCER_EPOCH) as i16,
+        base_sequence: u32_at(b, field::BASE_SEQUENCE) as i32,
     })
+}
+
+/// Writes a batch's length (from the slice's) and its CRC over what the
+/// slice holds: the last step of building one. Tests also use it to
+/// send batches changed on purpose, as a hostile producer would.
+pub fn seal(batch: &mut [u8]) {
+    let len = (batch.len() - LOG_OVERHEAD) as u32;
+    batch[field::BATCH_LEN..field::BATCH_LEN + 4].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32c(&batch[CRC_START..]);
+    batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Writes the broker-assigned base offset. Not covered by the CRC.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
-    batch[field::BASE_OFFSET..field::BASE_OFFSET + 8].copy_from_slice(&base_offset.to_le_bytes());
+    batch[field::BASE_OFFSET..field::BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
 }
 
-/// Writes the leader epoch the batch was appended under. Not covered by the CRC.
+/// Writes the leader epoch the batch was appended under (Kafka's
+/// `partitionLeaderEpoch`). Not covered by the CRC.
 pub fn set_leader_epoch(batch: &mut [u8], epoch: u32) {
-    batch[field::LEADER_EPOCH..field::LEADER_EPOCH + 4].copy_from_slice(&epoch.to_le_bytes());
+    batch[field::LEADER_EPOCH..field::LEADER_EPOCH + 4].copy_from_slice(&epoch.to_be_bytes());
 }
 
 /// The base offset and record count of a batch already

@@ -74,10 +74,7 @@ proptest! {
             let i = HEADER_BYTES + at.index(batch.len() - HEADER_BYTES);
             batch[i] = byte;
         }
-        let len = batch.len() as u32;
-        batch[field::BATCH_LEN..field::BATCH_LEN + 4].copy_from_slice(&len.to_le_bytes());
-        let crc = crc32fast::hash(&batch[CRC_START..]);
-        batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        seal(&mut batch);
         if let Ok(info) = validate(&batch) {
             let walk = validate_records(&batch, &info);
             let decode: Result<Vec<_>, _> = RecordIter::new(&batch).unwrap().collect();
@@ -158,19 +155,84 @@ fn builder_reuse_gives_identical_batches() {
     assert!(validate(x).is_ok());
 }
 
+fn with_attributes(batch: &[u8], attributes: u16) -> Vec<u8> {
+    let mut bad = batch.to_vec();
+    bad[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    seal(&mut bad);
+    bad
+}
+
 #[test]
-fn rejects_compression_bits_and_zero_count() {
+fn refuses_what_it_cannot_validate_or_serve() {
     let batch = build(&[(1, None, Some(b"a".to_vec()), vec![])]);
+    for codec in 1..=4 {
+        assert_eq!(validate(&with_attributes(&batch, codec)), Err(RecordError::UnsupportedCompression(codec)));
+    }
+    assert_eq!(validate(&with_attributes(&batch, ATTR_LOG_APPEND_TIME)), Err(RecordError::LogAppendTime));
+    assert_eq!(validate(&with_attributes(&batch, ATTR_TRANSACTIONAL)), Err(RecordError::Transactional));
+    assert_eq!(validate(&with_attributes(&batch, ATTR_CONTROL | ATTR_TRANSACTIONAL)), Err(RecordError::Transactional));
+    assert_eq!(validate(&with_attributes(&batch, 1 << 6)), Err(RecordError::ReservedBits(1 << 6)));
     let mut bad = batch.clone();
-    bad[field::ATTRIBUTES] = 1;
-    let crc = crc32fast::hash(&bad[CRC_START..]);
-    bad[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
-    assert_eq!(validate(&bad), Err(RecordError::UnsupportedCompression(1)));
-    let mut bad = batch;
-    bad[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&0u32.to_le_bytes());
-    let crc = crc32fast::hash(&bad[CRC_START..]);
-    bad[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    bad[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&0u32.to_be_bytes());
+    seal(&mut bad);
     assert_eq!(validate(&bad), Err(RecordError::Empty));
+    let mut bad = batch.clone();
+    bad[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4].copy_from_slice(&3u32.to_be_bytes());
+    seal(&mut bad);
+    assert_eq!(validate(&bad), Err(RecordError::BadOffsetDelta { last_offset_delta: 3, record_count: 1 }));
+    let mut bad = batch;
+    bad[field::MAGIC] = 1;
+    assert_eq!(validate(&bad), Err(RecordError::BadMagic(1)));
+}
+
+/// A batch written the way Kafka's own producers write it (the Java
+/// client's MemoryRecordsBuilder, librdkafka), byte by byte from the
+/// protocol's documentation rather than from this module's builder: the
+/// builder produces exactly these bytes, and `validate` and the decoder
+/// read them.
+#[test]
+fn the_builder_writes_kafkas_v2_batch_byte_for_byte() {
+    // One record: timestamp 1000, key "k", value "v", header "h" = "x".
+    let record: &[u8] = &[
+        0x00, // attributes
+        0x00, // timestamp delta 0 (zigzag)
+        0x00, // offset delta 0
+        0x02, b'k', // key length 1 (zigzag), key
+        0x02, b'v', // value length 1, value
+        0x02, // one header (zigzag 1)
+        0x02, b'h', 0x02, b'x', // header key "h", value "x"
+    ];
+    let mut want = Vec::new();
+    want.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+    let batch_length = (49 + 1 + record.len()) as i32; // bytes after batchLength
+    want.extend_from_slice(&batch_length.to_be_bytes());
+    want.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+    want.push(2); // magic
+    let crc_at = want.len();
+    want.extend_from_slice(&[0; 4]); // crc, below
+    want.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    want.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+    want.extend_from_slice(&1000i64.to_be_bytes()); // baseTimestamp
+    want.extend_from_slice(&1000i64.to_be_bytes()); // maxTimestamp
+    want.extend_from_slice(&(-1i64).to_be_bytes()); // producerId
+    want.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch
+    want.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    want.extend_from_slice(&1i32.to_be_bytes()); // records count
+    assert_eq!(want.len(), HEADER_BYTES);
+    want.push((record.len() as u8) << 1); // record length (zigzag)
+    want.extend_from_slice(record);
+    // CRC-32C over attributes..end; the check value of CRC-32C is
+    // crc32c("123456789") = 0xE3069283.
+    assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+    let crc = crc32c(&want[crc_at + 4..]);
+    want[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+
+    let got = build(&[(1000, Some(b"k".to_vec()), Some(b"v".to_vec()), vec![("h".into(), Some(b"x".to_vec()))])]);
+    assert_eq!(got, want);
+    let info = validate(&want).unwrap();
+    assert_eq!((info.record_count, info.first_timestamp, info.producer_id, info.base_sequence), (1, 1000, -1, -1));
+    let r = RecordIter::new(&want).unwrap().next().unwrap().unwrap();
+    assert_eq!((r.key, r.value, r.headers), (Some(&b"k"[..]), Some(&b"v"[..]), vec![("h", Some(&b"x"[..]))]));
 }
 
 #[test]

@@ -137,7 +137,7 @@ pub async fn scan(file: &DirectFile, base_offset: i64, file_size: u64, index_int
         let need = match record::peek_len(&chunk) {
             Ok(n) => n,
             Err(e) => {
-                s.unfinished_write = matches!(e, record::RecordError::BadLength(0));
+                s.unfinished_write = record::is_unwritten(&chunk);
                 s.stopped_by = Some(e.to_string());
                 break;
             }
