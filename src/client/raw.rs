@@ -28,8 +28,8 @@ use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 
 use crate::protocol::{
-    self, create_topics, delete_topics, describe_topic, fb, fetch, find_coordinator, group_heartbeat, list_offsets, list_topics, metadata, offset_commit,
-    offset_fetch, produce, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
+    self, api_versions, create_topics, delete_topics, describe_topic, fb, fetch, find_coordinator, group_heartbeat, list_offsets, list_topics, metadata,
+    offset_commit, offset_fetch, produce, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
 };
 
 pub use crate::protocol::metadata::{Broker as BrokerMeta, Partition as PartitionMeta, Response as ClusterInfo, Topic as TopicMeta, Voter as VoterMeta};
@@ -105,10 +105,17 @@ pub struct Connection {
 
 impl Connection {
     /// Connects to one broker.
+    ///
+    /// Opens with ApiVersions, as every native client should: the broker
+    /// tells a native connection from a Kafka one by its first frame, and
+    /// a frame without records, like this one, is never read as Kafka's
+    /// (see `schemas/PROTOCOL.md`).
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        Ok(Connection { stream, next: 1, fbb: FlatBufferBuilder::with_capacity(1024), client_id: "shardlog".into(), max_frame_bytes: 256 << 20 })
+        let mut c = Connection { stream, next: 1, fbb: FlatBufferBuilder::with_capacity(1024), client_id: "shardlog".into(), max_frame_bytes: 256 << 20 };
+        let _: api_versions::Response = c.call(&api_versions::Request { client_software: Some(format!("shardlog {}", env!("CARGO_PKG_VERSION"))) })?;
+        Ok(c)
     }
 
     /// Connects to the first of `bootstrap` (`host:port` strings) that answers.

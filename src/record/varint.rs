@@ -3,27 +3,39 @@
 /// Longest encoding of a `u64`.
 pub const MAX_VARINT_BYTES: usize = 10;
 
-pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
+#[inline(always)]
+pub fn put_uvarint(out: &mut Vec<u8>, v: u64) {
+    // Most lengths and deltas in a batch take one or two bytes.
+    if v < 0x80 {
+        out.push(v as u8);
+    } else if v < 0x4000 {
+        out.extend_from_slice(&[(v as u8) | 0x80, (v >> 7) as u8]);
+    } else {
+        let mut buf = [0u8; MAX_VARINT_BYTES];
+        let mut n = 0;
+        let mut v = v;
+        while v >= 0x80 {
+            buf[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        out.extend_from_slice(&buf[..=n]);
     }
-    out.push(v as u8);
 }
 
+#[inline(always)]
 pub fn put_varint(out: &mut Vec<u8>, v: i64) {
     put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
-pub fn uvarint_len(mut v: u64) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
+/// Bytes of `v` as a varint: one per 7 significant bits, at least one.
+#[inline(always)]
+pub fn uvarint_len(v: u64) -> usize {
+    (70 - (v | 1).leading_zeros() as usize) / 7
 }
 
+#[inline(always)]
 pub fn varint_len(v: i64) -> usize {
     uvarint_len(((v << 1) ^ (v >> 63)) as u64)
 }

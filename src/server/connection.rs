@@ -22,9 +22,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures::channel::oneshot;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::budget::{FrameBudget, ShardBudget};
+use super::kafka;
 use super::response::{error, Outgoing};
 use crate::net::Stream;
 use crate::protocol::{self, ErrorCode};
@@ -114,13 +116,18 @@ struct Frame {
 async fn read_body<R: futures::io::AsyncRead + Unpin>(
     r: &mut R,
     len: usize,
+    already: &[u8],
     shard: &Shard,
     budget: &Rc<ShardBudget>,
     permits: [StaticPermit; 2],
     idle: Duration,
 ) -> Result<Frame, ReadEnd> {
     let mut first = [0u8; FIRST_READ_BYTES];
-    let n = read_some(r, &mut first[..len.min(FIRST_READ_BYTES)], shard, idle).await?;
+    let k = already.len();
+    debug_assert!(k <= len.min(FIRST_READ_BYTES));
+    first[..k].copy_from_slice(already);
+    let want = len.min(FIRST_READ_BYTES);
+    let n = if k == want { k } else { k + read_some(r, &mut first[k..want], shard, idle).await? };
     let timeout = Duration::from_millis(shard.config.request_read_timeout_ms);
     let mut deadline = Instant::now() + timeout;
 
@@ -158,18 +165,40 @@ async fn read_body<R: futures::io::AsyncRead + Unpin>(
     Ok(Frame { body, _budget: held, _permits: permits })
 }
 
+/// What the writer sends next: a native response, ready in any order, or
+/// a Kafka request's answer, awaited in request order.
+enum Reply {
+    Ready(Outgoing),
+    InTurn(oneshot::Receiver<kafka::Answer>),
+}
+
 /// `external`: the connection came in through the external listener.
 pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, external: bool) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let cfg = shard.config.clone();
     let (mut reader, mut writer) = stream.split();
-    let (tx, rx) = rt::local_bounded::<Outgoing>(cfg.max_inflight_requests_per_connection);
+    let (tx, rx) = rt::local_bounded::<Reply>(cfg.max_inflight_requests_per_connection);
     let tx = Rc::new(tx);
     let inflight_bytes = Rc::new(rt::Semaphore::new(cfg.max_inflight_bytes_per_connection as u64));
     let inflight_reqs = Rc::new(rt::Semaphore::new(cfg.max_inflight_requests_per_connection as u64));
 
+    let writer_peer = peer.clone();
     let writer_task = glommio::spawn_local(async move {
-        while let Some(out) = rx.recv().await {
+        while let Some(reply) = rx.recv().await {
+            let out = match reply {
+                Reply::Ready(out) => out,
+                Reply::InTurn(answer) => match answer.await {
+                    Ok(kafka::Answer::Send(out)) => out,
+                    Ok(kafka::Answer::Nothing) => continue,
+                    Ok(kafka::Answer::Close(why)) => {
+                        tracing::debug!(peer = %writer_peer, %why, "closing a Kafka connection");
+                        break;
+                    }
+                    // The request's task ended without an answer: the
+                    // broker is stopping.
+                    Err(_) => break,
+                },
+            };
             if writer.write_all(&out.head).await.is_err() {
                 return;
             }
@@ -183,39 +212,90 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, ex
     });
 
     let idle = Duration::from_millis(cfg.connection_idle_timeout_ms);
+    // Decided by the first frame's first 8 bytes (`kafka::is_kafka`).
+    let mut is_kafka: Option<bool> = None;
     let end = loop {
         let mut prefix = [0u8; 4];
         if let Err(e) = read_exact_or_stop(&mut reader, &mut prefix, &shard, idle).await {
             break e;
         }
-        let len = match protocol::frame_len(prefix, cfg.max_frame_bytes) {
-            Ok(n) => n,
-            Err(e) => {
-                // The stream cannot be re-synchronised without reading the
-                // frame, which is what the limit refuses: say why and close.
-                let _ = tx.send(error(0, e.code(), &e.to_string())).await;
-                break ReadEnd::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()));
+        let mut already = [0u8; 4];
+        let mut already_len = 0;
+        let kafka_conn = match is_kafka {
+            Some(k) => k,
+            // A first byte other than zero is a native frame's: decided
+            // without waiting for more.
+            None if prefix[0] != 0 => *is_kafka.insert(false),
+            None => {
+                // Every frame of either protocol that starts so has at
+                // least 4 more bytes.
+                if let Err(e) = read_exact_or_stop(&mut reader, &mut already, &shard, idle).await {
+                    break e;
+                }
+                already_len = 4;
+                let mut first = [0u8; 8];
+                first[..4].copy_from_slice(&prefix);
+                first[4..].copy_from_slice(&already);
+                *is_kafka.insert(kafka::is_kafka(first))
+            }
+        };
+        let len = if kafka_conn {
+            match kafka::frame_len(prefix, cfg.max_frame_bytes) {
+                Ok(n) => n,
+                // Kafka has no answer to a frame it cannot read: close.
+                Err(e) => break ReadEnd::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+            }
+        } else {
+            match protocol::frame_len(prefix, cfg.max_frame_bytes) {
+                Ok(n) => n,
+                Err(e) => {
+                    // The stream cannot be re-synchronised without reading the
+                    // frame, which is what the limit refuses: say why and close.
+                    let _ = tx.send(Reply::Ready(error(0, e.code(), &e.to_string()))).await;
+                    break ReadEnd::Failed(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()));
+                }
             }
         };
         let Ok(bytes_permit) = inflight_bytes.clone().acquire_static_permit(len as u64).await else { break ReadEnd::Stopping };
         let Ok(req_permit) = inflight_reqs.clone().acquire_static_permit(1).await else { break ReadEnd::Stopping };
-        let frame = match read_body(&mut reader, len, &shard, &budget, [bytes_permit, req_permit], idle).await {
+        let frame = match read_body(&mut reader, len, &already[..already_len], &shard, &budget, [bytes_permit, req_permit], idle).await {
             Ok(f) => f,
             Err(ReadEnd::Slow { got, len }) => {
                 let msg = format!(
                     "a request frame did not arrive within request_read_timeout_ms ({} ms): {got} of {len} bytes came; closing the connection",
                     cfg.request_read_timeout_ms
                 );
-                let _ = tx.send(error(0, ErrorCode::RequestTimedOut, &msg)).await;
+                if !kafka_conn {
+                    let _ = tx.send(Reply::Ready(error(0, ErrorCode::RequestTimedOut, &msg))).await;
+                }
                 break ReadEnd::Slow { got, len };
             }
             Err(e) => break e,
         };
+        if kafka_conn {
+            // The answer's place in line is taken now, in request order.
+            let (answer, turn) = oneshot::channel();
+            if tx.send(Reply::InTurn(turn)).await.is_err() {
+                break ReadEnd::Closed;
+            }
+            let shard = shard.clone();
+            rt::spawn(async move {
+                let Frame { body, _budget, _permits } = frame;
+                let a = if shard.is_shutting_down() {
+                    kafka::Answer::Close("the broker is shutting down".into())
+                } else {
+                    kafka::dispatch(&shard, body, external).await
+                };
+                let _ = answer.send(a);
+                drop((_budget, _permits));
+            });
+            continue;
+        }
         let (shard, tx) = (shard.clone(), tx.clone());
         rt::spawn(async move {
             let Frame { body, _budget, _permits } = frame;
             if let Some(out) = super::dispatch(&shard, body, external).await {
-                let _ = tx.send(out).await;
+                let _ = tx.send(Reply::Ready(out)).await;
             }
             drop((_budget, _permits));
         });

@@ -17,9 +17,21 @@ use crate::storage::Chunk;
 pub const MAX_PARTITIONS_PER_FETCH: usize = 10_000;
 
 pub async fn handle(shard: &Rc<Shard>, corr: u32, req: Request) -> Outgoing {
+    match answer(shard, req).await {
+        Ok(response) => respond_records(corr, response, |r| {
+            r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()).flat_map(|p| std::mem::take(&mut p.records)).collect()
+        }),
+        Err((code, message)) => error(corr, code, &message),
+    }
+}
+
+/// Reads what the request asks, long-polling for `min_bytes`; the stored
+/// chunks go into the response as they are. Shared by the native and the
+/// Kafka listener.
+pub async fn answer(shard: &Rc<Shard>, req: Request) -> Result<Response<Vec<Chunk>>, (ErrorCode, String)> {
     let wanted: Vec<(&str, u32, i64, usize)> = req.partitions().map(|(t, p)| (t, p.partition, p.offset, p.max_bytes as usize)).collect();
     if wanted.len() > MAX_PARTITIONS_PER_FETCH {
-        return error(corr, ErrorCode::PolicyViolation, &format!("at most {MAX_PARTITIONS_PER_FETCH} partitions per fetch"));
+        return Err((ErrorCode::PolicyViolation, format!("at most {MAX_PARTITIONS_PER_FETCH} partitions per fetch")));
     }
     let budget = (req.max_bytes as usize).min(shard.config.max_frame_bytes);
     let min_bytes = req.min_bytes as usize;
@@ -69,7 +81,5 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, req: Request) -> Outgoing {
         log_start_offset: r.log_start_offset,
         records: r.chunks,
     });
-    respond_records(corr, Response { topics }, |r| {
-        r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()).flat_map(|p| std::mem::take(&mut p.records)).collect()
-    })
+    Ok(Response { topics })
 }

@@ -12,6 +12,7 @@ pub mod budget;
 pub mod connection;
 pub mod fetch;
 pub mod groups;
+pub mod kafka;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;

@@ -41,7 +41,13 @@ fn validate_all(data: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, (
     Ok(infos)
 }
 
-pub async fn handle(shard: &Rc<Shard>, corr: u32, mut req: produce::Request<BytesMut>) -> Option<Outgoing> {
+pub async fn handle(shard: &Rc<Shard>, corr: u32, req: produce::Request<BytesMut>) -> Option<Outgoing> {
+    answer(shard, req).await.map(|r| respond(corr, &r, Vec::new()))
+}
+
+/// Appends every partition's batches; `None` for acks=0, which has no
+/// answer. Shared by the native and the Kafka listener.
+pub async fn answer(shard: &Rc<Shard>, mut req: produce::Request<BytesMut>) -> Option<produce::Response> {
     let acks = req.acks;
     let timeout = Duration::from_millis(u64::from(req.timeout_ms).min(MAX_PRODUCE_TIMEOUT_MS));
     let max_batch_bytes = shard.config.max_batch_bytes;
@@ -67,5 +73,5 @@ pub async fn handle(shard: &Rc<Shard>, corr: u32, mut req: produce::Request<Byte
         log_start_offset: r.log_start_offset,
         error_message: r.message,
     });
-    Some(respond(corr, &produce::Response { topics }, Vec::new()))
+    Some(produce::Response { topics })
 }

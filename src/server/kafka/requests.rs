@@ -1,0 +1,164 @@
+//! The Kafka requests this broker serves, read into the API types the
+//! native protocol shares (`crate::protocol`), at the versions listed in
+//! [`super::APIS`]. Record bytes stay where they are in the frame: a
+//! produce request's records are ranges of it.
+
+use std::ops::Range;
+
+use super::read::{ReadError, Reader};
+use crate::protocol::{fetch, list_offsets, metadata, Topic};
+
+/// A request header (v1, or v2 for flexible versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<&'a str>,
+}
+
+/// Reads the header; `flexible` says whether the request's version is a
+/// flexible one (which adds tagged fields to the header).
+pub fn header<'a>(r: &mut Reader<'a>, flexible: bool) -> Result<Header<'a>, ReadError> {
+    let h = Header {
+        api_key: r.i16("api key")?,
+        api_version: r.i16("api version")?,
+        correlation_id: r.i32("correlation id")?,
+        client_id: r.nullable_string("client id")?,
+    };
+    if flexible {
+        r.tagged_fields()?;
+    }
+    Ok(h)
+}
+
+/// A partition index from the wire; a negative one becomes an index no
+/// topic has, answered as an unknown partition.
+fn partition_index(p: i32) -> u32 {
+    u32::try_from(p).unwrap_or(u32::MAX)
+}
+
+fn non_negative(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Metadata v0-8: the topics asked for (`None`: all of them).
+pub fn metadata(r: &mut Reader<'_>, version: i16) -> Result<metadata::Request, ReadError> {
+    let n = r.nullable_array("topics")?;
+    let topics = match n {
+        // v0 asks for every topic with an empty array, later versions with null.
+        Some(0) if version == 0 => None,
+        None => None,
+        Some(n) => Some((0..n).map(|_| r.string("topic name").map(str::to_string)).collect::<Result<Vec<_>, _>>()?),
+    };
+    if version >= 4 {
+        r.bool("allow_auto_topic_creation")?;
+    }
+    if version >= 8 {
+        r.bool("include_cluster_authorized_operations")?;
+        r.bool("include_topic_authorized_operations")?;
+    }
+    Ok(metadata::Request { topics })
+}
+
+/// One produce request's fields, with each partition's records as a
+/// range of the frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Produce {
+    /// A transactional id was given.
+    pub transactional: bool,
+    pub acks: i16,
+    pub timeout_ms: i32,
+    pub topics: Vec<Topic<(u32, Option<Range<usize>>)>>,
+}
+
+/// Produce v3-8.
+pub fn produce(r: &mut Reader<'_>) -> Result<Produce, ReadError> {
+    let transactional = r.nullable_string("transactional id")?.is_some();
+    let acks = r.i16("acks")?;
+    let timeout_ms = r.i32("timeout")?;
+    let n = r.array("topics")?;
+    let mut topics = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let name = r.string("topic name")?.to_string();
+        let m = r.array("partitions")?;
+        let mut partitions = Vec::with_capacity(m.min(64));
+        for _ in 0..m {
+            let p = partition_index(r.i32("partition")?);
+            partitions.push((p, r.nullable_bytes("records")?));
+        }
+        topics.push(Topic { name, partitions });
+    }
+    Ok(Produce { transactional, acks, timeout_ms, topics })
+}
+
+/// Fetch v4-11. Fetch sessions are not kept: every fetch names its
+/// partitions, as a fetch with session id 0 and epoch -1 does.
+pub fn fetch(r: &mut Reader<'_>, version: i16) -> Result<fetch::Request, ReadError> {
+    let _replica_id = r.i32("replica id")?;
+    let max_wait_ms = non_negative(r.i32("max wait")?);
+    let min_bytes = non_negative(r.i32("min bytes")?);
+    let max_bytes = non_negative(r.i32("max bytes")?);
+    let _isolation_level = r.i8("isolation level")?;
+    if version >= 7 {
+        r.i32("session id")?;
+        r.i32("session epoch")?;
+    }
+    let n = r.array("topics")?;
+    let mut topics = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let name = r.string("topic name")?.to_string();
+        let m = r.array("partitions")?;
+        let mut partitions = Vec::with_capacity(m.min(64));
+        for _ in 0..m {
+            let partition = partition_index(r.i32("partition")?);
+            if version >= 9 {
+                r.i32("current leader epoch")?;
+            }
+            let offset = r.i64("fetch offset")?;
+            if version >= 5 {
+                r.i64("log start offset")?;
+            }
+            let max_bytes = non_negative(r.i32("partition max bytes")?);
+            partitions.push(fetch::Partition { partition, offset, max_bytes });
+        }
+        topics.push(Topic { name, partitions });
+    }
+    if version >= 7 {
+        for _ in 0..r.array("forgotten topics")? {
+            r.string("forgotten topic")?;
+            for _ in 0..r.array("forgotten partitions")? {
+                r.i32("forgotten partition")?;
+            }
+        }
+    }
+    if version >= 11 {
+        r.string("rack id")?;
+    }
+    Ok(fetch::Request { max_wait_ms, min_bytes, max_bytes, topics })
+}
+
+/// ListOffsets v1-5.
+pub fn list_offsets(r: &mut Reader<'_>, version: i16) -> Result<list_offsets::Request, ReadError> {
+    let _replica_id = r.i32("replica id")?;
+    if version >= 2 {
+        r.i8("isolation level")?;
+    }
+    let n = r.array("topics")?;
+    let mut topics = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let name = r.string("topic name")?.to_string();
+        let m = r.array("partitions")?;
+        let mut partitions = Vec::with_capacity(m.min(64));
+        for _ in 0..m {
+            let partition = partition_index(r.i32("partition")?);
+            if version >= 4 {
+                r.i32("current leader epoch")?;
+            }
+            let timestamp = r.i64("timestamp")?;
+            partitions.push(list_offsets::Partition { partition, timestamp });
+        }
+        topics.push(Topic { name, partitions });
+    }
+    Ok(list_offsets::Request { topics })
+}

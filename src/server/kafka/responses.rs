@@ -1,0 +1,253 @@
+//! Kafka responses: the broker's typed answers in Kafka's encoding, with
+//! `kafka-protocol` (the data is the broker's own, so its encoders are
+//! safe to use), except Fetch, whose head is written here so the stored
+//! batches follow it as they are.
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, BrokerId, ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use super::{error_code, APIS};
+use crate::group::is_internal;
+use crate::protocol::{fetch, list_offsets, metadata, produce, Topic};
+use crate::server::response::Outgoing;
+use crate::storage::Chunk;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// A whole response frame: size, header, body.
+fn frame<M: Encodable>(api: ApiKey, corr: i32, version: i16, body: &M) -> Outgoing {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = corr;
+    // Encoding the broker's own values cannot fail but for a version
+    // outside the message's, which the version table rules out.
+    header.encode(&mut out, api.response_header_version(version)).expect("a valid response header");
+    body.encode(&mut out, version).expect("a response at a served version");
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Outgoing { head: out.freeze(), payload: Vec::new() }
+}
+
+/// ApiVersions, at the version asked; one this broker does not serve is
+/// answered at v0 with UNSUPPORTED_VERSION and the versions it does, as
+/// KIP-511 has clients expect.
+pub fn api_versions(corr: i32, version: i16) -> Outgoing {
+    let mut r = ApiVersionsResponse::default();
+    r.api_keys = APIS
+        .iter()
+        .map(|&(key, min, max)| {
+            let mut v = ApiVersion::default();
+            v.api_key = key;
+            v.min_version = min;
+            v.max_version = max;
+            v
+        })
+        .collect();
+    let (_, _, max) = APIS.iter().find(|(k, _, _)| *k == super::key::API_VERSIONS).copied().expect("ApiVersions is served");
+    if !(0..=max).contains(&version) {
+        r.error_code = error_code(crate::protocol::ErrorCode::UnsupportedVersion);
+        return frame(ApiKey::ApiVersions, corr, 0, &r);
+    }
+    frame(ApiKey::ApiVersions, corr, version, &r)
+}
+
+pub fn metadata(corr: i32, version: i16, m: metadata::Response) -> Outgoing {
+    let mut r = MetadataResponse::default();
+    r.brokers = m
+        .brokers
+        .iter()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            let mut k = MetadataResponseBroker::default();
+            k.node_id = BrokerId(b.node_id);
+            k.host = StrBytes::from_string(b.host.clone());
+            k.port = i32::from(b.port);
+            k
+        })
+        .collect();
+    r.cluster_id = Some(StrBytes::from_string(m.cluster_id.clone()));
+    r.controller_id = BrokerId(m.controller);
+    r.topics = m
+        .topics
+        .iter()
+        .map(|t| {
+            let mut k = MetadataResponseTopic::default();
+            k.error_code = error_code(t.error);
+            k.name = Some(name(&t.name));
+            k.is_internal = is_internal(&t.name);
+            k.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut q = MetadataResponsePartition::default();
+                    q.error_code = error_code(p.error);
+                    q.partition_index = p.partition as i32;
+                    q.leader_id = BrokerId(p.leader);
+                    q.leader_epoch = p.leader_epoch as i32;
+                    q.replica_nodes = p.replicas.iter().map(|&b| BrokerId(b)).collect();
+                    q.isr_nodes = p.isr.iter().map(|&b| BrokerId(b)).collect();
+                    q
+                })
+                .collect();
+            k
+        })
+        .collect();
+    frame(ApiKey::Metadata, corr, version, &r)
+}
+
+pub fn list_offsets(corr: i32, version: i16, l: list_offsets::Response) -> Outgoing {
+    let mut r = ListOffsetsResponse::default();
+    r.topics = l
+        .topics
+        .iter()
+        .map(|t| {
+            let mut k = ListOffsetsTopicResponse::default();
+            k.name = name(&t.name);
+            k.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut q = ListOffsetsPartitionResponse::default();
+                    q.partition_index = p.partition as i32;
+                    q.error_code = error_code(p.error);
+                    q.timestamp = p.timestamp;
+                    q.offset = p.offset;
+                    q
+                })
+                .collect();
+            k
+        })
+        .collect();
+    frame(ApiKey::ListOffsets, corr, version, &r)
+}
+
+fn produce_partition(partition: u32, error: i16, base_offset: i64, log_start_offset: i64, message: Option<String>) -> PartitionProduceResponse {
+    let mut q = PartitionProduceResponse::default();
+    q.index = partition as i32;
+    q.error_code = error;
+    q.base_offset = base_offset;
+    q.log_start_offset = log_start_offset;
+    q.error_message = message.map(StrBytes::from_string);
+    q
+}
+
+fn produce_frame(corr: i32, version: i16, responses: Vec<TopicProduceResponse>) -> Outgoing {
+    let mut r = ProduceResponse::default();
+    r.responses = responses;
+    frame(ApiKey::Produce, corr, version, &r)
+}
+
+pub fn produce(corr: i32, version: i16, p: produce::Response) -> Outgoing {
+    let responses = p
+        .topics
+        .into_iter()
+        .map(|t| {
+            let mut k = TopicProduceResponse::default();
+            k.name = name(&t.name);
+            k.partition_responses = t
+                .partitions
+                .into_iter()
+                .map(|p| produce_partition(p.partition, error_code(p.error), p.base_offset, p.log_start_offset, p.error_message))
+                .collect();
+            k
+        })
+        .collect();
+    produce_frame(corr, version, responses)
+}
+
+/// The same error for every partition a produce names.
+pub fn produce_all<P>(corr: i32, version: i16, topics: &[Topic<(u32, P)>], error: i16) -> Outgoing {
+    let responses = topics
+        .iter()
+        .map(|t| {
+            let mut k = TopicProduceResponse::default();
+            k.name = name(&t.name);
+            k.partition_responses = t.partitions.iter().map(|(p, _)| produce_partition(*p, error, -1, -1, None)).collect();
+            k
+        })
+        .collect();
+    produce_frame(corr, version, responses)
+}
+
+/// Fetch v4-11, written by hand: the head of each partition's answer goes
+/// out as its own small buffer, then that partition's stored batches as
+/// they are, never copied or re-encoded.
+pub fn fetch(corr: i32, version: i16, f: fetch::Response<Vec<Chunk>>) -> Outgoing {
+    let mut head = BytesMut::with_capacity(128);
+    head.put_i32(0); // the size, below
+    head.put_i32(corr);
+    head.put_i32(0); // throttle_time_ms
+    if version >= 7 {
+        head.put_i16(0); // error_code
+        head.put_i32(0); // session_id: no fetch sessions
+    }
+    head.put_i32(f.topics.len() as i32);
+    // The first piece, holding the size; then, for each partition with
+    // records, those records and the piece that follows them.
+    let mut first: Option<BytesMut> = None;
+    let mut payload: Vec<Chunk> = Vec::new();
+    let mut cur = head;
+    let mut flush = |cur: BytesMut, payload: &mut Vec<Chunk>| match first {
+        None => first = Some(cur),
+        Some(_) => payload.push(Chunk::Mem(cur.freeze())),
+    };
+    for t in f.topics {
+        put_string(&mut cur, &t.name);
+        cur.put_i32(t.partitions.len() as i32);
+        for p in t.partitions {
+            let bytes: usize = p.records.iter().map(|c| c.len()).sum();
+            cur.put_i32(p.partition as i32);
+            cur.put_i16(error_code(p.error));
+            cur.put_i64(p.high_watermark);
+            cur.put_i64(p.high_watermark); // last_stable_offset: no transactions
+            if version >= 5 {
+                cur.put_i64(p.log_start_offset);
+            }
+            cur.put_i32(-1); // aborted_transactions: null
+            if version >= 11 {
+                cur.put_i32(-1); // preferred_read_replica: none
+            }
+            cur.put_i32(bytes as i32);
+            if !p.records.is_empty() {
+                flush(std::mem::replace(&mut cur, BytesMut::with_capacity(64)), &mut payload);
+                payload.extend(p.records);
+            }
+        }
+    }
+    if !cur.is_empty() {
+        flush(cur, &mut payload);
+    }
+    let mut first = first.expect("the head was written");
+    let total = first.len() - 4 + payload.iter().map(|c| c.len()).sum::<usize>();
+    first[..4].copy_from_slice(&(total as i32).to_be_bytes());
+    Outgoing { head: first.freeze(), payload }
+}
+
+/// A fetch that failed as a whole (too many partitions).
+pub fn fetch_error(corr: i32, version: i16, error: i16) -> Outgoing {
+    let mut b = BytesMut::with_capacity(32);
+    b.put_i32(0);
+    b.put_i32(corr);
+    b.put_i32(0);
+    if version >= 7 {
+        b.put_i16(error);
+        b.put_i32(0);
+    }
+    b.put_i32(0); // no topics
+    let len = (b.len() - 4) as i32;
+    b[..4].copy_from_slice(&len.to_be_bytes());
+    Outgoing { head: b.freeze(), payload: Vec::new() }
+}
+
+fn put_string(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}

@@ -1,0 +1,118 @@
+//! Stock Kafka clients against the broker's Kafka listener (the client
+//! port; a connection is told Kafka's by its first bytes): kcat, on
+//! librdkafka, lists brokers, produces the seed's lines with keys and
+//! headers, and reads them back from the beginning; what kcat produced,
+//! the native SDK reads byte for byte, and the reverse.
+//!
+//! kcat must be installed (`scripts/test.sh` and CI install it).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::cluster::Cluster;
+use common::{batch_of, Broker};
+use shardlog::client::producer::Acks;
+use shardlog::protocol::ErrorCode;
+
+const SEED: [&str; 4] = ["123", "测试数据", "test data", "阿牛"];
+
+fn kcat(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("kcat could not be run ({e}): install it (apt-get install kcat), as scripts/test.sh does"));
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(bytes) = stdin {
+        input.write_all(bytes).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn kcat_lists_produces_and_consumes_the_seeds_lines_with_keys_and_headers() {
+    let b = Broker::start(2);
+    let addr = b.addr.to_string();
+    let mut c = b.client();
+    assert_eq!(c.create_topic("test", 1), ErrorCode::None);
+
+    let listing = text(&kcat(&["-b", &addr, "-L"], None));
+    assert!(listing.contains(&format!("broker 0 at {addr}")), "{listing}");
+    assert!(listing.contains("topic \"test\" with 1 partitions"), "{listing}");
+
+    // The seed's console producer: one line, one message.
+    let lines: String = SEED.iter().map(|l| format!("{l}\n")).collect();
+    kcat(&["-b", &addr, "-P", "-t", "test", "-p", "0"], Some(lines.as_bytes()));
+    // A keyed message with headers, the key and value binary.
+    kcat(&["-b", &addr, "-P", "-t", "test", "-p", "0", "-K", "\t", "-H", "trace=42", "-H", "who=阿牛"], Some(b"k\x01\xff\tv\x00\x02\n"));
+
+    let out = text(&kcat(&["-b", &addr, "-C", "-t", "test", "-o", "beginning", "-e", "-f", "%o %k|%s|%h\n"], None));
+    assert_eq!(out, "0 |123|\n1 |测试数据|\n2 |test data|\n3 |阿牛|\n4 k\u{1}\u{fffd}|v\u{0}\u{2}|trace=42,who=阿牛\n");
+
+    // The native side reads what kcat wrote, byte for byte.
+    let values = c.fetch_all_values("test", 0, 0);
+    let mut expected: Vec<Vec<u8>> = SEED.iter().map(|l| l.as_bytes().to_vec()).collect();
+    expected.push(b"v\x00\x02".to_vec());
+    assert_eq!(values, expected);
+    let (err, _, bytes) = c.fetch("test", 0, 4, 0);
+    assert_eq!(err, ErrorCode::None);
+    let (start, _) = shardlog::record::batches(&bytes).last().unwrap().unwrap();
+    let r = shardlog::record::RecordIter::new(&bytes[start..]).unwrap().next().unwrap().unwrap();
+    assert_eq!(r.key, Some(&b"k\x01\xff"[..]));
+    assert_eq!(r.headers, vec![("trace", Some(&b"42"[..])), ("who", Some("阿牛".as_bytes()))]);
+}
+
+#[test]
+fn what_the_native_side_produced_kcat_reads_and_the_bytes_are_the_same() {
+    let b = Broker::start(1);
+    let addr = b.addr.to_string();
+    let mut c = b.client();
+    assert_eq!(c.create_topic("native", 1), ErrorCode::None);
+    let batch = batch_of(&[b"from", b"the sdk"]);
+    assert_eq!(c.produce("native", 0, &batch, Acks::All), (ErrorCode::None, 0));
+    let out = text(&kcat(&["-b", &addr, "-C", "-t", "native", "-o", "beginning", "-e", "-f", "%o:%s\n"], None));
+    assert_eq!(out, "0:from\n1:the sdk\n");
+
+    // The batch a consumer gets is the producer's, but for the two fields
+    // the broker writes (the base offset and the leader epoch).
+    let (_, _, stored) = c.fetch("native", 0, 0, 0);
+    assert_eq!(stored.len(), batch.len());
+    assert_eq!(stored[16..], batch[16..], "all but the base offset and the leader epoch");
+}
+
+/// The seed's walkthrough on three brokers: every broker lists all
+/// three; lines produced through one are read through each of the others.
+#[test]
+fn kcat_on_a_three_broker_cluster_through_every_broker() {
+    let cluster = Cluster::start(None, false);
+    cluster.create("test", 3);
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.listen.clone()).collect();
+    for a in &addrs {
+        let listing = text(&kcat(&["-b", a, "-L"], None));
+        assert!(listing.contains(" 3 brokers:"), "{listing}");
+        for (i, other) in addrs.iter().enumerate() {
+            assert!(listing.contains(&format!("broker {} at {other}", i + 1)), "{listing}");
+        }
+    }
+    let lines: String = SEED.iter().map(|l| format!("{l}\n")).collect();
+    kcat(&["-b", &addrs[0], "-P", "-t", "test", "-X", "acks=all"], Some(lines.as_bytes()));
+    for a in &addrs[1..] {
+        let out = text(&kcat(&["-b", a, "-C", "-t", "test", "-o", "beginning", "-e", "-f", "%s\n"], None));
+        let mut got: Vec<&str> = out.lines().collect();
+        got.sort();
+        let mut want = SEED.to_vec();
+        want.sort();
+        assert_eq!(got, want, "through {a}");
+    }
+}
