@@ -4,7 +4,12 @@
 //! headers, and reads them back from the beginning; what kcat produced,
 //! the native SDK reads byte for byte, and the reverse.
 //!
-//! kcat must be installed (`scripts/test.sh` and CI install it).
+//! Then the Python clients (`tests/clients/kafka_clients.py`):
+//! confluent-kafka's AdminClient, producers and consumer, and
+//! kafka-python's producer and CRC-checking consumer.
+//!
+//! kcat, confluent-kafka and kafka-python must be installed
+//! (`scripts/test.sh` and CI install them).
 
 mod common;
 
@@ -115,4 +120,29 @@ fn kcat_on_a_three_broker_cluster_through_every_broker() {
         want.sort();
         assert_eq!(got, want, "through {a}");
     }
+}
+
+fn python_clients(scenario: &str) {
+    let b = Broker::start(2);
+    let out = Command::new("python3")
+        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/kafka_clients.py"), &b.addr.to_string(), scenario])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{scenario}: {}{}\n(install the clients with scripts/test.sh)\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        b.log_text()
+    );
+}
+
+#[test]
+fn confluent_kafka_admin_producers_and_consumer() {
+    python_clients("confluent");
+}
+
+#[test]
+fn kafka_python_producer_and_crc_checking_consumer() {
+    python_clients("kafka-python");
 }

@@ -23,13 +23,22 @@ fn results(names: Vec<String>, res: Vec<Result<(), MetadataError>>) -> Vec<Topic
         .collect()
 }
 
-fn too_many(corr: u32) -> Outgoing {
-    error(corr, ErrorCode::PolicyViolation, &format!("at most {MAX_TOPICS_PER_REQUEST} topics per request"))
+fn too_many() -> (ErrorCode, String) {
+    (ErrorCode::PolicyViolation, format!("at most {MAX_TOPICS_PER_REQUEST} topics per request"))
 }
 
 pub async fn create(shard: &Rc<Shard>, corr: u32, req: create_topics::Request) -> Outgoing {
+    match create_answer(shard, req).await {
+        Ok(r) => respond(corr, &r, Vec::new()),
+        Err((code, message)) => error(corr, code, &message),
+    }
+}
+
+/// Creates the topics, each with its own result. Shared by the native and
+/// the Kafka listener.
+pub async fn create_answer(shard: &Rc<Shard>, req: create_topics::Request) -> Result<create_topics::Response, (ErrorCode, String)> {
     if req.topics.len() > MAX_TOPICS_PER_REQUEST {
-        return too_many(corr);
+        return Err(too_many());
     }
     let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
     let topics = req
@@ -38,13 +47,22 @@ pub async fn create(shard: &Rc<Shard>, corr: u32, req: create_topics::Request) -
         .map(|t| NewTopic { name: t.name, partitions: t.partitions, replication_factor: t.replication_factor, configs: t.configs.into_iter().collect() })
         .collect();
     let res = shard.create_topics(topics).await;
-    respond(corr, &create_topics::Response { results: results(names, res) }, Vec::new())
+    Ok(create_topics::Response { results: results(names, res) })
 }
 
 pub async fn delete(shard: &Rc<Shard>, corr: u32, req: delete_topics::Request) -> Outgoing {
+    match delete_answer(shard, req).await {
+        Ok(r) => respond(corr, &r, Vec::new()),
+        Err((code, message)) => error(corr, code, &message),
+    }
+}
+
+/// Deletes the topics, each with its own result. Shared by the native and
+/// the Kafka listener.
+pub async fn delete_answer(shard: &Rc<Shard>, req: delete_topics::Request) -> Result<delete_topics::Response, (ErrorCode, String)> {
     if req.names.len() > MAX_TOPICS_PER_REQUEST {
-        return too_many(corr);
+        return Err(too_many());
     }
     let res = shard.delete_topics(req.names.clone()).await;
-    respond(corr, &delete_topics::Response { results: results(req.names, res) }, Vec::new())
+    Ok(delete_topics::Response { results: results(req.names, res) })
 }

@@ -20,6 +20,7 @@ use std::rc::Rc;
 use bytes::{Buf, BytesMut};
 
 use super::response::Outgoing;
+use crate::protocol::create_topics::TopicResult;
 use crate::protocol::{produce, Acks, ErrorCode, Topic};
 use crate::shard::Shard;
 use read::Reader;
@@ -33,12 +34,22 @@ pub mod key {
     pub const LIST_OFFSETS: i16 = 2;
     pub const METADATA: i16 = 3;
     pub const API_VERSIONS: i16 = 18;
+    pub const CREATE_TOPICS: i16 = 19;
+    pub const DELETE_TOPICS: i16 = 20;
 }
 
 /// Every Kafka API served, with its versions: the highest ones that are
 /// not flexible, except ApiVersions v3 (flexible), which every modern
 /// client sends first.
-pub const APIS: &[(i16, i16, i16)] = &[(key::PRODUCE, 3, 8), (key::FETCH, 4, 11), (key::LIST_OFFSETS, 1, 5), (key::METADATA, 0, 8), (key::API_VERSIONS, 0, 3)];
+pub const APIS: &[(i16, i16, i16)] = &[
+    (key::PRODUCE, 3, 8),
+    (key::FETCH, 4, 11),
+    (key::LIST_OFFSETS, 1, 5),
+    (key::METADATA, 0, 8),
+    (key::API_VERSIONS, 0, 3),
+    (key::CREATE_TOPICS, 2, 4),
+    (key::DELETE_TOPICS, 1, 3),
+];
 
 /// Whether a connection whose first 8 bytes are `first` speaks Kafka.
 ///
@@ -147,6 +158,40 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
                 Ok(resp) => Answer::Send(responses::fetch(corr, version, resp)),
                 Err((code, _)) => Answer::Send(responses::fetch_error(corr, version, error_code(code))),
             },
+            Err(e) => bad(e),
+        },
+        key::CREATE_TOPICS => match requests::create_topics(&mut r) {
+            Ok((req, validate_only, assigned)) => {
+                let refuse = |why: &str| -> Vec<TopicResult> {
+                    req.topics
+                        .iter()
+                        .map(|t| TopicResult { name: t.name.clone(), error: ErrorCode::InvalidRequest, error_message: Some(why.to_string()) })
+                        .collect()
+                };
+                let results = if validate_only {
+                    refuse("validate_only is not supported: create the topic")
+                } else if assigned {
+                    refuse("manual replica assignments are not supported: the broker places replicas")
+                } else {
+                    let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
+                    match super::topics::create_answer(shard, req).await {
+                        Ok(resp) => resp.results,
+                        Err((code, m)) => names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect(),
+                    }
+                };
+                Answer::Send(responses::create_topics(corr, version, &results))
+            }
+            Err(e) => bad(e),
+        },
+        key::DELETE_TOPICS => match requests::delete_topics(&mut r) {
+            Ok(req) => {
+                let names = req.names.clone();
+                let results = match super::topics::delete_answer(shard, req).await {
+                    Ok(resp) => resp.results,
+                    Err((code, m)) => names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect(),
+                };
+                Answer::Send(responses::delete_topics(corr, version, &results))
+            }
             Err(e) => bad(e),
         },
         key::PRODUCE => {

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use super::read::{ReadError, Reader};
-use crate::protocol::{fetch, list_offsets, metadata, Topic};
+use crate::protocol::{create_topics, delete_topics, fetch, list_offsets, metadata, Topic};
 
 /// A request header (v1, or v2 for flexible versions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,4 +161,56 @@ pub fn list_offsets(r: &mut Reader<'_>, version: i16) -> Result<list_offsets::Re
         topics.push(Topic { name, partitions });
     }
     Ok(list_offsets::Request { topics })
+}
+
+/// Partitions and replicas of a topic created with Kafka's -1 ("the
+/// broker's default"): Kafka's defaults, `num.partitions` and
+/// `default.replication.factor`, are both 1.
+const DEFAULT_PARTITIONS: u32 = 1;
+const DEFAULT_REPLICATION_FACTOR: u16 = 1;
+
+/// CreateTopics v2-4, and whether only a validation was asked for.
+/// Manual replica assignments are read and refused by the caller.
+pub fn create_topics(r: &mut Reader<'_>) -> Result<(create_topics::Request, bool, bool), ReadError> {
+    let n = r.array("topics")?;
+    let mut topics = Vec::with_capacity(n.min(64));
+    let mut assigned = false;
+    for _ in 0..n {
+        let name = r.string("topic name")?.to_string();
+        let partitions = match r.i32("partition count")? {
+            -1 => DEFAULT_PARTITIONS,
+            p => u32::try_from(p).map_err(|_| ReadError::Invalid("partition count"))?,
+        };
+        let replication_factor = match r.i16("replication factor")? {
+            -1 => DEFAULT_REPLICATION_FACTOR,
+            f => u16::try_from(f).map_err(|_| ReadError::Invalid("replication factor"))?,
+        };
+        for _ in 0..r.array("assignments")? {
+            assigned = true;
+            r.i32("assigned partition")?;
+            for _ in 0..r.array("assigned brokers")? {
+                r.i32("assigned broker")?;
+            }
+        }
+        let m = r.array("configs")?;
+        let mut configs = Vec::with_capacity(m.min(64));
+        for _ in 0..m {
+            let k = r.string("config name")?.to_string();
+            if let Some(v) = r.nullable_string("config value")? {
+                configs.push((k, v.to_string()));
+            }
+        }
+        topics.push(create_topics::NewTopic { name, partitions, replication_factor, configs });
+    }
+    let timeout_ms = non_negative(r.i32("timeout")?);
+    let validate_only = r.bool("validate only")?;
+    Ok((create_topics::Request { topics, timeout_ms }, validate_only, assigned))
+}
+
+/// DeleteTopics v1-3.
+pub fn delete_topics(r: &mut Reader<'_>) -> Result<delete_topics::Request, ReadError> {
+    let n = r.array("topic names")?;
+    let names = (0..n).map(|_| r.string("topic name").map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
+    let timeout_ms = non_negative(r.i32("timeout")?);
+    Ok(delete_topics::Request { names, timeout_ms })
 }

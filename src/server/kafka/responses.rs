@@ -5,14 +5,20 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, BrokerId, ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader,
+    TopicName,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::{error_code, APIS};
 use crate::group::is_internal;
+use crate::protocol::create_topics::TopicResult;
 use crate::protocol::{fetch, list_offsets, metadata, produce, Topic};
 use crate::server::response::Outgoing;
 use crate::storage::Chunk;
@@ -250,4 +256,35 @@ pub fn fetch_error(corr: i32, version: i16, error: i16) -> Outgoing {
 fn put_string(b: &mut BytesMut, s: &str) {
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
+}
+
+/// CreateTopics v2-4: each topic's result.
+pub fn create_topics(corr: i32, version: i16, results: &[TopicResult]) -> Outgoing {
+    let mut r = CreateTopicsResponse::default();
+    r.topics = results
+        .iter()
+        .map(|t| {
+            let mut k = CreatableTopicResult::default();
+            k.name = name(&t.name);
+            k.error_code = error_code(t.error);
+            k.error_message = t.error_message.clone().map(StrBytes::from_string);
+            k
+        })
+        .collect();
+    frame(ApiKey::CreateTopics, corr, version, &r)
+}
+
+/// DeleteTopics v1-3: each topic's result.
+pub fn delete_topics(corr: i32, version: i16, results: &[TopicResult]) -> Outgoing {
+    let mut r = DeleteTopicsResponse::default();
+    r.responses = results
+        .iter()
+        .map(|t| {
+            let mut k = DeletableTopicResult::default();
+            k.name = Some(name(&t.name));
+            k.error_code = error_code(t.error);
+            k
+        })
+        .collect();
+    frame(ApiKey::DeleteTopics, corr, version, &r)
 }

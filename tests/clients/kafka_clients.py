@@ -1,0 +1,120 @@
+"""Stock Python Kafka clients against a shardlog broker's Kafka listener.
+
+Usage: kafka_clients.py BOOTSTRAP SCENARIO
+Scenarios: confluent (AdminClient create and delete, producers with acks=all
+and acks=1, a consumer of assigned partitions from the beginning and from a
+given offset) and kafka-python (a non-idempotent producer, a consumer that
+checks CRCs). Exits non-zero, saying why, on any difference.
+"""
+import sys
+import time
+
+BOOT, SCENARIO = sys.argv[1], sys.argv[2]
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def confluent():
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    topic = "ck"
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)]).items():
+        f.result(timeout=15)
+    if topic not in admin.list_topics(timeout=10).topics:
+        fail("the created topic is not listed")
+
+    sent = {}
+    errors = []
+
+    def report(err, msg, headers):
+        if err is not None:
+            errors.append(err)
+        else:
+            # A delivery report carries no headers: keep the ones sent.
+            sent[(msg.partition(), msg.offset())] = (msg.key(), msg.value(), headers)
+
+    for acks in ("all", "1"):
+        p = Producer({"bootstrap.servers": BOOT, "acks": acks, "linger.ms": 5})
+        for i in range(300):
+            key = f"key-{i % 7}".encode()
+            headers = [("n", str(i).encode())]
+            p.produce(topic, key=key, value=f"{acks}-{i}".encode(), headers=headers,
+                      on_delivery=lambda err, msg, h=headers: report(err, msg, h))
+        if p.flush(30) != 0:
+            fail("the producer did not deliver everything")
+    if errors:
+        fail(f"delivery errors: {errors[:3]}")
+    if len(sent) != 600:
+        fail(f"{len(sent)} deliveries reported, want 600")
+
+    def consume(assignments, want):
+        c = Consumer({"bootstrap.servers": BOOT, "group.id": "ck-reader", "enable.auto.commit": False,
+                      "enable.partition.eof": True})
+        c.assign(assignments)
+        got, eofs, deadline = {}, set(), time.time() + 30
+        while len(eofs) < len(assignments) and time.time() < deadline:
+            m = c.poll(1.0)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eofs.add(m.partition())
+                    continue
+                fail(f"consumer error: {m.error()}")
+            got[(m.partition(), m.offset())] = (m.key(), m.value(), m.headers())
+        c.close()
+        if got != want:
+            missing = set(want) - set(got)
+            extra = set(got) - set(want)
+            differ = [(k, got[k], want[k]) for k in sorted(set(got) & set(want)) if got[k] != want[k]]
+            fail(f"consumed {len(got)}, want {len(want)}; missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}, differ {differ[:2]}")
+
+    consume([TopicPartition(topic, p, -2) for p in range(3)], sent)  # OFFSET_BEGINNING
+    # From a given offset of partition 0.
+    start = 5
+    consume([TopicPartition(topic, 0, start)], {k: v for k, v in sent.items() if k[0] == 0 and k[1] >= start})
+
+    for t, f in admin.delete_topics([topic]).items():
+        f.result(timeout=15)
+    deadline = time.time() + 10
+    while topic in admin.list_topics(timeout=10).topics:
+        if time.time() > deadline:
+            fail("the deleted topic is still listed")
+        time.sleep(0.2)
+    print("confluent-kafka: ok")
+
+
+def kafka_python():
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = "kp"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    admin.close()
+    p = KafkaProducer(bootstrap_servers=BOOT, acks="all", enable_idempotence=False)
+    futures = [p.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), headers=[("h", b"x")], partition=0)
+               for i in range(200)]
+    p.flush(30)
+    offsets = [f.get(timeout=30).offset for f in futures]
+    if offsets != list(range(200)):
+        fail(f"offsets {offsets[:5]}..., want 0..199")
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=BOOT, enable_auto_commit=False, consumer_timeout_ms=5000)
+    tp = TopicPartition(topic, 0)
+    c.assign([tp])
+    c.seek_to_beginning(tp)
+    got = [(m.offset, m.key, m.value, m.headers) for m in c]
+    c.close()
+    want = [(i, f"k{i}".encode(), f"v{i}".encode(), [("h", b"x")]) for i in range(200)]
+    if got != want:
+        fail(f"kafka-python read {len(got)} records, first {got[:2]}, want {want[:2]}")
+    print("kafka-python: ok")
+
+
+{"confluent": confluent, "kafka-python": kafka_python}[SCENARIO]()
