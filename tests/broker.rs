@@ -150,7 +150,7 @@ fn acknowledged_data_survives_sigkill(acks: Acks) {
             while inflight.len() < 16 {
                 let values: Vec<Vec<u8>> = (0..40).map(|k| format!("m{i}-{k}-{}", "x".repeat(80)).into_bytes()).collect();
                 let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
-                let corr = c.send_produce("crash", i % 2, &batch_of(&refs), acks);
+                let Some(corr) = c.try_send_produce("crash", i % 2, &batch_of(&refs), acks) else { break 'run };
                 inflight.insert(corr, (i % 2, values));
                 i += 1;
             }

@@ -381,6 +381,13 @@ impl Client {
         self.send(&produce_request(topic, &[(partition, batch.len())], acks), batch)
     }
 
+    /// [`Client::send_produce`], but `None` if the connection is gone
+    /// (a test that kills the broker under a producer).
+    pub fn try_send_produce(&mut self, topic: &str, partition: u32, batch: &[u8], acks: Acks) -> Option<u32> {
+        let (bytes, corr) = self.encode(&produce_request(topic, &[(partition, batch.len())], acks), batch);
+        self.stream.write_all(&bytes).ok().map(|()| corr)
+    }
+
     /// Produces one payload to one partition; returns (error, base offset).
     pub fn produce(&mut self, topic: &str, partition: u32, batch: &[u8], acks: Acks) -> (ErrorCode, i64) {
         let corr = self.send_produce(topic, partition, batch, acks);
