@@ -31,6 +31,7 @@ mod envelope;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod group_heartbeat;
+pub mod kafka;
 pub mod list_offsets;
 pub mod list_topics;
 pub mod metadata;

@@ -2,8 +2,8 @@
 //!
 //! A connection is Kafka's when its first 8 bytes are those of a Kafka
 //! request ([`is_kafka`]); its frames are then a big-endian size and a
-//! Kafka request, read here into the API types the native protocol shares
-//! (`requests`), run by the same handlers, and answered in Kafka's
+//! Kafka request, read by `protocol::kafka` into the API types the native
+//! protocol shares, run by the same handlers, and answered in Kafka's
 //! encoding: `kafka-protocol` for most responses, and for Fetch a head
 //! written here followed by the stored batches as they are (Kafka's
 //! record batch v2 is this broker's own format, so nothing is re-encoded).
@@ -11,8 +11,6 @@
 //! Kafka clients need responses in request order on a connection;
 //! `server::connection` keeps that order for Kafka connections.
 
-mod read;
-mod requests;
 mod responses;
 
 use std::rc::Rc;
@@ -21,58 +19,11 @@ use bytes::{Buf, BytesMut};
 
 use super::response::Outgoing;
 use crate::protocol::create_topics::TopicResult;
+use crate::protocol::kafka::{self as wire, Request};
 use crate::protocol::{produce, Acks, ErrorCode, Topic};
 use crate::shard::Shard;
-use read::Reader;
 
-pub use read::ReadError;
-
-/// API keys, as Kafka numbers them.
-pub mod key {
-    pub const PRODUCE: i16 = 0;
-    pub const FETCH: i16 = 1;
-    pub const LIST_OFFSETS: i16 = 2;
-    pub const METADATA: i16 = 3;
-    pub const API_VERSIONS: i16 = 18;
-    pub const CREATE_TOPICS: i16 = 19;
-    pub const DELETE_TOPICS: i16 = 20;
-}
-
-/// Every Kafka API served, with its versions: the highest ones that are
-/// not flexible, except ApiVersions v3 (flexible), which every modern
-/// client sends first.
-pub const APIS: &[(i16, i16, i16)] = &[
-    (key::PRODUCE, 3, 8),
-    (key::FETCH, 4, 11),
-    (key::LIST_OFFSETS, 1, 5),
-    (key::METADATA, 0, 8),
-    (key::API_VERSIONS, 0, 3),
-    (key::CREATE_TOPICS, 2, 4),
-    (key::DELETE_TOPICS, 1, 3),
-];
-
-/// Whether a connection whose first 8 bytes are `first` speaks Kafka.
-///
-/// A Kafka request starts with its size, big-endian, then its API key and
-/// version, both below 256: bytes 0 (a size under 16 MiB), 4 and 6 are
-/// zero. A native frame starts with two little-endian lengths, the frame's
-/// and its message's: byte 4 is the low byte of the message's length. A
-/// native client opens with ApiVersions, whose message is shorter than
-/// 256 bytes and longer than 0, so that byte is never zero there.
-pub fn is_kafka(first: [u8; 8]) -> bool {
-    first[0] == 0 && first[4] == 0 && first[6] == 0
-}
-
-/// The size of a Kafka frame from its 4-byte prefix, within the broker's
-/// frame limit.
-pub fn frame_len(prefix: [u8; 4], max_frame_bytes: usize) -> Result<usize, String> {
-    let len = i32::from_be_bytes(prefix);
-    match usize::try_from(len) {
-        Ok(n) if n > max_frame_bytes => Err(format!("a Kafka request of {n} bytes is over the limit of {max_frame_bytes}")),
-        Ok(n) if n >= 8 => Ok(n),
-        _ => Err(format!("a Kafka request size of {len} bytes is invalid")),
-    }
-}
+pub use wire::{frame_len, is_kafka};
 
 /// The Kafka error code for one of ours.
 pub fn error_code(e: ErrorCode) -> i16 {
@@ -121,93 +72,52 @@ pub enum Answer {
 /// Reads one Kafka frame (`body`: everything after the size) and runs its
 /// API's handler.
 pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answer {
-    let (key, version) = match (body.first_chunk::<4>()).map(|b| (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]]))) {
-        Some(kv) => kv,
-        None => return Answer::Close("a Kafka request shorter than its header".into()),
+    let decoded = match wire::decode(&body) {
+        Ok(d) => d,
+        Err(refused) => return Answer::Close(refused.to_string()),
     };
-    let served = APIS.iter().find(|(k, _, _)| *k == key);
-    // ApiVersions is answered at any version (KIP-511): a version this
-    // broker does not serve gets v0 with the versions it does.
-    let flexible = key == key::API_VERSIONS && version >= 3;
-    let mut r = Reader::new(&body);
-    let header = match requests::header(&mut r, flexible) {
-        Ok(h) => h,
-        Err(e) => return Answer::Close(format!("a Kafka request header: {e}")),
+    let (corr, version) = (decoded.correlation_id, decoded.api_version);
+    let unanswered = |names: Vec<String>, (code, m): (ErrorCode, String)| -> Vec<TopicResult> {
+        names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect()
     };
-    let corr = header.correlation_id;
-    if key == key::API_VERSIONS {
-        return Answer::Send(responses::api_versions(corr, version));
-    }
-    match served {
-        Some(&(_, min, max)) if (min..=max).contains(&version) => {}
-        Some(&(_, min, max)) => return Answer::Close(format!("Kafka API {key} version {version} is not served (versions {min}..={max} are)")),
-        None => return Answer::Close(format!("Kafka API {key} is not served")),
-    }
-    let bad = |e: ReadError| Answer::Close(format!("a Kafka request (API {key} version {version}): {e}"));
-    match key {
-        key::METADATA => match requests::metadata(&mut r, version) {
-            Ok(req) => Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, req, external).await)),
-            Err(e) => bad(e),
+    match decoded.request {
+        Request::ApiVersions => Answer::Send(responses::api_versions(corr, version)),
+        Request::Metadata(req) => Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, req, external).await)),
+        Request::ListOffsets(req) => Answer::Send(responses::list_offsets(corr, version, super::list_offsets::handle(shard, req).await)),
+        Request::Fetch(req) => match super::fetch::answer(shard, req).await {
+            Ok(resp) => Answer::Send(responses::fetch(corr, version, resp)),
+            Err((code, _)) => Answer::Send(responses::fetch_error(corr, version, error_code(code))),
         },
-        key::LIST_OFFSETS => match requests::list_offsets(&mut r, version) {
-            Ok(req) => Answer::Send(responses::list_offsets(corr, version, super::list_offsets::handle(shard, req).await)),
-            Err(e) => bad(e),
-        },
-        key::FETCH => match requests::fetch(&mut r, version) {
-            Ok(req) => match super::fetch::answer(shard, req).await {
-                Ok(resp) => Answer::Send(responses::fetch(corr, version, resp)),
-                Err((code, _)) => Answer::Send(responses::fetch_error(corr, version, error_code(code))),
-            },
-            Err(e) => bad(e),
-        },
-        key::CREATE_TOPICS => match requests::create_topics(&mut r) {
-            Ok((req, validate_only, assigned)) => {
-                let refuse = |why: &str| -> Vec<TopicResult> {
-                    req.topics
-                        .iter()
-                        .map(|t| TopicResult { name: t.name.clone(), error: ErrorCode::InvalidRequest, error_message: Some(why.to_string()) })
-                        .collect()
-                };
-                let results = if validate_only {
-                    refuse("validate_only is not supported: create the topic")
-                } else if assigned {
-                    refuse("manual replica assignments are not supported: the broker places replicas")
-                } else {
-                    let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
-                    match super::topics::create_answer(shard, req).await {
-                        Ok(resp) => resp.results,
-                        Err((code, m)) => names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect(),
-                    }
-                };
-                Answer::Send(responses::create_topics(corr, version, &results))
-            }
-            Err(e) => bad(e),
-        },
-        key::DELETE_TOPICS => match requests::delete_topics(&mut r) {
-            Ok(req) => {
-                let names = req.names.clone();
-                let results = match super::topics::delete_answer(shard, req).await {
+        Request::Produce(req) => produce(shard, corr, version, req, body).await,
+        Request::CreateTopics(c) => {
+            let names: Vec<String> = c.request.topics.iter().map(|t| t.name.clone()).collect();
+            let refuse = |why: &str| unanswered(names.clone(), (ErrorCode::InvalidRequest, why.to_string()));
+            let results = if c.validate_only {
+                refuse("validate_only is not supported: create the topic")
+            } else if c.assigned {
+                refuse("manual replica assignments are not supported: the broker places replicas")
+            } else {
+                match super::topics::create_answer(shard, c.request).await {
                     Ok(resp) => resp.results,
-                    Err((code, m)) => names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect(),
-                };
-                Answer::Send(responses::delete_topics(corr, version, &results))
-            }
-            Err(e) => bad(e),
-        },
-        key::PRODUCE => {
-            let req = match requests::produce(&mut r) {
-                Ok(req) => req,
-                Err(e) => return bad(e),
+                    Err(e) => unanswered(names, e),
+                }
             };
-            produce(shard, corr, version, req, body).await
+            Answer::Send(responses::create_topics(corr, version, &results))
         }
-        _ => Answer::Close(format!("Kafka API {key} is not served")),
+        Request::DeleteTopics(req) => {
+            let names = req.names.clone();
+            let results = match super::topics::delete_answer(shard, req).await {
+                Ok(resp) => resp.results,
+                Err(e) => unanswered(names, e),
+            };
+            Answer::Send(responses::delete_topics(corr, version, &results))
+        }
     }
 }
 
 /// Produce: each partition's records leave the frame as their own buffer,
 /// without a copy, and are appended as they came.
-async fn produce(shard: &Rc<Shard>, corr: i32, version: i16, req: requests::Produce, mut body: BytesMut) -> Answer {
+async fn produce(shard: &Rc<Shard>, corr: i32, version: i16, req: wire::Produce, mut body: BytesMut) -> Answer {
     let acks = match req.acks {
         0 => Acks::None,
         1 => Acks::Leader,
@@ -246,30 +156,6 @@ async fn produce(shard: &Rc<Shard>, corr: i32, version: i16, req: requests::Prod
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_kafka_request_is_told_from_a_native_frame() {
-        // ApiVersions v3, correlation id 1, 43 bytes.
-        assert!(is_kafka([0, 0, 0, 43, 0, 18, 0, 3]));
-        assert!(is_kafka([0, 0, 1, 0, 0, 3, 0, 8]), "a 256-byte Metadata v8");
-        // A native ApiVersions: frame length 60, message length 56.
-        assert!(!is_kafka([60, 0, 0, 0, 56, 0, 0, 0]));
-        // Any native frame whose message is 1..=255 bytes long.
-        for m in 1u32..256 {
-            let mut b = [0u8; 8];
-            b[..4].copy_from_slice(&(m + 4).to_le_bytes());
-            b[4..].copy_from_slice(&m.to_le_bytes());
-            assert!(!is_kafka(b), "{m}");
-        }
-    }
-
-    #[test]
-    fn kafka_frame_sizes_are_bounded() {
-        assert_eq!(frame_len([0, 0, 0, 43], 1 << 20), Ok(43));
-        assert!(frame_len([0xff, 0xff, 0xff, 0xff], 1 << 20).is_err());
-        assert!(frame_len([0, 0, 0, 3], 1 << 20).is_err());
-        assert!(frame_len([0, 0x20, 0, 0], 1 << 20).is_err());
-    }
 
     #[test]
     fn every_native_error_has_a_kafka_code() {

@@ -16,9 +16,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
-use super::{error_code, APIS};
+use super::error_code;
 use crate::group::is_internal;
 use crate::protocol::create_topics::TopicResult;
+use crate::protocol::kafka::{key, APIS};
 use crate::protocol::{fetch, list_offsets, metadata, produce, Topic};
 use crate::server::response::Outgoing;
 use crate::storage::Chunk;
@@ -57,7 +58,7 @@ pub fn api_versions(corr: i32, version: i16) -> Outgoing {
             v
         })
         .collect();
-    let (_, _, max) = APIS.iter().find(|(k, _, _)| *k == super::key::API_VERSIONS).copied().expect("ApiVersions is served");
+    let (_, _, max) = APIS.iter().find(|(k, _, _)| *k == key::API_VERSIONS).copied().expect("ApiVersions is served");
     if !(0..=max).contains(&version) {
         r.error_code = error_code(crate::protocol::ErrorCode::UnsupportedVersion);
         return frame(ApiKey::ApiVersions, corr, 0, &r);

@@ -169,9 +169,17 @@ pub fn list_offsets(r: &mut Reader<'_>, version: i16) -> Result<list_offsets::Re
 const DEFAULT_PARTITIONS: u32 = 1;
 const DEFAULT_REPLICATION_FACTOR: u16 = 1;
 
-/// CreateTopics v2-4, and whether only a validation was asked for.
-/// Manual replica assignments are read and refused by the caller.
-pub fn create_topics(r: &mut Reader<'_>) -> Result<(create_topics::Request, bool, bool), ReadError> {
+/// A CreateTopics request, with what the broker refuses: a validation
+/// only, and replicas placed by the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTopics {
+    pub request: create_topics::Request,
+    pub validate_only: bool,
+    pub assigned: bool,
+}
+
+/// CreateTopics v2-4.
+pub fn create_topics(r: &mut Reader<'_>) -> Result<CreateTopics, ReadError> {
     let n = r.array("topics")?;
     let mut topics = Vec::with_capacity(n.min(64));
     let mut assigned = false;
@@ -204,7 +212,7 @@ pub fn create_topics(r: &mut Reader<'_>) -> Result<(create_topics::Request, bool
     }
     let timeout_ms = non_negative(r.i32("timeout")?);
     let validate_only = r.bool("validate only")?;
-    Ok((create_topics::Request { topics, timeout_ms }, validate_only, assigned))
+    Ok(CreateTopics { request: create_topics::Request { topics, timeout_ms }, validate_only, assigned })
 }
 
 /// DeleteTopics v1-3.

@@ -3,11 +3,6 @@
 //! allocated for it (an element takes at least one byte), so a few bytes
 //! can never make the broker reserve more memory than the frame holds.
 //! Errors are values, never panics.
-//!
-//! Requests are read here rather than with `kafka-protocol`'s decoders:
-//! those reserve a vector of the count the client sent before reading any
-//! element, which lets a 20-byte request ask for gigabytes (see
-//! ARCHITECTURE.md). Responses are encoded with `kafka-protocol`.
 
 use std::ops::Range;
 

@@ -1,0 +1,138 @@
+//! Kafka's wire protocol, the request side: telling a Kafka connection
+//! from a native one, Kafka's framing, the APIs and versions served, and
+//! reading each request into the API types the native protocol shares.
+//! Sans-IO; the broker's Kafka listener (`server::kafka`) runs what this
+//! reads and encodes the answers.
+//!
+//! Requests are read by hand, bounded (`read`), rather than with
+//! `kafka-protocol`'s decoders: those reserve a vector of the count the
+//! client sent before reading any element, which lets a 20-byte request
+//! ask for gigabytes (see ARCHITECTURE.md).
+
+mod read;
+mod requests;
+
+pub use read::{ReadError, Reader};
+pub use requests::{CreateTopics, Produce};
+
+use super::{delete_topics, fetch, list_offsets, metadata};
+
+/// API keys, as Kafka numbers them.
+pub mod key {
+    pub const PRODUCE: i16 = 0;
+    pub const FETCH: i16 = 1;
+    pub const LIST_OFFSETS: i16 = 2;
+    pub const METADATA: i16 = 3;
+    pub const API_VERSIONS: i16 = 18;
+    pub const CREATE_TOPICS: i16 = 19;
+    pub const DELETE_TOPICS: i16 = 20;
+}
+
+/// Every Kafka API served, with its versions: the highest ones that are
+/// not flexible, except ApiVersions v3 (flexible), which every modern
+/// client sends first.
+pub const APIS: &[(i16, i16, i16)] = &[
+    (key::PRODUCE, 3, 8),
+    (key::FETCH, 4, 11),
+    (key::LIST_OFFSETS, 1, 5),
+    (key::METADATA, 0, 8),
+    (key::API_VERSIONS, 0, 3),
+    (key::CREATE_TOPICS, 2, 4),
+    (key::DELETE_TOPICS, 1, 3),
+];
+
+/// Whether a connection whose first 8 bytes are `first` speaks Kafka.
+///
+/// A Kafka request starts with its size, big-endian, then its API key and
+/// version, both below 256: bytes 0 (a size under 16 MiB), 4 and 6 are
+/// zero. A native frame starts with two little-endian lengths, the
+/// frame's and its message's; without records the frame's is the
+/// message's plus 4, so one of bytes 0 and 4 is never zero. Native
+/// clients open with such a frame (ApiVersions).
+pub fn is_kafka(first: [u8; 8]) -> bool {
+    first[0] == 0 && first[4] == 0 && first[6] == 0
+}
+
+/// The size of a Kafka frame from its 4-byte prefix, within the broker's
+/// frame limit.
+pub fn frame_len(prefix: [u8; 4], max_frame_bytes: usize) -> Result<usize, String> {
+    let len = i32::from_be_bytes(prefix);
+    match usize::try_from(len) {
+        Ok(n) if n > max_frame_bytes => Err(format!("a Kafka request of {n} bytes is over the limit of {max_frame_bytes}")),
+        Ok(n) if n >= 8 => Ok(n),
+        _ => Err(format!("a Kafka request size of {len} bytes is invalid")),
+    }
+}
+
+/// One Kafka request, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// At any version: one not served is answered at v0 (KIP-511).
+    ApiVersions,
+    Metadata(metadata::Request),
+    Produce(Produce),
+    Fetch(fetch::Request),
+    ListOffsets(list_offsets::Request),
+    CreateTopics(CreateTopics),
+    DeleteTopics(delete_topics::Request),
+}
+
+/// A request with what its header said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub request: Request,
+}
+
+/// Why a Kafka frame gets no answer in its API's format: Kafka's brokers
+/// close the connection then, and so does this one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("a Kafka request header: {0}")]
+    Header(ReadError),
+    #[error("Kafka API {0} is not served")]
+    UnknownApi(i16),
+    #[error("Kafka API {key} version {version} is not served (versions {min}..={max} are)")]
+    Version { key: i16, version: i16, min: i16, max: i16 },
+    #[error("a Kafka request (API {key} version {version}): {error}")]
+    Body { key: i16, version: i16, error: ReadError },
+}
+
+/// Reads one Kafka frame (everything after its size).
+pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
+    let mut r = Reader::new(body);
+    let (key, version) = match body.first_chunk::<4>() {
+        Some(b) => (i16::from_be_bytes([b[0], b[1]]), i16::from_be_bytes([b[2], b[3]])),
+        None => return Err(Refused::Header(ReadError::Short("header"))),
+    };
+    // Only ApiVersions v3+ is served flexible, with header v2.
+    let flexible = key == key::API_VERSIONS && version >= 3;
+    let header = requests::header(&mut r, flexible).map_err(Refused::Header)?;
+    let correlation_id = header.correlation_id;
+    let decoded = |request| Ok(Decoded { api_key: key, api_version: version, correlation_id, request });
+    if key == key::API_VERSIONS {
+        // Its body (the client's name and version) is not needed.
+        return decoded(Request::ApiVersions);
+    }
+    match APIS.iter().find(|(k, _, _)| *k == key) {
+        Some(&(_, min, max)) if (min..=max).contains(&version) => {}
+        Some(&(_, min, max)) => return Err(Refused::Version { key, version, min, max }),
+        None => return Err(Refused::UnknownApi(key)),
+    }
+    let body = |error| Refused::Body { key, version, error };
+    let request = match key {
+        key::METADATA => Request::Metadata(requests::metadata(&mut r, version).map_err(body)?),
+        key::PRODUCE => Request::Produce(requests::produce(&mut r).map_err(body)?),
+        key::FETCH => Request::Fetch(requests::fetch(&mut r, version).map_err(body)?),
+        key::LIST_OFFSETS => Request::ListOffsets(requests::list_offsets(&mut r, version).map_err(body)?),
+        key::CREATE_TOPICS => Request::CreateTopics(requests::create_topics(&mut r).map_err(body)?),
+        key::DELETE_TOPICS => Request::DeleteTopics(requests::delete_topics(&mut r).map_err(body)?),
+        _ => return Err(Refused::UnknownApi(key)),
+    };
+    decoded(request)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+//! The Kafka request reader against Kafka's own encoders (`kafka-protocol`,
+//! generated from Kafka's message schemas), at every version served, and
+//! against bytes that are not Kafka requests.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use proptest::prelude::*;
+
+use super::*;
+use crate::protocol::{create_topics, Topic};
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// A frame body as a Kafka client sends it: header, then the request.
+fn frame<M: Encodable>(api: ApiKey, version: i16, corr: i32, body: &M) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut h = RequestHeader::default();
+    h.request_api_key = api as i16;
+    h.request_api_version = version;
+    h.correlation_id = corr;
+    h.client_id = Some(StrBytes::from_static_str("test-client"));
+    h.encode(&mut out, api.request_header_version(version)).unwrap();
+    body.encode(&mut out, version).unwrap();
+    out
+}
+
+fn versions(key: i16) -> std::ops::RangeInclusive<i16> {
+    let &(_, min, max) = APIS.iter().find(|(k, _, _)| *k == key).unwrap();
+    min..=max
+}
+
+#[test]
+fn a_kafka_request_is_told_from_a_native_frame() {
+    let f = frame(ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default());
+    let mut first = [0u8; 8];
+    first[..4].copy_from_slice(&(f.len() as i32).to_be_bytes());
+    first[4..].copy_from_slice(&f[..4]);
+    assert!(is_kafka(first));
+    assert!(is_kafka([0, 0, 1, 0, 0, 3, 0, 8]), "a 256-byte Metadata v8");
+    // Native frames without records: frame length = message length + 4.
+    for m in 4u32..70_000 {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&(m + 4).to_le_bytes());
+        b[4..].copy_from_slice(&m.to_le_bytes());
+        assert!(!is_kafka(b), "{m}");
+    }
+}
+
+#[test]
+fn kafka_frame_sizes_are_bounded() {
+    assert_eq!(frame_len([0, 0, 0, 43], 1 << 20), Ok(43));
+    assert!(frame_len([0xff, 0xff, 0xff, 0xff], 1 << 20).is_err());
+    assert!(frame_len([0, 0, 0, 3], 1 << 20).is_err());
+    assert!(frame_len([0, 0x20, 0, 0], 1 << 20).is_err());
+}
+
+#[test]
+fn api_versions_at_any_version_reads_as_api_versions() {
+    for v in 0..=4 {
+        let d = decode(&frame(ApiKey::ApiVersions, v, 7, &ApiVersionsRequest::default())).unwrap();
+        assert_eq!((d.api_key, d.api_version, d.correlation_id, d.request), (18, v, 7, Request::ApiVersions));
+    }
+}
+
+#[test]
+fn metadata_at_every_version() {
+    for v in versions(key::METADATA) {
+        let mut m = MetadataRequest::default();
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(name("orders"));
+        m.topics = Some(vec![t]);
+        let d = decode(&frame(ApiKey::Metadata, v, 3, &m)).unwrap();
+        assert_eq!(d.request, Request::Metadata(metadata::Request { topics: Some(vec!["orders".into()]) }), "v{v}");
+        m.topics = if v == 0 { Some(vec![]) } else { None };
+        let d = decode(&frame(ApiKey::Metadata, v, 3, &m)).unwrap();
+        assert_eq!(d.request, Request::Metadata(metadata::Request { topics: None }), "all topics, v{v}");
+    }
+}
+
+#[test]
+fn produce_at_every_version_keeps_the_records_where_they_are() {
+    for v in versions(key::PRODUCE) {
+        let mut p = PartitionProduceData::default();
+        p.index = 2;
+        p.records = Some(Bytes::from_static(b"the batch bytes"));
+        let mut t = TopicProduceData::default();
+        t.name = name("orders");
+        t.partition_data = vec![p];
+        let mut r = ProduceRequest::default();
+        r.acks = -1;
+        r.timeout_ms = 1500;
+        r.topic_data = vec![t];
+        let body = frame(ApiKey::Produce, v, 9, &r);
+        let d = decode(&body).unwrap();
+        let Request::Produce(p) = d.request else { panic!("v{v}: {:?}", d.request) };
+        assert_eq!((p.transactional, p.acks, p.timeout_ms), (false, -1, 1500));
+        let (partition, range) = p.topics[0].partitions[0].clone();
+        assert_eq!((p.topics[0].name.as_str(), partition), ("orders", 2));
+        assert_eq!(&body[range.unwrap()], b"the batch bytes", "v{v}");
+    }
+}
+
+#[test]
+fn fetch_at_every_version() {
+    for v in versions(key::FETCH) {
+        let mut p = FetchPartition::default();
+        p.partition = 1;
+        p.fetch_offset = 42;
+        p.partition_max_bytes = 1 << 20;
+        let mut t = FetchTopic::default();
+        t.topic = name("orders");
+        t.partitions = vec![p];
+        let mut f = FetchRequest::default();
+        f.replica_id = BrokerId(-1);
+        f.max_wait_ms = 500;
+        f.min_bytes = 1;
+        f.max_bytes = 50 << 20;
+        f.topics = vec![t];
+        let d = decode(&frame(ApiKey::Fetch, v, 4, &f)).unwrap();
+        let want = fetch::Request {
+            max_wait_ms: 500,
+            min_bytes: 1,
+            max_bytes: 50 << 20,
+            topics: vec![Topic::new("orders", vec![fetch::Partition { partition: 1, offset: 42, max_bytes: 1 << 20 }])],
+        };
+        assert_eq!(d.request, Request::Fetch(want), "v{v}");
+    }
+}
+
+#[test]
+fn list_offsets_at_every_version() {
+    for v in versions(key::LIST_OFFSETS) {
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = 0;
+        p.timestamp = -2;
+        let mut t = ListOffsetsTopic::default();
+        t.name = name("orders");
+        t.partitions = vec![p];
+        let mut l = ListOffsetsRequest::default();
+        l.replica_id = BrokerId(-1);
+        l.topics = vec![t];
+        let d = decode(&frame(ApiKey::ListOffsets, v, 5, &l)).unwrap();
+        let want = list_offsets::Request { topics: vec![Topic::new("orders", vec![list_offsets::Partition { partition: 0, timestamp: -2 }])] };
+        assert_eq!(d.request, Request::ListOffsets(want), "v{v}");
+    }
+}
+
+#[test]
+fn create_and_delete_topics_at_every_version() {
+    for v in versions(key::CREATE_TOPICS) {
+        let mut c = CreatableTopicConfig::default();
+        c.name = StrBytes::from_static_str("retention.ms");
+        c.value = Some(StrBytes::from_static_str("1000"));
+        let mut t = CreatableTopic::default();
+        t.name = name("orders");
+        t.num_partitions = -1;
+        t.replication_factor = 3;
+        t.configs = vec![c];
+        let mut r = CreateTopicsRequest::default();
+        r.topics = vec![t.clone()];
+        r.timeout_ms = 1000;
+        let d = decode(&frame(ApiKey::CreateTopics, v, 6, &r)).unwrap();
+        let want =
+            create_topics::NewTopic { name: "orders".into(), partitions: 1, replication_factor: 3, configs: vec![("retention.ms".into(), "1000".into())] };
+        let Request::CreateTopics(got) = d.request else { panic!() };
+        assert_eq!((got.request.topics, got.validate_only, got.assigned), (vec![want], false, false), "v{v}");
+        let mut a = CreatableReplicaAssignment::default();
+        a.broker_ids = vec![BrokerId(1)];
+        t.assignments = vec![a];
+        r.topics = vec![t];
+        r.validate_only = true;
+        let Request::CreateTopics(got) = decode(&frame(ApiKey::CreateTopics, v, 6, &r)).unwrap().request else { panic!() };
+        assert!(got.validate_only && got.assigned, "v{v}");
+    }
+    for v in versions(key::DELETE_TOPICS) {
+        let mut r = DeleteTopicsRequest::default();
+        r.topic_names = vec![name("a"), name("b")];
+        r.timeout_ms = 100;
+        let d = decode(&frame(ApiKey::DeleteTopics, v, 8, &r)).unwrap();
+        assert_eq!(d.request, Request::DeleteTopics(delete_topics::Request { names: vec!["a".into(), "b".into()], timeout_ms: 100 }), "v{v}");
+    }
+}
+
+#[test]
+fn what_is_not_served_is_refused_by_name() {
+    let d = decode(&frame(ApiKey::Produce, 9, 1, &ProduceRequest::default()));
+    assert_eq!(d, Err(Refused::Version { key: 0, version: 9, min: 3, max: 8 }));
+    let mut body = frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default());
+    body[0..2].copy_from_slice(&10i16.to_be_bytes()); // FindCoordinator
+    assert_eq!(decode(&body), Err(Refused::UnknownApi(10)));
+    assert!(matches!(decode(&[0, 3]), Err(Refused::Header(_))));
+}
+
+proptest! {
+    /// Bytes that are not a request: an error, never a panic, and no
+    /// allocation beyond what the bytes could hold (checked by the reader's
+    /// bounds; the fuzz target `kafka_request` runs this at scale).
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode(&bytes);
+    }
+
+    /// A served request cut short anywhere is refused, never misread.
+    #[test]
+    fn truncated_requests_are_refused(cut in any::<prop::sample::Index>(), v in 3i16..=8) {
+        let mut p = PartitionProduceData::default();
+        p.records = Some(Bytes::from_static(b"records"));
+        let mut t = TopicProduceData::default();
+        t.name = name("t");
+        t.partition_data = vec![p];
+        let mut r = ProduceRequest::default();
+        r.topic_data = vec![t];
+        let body = frame(ApiKey::Produce, v, 1, &r);
+        let cut = cut.index(body.len());
+        prop_assert!(decode(&body[..cut]).is_err());
+    }
+}
