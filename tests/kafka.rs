@@ -146,3 +146,67 @@ fn confluent_kafka_admin_producers_and_consumer() {
 fn kafka_python_producer_and_crc_checking_consumer() {
     python_clients("kafka-python");
 }
+
+/// Sends `bytes` on a new connection and says whether the broker closed
+/// it within 10 s (after answering what came before, if anything).
+fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) -> bool {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// A Kafka request with the given API, version and body after a header
+/// (correlation id 1, no client id).
+fn kafka_frame(key: i16, version: i16, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&key.to_be_bytes());
+    f.extend_from_slice(&version.to_be_bytes());
+    f.extend_from_slice(&1i32.to_be_bytes());
+    f.extend_from_slice(&(-1i16).to_be_bytes());
+    f.extend_from_slice(body);
+    let mut out = (f.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&f);
+    out
+}
+
+#[test]
+fn garbage_on_the_kafka_port_closes_the_connection_and_nothing_else() {
+    let b = Broker::start(1);
+    let rss = b.rss_bytes();
+    // Metadata v1 announcing i32::MAX topics in a 20-byte request: a decoder
+    // that reserved room for them first would ask for gigabytes.
+    assert!(closed_after(b.addr, &kafka_frame(3, 1, &i32::MAX.to_be_bytes())));
+    // A produce naming 2^31-1 partitions of a topic.
+    let mut body = (-1i16).to_be_bytes().to_vec(); // no transactional id
+    body.extend_from_slice(&1i16.to_be_bytes()); // acks
+    body.extend_from_slice(&1000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.push(b't');
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    assert!(closed_after(b.addr, &kafka_frame(0, 7, &body)));
+    // An API not served yet (FindCoordinator), a version not served, a
+    // size too small for a header; after an answered ApiVersions, a size
+    // past the frame limit.
+    assert!(closed_after(b.addr, &kafka_frame(10, 2, &[0, 1, b'g', 0])));
+    assert!(closed_after(b.addr, &kafka_frame(0, 99, &[])));
+    assert!(closed_after(b.addr, &[0, 0, 0, 2, 0, 3, 0, 1]));
+    let mut over = kafka_frame(18, 0, &[]);
+    over.extend_from_slice(&i32::MAX.to_be_bytes());
+    assert!(closed_after(b.addr, &over));
+    // The broker still serves both protocols, and kept its memory.
+    let listing = text(&kcat(&["-b", &b.addr.to_string(), "-L"], None));
+    assert!(listing.contains("1 brokers"), "{listing}");
+    let mut c = b.client();
+    assert_eq!(c.create_topic("after", 1), ErrorCode::None);
+    assert!(b.rss_bytes() < rss + (256 << 20), "rss {} -> {}", rss, b.rss_bytes());
+}
