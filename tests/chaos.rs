@@ -66,15 +66,18 @@ fn acknowledged_messages_survive_kills_pauses_and_cuts_of_any_broker() {
     let disks = c.nodes.iter().all(|n| n.disk.is_some());
     c.create(TOPIC, PARTITIONS);
 
-    // One producer per partition, each waiting for every acknowledgement.
+    // One producer per partition, each waiting for every acknowledgement;
+    // the faults begin once all are connected.
+    let connected = Arc::new(std::sync::Barrier::new(PARTITIONS as usize + 1));
     let ledger: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let refused = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..PARTITIONS)
         .map(|p| {
-            let (ledger, refused, stop, bootstrap) = (ledger.clone(), refused.clone(), stop.clone(), c.bootstrap());
+            let (ledger, refused, stop, bootstrap, connected) = (ledger.clone(), refused.clone(), stop.clone(), c.bootstrap(), connected.clone());
             std::thread::spawn(move || {
                 let producer = Producer::connect(ProducerConfig { bootstrap, acks: Acks::All, linger: Duration::ZERO, ..Default::default() }).unwrap();
+                connected.wait();
                 let mut seq = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let value = format!("{seed}:{p}:{seq}").into_bytes();
@@ -92,6 +95,7 @@ fn acknowledged_messages_survive_kills_pauses_and_cuts_of_any_broker() {
             })
         })
         .collect();
+    connected.wait();
 
     let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
     for round in 0..rounds {
