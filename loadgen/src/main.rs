@@ -9,6 +9,7 @@
 //! shows up as latency of every batch that was due during it, instead of
 //! silently lowering the send rate (coordinated omission).
 
+mod kafka;
 mod report;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,15 @@ pub enum Client {
     Sdk,
 }
 
+/// Which wire protocol the raw client's producers and consumers speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// shardlog's own (flatbuffers).
+    Native,
+    /// Kafka's (Produce v7, Fetch v11), on the same port.
+    Kafka,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// Producers only.
@@ -58,6 +68,10 @@ pub struct Args {
     /// and consume modes).
     #[arg(long, value_enum, default_value = "raw")]
     pub client: Client,
+    /// The wire protocol of the raw client's produce and fetch requests
+    /// (topic set-up and leader lookups stay native).
+    #[arg(long, value_enum, default_value = "native")]
+    pub protocol: Protocol,
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub bootstrap_server: String,
     /// Created with --partitions if missing.
@@ -250,7 +264,7 @@ fn leaders(args: &Args) -> Result<Vec<Leader>> {
 /// One producer's connection to one leader, with the thread that reads
 /// its answers (requests stay pipelined, up to `--inflight`).
 struct Link {
-    conn: Connection,
+    conn: Conn,
     tx: mpsc::SyncSender<(u32, Instant, u64, u64)>,
     reader: Option<thread::JoinHandle<()>>,
     /// Set by the reader when the connection broke or a partition's
@@ -258,9 +272,76 @@ struct Link {
     moved: Arc<AtomicBool>,
 }
 
+/// A raw connection in either protocol.
+enum Conn {
+    Native(Connection),
+    Kafka(kafka::KafkaConn),
+}
+
+impl Conn {
+    fn connect(addr: &str, protocol: Protocol) -> Result<Conn> {
+        Ok(match protocol {
+            Protocol::Native => Conn::Native(Connection::connect(addr).with_context(|| format!("connecting to {addr}"))?),
+            Protocol::Kafka => Conn::Kafka(kafka::KafkaConn::connect(addr)?),
+        })
+    }
+
+    fn try_clone(&self) -> Result<Conn> {
+        Ok(match self {
+            Conn::Native(c) => Conn::Native(c.try_clone()?),
+            Conn::Kafka(c) => Conn::Kafka(c.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, d: Option<Duration>) -> Result<()> {
+        match self {
+            Conn::Native(c) => Ok(c.set_read_timeout(d)?),
+            Conn::Kafka(c) => c.set_read_timeout(d),
+        }
+    }
+
+    fn send_produce(&mut self, topic: &str, partition: u32, batch: &[u8], acks: Acks) -> Result<u32> {
+        match self {
+            Conn::Native(c) => Ok(c.send_produce(topic, &[(partition, batch)], acks)?),
+            Conn::Kafka(c) => c.send_produce(topic, partition, batch, acks),
+        }
+    }
+
+    /// The next produce answer: its correlation id and its partition's error.
+    fn recv_produce(&mut self) -> Result<(u32, ErrorCode)> {
+        match self {
+            Conn::Native(c) => {
+                let reply = c.recv()?;
+                let corr = reply.response().correlation_id();
+                let code = match reply.body::<produce::Response>() {
+                    Ok(r) => r.partitions().next().map_or(ErrorCode::None, |p| p.error),
+                    Err(ClientError::Broker { code, .. }) => code,
+                    Err(_) => ErrorCode::UnknownServerError,
+                };
+                Ok((corr, code))
+            }
+            Conn::Kafka(c) => c.recv_produce(),
+        }
+    }
+
+    fn fetch(&mut self, topic: &str, asked: &[(u32, i64)], max_bytes: u32) -> Result<fetch::Response<Bytes>> {
+        match self {
+            Conn::Native(c) => {
+                let corr = c.send_fetch(topic, asked, max_bytes, 100, 1)?;
+                let reply = c.recv()?;
+                if reply.correlation_id()? != corr {
+                    bail!("fetch: response to another request while waiting for {corr}");
+                }
+                Ok(reply.body::<fetch::Response<Bytes>>()?)
+            }
+            Conn::Kafka(c) => c.fetch(topic, asked, max_bytes, 100, 1),
+        }
+    }
+}
+
 impl Link {
     fn open(addr: &str, acks: Acks, args: &Args, stats: &Arc<Stats>, ctl: &Arc<Control>) -> Result<Link> {
-        let conn = Connection::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+        let conn = Conn::connect(addr, args.protocol)?;
         let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
         let moved = Arc::new(AtomicBool::new(false));
         let reader = if acks != Acks::None {
@@ -281,7 +362,7 @@ impl Link {
                             Err(_) => return,
                         }
                     }
-                    let reply = match rconn.recv() {
+                    let (corr, code) = match rconn.recv_produce() {
                         Ok(r) => r,
                         Err(e) => {
                             stats.error(format!("produce: {e}"));
@@ -289,7 +370,6 @@ impl Link {
                             return;
                         }
                     };
-                    let corr = reply.response().correlation_id();
                     while !waiting.contains_key(&corr) {
                         match rx.recv() {
                             Ok((c, t, n, b)) => {
@@ -299,11 +379,6 @@ impl Link {
                         }
                     }
                     let (due, n, bytes) = waiting.remove(&corr).expect("present");
-                    let code = match reply.body::<produce::Response>() {
-                        Ok(r) => r.partitions().next().map_or(ErrorCode::None, |p| p.error),
-                        Err(ClientError::Broker { code, .. }) => code,
-                        Err(_) => ErrorCode::UnknownServerError,
-                    };
                     if code != ErrorCode::None {
                         stats.error(format!("produce: {code:?}"));
                         if leader_moved(code) {
@@ -418,7 +493,7 @@ fn producer(id: u32, mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Contr
             }
         }
         let link = links.get_mut(&addr).expect("inserted above");
-        let corr = match link.conn.send_produce(&args.topic, &[(partition, &batch)], acks) {
+        let corr = match link.conn.send_produce(&args.topic, partition, &batch, acks) {
             Ok(c) => c,
             Err(e) => {
                 stats.error(format!("produce: {e}"));
@@ -582,7 +657,7 @@ fn consumer(
     // Each partition's leader: `mine`'s at first, looked up again when a
     // fetch fails or a partition answers that its leader moved.
     let mut route: HashMap<u32, String> = mine.partitions.iter().map(|&p| (p, mine.addr.clone())).collect();
-    let mut conns: HashMap<String, Connection> = HashMap::new();
+    let mut conns: HashMap<String, Conn> = HashMap::new();
     let mut tallies: HashMap<u32, Tally> = HashMap::new();
     let mut expect: Expect = HashMap::new();
     let mut violations = Vec::new();
@@ -594,33 +669,19 @@ fn consumer(
         let mut moved = false;
         for (addr, asked) in by_leader {
             let t0 = Instant::now();
-            let fetched = (|| -> Result<shardlog::client::raw::Reply> {
+            let fetched = (|| -> Result<fetch::Response<Bytes>> {
                 if !conns.contains_key(&addr) {
-                    let c = Connection::connect(addr.as_str()).with_context(|| format!("connecting to {addr}"))?;
+                    let c = Conn::connect(addr.as_str(), args.protocol)?;
                     c.set_read_timeout(Some(Duration::from_secs(30)))?;
                     conns.insert(addr.clone(), c);
                 }
-                let conn = conns.get_mut(&addr).expect("inserted above");
-                let corr = conn.send_fetch(&args.topic, &asked, args.fetch_max_bytes, 100, 1)?;
-                let reply = conn.recv()?;
-                if reply.correlation_id()? != corr {
-                    bail!("fetch: response to another request while waiting for {corr}");
-                }
-                Ok(reply)
+                conns.get_mut(&addr).expect("inserted above").fetch(&args.topic, &asked, args.fetch_max_bytes)
             })();
-            let reply = match fetched {
+            let f = match fetched {
                 Ok(r) => r,
                 Err(e) => {
                     stats.error(format!("fetch: {e:#}"));
                     conns.remove(&addr);
-                    moved = true;
-                    continue;
-                }
-            };
-            let f = match reply.body::<fetch::Response<Bytes>>() {
-                Ok(r) => r,
-                Err(e) => {
-                    stats.error(format!("fetch: {e}"));
                     moved = true;
                     continue;
                 }
@@ -738,6 +799,9 @@ fn run(args: Args) -> Result<i32> {
     }
     if args.batch_size == 0 || args.partitions == 0 {
         bail!("--batch-size and --partitions must be positive");
+    }
+    if args.client == Client::Sdk && args.protocol == Protocol::Kafka {
+        bail!("--protocol kafka runs on the raw client: the SDK speaks the native protocol");
     }
     if args.client == Client::Sdk && args.mode == Mode::E2e {
         bail!("--client sdk measures the produce and consume modes; e2e runs on the raw client");

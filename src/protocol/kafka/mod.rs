@@ -15,7 +15,7 @@ mod requests;
 pub use read::{ReadError, Reader};
 pub use requests::{CreateTopics, Produce};
 
-use super::{delete_topics, fetch, list_offsets, metadata};
+use super::{delete_topics, fetch, list_offsets, metadata, ErrorCode};
 
 /// API keys, as Kafka numbers them.
 pub mod key {
@@ -62,6 +62,45 @@ pub fn frame_len(prefix: [u8; 4], max_frame_bytes: usize) -> Result<usize, Strin
         Ok(n) if n >= 8 => Ok(n),
         _ => Err(format!("a Kafka request size of {len} bytes is invalid")),
     }
+}
+
+/// The Kafka error code for one of ours.
+pub fn error_code(e: ErrorCode) -> i16 {
+    match e {
+        ErrorCode::None => 0,
+        ErrorCode::CorruptBatch => 2,
+        ErrorCode::UnknownTopicOrPartition => 3,
+        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown => 6,
+        ErrorCode::MessageTooLarge => 10,
+        ErrorCode::InvalidRequest => 42,
+        ErrorCode::UnsupportedVersion | ErrorCode::UnsupportedApi => 35,
+        ErrorCode::TopicAlreadyExists => 36,
+        ErrorCode::PolicyViolation => 44,
+        ErrorCode::InvalidReplicationFactor => 38,
+        ErrorCode::InvalidPartitions => 37,
+        ErrorCode::OffsetOutOfRange => 1,
+        ErrorCode::RequestTimedOut => 7,
+        ErrorCode::StorageError => 56,
+        ErrorCode::InvalidTopicName => 17,
+        ErrorCode::InvalidConfig => 40,
+        ErrorCode::InvalidRequiredAcks => 21,
+        ErrorCode::ThrottledTooManyRequests => 89,
+        ErrorCode::CoordinatorNotAvailable => 15,
+        ErrorCode::InvalidGroupId => 24,
+        ErrorCode::UnknownMemberId => 25,
+        ErrorCode::IllegalGeneration => 22,
+        ErrorCode::NotCoordinator => 16,
+        ErrorCode::NotEnoughReplicas => 19,
+        ErrorCode::FencedLeaderEpoch => 74,
+        _ => -1,
+    }
+}
+
+/// One of ours for a Kafka error code, for clients reading Kafka answers:
+/// the codes [`error_code`] gives map back; the rest are
+/// `UnknownServerError`.
+pub fn from_error_code(code: i16) -> ErrorCode {
+    (0..=27i16).map(ErrorCode).find(|&e| e != ErrorCode::UnknownServerError && error_code(e) == code).unwrap_or(ErrorCode::UnknownServerError)
 }
 
 /// One Kafka request, read.

@@ -226,3 +226,20 @@ proptest! {
         prop_assert!(decode(&body[..cut]).is_err());
     }
 }
+
+#[test]
+fn every_native_error_has_a_kafka_code_and_maps_back() {
+    for code in 0..=27i16 {
+        let e = ErrorCode(code);
+        if e == ErrorCode::UnknownServerError {
+            assert_eq!(error_code(e), -1);
+            continue;
+        }
+        assert!(error_code(e) != -1, "{e:?}");
+        let back = from_error_code(error_code(e));
+        assert_eq!(error_code(back), error_code(e), "{e:?}");
+    }
+    assert_eq!((error_code(ErrorCode::None), error_code(ErrorCode::NotLeader)), (0, 6));
+    assert_eq!(from_error_code(6), ErrorCode::NotLeader);
+    assert_eq!(from_error_code(999), ErrorCode::UnknownServerError);
+}

@@ -23,39 +23,7 @@ use crate::protocol::kafka::{self as wire, Request};
 use crate::protocol::{produce, Acks, ErrorCode, Topic};
 use crate::shard::Shard;
 
-pub use wire::{frame_len, is_kafka};
-
-/// The Kafka error code for one of ours.
-pub fn error_code(e: ErrorCode) -> i16 {
-    match e {
-        ErrorCode::None => 0,
-        ErrorCode::CorruptBatch => 2,
-        ErrorCode::UnknownTopicOrPartition => 3,
-        ErrorCode::NotLeader | ErrorCode::BrokerShuttingDown => 6,
-        ErrorCode::MessageTooLarge => 10,
-        ErrorCode::InvalidRequest => 42,
-        ErrorCode::UnsupportedVersion | ErrorCode::UnsupportedApi => 35,
-        ErrorCode::TopicAlreadyExists => 36,
-        ErrorCode::PolicyViolation => 44,
-        ErrorCode::InvalidReplicationFactor => 38,
-        ErrorCode::InvalidPartitions => 37,
-        ErrorCode::OffsetOutOfRange => 1,
-        ErrorCode::RequestTimedOut => 7,
-        ErrorCode::StorageError => 56,
-        ErrorCode::InvalidTopicName => 17,
-        ErrorCode::InvalidConfig => 40,
-        ErrorCode::InvalidRequiredAcks => 21,
-        ErrorCode::ThrottledTooManyRequests => 89,
-        ErrorCode::CoordinatorNotAvailable => 15,
-        ErrorCode::InvalidGroupId => 24,
-        ErrorCode::UnknownMemberId => 25,
-        ErrorCode::IllegalGeneration => 22,
-        ErrorCode::NotCoordinator => 16,
-        ErrorCode::NotEnoughReplicas => 19,
-        ErrorCode::FencedLeaderEpoch => 74,
-        _ => -1,
-    }
-}
+pub use wire::{error_code, frame_len, is_kafka};
 
 /// What became of one Kafka frame.
 pub enum Answer {
@@ -150,19 +118,5 @@ async fn produce(shard: &Rc<Shard>, corr: i32, version: i16, req: wire::Produce,
     match super::produce::answer(shard, request).await {
         Some(resp) => Answer::Send(responses::produce(corr, version, resp)),
         None => Answer::Nothing,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_native_error_has_a_kafka_code() {
-        for code in 0..=27i16 {
-            let e = ErrorCode(code);
-            assert!(error_code(e) != -1 || e == ErrorCode::UnknownServerError, "{e:?}");
-        }
-        assert_eq!(error_code(ErrorCode::None), 0);
     }
 }
