@@ -76,6 +76,16 @@ fn kcat_lists_produces_and_consumes_the_seeds_lines_with_keys_and_headers() {
     let r = shardlog::record::RecordIter::new(&bytes[start..]).unwrap().next().unwrap().unwrap();
     assert_eq!(r.key, Some(&b"k\x01\xff"[..]));
     assert_eq!(r.headers, vec![("trace", Some(&b"42"[..])), ("who", Some("阿牛".as_bytes()))]);
+
+    // The console consumer reads kcat's lines, and kcat the console
+    // producer's.
+    let out = common::cli(&b, &["consume", "--topic", "test", "--from-beginning", "--max-messages", "4"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), lines);
+    assert_eq!(c.create_topic("from-cli", 1), ErrorCode::None);
+    let out = common::cli(&b, &["produce", "--topic", "from-cli"], Some(lines.as_bytes()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = text(&kcat(&["-b", &addr, "-C", "-t", "from-cli", "-o", "beginning", "-e"], None));
+    assert_eq!(out, lines);
 }
 
 #[test]
@@ -209,4 +219,31 @@ fn garbage_on_the_kafka_port_closes_the_connection_and_nothing_else() {
     let mut c = b.client();
     assert_eq!(c.create_topic("after", 1), ErrorCode::None);
     assert!(b.rss_bytes() < rss + (256 << 20), "rss {} -> {}", rss, b.rss_bytes());
+}
+
+/// A confluent-kafka producer with acks=all while its partition's leader
+/// is killed with SIGKILL: it moves to the new leader by itself, and every
+/// message it had acknowledged is stored at its offset.
+#[test]
+fn a_confluent_kafka_producer_rides_out_a_killed_leader_and_loses_nothing() {
+    let mut cluster = Cluster::start(None, false);
+    cluster.create("fo", 1);
+    let dir = common::temp_dir();
+    let killed_file = dir.path().join("killed");
+    let bootstrap = cluster.bootstrap().join(",");
+    let mut script = Command::new("python3")
+        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/kafka_clients.py"), &bootstrap, "failover", "fo", "8", killed_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let info = shardlog::client::raw::Connection::connect_any(&cluster.bootstrap()).unwrap().cluster_info(Some(&["fo"])).unwrap();
+    let leader = info.topics[0].partitions[0].leader as usize - 1;
+    cluster.nodes[leader].broker.as_mut().unwrap().kill9();
+    std::fs::write(&killed_file, b"").unwrap();
+    let out = script.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{said}\n(install the clients with scripts/test.sh)\n{}", cluster.logs());
+    eprintln!("{said}");
 }

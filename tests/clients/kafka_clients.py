@@ -1,10 +1,14 @@
 """Stock Python Kafka clients against a shardlog broker's Kafka listener.
 
-Usage: kafka_clients.py BOOTSTRAP SCENARIO
+Usage: kafka_clients.py BOOTSTRAP SCENARIO [ARGS]
 Scenarios: confluent (AdminClient create and delete, producers with acks=all
 and acks=1, a consumer of assigned partitions from the beginning and from a
-given offset) and kafka-python (a non-idempotent producer, a consumer that
-checks CRCs). Exits non-zero, saying why, on any difference.
+given offset), kafka-python (a non-idempotent producer, a consumer that
+checks CRCs), and failover TOPIC SECONDS KILLED_FILE (a confluent-kafka
+producer with acks=all for SECONDS while the test kills the partition's
+leader and creates KILLED_FILE; then every acknowledged message must be
+stored at its offset, and some must have been acknowledged after the
+kill). Exits non-zero, saying why, on any difference.
 """
 import sys
 import time
@@ -117,4 +121,58 @@ def kafka_python():
     print("kafka-python: ok")
 
 
-{"confluent": confluent, "kafka-python": kafka_python}[SCENARIO]()
+def failover():
+    import os
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+    topic, seconds, killed_file = sys.argv[3], float(sys.argv[4]), sys.argv[5]
+    acked, errors = {}, []
+    state = {"after_kill": 0}
+
+    def report(err, msg):
+        if err is not None:
+            errors.append(str(err))
+            return
+        acked[msg.offset()] = msg.value()
+        if os.path.exists(killed_file):
+            state["after_kill"] += 1
+
+    p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 2, "message.timeout.ms": 60000,
+                  "retry.backoff.ms": 100, "topic.metadata.refresh.interval.ms": 1000})
+    end, i = time.time() + seconds, 0
+    while time.time() < end:
+        try:
+            p.produce(topic, value=f"m{i}".encode(), partition=0, on_delivery=report)
+            i += 1
+        except BufferError:
+            p.poll(0.05)
+        p.poll(0)
+        time.sleep(0.001)
+    if p.flush(90) != 0:
+        fail("the producer did not settle every message")
+    if not acked:
+        fail(f"nothing was acknowledged; errors {errors[:3]}")
+    if state["after_kill"] == 0:
+        fail(f"nothing was acknowledged after the leader was killed; errors {errors[:3]}")
+
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "failover-check", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, 0, -2)])
+    stored, deadline = {}, time.time() + 60
+    while time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                break
+            fail(f"consumer error: {m.error()}")
+        stored[m.offset()] = m.value()
+    c.close()
+    lost = [(o, v) for o, v in acked.items() if stored.get(o) != v]
+    if lost:
+        fail(f"{len(lost)} of {len(acked)} acknowledged messages are not stored at their offsets: {lost[:5]}")
+    print(f"failover: {len(acked)} acknowledged, {state['after_kill']} after the kill, {len(errors)} refused, all stored")
+
+
+{"confluent": confluent, "kafka-python": kafka_python, "failover": failover}[SCENARIO]()
