@@ -231,7 +231,7 @@ fn a_confluent_kafka_producer_rides_out_a_killed_leader_and_loses_nothing() {
     let dir = common::temp_dir();
     let killed_file = dir.path().join("killed");
     let bootstrap = cluster.bootstrap().join(",");
-    let mut script = Command::new("python3")
+    let script = Command::new("python3")
         .args([concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/kafka_clients.py"), &bootstrap, "failover", "fo", "8", killed_file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
