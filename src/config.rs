@@ -53,6 +53,11 @@ pub struct BrokerConfig {
     /// Accept a data directory on a filesystem that does not survive a
     /// reboot (tmpfs, ramfs): acknowledged data is then lost with the host.
     pub allow_nondurable_data_dir: bool,
+    /// Create a topic a Kafka client's Metadata request names and that
+    /// does not exist (Kafka's `auto.create.topics.enable`), with one
+    /// partition and one replica. Off: a typo in a topic name is an
+    /// error, not a new topic.
+    pub auto_create_topics: bool,
     /// Accept `shards` above the host's online cores. A thread-per-core
     /// engine pins one executor per core; two on one core take turns and
     /// each stalls the other's I/O, so more shards than cores is refused
@@ -103,6 +108,7 @@ impl Default for BrokerConfig {
             controlled_shutdown_timeout_ms: 5_000,
             retention_check_interval_ms: 60_000,
             allow_nondurable_data_dir: false,
+            auto_create_topics: false,
             allow_more_shards_than_cores: false,
             cache_max_bytes_per_shard: 256 << 20,
             quorum_voters: None,

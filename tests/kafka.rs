@@ -247,3 +247,22 @@ fn a_confluent_kafka_producer_rides_out_a_killed_leader_and_loses_nothing() {
     assert!(out.status.success(), "{said}\n(install the clients with scripts/test.sh)\n{}", cluster.logs());
     eprintln!("{said}");
 }
+
+/// Topic auto-creation on Metadata: off by default (an unknown topic stays
+/// unknown), on with `--auto-create-topics` (kcat produces to a topic that
+/// did not exist, which then has one partition).
+#[test]
+fn topics_are_created_on_metadata_only_when_the_broker_is_told_to() {
+    let off = Broker::start(1);
+    let listing = text(&kcat(&["-b", &off.addr.to_string(), "-L", "-t", "nope"], None));
+    assert!(listing.contains("Unknown topic"), "{listing}");
+    assert!(!text(&kcat(&["-b", &off.addr.to_string(), "-L"], None)).contains("\"nope\""));
+
+    let dir = common::temp_dir();
+    let on = Broker::start_in(dir.path(), 1, &["--auto-create-topics"]);
+    let addr = on.addr.to_string();
+    kcat(&["-b", &addr, "-P", "-t", "fresh"], Some(b"one\ntwo\n"));
+    let out = text(&kcat(&["-b", &addr, "-C", "-t", "fresh", "-o", "beginning", "-e", "-f", "%p:%s\n"], None));
+    assert_eq!(out, "0:one\n0:two\n");
+    assert!(text(&kcat(&["-b", &addr, "-L", "-t", "fresh"], None)).contains("topic \"fresh\" with 1 partitions"));
+}

@@ -66,6 +66,10 @@ pub struct BrokerArgs {
     /// a reboot erases acknowledged data
     #[arg(long, env = "SHARDLOG_ALLOW_NONDURABLE_DATA_DIR")]
     pub allow_nondurable_data_dir: bool,
+    /// Create the unknown topics a Kafka client's Metadata request names
+    /// (one partition, one replica), as Kafka's auto.create.topics.enable
+    #[arg(long, env = "SHARDLOG_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: bool,
     /// Start more shards than this host has online cores (each shard is an
     /// executor pinned to a core, so extra shards share cores and slow
     /// each other down)
@@ -130,6 +134,9 @@ impl BrokerArgs {
         }
         if self.allow_more_shards_than_cores {
             c.allow_more_shards_than_cores = true;
+        }
+        if self.auto_create_topics {
+            c.auto_create_topics = true;
         }
         c.validate()?;
         Ok(c)

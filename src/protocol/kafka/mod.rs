@@ -108,7 +108,8 @@ pub fn from_error_code(code: i16) -> ErrorCode {
 pub enum Request {
     /// At any version: one not served is answered at v0 (KIP-511).
     ApiVersions,
-    Metadata(metadata::Request),
+    /// With whether the client allows creating the unknown topics it names.
+    Metadata(metadata::Request, bool),
     Produce(Produce),
     Fetch(fetch::Request),
     ListOffsets(list_offsets::Request),
@@ -162,7 +163,10 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
     }
     let body = |error| Refused::Body { key, version, error };
     let request = match key {
-        key::METADATA => Request::Metadata(requests::metadata(&mut r, version).map_err(body)?),
+        key::METADATA => {
+            let (m, allow_auto_create) = requests::metadata(&mut r, version).map_err(body)?;
+            Request::Metadata(m, allow_auto_create)
+        }
         key::PRODUCE => Request::Produce(requests::produce(&mut r).map_err(body)?),
         key::FETCH => Request::Fetch(requests::fetch(&mut r, version).map_err(body)?),
         key::LIST_OFFSETS => Request::ListOffsets(requests::list_offsets(&mut r, version).map_err(body)?),

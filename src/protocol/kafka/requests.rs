@@ -42,8 +42,9 @@ fn non_negative(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-/// Metadata v0-8: the topics asked for (`None`: all of them).
-pub fn metadata(r: &mut Reader<'_>, version: i16) -> Result<metadata::Request, ReadError> {
+/// Metadata v0-8: the topics asked for (`None`: all of them), and whether
+/// the client allows unknown ones to be created (always, before v4).
+pub fn metadata(r: &mut Reader<'_>, version: i16) -> Result<(metadata::Request, bool), ReadError> {
     let n = r.nullable_array("topics")?;
     let topics = match n {
         // v0 asks for every topic with an empty array, later versions with null.
@@ -51,14 +52,12 @@ pub fn metadata(r: &mut Reader<'_>, version: i16) -> Result<metadata::Request, R
         None => None,
         Some(n) => Some((0..n).map(|_| r.string("topic name").map(str::to_string)).collect::<Result<Vec<_>, _>>()?),
     };
-    if version >= 4 {
-        r.bool("allow_auto_topic_creation")?;
-    }
+    let allow_auto_create = if version >= 4 { r.bool("allow_auto_topic_creation")? } else { true };
     if version >= 8 {
         r.bool("include_cluster_authorized_operations")?;
         r.bool("include_topic_authorized_operations")?;
     }
-    Ok(metadata::Request { topics })
+    Ok((metadata::Request { topics }, allow_auto_create))
 }
 
 /// One produce request's fields, with each partition's records as a

@@ -81,10 +81,13 @@ fn metadata_at_every_version() {
         t.name = Some(name("orders"));
         m.topics = Some(vec![t]);
         let d = decode(&frame(ApiKey::Metadata, v, 3, &m)).unwrap();
-        assert_eq!(d.request, Request::Metadata(metadata::Request { topics: Some(vec!["orders".into()]) }), "v{v}");
+        // Before v4 a client always allowed auto-creation.
+        let allow = v < 4;
+        assert_eq!(d.request, Request::Metadata(metadata::Request { topics: Some(vec!["orders".into()]) }, allow), "v{v}");
         m.topics = if v == 0 { Some(vec![]) } else { None };
+        m.allow_auto_topic_creation = true;
         let d = decode(&frame(ApiKey::Metadata, v, 3, &m)).unwrap();
-        assert_eq!(d.request, Request::Metadata(metadata::Request { topics: None }), "all topics, v{v}");
+        assert_eq!(d.request, Request::Metadata(metadata::Request { topics: None }, true), "all topics, v{v}");
     }
 }
 

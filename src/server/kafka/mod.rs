@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use super::response::Outgoing;
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::kafka::{self as wire, Request};
-use crate::protocol::{produce, Acks, ErrorCode, Topic};
+use crate::protocol::{create_topics, produce, Acks, ErrorCode, Topic};
 use crate::shard::Shard;
 
 pub use wire::{error_code, frame_len, is_kafka};
@@ -50,7 +50,12 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
     };
     match decoded.request {
         Request::ApiVersions => Answer::Send(responses::api_versions(corr, version)),
-        Request::Metadata(req) => Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, req, external).await)),
+        Request::Metadata(req, allow_auto_create) => {
+            if allow_auto_create && shard.config.auto_create_topics {
+                auto_create(shard, &req).await;
+            }
+            Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, req, external).await))
+        }
         Request::ListOffsets(req) => Answer::Send(responses::list_offsets(corr, version, super::list_offsets::handle(shard, req).await)),
         Request::Fetch(req) => match super::fetch::answer(shard, req).await {
             Ok(resp) => Answer::Send(responses::fetch(corr, version, resp)),
@@ -80,6 +85,29 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             };
             Answer::Send(responses::delete_topics(corr, version, &results))
         }
+    }
+}
+
+/// Creates the topics a Metadata request names that do not exist, with
+/// one partition and one replica (Kafka's `num.partitions` and
+/// `default.replication.factor` defaults). A topic another request
+/// created meanwhile is no error; any other refusal shows in the answer
+/// as the topic being unknown.
+async fn auto_create(shard: &Rc<Shard>, req: &crate::protocol::metadata::Request) {
+    let Some(names) = &req.topics else { return };
+    shard.read_barrier().await;
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !shard.metadata().topics.contains_key(n.as_str()))
+        .map(|n| create_topics::NewTopic { name: n.clone(), partitions: 1, replication_factor: 1, configs: Vec::new() })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let n = missing.len();
+    if let Ok(r) = super::topics::create_answer(shard, create_topics::Request { topics: missing, timeout_ms: 30_000 }).await {
+        let created = r.results.iter().filter(|t| t.error == ErrorCode::None).count();
+        tracing::info!(created, asked = n, "created topics a Kafka client's Metadata request named (auto_create_topics)");
     }
 }
 
