@@ -27,10 +27,21 @@ def confluent():
 
     admin = AdminClient({"bootstrap.servers": BOOT})
     topic = "ck"
-    for t, f in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)]).items():
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
+                                              config={"retention.ms": "3600000"})]).items():
         f.result(timeout=15)
     if topic not in admin.list_topics(timeout=10).topics:
         fail("the created topic is not listed")
+    # Its settings: the one it set, and the broker's defaults.
+    from confluent_kafka.admin import ConfigResource, ConfigSource
+    for res, f in admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).items():
+        configs = f.result(timeout=15)
+        ret = configs.get("retention.ms")
+        if ret is None or ret.value != "3600000" or ret.source != ConfigSource.DYNAMIC_TOPIC_CONFIG.value:
+            fail(f"retention.ms described as {ret!r}")
+        seg = configs.get("segment.bytes")
+        if seg is None or seg.source != ConfigSource.DEFAULT_CONFIG.value or int(seg.value) <= 0:
+            fail(f"segment.bytes described as {seg!r}")
 
     sent = {}
     errors = []

@@ -13,7 +13,7 @@ mod read;
 mod requests;
 
 pub use read::{ReadError, Reader};
-pub use requests::{CreateTopics, Produce};
+pub use requests::{ConfigResource, CreateTopics, Produce};
 
 use super::{delete_topics, fetch, list_offsets, metadata, ErrorCode};
 
@@ -26,6 +26,7 @@ pub mod key {
     pub const API_VERSIONS: i16 = 18;
     pub const CREATE_TOPICS: i16 = 19;
     pub const DELETE_TOPICS: i16 = 20;
+    pub const DESCRIBE_CONFIGS: i16 = 32;
 }
 
 /// Every Kafka API served, with its versions: the highest ones that are
@@ -39,6 +40,7 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::API_VERSIONS, 0, 3),
     (key::CREATE_TOPICS, 2, 4),
     (key::DELETE_TOPICS, 1, 3),
+    (key::DESCRIBE_CONFIGS, 1, 3),
 ];
 
 /// Whether a connection whose first 8 bytes are `first` speaks Kafka.
@@ -115,6 +117,7 @@ pub enum Request {
     ListOffsets(list_offsets::Request),
     CreateTopics(CreateTopics),
     DeleteTopics(delete_topics::Request),
+    DescribeConfigs(Vec<ConfigResource>),
 }
 
 /// A request with what its header said.
@@ -172,6 +175,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
         key::LIST_OFFSETS => Request::ListOffsets(requests::list_offsets(&mut r, version).map_err(body)?),
         key::CREATE_TOPICS => Request::CreateTopics(requests::create_topics(&mut r).map_err(body)?),
         key::DELETE_TOPICS => Request::DeleteTopics(requests::delete_topics(&mut r).map_err(body)?),
+        key::DESCRIBE_CONFIGS => Request::DescribeConfigs(requests::describe_configs(&mut r, version).map_err(body)?),
         _ => return Err(Refused::UnknownApi(key)),
     };
     decoded(request)

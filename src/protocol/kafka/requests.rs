@@ -221,3 +221,33 @@ pub fn delete_topics(r: &mut Reader<'_>) -> Result<delete_topics::Request, ReadE
     let timeout_ms = non_negative(r.i32("timeout")?);
     Ok(delete_topics::Request { names, timeout_ms })
 }
+
+/// One resource a DescribeConfigs request asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigResource {
+    /// Kafka's resource type: 2 a topic, 4 a broker.
+    pub kind: i8,
+    pub name: String,
+    /// The settings asked for; `None`: all of them.
+    pub keys: Option<Vec<String>>,
+}
+
+/// DescribeConfigs v1-3.
+pub fn describe_configs(r: &mut Reader<'_>, version: i16) -> Result<Vec<ConfigResource>, ReadError> {
+    let n = r.array("resources")?;
+    let mut out = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let kind = r.i8("resource type")?;
+        let name = r.string("resource name")?.to_string();
+        let keys = match r.nullable_array("configuration keys")? {
+            None => None,
+            Some(m) => Some((0..m).map(|_| r.string("configuration key").map(str::to_string)).collect::<Result<Vec<_>, _>>()?),
+        };
+        out.push(ConfigResource { kind, name, keys });
+    }
+    r.bool("include synonyms")?;
+    if version >= 3 {
+        r.bool("include documentation")?;
+    }
+    Ok(out)
+}

@@ -80,6 +80,7 @@ fn metadata_at_every_version() {
         let mut t = MetadataRequestTopic::default();
         t.name = Some(name("orders"));
         m.topics = Some(vec![t]);
+        m.allow_auto_topic_creation = v < 4; // the field exists from v4
         let d = decode(&frame(ApiKey::Metadata, v, 3, &m)).unwrap();
         // Before v4 a client always allowed auto-creation.
         let allow = v < 4;
@@ -192,6 +193,30 @@ fn create_and_delete_topics_at_every_version() {
         r.timeout_ms = 100;
         let d = decode(&frame(ApiKey::DeleteTopics, v, 8, &r)).unwrap();
         assert_eq!(d.request, Request::DeleteTopics(delete_topics::Request { names: vec!["a".into(), "b".into()], timeout_ms: 100 }), "v{v}");
+    }
+}
+
+#[test]
+fn describe_configs_at_every_version() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    for v in versions(key::DESCRIBE_CONFIGS) {
+        let mut res = DescribeConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = StrBytes::from_static_str("orders");
+        res.configuration_keys = Some(vec![StrBytes::from_static_str("retention.ms")]);
+        let mut all = res.clone();
+        all.resource_name = StrBytes::from_static_str("1");
+        all.resource_type = 4;
+        all.configuration_keys = None;
+        let mut r = DescribeConfigsRequest::default();
+        r.resources = vec![res, all];
+        let d = decode(&frame(ApiKey::DescribeConfigs, v, 2, &r)).unwrap();
+        let want = vec![
+            ConfigResource { kind: 2, name: "orders".into(), keys: Some(vec!["retention.ms".into()]) },
+            ConfigResource { kind: 4, name: "1".into(), keys: None },
+        ];
+        assert_eq!(d.request, Request::DescribeConfigs(want), "v{v}");
     }
 }
 

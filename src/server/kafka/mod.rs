@@ -77,6 +77,13 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             };
             Answer::Send(responses::create_topics(corr, version, &results))
         }
+        Request::DescribeConfigs(resources) => {
+            shard.read_barrier().await;
+            let md = shard.metadata();
+            let answers: Vec<responses::ConfigAnswer> = resources.into_iter().map(|r| describe(&shard.config.log, &md, r)).collect();
+            drop(md);
+            Answer::Send(responses::describe_configs(corr, version, &answers))
+        }
         Request::DeleteTopics(req) => {
             let names = req.names.clone();
             let results = match super::topics::delete_answer(shard, req).await {
@@ -86,6 +93,54 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             Answer::Send(responses::delete_topics(corr, version, &results))
         }
     }
+}
+
+/// Kafka's resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config sources.
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's INVALID_REQUEST, for a resource type not described.
+const INVALID_REQUEST: i16 = 42;
+
+/// A topic's settings (each one it sets, else the broker's default), or a
+/// broker's (none are settable through Kafka's protocol: an empty list).
+fn describe(base: &crate::storage::LogConfig, md: &crate::cluster::metadata::Metadata, r: wire::ConfigResource) -> responses::ConfigAnswer {
+    let mut a = responses::ConfigAnswer { kind: r.kind, name: r.name, error: 0, message: None, configs: Vec::new() };
+    match r.kind {
+        RESOURCE_TOPIC => match md.topics.get(&a.name) {
+            None => {
+                a.error = error_code(ErrorCode::UnknownTopicOrPartition);
+                a.message = Some(format!("no topic named '{}'", a.name));
+            }
+            Some(t) => {
+                let limit = |v: Option<u64>| v.map_or(-1, |v| v as i64);
+                let defaults = [
+                    ("retention.ms", limit(base.retention_max_age_ms)),
+                    ("retention.bytes", limit(base.retention_max_bytes)),
+                    ("segment.bytes", base.segment_max_bytes as i64),
+                    ("segment.ms", if base.segment_max_age_ms == u64::MAX { -1 } else { base.segment_max_age_ms as i64 }),
+                ];
+                for (k, default) in defaults {
+                    if r.keys.as_ref().is_some_and(|keys| !keys.iter().any(|x| x == k)) {
+                        continue;
+                    }
+                    let (value, source) = match t.configs.get(k) {
+                        Some(v) => (v.clone(), SOURCE_TOPIC),
+                        None => (default.to_string(), SOURCE_DEFAULT),
+                    };
+                    a.configs.push((k.to_string(), value, source));
+                }
+            }
+        },
+        RESOURCE_BROKER => {}
+        _ => {
+            a.error = INVALID_REQUEST;
+            a.message = Some(format!("resource type {} is not described (topics are 2, brokers 4)", r.kind));
+        }
+    }
+    a
 }
 
 /// Creates the topics a Metadata request names that do not exist, with

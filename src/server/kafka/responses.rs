@@ -7,12 +7,13 @@ use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, ListOffsetsResponse, MetadataResponse, ProduceResponse, ResponseHeader,
-    TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, ListOffsetsResponse, MetadataResponse,
+    ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -288,4 +289,42 @@ pub fn delete_topics(corr: i32, version: i16, results: &[TopicResult]) -> Outgoi
         })
         .collect();
     frame(ApiKey::DeleteTopics, corr, version, &r)
+}
+
+/// One resource's answer to DescribeConfigs: its settings as (name,
+/// value, Kafka's config source).
+pub struct ConfigAnswer {
+    pub kind: i8,
+    pub name: String,
+    pub error: i16,
+    pub message: Option<String>,
+    pub configs: Vec<(String, String, i8)>,
+}
+
+/// DescribeConfigs v1-3.
+pub fn describe_configs(corr: i32, version: i16, answers: &[ConfigAnswer]) -> Outgoing {
+    let mut r = DescribeConfigsResponse::default();
+    r.results = answers
+        .iter()
+        .map(|a| {
+            let mut k = DescribeConfigsResult::default();
+            k.error_code = a.error;
+            k.error_message = a.message.clone().map(StrBytes::from_string);
+            k.resource_type = a.kind;
+            k.resource_name = StrBytes::from_string(a.name.clone());
+            k.configs = a
+                .configs
+                .iter()
+                .map(|(name, value, source)| {
+                    let mut c = DescribeConfigsResourceResult::default();
+                    c.name = StrBytes::from_string(name.clone());
+                    c.value = Some(StrBytes::from_string(value.clone()));
+                    c.config_source = *source;
+                    c
+                })
+                .collect();
+            k
+        })
+        .collect();
+    frame(ApiKey::DescribeConfigs, corr, version, &r)
 }
