@@ -42,6 +42,23 @@ fn non_negative(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
+/// An array of topics, each a name and an array of partitions read by
+/// `partition`: the nesting every partition-naming request shares.
+fn topics<'a, P>(r: &mut Reader<'a>, mut partition: impl FnMut(&mut Reader<'a>) -> Result<P, ReadError>) -> Result<Vec<Topic<P>>, ReadError> {
+    let n = r.array("topics")?;
+    let mut topics = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let name = r.string("topic name")?.to_string();
+        let m = r.array("partitions")?;
+        let mut partitions = Vec::with_capacity(m.min(64));
+        for _ in 0..m {
+            partitions.push(partition(r)?);
+        }
+        topics.push(Topic { name, partitions });
+    }
+    Ok(topics)
+}
+
 /// Metadata v0-8: the topics asked for (`None`: all of them), and whether
 /// the client allows unknown ones to be created (always, before v4).
 pub fn metadata(r: &mut Reader<'_>, version: i16) -> Result<(metadata::Request, bool), ReadError> {
@@ -76,18 +93,7 @@ pub fn produce(r: &mut Reader<'_>) -> Result<Produce, ReadError> {
     let transactional = r.nullable_string("transactional id")?.is_some();
     let acks = r.i16("acks")?;
     let timeout_ms = r.i32("timeout")?;
-    let n = r.array("topics")?;
-    let mut topics = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        let name = r.string("topic name")?.to_string();
-        let m = r.array("partitions")?;
-        let mut partitions = Vec::with_capacity(m.min(64));
-        for _ in 0..m {
-            let p = partition_index(r.i32("partition")?);
-            partitions.push((p, r.nullable_bytes("records")?));
-        }
-        topics.push(Topic { name, partitions });
-    }
+    let topics = topics(r, |r| Ok((partition_index(r.i32("partition")?), r.nullable_bytes("records")?)))?;
     Ok(Produce { transactional, acks, timeout_ms, topics })
 }
 
@@ -103,26 +109,18 @@ pub fn fetch(r: &mut Reader<'_>, version: i16) -> Result<fetch::Request, ReadErr
         r.i32("session id")?;
         r.i32("session epoch")?;
     }
-    let n = r.array("topics")?;
-    let mut topics = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        let name = r.string("topic name")?.to_string();
-        let m = r.array("partitions")?;
-        let mut partitions = Vec::with_capacity(m.min(64));
-        for _ in 0..m {
-            let partition = partition_index(r.i32("partition")?);
-            if version >= 9 {
-                r.i32("current leader epoch")?;
-            }
-            let offset = r.i64("fetch offset")?;
-            if version >= 5 {
-                r.i64("log start offset")?;
-            }
-            let max_bytes = non_negative(r.i32("partition max bytes")?);
-            partitions.push(fetch::Partition { partition, offset, max_bytes });
+    let topics = topics(r, |r| {
+        let partition = partition_index(r.i32("partition")?);
+        if version >= 9 {
+            r.i32("current leader epoch")?;
         }
-        topics.push(Topic { name, partitions });
-    }
+        let offset = r.i64("fetch offset")?;
+        if version >= 5 {
+            r.i64("log start offset")?;
+        }
+        let max_bytes = non_negative(r.i32("partition max bytes")?);
+        Ok(fetch::Partition { partition, offset, max_bytes })
+    })?;
     if version >= 7 {
         for _ in 0..r.array("forgotten topics")? {
             r.string("forgotten topic")?;
@@ -143,22 +141,14 @@ pub fn list_offsets(r: &mut Reader<'_>, version: i16) -> Result<list_offsets::Re
     if version >= 2 {
         r.i8("isolation level")?;
     }
-    let n = r.array("topics")?;
-    let mut topics = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        let name = r.string("topic name")?.to_string();
-        let m = r.array("partitions")?;
-        let mut partitions = Vec::with_capacity(m.min(64));
-        for _ in 0..m {
-            let partition = partition_index(r.i32("partition")?);
-            if version >= 4 {
-                r.i32("current leader epoch")?;
-            }
-            let timestamp = r.i64("timestamp")?;
-            partitions.push(list_offsets::Partition { partition, timestamp });
+    let topics = topics(r, |r| {
+        let partition = partition_index(r.i32("partition")?);
+        if version >= 4 {
+            r.i32("current leader epoch")?;
         }
-        topics.push(Topic { name, partitions });
-    }
+        let timestamp = r.i64("timestamp")?;
+        Ok(list_offsets::Partition { partition, timestamp })
+    })?;
     Ok(list_offsets::Request { topics })
 }
 
