@@ -106,6 +106,98 @@ fn what_the_native_side_produced_kcat_reads_and_the_bytes_are_the_same() {
     assert_eq!(stored[16..], batch[16..], "all but the base offset and the leader epoch");
 }
 
+/// kcat's producer with each of Kafka's codecs: the batch is stored as it
+/// was sent (compressed, its codec in the attributes), and kcat, the SDK
+/// and the console consumer read the lines that were produced.
+#[test]
+fn compressed_batches_of_every_codec_are_stored_as_sent_and_read_by_every_consumer() {
+    let b = Broker::start(1);
+    let addr = b.addr.to_string();
+    let mut c = b.client();
+    // librdkafka sends a batch uncompressed when compressing would not
+    // make it smaller: lines long enough to compress.
+    let long: Vec<String> = SEED.iter().map(|l| l.repeat(30)).collect();
+    let lines: String = long.iter().map(|l| format!("{l}\n")).collect();
+    for (codec, name) in [(1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")] {
+        assert_eq!(c.create_topic(name, 1), ErrorCode::None);
+        // One batch: kcat waits for all four lines before it sends.
+        kcat(&["-b", &addr, "-P", "-t", name, "-p", "0", "-z", name, "-X", "linger.ms=100"], Some(lines.as_bytes()));
+        let out = text(&kcat(&["-b", &addr, "-C", "-t", name, "-o", "beginning", "-e"], None));
+        assert_eq!(out, lines, "{name}");
+
+        let (err, _, stored) = c.fetch(name, 0, 0, 0);
+        assert_eq!(err, ErrorCode::None);
+        let infos: Vec<_> = shardlog::record::batches(&stored).map(|b| b.unwrap().1).collect();
+        assert!(infos.iter().all(|i| i.codec() == codec), "{name}: {infos:?}");
+        assert_eq!(infos.iter().map(|i| i.record_count).sum::<u32>(), 4, "{name}");
+
+        let values = c.fetch_all_values(name, 0, 0);
+        assert_eq!(values, long.iter().map(|l| l.as_bytes().to_vec()).collect::<Vec<_>>(), "{name}");
+        let out = common::cli(&b, &["consume", "--topic", name, "--from-beginning", "--max-messages", "4"], None);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), lines, "{name}");
+    }
+}
+
+/// A Produce v7 request for one partition carrying `batch`.
+fn produce_frame(topic: &str, batch: &[u8]) -> Vec<u8> {
+    let mut body = (-1i16).to_be_bytes().to_vec(); // no transactional id
+    body.extend_from_slice(&1i16.to_be_bytes()); // acks
+    body.extend_from_slice(&5000i32.to_be_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes()); // partition 0
+    body.extend_from_slice(&(batch.len() as i32).to_be_bytes());
+    body.extend_from_slice(batch);
+    kafka_frame(0, 7, &body)
+}
+
+/// The error code of the one partition a Produce v7 answer holds.
+fn produce_error(addr: std::net::SocketAddr, frame: &[u8]) -> i16 {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(frame).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut resp).unwrap();
+    // correlation id, one topic (count, name), one partition (count, index), then its error.
+    let at = 4 + 4 + 2 + i16::from_be_bytes([resp[8], resp[9]]) as usize + 4 + 4;
+    i16::from_be_bytes([resp[at], resp[at + 1]])
+}
+
+/// Batches the broker does not store are answered with Kafka's own error
+/// for each, and nothing is stored.
+#[test]
+fn refused_batches_get_kafkas_error_codes() {
+    let b = Broker::start(1);
+    let mut c = b.client();
+    assert_eq!(c.create_topic("t", 1), ErrorCode::None);
+    let batch = batch_of(&[b"x"]);
+    let with = |attributes: u16| {
+        let mut bad = batch.clone();
+        bad[21..23].copy_from_slice(&attributes.to_be_bytes());
+        shardlog::record::seal(&mut bad);
+        bad
+    };
+    const CORRUPT_MESSAGE: i16 = 2;
+    const INVALID_TIMESTAMP: i16 = 32;
+    const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+    const INVALID_RECORD: i16 = 87;
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &with(5))), UNSUPPORTED_COMPRESSION_TYPE);
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &with(1 << 3))), INVALID_TIMESTAMP);
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &with(1 << 4))), INVALID_RECORD);
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &with(1 << 5))), INVALID_RECORD);
+    // gzip said, the records not gzip's.
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &with(1))), CORRUPT_MESSAGE);
+    let mut flipped = batch.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &flipped)), CORRUPT_MESSAGE);
+    assert_eq!(produce_error(b.addr, &produce_frame("t", &batch)), 0);
+    assert_eq!(c.fetch_all_values("t", 0, 0), vec![b"x".to_vec()]);
+}
+
 /// The seed's walkthrough on three brokers: every broker lists all
 /// three; lines produced through one are read through each of the others.
 #[test]
@@ -204,10 +296,10 @@ fn garbage_on_the_kafka_port_closes_the_connection_and_nothing_else() {
     body.push(b't');
     body.extend_from_slice(&i32::MAX.to_be_bytes());
     assert!(closed_after(b.addr, &kafka_frame(0, 7, &body)));
-    // An API not served yet (FindCoordinator), a version not served, a
+    // An API not served yet (JoinGroup), a version not served, a
     // size too small for a header; after an answered ApiVersions, a size
     // past the frame limit.
-    assert!(closed_after(b.addr, &kafka_frame(10, 2, &[0, 1, b'g', 0])));
+    assert!(closed_after(b.addr, &kafka_frame(11, 2, &[0, 1, b'g', 0])));
     assert!(closed_after(b.addr, &kafka_frame(0, 99, &[])));
     assert!(closed_after(b.addr, &[0, 0, 0, 2, 0, 3, 0, 1]));
     let mut over = kafka_frame(18, 0, &[]);

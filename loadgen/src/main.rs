@@ -705,7 +705,9 @@ fn consumer(
                     if check {
                         let now = now_ns(ctl.epoch);
                         let mut e2e = stats.e2e.lock().unwrap();
-                        for r in RecordIter::new(&mine[pos..])? {
+                        // Batches a Kafka client compressed are read inflated.
+                        let inflated = if info.codec() == 0 { None } else { Some(record::inflate(&mine[pos..], &info)?) };
+                        for r in RecordIter::new(inflated.as_deref().unwrap_or(&mine[pos..]))? {
                             let r = r?;
                             if r.offset < offsets[i].1 {
                                 continue;

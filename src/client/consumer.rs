@@ -605,7 +605,13 @@ impl Consumer {
         };
         let resp: fetch::Response<Bytes> = reply.body()?;
         for p in resp.into_partitions() {
-            let mine = p.records;
+            // Compressed batches are read from an inflated copy; the rest
+            // stay the fetched bytes.
+            let mine = match record::inflate_all(&p.records) {
+                Ok(Some(inflated)) => Bytes::from(inflated),
+                Ok(None) => p.records,
+                Err(e) => return Err(ConsumerError::Corrupt(format!("partition {}: {e}", p.partition))),
+            };
             if p.error == ErrorCode::NotLeader {
                 self.forget(addr);
                 continue;

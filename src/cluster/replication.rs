@@ -63,6 +63,11 @@ impl EpochHistory {
         Some((self.starts[i].0, end))
     }
 
+    /// Where the first epoch this log holds began.
+    pub fn first_start(&self) -> Option<i64> {
+        self.starts.first().map(|&(_, o)| o)
+    }
+
     /// Forgets epochs that start at or after `offset` (the log was cut there).
     pub fn truncate(&mut self, offset: i64) {
         self.starts.retain(|&(_, o)| o < offset);

@@ -213,6 +213,7 @@ impl ErrorCode {
                 | ErrorCode::BrokerShuttingDown
                 | ErrorCode::NotCoordinator
                 | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::UnknownLeaderEpoch
         )
     }
 }

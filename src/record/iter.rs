@@ -23,21 +23,32 @@ pub struct RecordIter<'a> {
     info: BatchInfo,
     rest: &'a [u8],
     index: u32,
+    /// Why the batch cannot be iterated at all, yielded once.
+    refused: Option<RecordError>,
 }
 
 impl<'a> RecordIter<'a> {
     /// Validates the batch at the front of `bytes` and iterates its records.
+    /// A compressed batch is refused ([`RecordError::Compressed`]): its
+    /// records are read from [`super::inflate`]'s copy.
     pub fn new(bytes: &'a [u8]) -> Result<Self, RecordError> {
         let info = validate(bytes)?;
-        Ok(RecordIter { info, rest: &bytes[HEADER_BYTES..info.batch_len as usize], index: 0 })
+        if info.codec() != 0 {
+            return Err(RecordError::Compressed(info.codec()));
+        }
+        Ok(RecordIter { info, rest: &bytes[HEADER_BYTES..info.batch_len as usize], index: 0, refused: None })
     }
 
     /// Iterates a batch that already passed [`validate`] and
     /// [`validate_records`], without checking its CRC a second time. Bytes
     /// that did not pass them yield an error or end early; never a panic.
+    /// A compressed batch yields [`RecordError::Compressed`].
     pub fn validated(bytes: &'a [u8], info: BatchInfo) -> Self {
+        if info.codec() != 0 {
+            return RecordIter { info, rest: &[], index: 0, refused: Some(RecordError::Compressed(info.codec())) };
+        }
         let rest = bytes.get(HEADER_BYTES..info.batch_len as usize).unwrap_or_default();
-        RecordIter { info, rest, index: 0 }
+        RecordIter { info, rest, index: 0, refused: None }
     }
 
     pub fn info(&self) -> &BatchInfo {
@@ -111,17 +122,26 @@ fn parse_record<'a>(rest: &mut &'a [u8], index: u32, mut on_header: impl FnMut(&
 /// Walks the record framing of a batch that passed [`validate`]: every
 /// record's length and fields fill the batch exactly and there are
 /// `record_count` of them. Reads lengths only; copies and allocates
-/// nothing. The broker runs this on produce so that every stored batch is
-/// readable by every consumer.
+/// nothing, unless the batch is compressed: its records are then inflated
+/// into a buffer of their own (bounded, dropped on return) to be walked.
+/// The broker runs this on produce so that every stored batch is readable
+/// by every consumer.
 pub fn validate_records(batch: &[u8], info: &BatchInfo) -> Result<(), RecordError> {
-    let Some(mut rest) = batch.get(HEADER_BYTES..info.batch_len as usize) else {
+    let Some(rest) = batch.get(HEADER_BYTES..info.batch_len as usize) else {
         return Err(RecordError::Truncated { needed: info.batch_len as usize, have: batch.len() });
     };
-    for index in 0..info.record_count {
+    if info.codec() != 0 {
+        return walk_records(&super::compression::decompress(info.codec(), rest)?, info.record_count);
+    }
+    walk_records(rest, info.record_count)
+}
+
+fn walk_records(mut rest: &[u8], record_count: u32) -> Result<(), RecordError> {
+    for index in 0..record_count {
         parse_record(&mut rest, index, |_, _| {})?;
     }
     if !rest.is_empty() {
-        return Err(RecordError::BadRecord { index: info.record_count, reason: "trailing bytes after last record" });
+        return Err(RecordError::BadRecord { index: record_count, reason: "trailing bytes after last record" });
     }
     Ok(())
 }
@@ -129,6 +149,10 @@ pub fn validate_records(batch: &[u8], info: &BatchInfo) -> Result<(), RecordErro
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<Record<'a>, RecordError>;
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.refused.take() {
+            self.index = self.info.record_count;
+            return Some(Err(e));
+        }
         if self.index == self.info.record_count {
             if !self.rest.is_empty() {
                 self.rest = &[];

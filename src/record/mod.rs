@@ -9,9 +9,12 @@
 //! [`validate_records`] and [`set_base_offset`] / [`set_leader_epoch`]. It
 //! never decodes records, and the CRC never covers the fields the broker
 //! rewrites, so appending a batch costs one header check, one CRC pass and
-//! one walk over the record lengths, never a re-encode.
+//! one walk over the record lengths, never a re-encode. A compressed batch
+//! is stored as sent too: its records are inflated into a scratch buffer
+//! only to walk them, and a consumer inflates them again with [`inflate`].
 
 mod builder;
+pub mod compression;
 mod iter;
 mod varint;
 
@@ -88,8 +91,12 @@ pub enum RecordError {
     CrcMismatch { stored: u32, computed: u32 },
     #[error("batch has no records")]
     Empty,
-    #[error("compression codec {codec} ({name}) is not accepted: send batches uncompressed", codec = .0, name = codec_name(*.0))]
+    #[error("compression codec {0} is none of gzip (1), snappy (2), lz4 (3) and zstd (4)")]
     UnsupportedCompression(u16),
+    #[error("{name} records do not inflate: {reason}", name = codec_name(*.codec))]
+    Decompress { codec: u16, reason: String },
+    #[error("the records of this batch are {name}-compressed: inflate the batch first (record::inflate)", name = codec_name(*.0))]
+    Compressed(u16),
     #[error("batch attributes {0:#06x} set bits no producer sets")]
     ReservedBits(u16),
     #[error("LogAppendTime batches are not accepted: timestamps are the producer's (CreateTime)")]
@@ -130,6 +137,11 @@ impl BatchInfo {
     /// The offset the next batch after this one starts at.
     pub fn next_offset(&self) -> i64 {
         self.base_offset + i64::from(self.record_count)
+    }
+    /// The compression codec of the records, 0 for none ([`codec_name`]
+    /// names it).
+    pub fn codec(&self) -> u16 {
+        self.attributes & ATTR_COMPRESSION_MASK
     }
 }
 
@@ -200,16 +212,19 @@ pub fn validate(bytes: &[u8]) -> Result<BatchInfo, RecordError> {
     if attributes & ATTR_LOG_APPEND_TIME != 0 {
         return Err(RecordError::LogAppendTime);
     }
-    if attributes & ATTR_COMPRESSION_MASK != 0 {
-        return Err(RecordError::UnsupportedCompression(attributes & ATTR_COMPRESSION_MASK));
+    let codec = attributes & ATTR_COMPRESSION_MASK;
+    if codec > compression::ZSTD {
+        return Err(RecordError::UnsupportedCompression(codec));
     }
     let count = u32_at(b, field::RECORD_COUNT) as i32;
     // Each record takes at least 7 bytes (see the layout), which bounds the
-    // count by the length and keeps `base + count` far from overflow.
+    // count by the length (inflated, for a compressed batch) and keeps
+    // `base + count` far from overflow.
     if count <= 0 {
         return Err(RecordError::Empty);
     }
-    if count as usize > (len - HEADER_BYTES) / iter::MIN_RECORD_BYTES {
+    let records_bytes = if codec == 0 { len - HEADER_BYTES } else { compression::MAX_INFLATED_BYTES };
+    if count as usize > records_bytes / iter::MIN_RECORD_BYTES {
         return Err(RecordError::BadRecord { index: 0, reason: "record count exceeds batch length" });
     }
     let last_offset_delta = u32_at(b, field::LAST_OFFSET_DELTA) as i32;
@@ -244,6 +259,45 @@ pub fn seal(batch: &mut [u8]) {
     batch[field::BATCH_LEN..field::BATCH_LEN + 4].copy_from_slice(&len.to_be_bytes());
     let crc = crc32c(&batch[CRC_START..]);
     batch[field::CRC..field::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The batch at the start of `bytes` (which passed [`validate`], giving
+/// `info`) with its records inflated: the header as it was but for the
+/// codec bits, the length and the CRC. What a consumer reads the records
+/// of a compressed batch from; the broker never calls it.
+pub fn inflate(bytes: &[u8], info: &BatchInfo) -> Result<Vec<u8>, RecordError> {
+    let len = info.batch_len as usize;
+    let compressed = bytes.get(HEADER_BYTES..len).ok_or(RecordError::Truncated { needed: len, have: bytes.len() })?;
+    let records = compression::decompress(info.codec(), compressed)?;
+    let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
+    out.extend_from_slice(&bytes[..HEADER_BYTES]);
+    out.extend_from_slice(&records);
+    let attributes = info.attributes & !ATTR_COMPRESSION_MASK;
+    out[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    seal(&mut out);
+    Ok(out)
+}
+
+/// Every batch of `bytes` as [`inflate`] gives it, the uncompressed ones
+/// as they are; `None` when none is compressed (nothing to copy). Stops
+/// at the first bytes that are not a whole valid batch, which are kept.
+pub fn inflate_all(bytes: &[u8]) -> Result<Option<Vec<u8>>, RecordError> {
+    if !batches(bytes).any(|b| b.is_ok_and(|(_, info)| info.codec() != 0)) {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    let mut walk = batches(bytes);
+    for b in walk.by_ref() {
+        let Ok((start, info)) = b else { break };
+        let batch = &bytes[start..start + info.batch_len as usize];
+        if info.codec() == 0 {
+            out.extend_from_slice(batch);
+        } else {
+            out.extend_from_slice(&inflate(batch, &info)?);
+        }
+    }
+    out.extend_from_slice(&bytes[walk.position()..]);
+    Ok(Some(out))
 }
 
 /// Writes the broker-assigned base offset. Not covered by the CRC.

@@ -165,7 +165,7 @@ fn with_attributes(batch: &[u8], attributes: u16) -> Vec<u8> {
 #[test]
 fn refuses_what_it_cannot_validate_or_serve() {
     let batch = build(&[(1, None, Some(b"a".to_vec()), vec![])]);
-    for codec in 1..=4 {
+    for codec in 5..=7 {
         assert_eq!(validate(&with_attributes(&batch, codec)), Err(RecordError::UnsupportedCompression(codec)));
     }
     assert_eq!(validate(&with_attributes(&batch, ATTR_LOG_APPEND_TIME)), Err(RecordError::LogAppendTime));
@@ -250,4 +250,122 @@ fn finishing_in_place_matches_finish_and_holds_on_a_second_call() {
     assert_eq!(b.finish_in_place(), &expected[..], "a retry sends the same bytes");
     assert!(validate(&expected).is_ok());
     assert_eq!(b.into_buf(), expected);
+}
+
+/// The records of an uncompressed `batch` compressed as Kafka's clients
+/// do it with `codec` (snappy: raw as librdkafka sends it, or framed as
+/// Java's snappy-java does with `xerial`), under the same header.
+fn compressed(batch: &[u8], codec: u16, xerial: bool) -> Vec<u8> {
+    use std::io::Write;
+    let records = &batch[HEADER_BYTES..];
+    let body = match codec {
+        compression::GZIP => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(records).unwrap();
+            e.finish().unwrap()
+        }
+        compression::SNAPPY if xerial => {
+            let mut out = vec![0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0, 0, 0, 0, 1, 0, 0, 0, 1];
+            // Small blocks, so a batch spans several.
+            for chunk in records.chunks(64) {
+                let block = snap::raw::Encoder::new().compress_vec(chunk).unwrap();
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            out
+        }
+        compression::SNAPPY => snap::raw::Encoder::new().compress_vec(records).unwrap(),
+        compression::LZ4 => {
+            let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            e.write_all(records).unwrap();
+            e.finish().unwrap()
+        }
+        compression::ZSTD => zstd::encode_all(records, 3).unwrap(),
+        _ => unreachable!(),
+    };
+    let mut out = batch[..HEADER_BYTES].to_vec();
+    out.extend_from_slice(&body);
+    out[field::ATTRIBUTES..field::ATTRIBUTES + 2].copy_from_slice(&codec.to_be_bytes());
+    seal(&mut out);
+    out
+}
+
+const CODECS: [(u16, bool); 5] =
+    [(compression::GZIP, false), (compression::SNAPPY, false), (compression::SNAPPY, true), (compression::LZ4, false), (compression::ZSTD, false)];
+
+proptest! {
+    /// A compressed batch passes the broker's checks as it is, and
+    /// inflated it is the uncompressed batch again, byte for byte, so a
+    /// consumer reads the records that were sent.
+    #[test]
+    fn compressed_batches_validate_and_inflate_to_the_records_sent(records in proptest::collection::vec(record_strategy(), 1..30), which in 0..CODECS.len()) {
+        let (codec, xerial) = CODECS[which];
+        let mut plain = build(&records);
+        set_base_offset(&mut plain, 42);
+        let batch = compressed(&plain, codec, xerial);
+        let info = validate(&batch).unwrap();
+        prop_assert_eq!(info.codec(), codec);
+        prop_assert_eq!(info.record_count as usize, records.len());
+        validate_records(&batch, &info).unwrap();
+        prop_assert_eq!(RecordIter::new(&batch).err(), Some(RecordError::Compressed(codec)));
+        prop_assert_eq!(RecordIter::validated(&batch, info).next(), Some(Err(RecordError::Compressed(codec))));
+        let inflated = inflate(&batch, &info).unwrap();
+        prop_assert_eq!(&inflated, &plain);
+        // Among other batches, only the compressed one changes.
+        let mut both = plain.clone();
+        both.extend_from_slice(&batch);
+        let mut want = plain.clone();
+        want.extend_from_slice(&plain);
+        prop_assert_eq!(inflate_all(&both).unwrap(), Some(want));
+        prop_assert_eq!(inflate_all(&plain).unwrap(), None);
+    }
+}
+
+#[test]
+fn compressed_batches_whose_records_are_wrong_are_refused() {
+    let records: Vec<OwnedRecord> = (0..3).map(|i| (i, None, Some(vec![b'x'; 10]), vec![])).collect();
+    let plain = build(&records);
+    for (codec, xerial) in CODECS {
+        // Three records inside, the header counting two.
+        let mut two = plain.clone();
+        two[field::RECORD_COUNT..field::RECORD_COUNT + 4].copy_from_slice(&2u32.to_be_bytes());
+        two[field::LAST_OFFSET_DELTA..field::LAST_OFFSET_DELTA + 4].copy_from_slice(&1u32.to_be_bytes());
+        let batch = compressed(&two, codec, xerial);
+        let info = validate(&batch).unwrap();
+        assert!(matches!(validate_records(&batch, &info), Err(RecordError::BadRecord { .. })), "{codec}");
+        // Bytes that are not the codec's, under a good CRC.
+        let mut junk = plain[..HEADER_BYTES].to_vec();
+        junk.extend_from_slice(b"these bytes are no compressed stream at all");
+        junk[field::ATTRIBUTES + 1] = codec as u8;
+        seal(&mut junk);
+        let info = validate(&junk).unwrap();
+        assert!(matches!(validate_records(&junk, &info), Err(RecordError::Decompress { .. })), "{codec}");
+        assert!(matches!(inflate(&junk, &info), Err(RecordError::Decompress { .. })), "{codec}");
+    }
+}
+
+/// A small batch that claims, or really inflates to, more than a batch
+/// may hold is refused without the memory being given.
+#[test]
+fn decompression_bombs_are_refused() {
+    let plain = build(&[(1, None, Some(b"a".to_vec()), vec![])]);
+    // A raw snappy block that claims 256 MiB and holds nothing.
+    let mut claim = plain[..HEADER_BYTES].to_vec();
+    claim.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x01]);
+    claim[field::ATTRIBUTES + 1] = compression::SNAPPY as u8;
+    seal(&mut claim);
+    let info = validate(&claim).unwrap();
+    assert!(matches!(validate_records(&claim, &info), Err(RecordError::Decompress { .. })));
+    // 70 MiB of zeros, which zstd makes a few KiB of.
+    let zeros = zstd::encode_all(&vec![0u8; 70 << 20][..], 1).unwrap();
+    assert!(zeros.len() < 64 << 10);
+    let mut bomb = plain[..HEADER_BYTES].to_vec();
+    bomb.extend_from_slice(&zeros);
+    bomb[field::ATTRIBUTES + 1] = compression::ZSTD as u8;
+    seal(&mut bomb);
+    let info = validate(&bomb).unwrap();
+    match validate_records(&bomb, &info) {
+        Err(RecordError::Decompress { reason, .. }) => assert!(reason.contains("inflate past"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }

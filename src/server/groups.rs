@@ -14,8 +14,10 @@ use crate::shard::{group_code, Shard};
 /// Most topics one member may subscribe to.
 pub const MAX_TOPICS_PER_MEMBER: usize = 1000;
 
+const INVALID_GROUP: &str = "a group name is 1 to 255 bytes without NUL";
+
 fn invalid_group(corr: u32) -> Outgoing {
-    error(corr, ErrorCode::InvalidGroupId, "a group name is 1 to 255 bytes without NUL")
+    error(corr, ErrorCode::InvalidGroupId, INVALID_GROUP)
 }
 
 pub async fn heartbeat(shard: &Rc<Shard>, corr: u32, req: group_heartbeat::Request) -> Outgoing {
@@ -49,12 +51,17 @@ pub async fn heartbeat(shard: &Rc<Shard>, corr: u32, req: group_heartbeat::Reque
 }
 
 pub async fn find_coordinator(shard: &Rc<Shard>, corr: u32, req: find_coordinator::Request, external: bool) -> Outgoing {
-    if !valid_group(&req.group) {
-        return invalid_group(corr);
+    respond(corr, &coordinator(shard, &req.group, external).await, Vec::new())
+}
+
+/// The broker that coordinates `group`, at the address of the listener
+/// asked (`external`). Shared by the native and the Kafka listener.
+pub async fn coordinator(shard: &Rc<Shard>, group: &str, external: bool) -> find_coordinator::Response {
+    if !valid_group(group) {
+        return find_coordinator::Response::error(ErrorCode::InvalidGroupId, INVALID_GROUP.to_string());
     }
-    let resp = match shard.find_coordinator(&req.group, external).await {
+    match shard.find_coordinator(group, external).await {
         Ok((node_id, host, port)) => find_coordinator::Response { error: ErrorCode::None, error_message: None, node_id, host, port },
         Err((code, m)) => find_coordinator::Response::error(code, m),
-    };
-    respond(corr, &resp, Vec::new())
+    }
 }

@@ -4,7 +4,8 @@
 //! The batches are never decoded or copied here: `record::validate` reads
 //! the header and runs the CRC, and `record::validate_records` walks the
 //! record lengths, so a batch that is stored is a batch every consumer can
-//! read. The log patches the base offset in place.
+//! read. The log patches the base offset in place. A compressed batch is
+//! inflated into scratch memory only to be walked, and stored as sent.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use bytes::BytesMut;
 use super::response::{respond, Outgoing};
 use crate::protocol::produce::{self, PartitionResponse};
 use crate::protocol::{Acks, ErrorCode, Topic};
-use crate::record::{self, BatchInfo};
+use crate::record::{self, BatchInfo, RecordError};
 use crate::shard::{ProduceResult, Shard};
 
 /// Longest an acks=all produce waits for its sync, whatever it asks.
@@ -32,13 +33,25 @@ fn validate_all(data: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, (
                 return Err((ErrorCode::MessageTooLarge, format!("batch of {} bytes is over the limit of {max_batch_bytes}", info.batch_len)));
             }
             Ok((start, info)) => {
-                record::validate_records(&data[start..], &info).map_err(|e| (ErrorCode::CorruptBatch, e.to_string()))?;
+                record::validate_records(&data[start..], &info).map_err(refusal)?;
                 infos.push(info)
             }
-            Err(e) => return Err((ErrorCode::CorruptBatch, e.to_string())),
+            Err(e) => return Err(refusal(e)),
         }
     }
     Ok(infos)
+}
+
+/// The error a refused batch is answered with: Kafka's own for what it
+/// refuses as well, else a corrupt batch; the message says what is wrong.
+fn refusal(e: RecordError) -> (ErrorCode, String) {
+    let code = match e {
+        RecordError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompression,
+        RecordError::LogAppendTime => ErrorCode::InvalidTimestamp,
+        RecordError::Transactional => ErrorCode::InvalidRecord,
+        _ => ErrorCode::CorruptBatch,
+    };
+    (code, e.to_string())
 }
 
 pub async fn handle(shard: &Rc<Shard>, corr: u32, req: produce::Request<BytesMut>) -> Option<Outgoing> {

@@ -67,6 +67,7 @@ pub enum PartitionMsg {
     Produce { topic: String, partition: u32, data: BytesMut, batches: Vec<BatchInfo>, acks: Acks, timeout: Duration, reply: oneshot::Sender<ProduceResult> },
     Fetch { topic: String, partition: u32, offset: i64, max_bytes: usize, wait_until: Option<Instant>, reply: oneshot::Sender<FetchResult<Bytes>> },
     ListOffset { topic: String, partition: u32, timestamp: i64, reply: oneshot::Sender<OffsetResult> },
+    EpochEnd { topic: String, partition: u32, current_epoch: i32, epoch: i32, reply: oneshot::Sender<EpochEnd> },
 }
 
 /// The outcome of a produce to one partition.
@@ -122,6 +123,25 @@ impl FetchResult<Chunk> {
 impl<C> FetchResult<C> {
     pub fn err(error: ErrorCode, message: impl Into<String>) -> Self {
         FetchResult { error, message: Some(message.into()), high_watermark: -1, log_start_offset: -1, chunks: Vec::new(), bytes: 0 }
+    }
+}
+
+/// Where a leader epoch ended in a partition's log (Kafka's
+/// OffsetForLeaderEpoch): the largest epoch at or below the one asked,
+/// and the offset after its last batch; -1 and -1 when the log holds no
+/// such epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub error: ErrorCode,
+    pub leader_epoch: i32,
+    pub end_offset: i64,
+}
+
+impl EpochEnd {
+    const UNDEFINED: EpochEnd = EpochEnd { error: ErrorCode::None, leader_epoch: -1, end_offset: -1 };
+
+    fn err(error: ErrorCode) -> EpochEnd {
+        EpochEnd { error, ..Self::UNDEFINED }
     }
 }
 
@@ -599,6 +619,63 @@ impl Shard {
         }
     }
 
+    // ---- epoch ends -----------------------------------------------------------
+
+    /// Where `epoch` ended in a partition this broker leads, for a client
+    /// that last saw the partition led in `current_epoch` (-1: any), which
+    /// is fenced if older than the leader's and told to retry if newer.
+    pub async fn epoch_end(&self, topic: &str, partition: u32, current_epoch: i32, epoch: i32) -> EpochEnd {
+        match self.route_fresh(topic, partition).await {
+            Err((code, _)) => EpochEnd::err(code),
+            Ok(s) if s == self.id => {
+                let Some(p) = self.open_partition(topic, partition).await else {
+                    return EpochEnd::err(ErrorCode::UnknownTopicOrPartition);
+                };
+                let leader_epoch = if p.replica.replicated {
+                    match p.replica.leading() {
+                        Some(e) => e,
+                        None => return EpochEnd::err(ErrorCode::NotLeader),
+                    }
+                } else {
+                    let md = self.metadata();
+                    md.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)).map_or(0, |m| m.leader_epoch)
+                };
+                let Ok(leader_epoch) = i32::try_from(leader_epoch) else { return EpochEnd::err(ErrorCode::UnknownServerError) };
+                match current_epoch {
+                    -1 => {}
+                    c if c < leader_epoch => return EpochEnd::err(ErrorCode::FencedLeaderEpoch),
+                    c if c > leader_epoch => return EpochEnd::err(ErrorCode::UnknownLeaderEpoch),
+                    _ => {}
+                }
+                let log_end = p.log().next_offset();
+                let ended = |(e, o): (u32, i64)| EpochEnd { error: ErrorCode::None, leader_epoch: e as i32, end_offset: o };
+                match u32::try_from(epoch) {
+                    Err(_) => EpochEnd::UNDEFINED,
+                    Ok(_) if epoch > leader_epoch => EpochEnd::UNDEFINED,
+                    // The leader's own epoch runs to the log's end; so does
+                    // every epoch of a partition of one replica, which keeps
+                    // no history: nothing it acknowledged is ever cut.
+                    Ok(e) if epoch == leader_epoch || !p.replica.replicated => ended((e, log_end)),
+                    Ok(e) => {
+                        let h = p.replica.epochs.borrow();
+                        match h.end_of(e, log_end) {
+                            Some(found) => ended(found),
+                            // Older than the log's first epoch: Kafka
+                            // answers that epoch ended where the log's
+                            // first epoch began.
+                            None => h.first_start().map_or(EpochEnd::UNDEFINED, |o| ended((e, o))),
+                        }
+                    }
+                }
+            }
+            Ok(s) => {
+                let (reply, rx) = oneshot::channel();
+                let msg = ShardMsg::Partition(PartitionMsg::EpochEnd { topic: topic.to_string(), partition, current_epoch, epoch, reply });
+                self.ask(s, msg, rx).await.unwrap_or(EpochEnd::err(ErrorCode::BrokerShuttingDown))
+            }
+        }
+    }
+
     // ---- messages -----------------------------------------------------------
 
     async fn ask<R>(&self, to: u16, msg: ShardMsg, rx: oneshot::Receiver<R>) -> Option<R> {
@@ -626,6 +703,9 @@ impl Shard {
             }
             PartitionMsg::ListOffset { topic, partition, timestamp, reply } => {
                 let _ = reply.send(self.list_offset(&topic, partition, timestamp).await);
+            }
+            PartitionMsg::EpochEnd { topic, partition, current_epoch, epoch, reply } => {
+                let _ = reply.send(self.epoch_end(&topic, partition, current_epoch, epoch).await);
             }
         }
     }

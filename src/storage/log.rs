@@ -861,11 +861,12 @@ impl PartitionLog {
                 for item in record::batches(chunk) {
                     let (start, info) = item.map_err(|e| StorageError::Corrupt { file: "cache".into(), pos: 0, reason: e.to_string() })?;
                     if info.max_timestamp >= ts_ms {
-                        let it = record::RecordIter::new(&chunk[start..]).map_err(|e| StorageError::Corrupt {
-                            file: "read".into(),
-                            pos: 0,
-                            reason: e.to_string(),
-                        })?;
+                        let corrupt = |e: record::RecordError| StorageError::Corrupt { file: "read".into(), pos: 0, reason: e.to_string() };
+                        let inflated = match info.codec() {
+                            0 => None,
+                            _ => Some(record::inflate(&chunk[start..], &info).map_err(corrupt)?),
+                        };
+                        let it = record::RecordIter::new(inflated.as_deref().unwrap_or(&chunk[start..])).map_err(corrupt)?;
                         for r in it {
                             let r = r.map_err(|e| StorageError::Corrupt { file: "read".into(), pos: 0, reason: e.to_string() })?;
                             if r.timestamp_ms >= ts_ms && r.offset >= offset {

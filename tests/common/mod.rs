@@ -414,6 +414,8 @@ impl Client {
                 assert_eq!(offset, hw);
                 return out;
             }
+            // A consumer reads compressed batches inflated.
+            let bytes = shardlog::record::inflate_all(&bytes).unwrap().unwrap_or(bytes);
             for b in shardlog::record::batches(&bytes) {
                 let (start, info) = b.unwrap();
                 for r in shardlog::record::RecordIter::new(&bytes[start..]).unwrap() {

@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 27;
+pub const ENUM_MAX_ERROR_CODE: i16 = 31;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 28] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 32] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -45,6 +45,10 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 28] = [
   ErrorCode::NotCoordinator,
   ErrorCode::NotEnoughReplicas,
   ErrorCode::FencedLeaderEpoch,
+  ErrorCode::UnknownLeaderEpoch,
+  ErrorCode::UnsupportedCompression,
+  ErrorCode::InvalidTimestamp,
+  ErrorCode::InvalidRecord,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -81,9 +85,13 @@ impl ErrorCode {
   pub const NotCoordinator: Self = Self(25);
   pub const NotEnoughReplicas: Self = Self(26);
   pub const FencedLeaderEpoch: Self = Self(27);
+  pub const UnknownLeaderEpoch: Self = Self(28);
+  pub const UnsupportedCompression: Self = Self(29);
+  pub const InvalidTimestamp: Self = Self(30);
+  pub const InvalidRecord: Self = Self(31);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 27;
+  pub const ENUM_MAX: i16 = 31;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -113,6 +121,10 @@ impl ErrorCode {
     Self::NotCoordinator,
     Self::NotEnoughReplicas,
     Self::FencedLeaderEpoch,
+    Self::UnknownLeaderEpoch,
+    Self::UnsupportedCompression,
+    Self::InvalidTimestamp,
+    Self::InvalidRecord,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -145,6 +157,10 @@ impl ErrorCode {
       Self::NotCoordinator => Some("NotCoordinator"),
       Self::NotEnoughReplicas => Some("NotEnoughReplicas"),
       Self::FencedLeaderEpoch => Some("FencedLeaderEpoch"),
+      Self::UnknownLeaderEpoch => Some("UnknownLeaderEpoch"),
+      Self::UnsupportedCompression => Some("UnsupportedCompression"),
+      Self::InvalidTimestamp => Some("InvalidTimestamp"),
+      Self::InvalidRecord => Some("InvalidRecord"),
       _ => None,
     }
   }

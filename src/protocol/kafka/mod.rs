@@ -13,9 +13,9 @@ mod read;
 mod requests;
 
 pub use read::{ReadError, Reader};
-pub use requests::{ConfigResource, CreateTopics, Produce};
+pub use requests::{ConfigResource, CreateTopics, EpochQuery, Produce};
 
-use super::{delete_topics, fetch, list_offsets, metadata, ErrorCode};
+use super::{delete_topics, fetch, find_coordinator, list_offsets, metadata, ErrorCode, Topic};
 
 /// API keys, as Kafka numbers them.
 pub mod key {
@@ -23,9 +23,11 @@ pub mod key {
     pub const FETCH: i16 = 1;
     pub const LIST_OFFSETS: i16 = 2;
     pub const METADATA: i16 = 3;
+    pub const FIND_COORDINATOR: i16 = 10;
     pub const API_VERSIONS: i16 = 18;
     pub const CREATE_TOPICS: i16 = 19;
     pub const DELETE_TOPICS: i16 = 20;
+    pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
     pub const DESCRIBE_CONFIGS: i16 = 32;
 }
 
@@ -37,11 +39,27 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::FETCH, 4, 11),
     (key::LIST_OFFSETS, 1, 5),
     (key::METADATA, 0, 8),
+    (key::FIND_COORDINATOR, 0, 2),
     (key::API_VERSIONS, 0, 3),
     (key::CREATE_TOPICS, 2, 4),
     (key::DELETE_TOPICS, 1, 3),
+    (key::OFFSET_FOR_LEADER_EPOCH, 2, 3),
     (key::DESCRIBE_CONFIGS, 1, 3),
 ];
+
+/// The lowest version ApiVersions advertises for an API: the lowest
+/// served, except Produce, advertised from v0 as Kafka 4 does
+/// (KAFKA-18659). librdkafka before 2.10 compresses with gzip, snappy or
+/// lz4 only if the broker lists Produce v0; every client then sends the
+/// highest version both sides know (v3 and up), and a Produce below v3 is
+/// refused as any version not served is.
+pub fn advertised_min(key: i16, min: i16) -> i16 {
+    if key == key::PRODUCE {
+        0
+    } else {
+        min
+    }
+}
 
 /// Whether a connection whose first 8 bytes are `first` speaks Kafka.
 ///
@@ -94,6 +112,10 @@ pub fn error_code(e: ErrorCode) -> i16 {
         ErrorCode::NotCoordinator => 16,
         ErrorCode::NotEnoughReplicas => 19,
         ErrorCode::FencedLeaderEpoch => 74,
+        ErrorCode::UnknownLeaderEpoch => 75,
+        ErrorCode::UnsupportedCompression => 76,
+        ErrorCode::InvalidTimestamp => 32,
+        ErrorCode::InvalidRecord => 87,
         _ => -1,
     }
 }
@@ -102,7 +124,7 @@ pub fn error_code(e: ErrorCode) -> i16 {
 /// the codes [`error_code`] gives map back; the rest are
 /// `UnknownServerError`.
 pub fn from_error_code(code: i16) -> ErrorCode {
-    (0..=27i16).map(ErrorCode).find(|&e| e != ErrorCode::UnknownServerError && error_code(e) == code).unwrap_or(ErrorCode::UnknownServerError)
+    ErrorCode::ENUM_VALUES.iter().copied().find(|&e| e != ErrorCode::UnknownServerError && error_code(e) == code).unwrap_or(ErrorCode::UnknownServerError)
 }
 
 /// One Kafka request, read.
@@ -118,6 +140,9 @@ pub enum Request {
     CreateTopics(CreateTopics),
     DeleteTopics(delete_topics::Request),
     DescribeConfigs(Vec<ConfigResource>),
+    OffsetForLeaderEpoch(Vec<Topic<EpochQuery>>),
+    /// A group's coordinator; `false`: a transaction's, which is not kept.
+    FindCoordinator(find_coordinator::Request, bool),
 }
 
 /// A request with what its header said.
@@ -176,6 +201,11 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
         key::CREATE_TOPICS => Request::CreateTopics(requests::create_topics(&mut r).map_err(body)?),
         key::DELETE_TOPICS => Request::DeleteTopics(requests::delete_topics(&mut r).map_err(body)?),
         key::DESCRIBE_CONFIGS => Request::DescribeConfigs(requests::describe_configs(&mut r, version).map_err(body)?),
+        key::FIND_COORDINATOR => {
+            let (req, group) = requests::find_coordinator(&mut r, version).map_err(body)?;
+            Request::FindCoordinator(req, group)
+        }
+        key::OFFSET_FOR_LEADER_EPOCH => Request::OffsetForLeaderEpoch(requests::offset_for_leader_epoch(&mut r, version).map_err(body)?),
         _ => return Err(Refused::UnknownApi(key)),
     };
     decoded(request)

@@ -6,7 +6,7 @@
 use std::ops::Range;
 
 use super::read::{ReadError, Reader};
-use crate::protocol::{create_topics, delete_topics, fetch, list_offsets, metadata, Topic};
+use crate::protocol::{create_topics, delete_topics, fetch, find_coordinator, list_offsets, metadata, Topic};
 
 /// A request header (v1, or v2 for flexible versions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,4 +240,35 @@ pub fn describe_configs(r: &mut Reader<'_>, version: i16) -> Result<Vec<ConfigRe
         r.bool("include documentation")?;
     }
     Ok(out)
+}
+
+/// One partition an OffsetForLeaderEpoch request asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochQuery {
+    pub partition: u32,
+    /// The leader epoch the client last saw; -1: not said.
+    pub current_leader_epoch: i32,
+    /// The epoch whose end is asked for.
+    pub leader_epoch: i32,
+}
+
+/// OffsetForLeaderEpoch v2-3.
+pub fn offset_for_leader_epoch(r: &mut Reader<'_>, version: i16) -> Result<Vec<Topic<EpochQuery>>, ReadError> {
+    if version >= 3 {
+        r.i32("replica id")?;
+    }
+    topics(r, |r| {
+        let partition = partition_index(r.i32("partition")?);
+        let current_leader_epoch = r.i32("current leader epoch")?;
+        let leader_epoch = r.i32("leader epoch")?;
+        Ok(EpochQuery { partition, current_leader_epoch, leader_epoch })
+    })
+}
+
+/// FindCoordinator v0-2: the key, and whether it names a group (key type
+/// 0; 1 is a transactional id).
+pub fn find_coordinator(r: &mut Reader<'_>, version: i16) -> Result<(find_coordinator::Request, bool), ReadError> {
+    let group = r.string("coordinator key")?.to_string();
+    let key_type = if version >= 1 { r.i8("key type")? } else { 0 };
+    Ok((find_coordinator::Request { group }, key_type == 0))
 }

@@ -7,10 +7,11 @@ use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    RequestHeader, TopicName,
+    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest, ListOffsetsRequest,
+    MetadataRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -161,6 +162,39 @@ fn list_offsets_at_every_version() {
 }
 
 #[test]
+fn find_coordinator_at_every_version() {
+    for v in versions(key::FIND_COORDINATOR) {
+        for key_type in [0, 1] {
+            let mut f = FindCoordinatorRequest::default();
+            f.key = StrBytes::from_static_str("billing");
+            f.key_type = if v >= 1 { key_type } else { 0 };
+            let d = decode(&frame(ApiKey::FindCoordinator, v, 5, &f)).unwrap();
+            let want = Request::FindCoordinator(find_coordinator::Request { group: "billing".into() }, f.key_type == 0);
+            assert_eq!(d.request, want, "v{v}");
+        }
+    }
+}
+
+#[test]
+fn offset_for_leader_epoch_at_every_version() {
+    for v in versions(key::OFFSET_FOR_LEADER_EPOCH) {
+        let mut p = OffsetForLeaderPartition::default();
+        p.partition = 2;
+        p.current_leader_epoch = 7;
+        p.leader_epoch = 5;
+        let mut t = OffsetForLeaderTopic::default();
+        t.topic = name("orders");
+        t.partitions = vec![p];
+        let mut o = OffsetForLeaderEpochRequest::default();
+        o.replica_id = BrokerId(-1);
+        o.topics = vec![t];
+        let d = decode(&frame(ApiKey::OffsetForLeaderEpoch, v, 5, &o)).unwrap();
+        let want = vec![Topic::new("orders", vec![EpochQuery { partition: 2, current_leader_epoch: 7, leader_epoch: 5 }])];
+        assert_eq!(d.request, Request::OffsetForLeaderEpoch(want), "v{v}");
+    }
+}
+
+#[test]
 fn create_and_delete_topics_at_every_version() {
     for v in versions(key::CREATE_TOPICS) {
         let mut c = CreatableTopicConfig::default();
@@ -225,8 +259,8 @@ fn what_is_not_served_is_refused_by_name() {
     let d = decode(&frame(ApiKey::Produce, 9, 1, &ProduceRequest::default()));
     assert_eq!(d, Err(Refused::Version { key: 0, version: 9, min: 3, max: 8 }));
     let mut body = frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default());
-    body[0..2].copy_from_slice(&10i16.to_be_bytes()); // FindCoordinator
-    assert_eq!(decode(&body), Err(Refused::UnknownApi(10)));
+    body[0..2].copy_from_slice(&11i16.to_be_bytes()); // JoinGroup
+    assert_eq!(decode(&body), Err(Refused::UnknownApi(11)));
     assert!(matches!(decode(&[0, 3]), Err(Refused::Header(_))));
 }
 
@@ -257,8 +291,7 @@ proptest! {
 
 #[test]
 fn every_native_error_has_a_kafka_code_and_maps_back() {
-    for code in 0..=27i16 {
-        let e = ErrorCode(code);
+    for &e in ErrorCode::ENUM_VALUES {
         if e == ErrorCode::UnknownServerError {
             assert_eq!(error_code(e), -1);
             continue;

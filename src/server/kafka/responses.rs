@@ -9,20 +9,23 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, ListOffsetsResponse, MetadataResponse,
-    ProduceResponse, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FindCoordinatorResponse, ListOffsetsResponse,
+    MetadataResponse,
+    OffsetForLeaderEpochResponse, ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::error_code;
 use crate::group::is_internal;
 use crate::protocol::create_topics::TopicResult;
-use crate::protocol::kafka::{key, APIS};
-use crate::protocol::{fetch, list_offsets, metadata, produce, Topic};
+use crate::protocol::kafka::{self as wire, key, APIS};
+use crate::protocol::{fetch, find_coordinator, list_offsets, metadata, produce, Topic};
 use crate::server::response::Outgoing;
+use crate::shard::EpochEnd;
 use crate::storage::Chunk;
 
 fn name(s: &str) -> TopicName {
@@ -54,7 +57,7 @@ pub fn api_versions(corr: i32, version: i16) -> Outgoing {
         .map(|&(key, min, max)| {
             let mut v = ApiVersion::default();
             v.api_key = key;
-            v.min_version = min;
+            v.min_version = wire::advertised_min(key, min);
             v.max_version = max;
             v
         })
@@ -135,6 +138,41 @@ pub fn list_offsets(corr: i32, version: i16, l: list_offsets::Response) -> Outgo
         })
         .collect();
     frame(ApiKey::ListOffsets, corr, version, &r)
+}
+
+pub fn find_coordinator(corr: i32, version: i16, c: find_coordinator::Response) -> Outgoing {
+    let mut r = FindCoordinatorResponse::default();
+    r.error_code = error_code(c.error);
+    r.error_message = c.error_message.map(StrBytes::from_string);
+    r.node_id = BrokerId(c.node_id);
+    r.host = StrBytes::from_string(c.host);
+    r.port = i32::from(c.port);
+    frame(ApiKey::FindCoordinator, corr, version, &r)
+}
+
+pub fn offset_for_leader_epoch(corr: i32, version: i16, topics: &[Topic<(u32, EpochEnd)>]) -> Outgoing {
+    let mut r = OffsetForLeaderEpochResponse::default();
+    r.topics = topics
+        .iter()
+        .map(|t| {
+            let mut k = OffsetForLeaderTopicResult::default();
+            k.topic = name(&t.name);
+            k.partitions = t
+                .partitions
+                .iter()
+                .map(|&(partition, e)| {
+                    let mut q = EpochEndOffset::default();
+                    q.partition = partition as i32;
+                    q.error_code = error_code(e.error);
+                    q.leader_epoch = e.leader_epoch;
+                    q.end_offset = e.end_offset;
+                    q
+                })
+                .collect();
+            k
+        })
+        .collect();
+    frame(ApiKey::OffsetForLeaderEpoch, corr, version, &r)
 }
 
 fn produce_partition(partition: u32, error: i16, base_offset: i64, log_start_offset: i64, message: Option<String>) -> PartitionProduceResponse {
