@@ -358,3 +358,102 @@ fn topics_are_created_on_metadata_only_when_the_broker_is_told_to() {
     assert_eq!(out, "0:one\n0:two\n");
     assert!(text(&kcat(&["-b", &addr, "-L", "-t", "fresh"], None)).contains("topic \"fresh\" with 1 partitions"));
 }
+
+/// One Kafka request encoded by Kafka's own encoders (`kafka-protocol`),
+/// sent on a new connection, and its answer decoded the same way.
+fn kafka_call<Q, A>(addr: &str, api: kafka_protocol::messages::ApiKey, version: i16, req: &Q) -> A
+where
+    Q: kafka_protocol::protocol::Encodable,
+    A: kafka_protocol::protocol::Decodable,
+{
+    use bytes::Buf;
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use std::io::Read;
+    let mut body = bytes::BytesMut::new();
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = 9;
+    header.encode(&mut body, api.request_header_version(version)).unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut resp).unwrap();
+    let mut buf = bytes::Bytes::from(resp);
+    let h = ResponseHeader::decode(&mut buf, api.response_header_version(version)).unwrap();
+    assert_eq!(h.correlation_id, 9);
+    let a = A::decode(&mut buf, version).unwrap();
+    assert!(!buf.has_remaining(), "the whole answer is read");
+    a
+}
+
+/// OffsetForLeaderEpoch `(error, epoch, end offset)` for one partition.
+fn epoch_end(addr: &str, topic: &str, current: i32, epoch: i32) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::{ApiKey, BrokerId, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName};
+    let mut p = OffsetForLeaderPartition::default();
+    p.current_leader_epoch = current;
+    p.leader_epoch = epoch;
+    let mut t = OffsetForLeaderTopic::default();
+    t.topic = TopicName(kafka_protocol::protocol::StrBytes::from_string(topic.to_string()));
+    t.partitions = vec![p];
+    let mut req = OffsetForLeaderEpochRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.topics = vec![t];
+    let resp: OffsetForLeaderEpochResponse = kafka_call(addr, ApiKey::OffsetForLeaderEpoch, 3, &req);
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.leader_epoch, p.end_offset)
+}
+
+/// OffsetForLeaderEpoch, as a Kafka consumer asks it after a leader
+/// change to find whether its position was cut (KIP-320): on a
+/// three-broker cluster, the epoch of the killed leader ends where the new
+/// leader's first batch begins, the new epoch at the log's end; a client
+/// behind the leader's epoch is fenced, one ahead of it told to retry.
+#[test]
+fn offset_for_leader_epoch_says_where_each_epoch_ended() {
+    const FENCED_LEADER_EPOCH: i16 = 74;
+    const UNKNOWN_LEADER_EPOCH: i16 = 75;
+    let mut cluster = Cluster::start(None, false);
+    cluster.create("ep", 1);
+    let leader_of = |cluster: &Cluster| {
+        let info = shardlog::client::raw::Connection::connect_any(&cluster.bootstrap()).unwrap().cluster_info(Some(&["ep"])).unwrap();
+        let p = &info.topics[0].partitions[0];
+        (p.leader, p.leader_epoch as i32)
+    };
+    let bootstrap = cluster.bootstrap().join(",");
+    kcat(&["-b", &bootstrap, "-P", "-t", "ep", "-p", "0", "-X", "acks=all"], Some(b"a\nb\nc\n"));
+    let (first, e1) = leader_of(&cluster);
+    let first_addr = cluster.nodes[first as usize - 1].listen.clone();
+    assert_eq!(epoch_end(&first_addr, "ep", e1, e1), (0, e1, 3));
+
+    cluster.nodes[first as usize - 1].broker.as_mut().unwrap().kill9();
+    let started = std::time::Instant::now();
+    let (second, e2) = loop {
+        if let Ok((l, e)) = std::panic::catch_unwind(|| leader_of(&cluster)) {
+            if l > 0 && l != first {
+                break (l, e);
+            }
+        }
+        assert!(started.elapsed().as_secs() < 30, "no new leader\n{}", cluster.logs());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(e2 > e1);
+    let live: Vec<String> = cluster.nodes.iter().filter(|n| n.listen != first_addr).map(|n| n.listen.clone()).collect();
+    kcat(&["-b", &live.join(","), "-P", "-t", "ep", "-p", "0", "-X", "acks=all"], Some(b"d\ne\n"));
+
+    let addr = &cluster.nodes[second as usize - 1].listen;
+    assert_eq!(epoch_end(addr, "ep", -1, e1), (0, e1, 3), "the killed leader's epoch ends where the new one's first batch is");
+    assert_eq!(epoch_end(addr, "ep", e2, e2), (0, e2, 5), "the leader's own epoch runs to the log's end");
+    assert_eq!(epoch_end(addr, "ep", -1, e2 + 1), (0, -1, -1), "an epoch after the leader's is no epoch of this log");
+    assert_eq!(epoch_end(addr, "ep", e1, e1).0, FENCED_LEADER_EPOCH);
+    assert_eq!(epoch_end(addr, "ep", e2 + 1, e2).0, UNKNOWN_LEADER_EPOCH);
+    // A broker that is not the leader says so.
+    let other = live.iter().find(|a| *a != addr).unwrap();
+    assert_eq!(epoch_end(other, "ep", -1, e2).0, 6, "NOT_LEADER_OR_FOLLOWER");
+}

@@ -2,7 +2,7 @@
 
 Usage: kafka_clients.py BOOTSTRAP SCENARIO [ARGS]
 Scenarios: confluent (AdminClient create and delete, producers with acks=all
-and acks=1, a consumer of assigned partitions from the beginning and from a
+and acks=1, plain and with each compression codec, a consumer of assigned partitions from the beginning and from a
 given offset), kafka-python (a non-idempotent producer, a consumer that
 checks CRCs), and failover TOPIC SECONDS KILLED_FILE (a confluent-kafka
 producer with acks=all for SECONDS while the test kills the partition's
@@ -53,19 +53,21 @@ def confluent():
             # A delivery report carries no headers: keep the ones sent.
             sent[(msg.partition(), msg.offset())] = (msg.key(), msg.value(), headers)
 
-    for acks in ("all", "1"):
-        p = Producer({"bootstrap.servers": BOOT, "acks": acks, "linger.ms": 5})
+    # Plain, and compressed (stored as sent, inflated by the consumer).
+    producers = [("all", "none"), ("1", "none"), ("all", "zstd"), ("1", "lz4"), ("all", "snappy"), ("1", "gzip")]
+    for acks, codec in producers:
+        p = Producer({"bootstrap.servers": BOOT, "acks": acks, "linger.ms": 5, "compression.type": codec})
         for i in range(300):
             key = f"key-{i % 7}".encode()
             headers = [("n", str(i).encode())]
-            p.produce(topic, key=key, value=f"{acks}-{i}".encode(), headers=headers,
+            p.produce(topic, key=key, value=f"{acks}-{codec}-{i}-".encode() * 4, headers=headers,
                       on_delivery=lambda err, msg, h=headers: report(err, msg, h))
         if p.flush(30) != 0:
             fail("the producer did not deliver everything")
     if errors:
         fail(f"delivery errors: {errors[:3]}")
-    if len(sent) != 600:
-        fail(f"{len(sent)} deliveries reported, want 600")
+    if len(sent) != 300 * len(producers):
+        fail(f"{len(sent)} deliveries reported, want {300 * len(producers)}")
 
     def consume(assignments, want):
         c = Consumer({"bootstrap.servers": BOOT, "group.id": "ck-reader", "enable.auto.commit": False,
