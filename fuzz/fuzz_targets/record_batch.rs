@@ -1,5 +1,6 @@
 //! Bytes from the network or the disk as record batches: validation, the
-//! batch walk used by recovery, and full record decoding. Nothing may panic.
+//! batch walk used by recovery, inflating compressed records, and full
+//! record decoding. Nothing may panic.
 //!
 //! Random bytes almost never pass the CRC, so half the inputs get a valid
 //! length and CRC written in first; that lets the fuzzer reach the record
@@ -18,9 +19,20 @@ fuzz_target!(|input: &[u8]| {
     }
     for b in record::batches(&data) {
         let Ok((start, info)) = b else { break };
-        // The produce-time walk must accept exactly what the decoder reads.
+        // The produce-time walk must accept exactly what the decoder reads,
+        // from the batch or, compressed, from its inflated copy.
         let walk = record::validate_records(&data[start..], &info);
-        if let Ok(it) = record::RecordIter::new(&data[start..]) {
+        let inflated = match info.codec() {
+            0 => None,
+            _ => match record::inflate(&data[start..], &info) {
+                Ok(b) => Some(b),
+                Err(_) => {
+                    assert!(walk.is_err(), "a batch that does not inflate passed the walk");
+                    continue;
+                }
+            },
+        };
+        if let Ok(it) = record::RecordIter::new(inflated.as_deref().unwrap_or(&data[start..])) {
             let decoded: Result<Vec<_>, _> = it.collect();
             assert_eq!(walk.is_ok(), decoded.is_ok());
         }
