@@ -89,6 +89,17 @@ got3=$(docker exec "$c3" /shardlog consume --topic test --from-beginning --max-m
 [ "${got2%x}" = "$expected" ] || { echo "broker 2 (from the host) printed:"; printf '%s' "${got2%x}" | od -c | head; exit 1; }
 [ "${got3%x}" = "$expected" ] || { echo "broker 3 (inside) printed:"; printf '%s' "${got3%x}" | od -c | head; exit 1; }
 echo "brokers 2 and 3 printed the four messages byte for byte"
+
+echo "== kcat from the host, through the published ports (the external listener)"
+command -v kcat >/dev/null || { echo "kcat is not installed (scripts/test.sh installs it)"; exit 1; }
+listing=$(kcat -b "127.0.0.1:$SHARDLOG_PORT1" -L)
+for i in 1 2 3; do
+  v="SHARDLOG_PORT$i"
+  echo "$listing" | grep -q "broker $i at 127.0.0.1:${!v}" || { echo "kcat -L does not list broker $i at its host port:"; echo "$listing"; exit 1; }
+done
+got=$(kcat -b "127.0.0.1:$SHARDLOG_PORT2" -C -t test -o beginning -c 4 -e; echo x)
+[ "${got%x}" = "$expected" ] || { echo "kcat through broker 2 printed:"; printf '%s' "${got%x}" | od -c | head; exit 1; }
+echo "kcat lists the three brokers at their published addresses and reads the four messages"
 $cli topics describe --topic test --bootstrap-server "127.0.0.1:$SHARDLOG_PORT3"
 
 # The broker to stop: the partition's leader, the harder case.
