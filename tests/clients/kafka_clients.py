@@ -8,7 +8,8 @@ checks CRCs), and failover TOPIC SECONDS KILLED_FILE (a confluent-kafka
 producer with acks=all for SECONDS while the test kills the partition's
 leader and creates KILLED_FILE; then every acknowledged message must be
 stored at its offset, and some must have been acknowledged after the
-kill). Exits non-zero, saying why, on any difference.
+kill), unsupported (a group consumer of each library and an idempotent
+producer get their library's "unsupported" error, not a hang). Exits non-zero, saying why, on any difference.
 """
 import sys
 import time
@@ -188,4 +189,47 @@ def failover():
     print(f"failover: {len(acked)} acknowledged, {state['after_kill']} after the kill, {len(errors)} refused, all stored")
 
 
-{"confluent": confluent, "kafka-python": kafka_python, "failover": failover}[SCENARIO]()
+def unsupported():
+    """What the broker does not serve yet (consumer groups, the idempotent
+    producer) is refused with each client's own "unsupported" error, in
+    seconds, never a hang."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kafka import KafkaConsumer
+    from kafka.errors import IncompatibleBrokerVersion
+
+    topic = "un"
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).items():
+        f.result(timeout=15)
+
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "un-group", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    deadline, code = time.time() + 20, None
+    while code is None and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is not None and m.error():
+            code = m.error().code()
+    c.close()
+    if code != KafkaError._UNSUPPORTED_FEATURE:
+        fail(f"a confluent-kafka group consumer got {code}, want _UNSUPPORTED_FEATURE")
+
+    p = Producer({"bootstrap.servers": BOOT, "enable.idempotence": True, "error_cb": lambda e: None})
+    try:
+        p.produce(topic, b"x")
+        p.flush(20)
+        fail("an idempotent confluent-kafka producer was not refused")
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError._UNSUPPORTED_FEATURE:
+            fail(f"an idempotent confluent-kafka producer got {e}, want _UNSUPPORTED_FEATURE")
+
+    try:
+        k = KafkaConsumer(topic, bootstrap_servers=BOOT, group_id="un-group", consumer_timeout_ms=10000)
+        list(k)
+        fail("a kafka-python group consumer was not refused")
+    except IncompatibleBrokerVersion:
+        pass
+    print("unsupported: ok")
+
+
+{"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "unsupported": unsupported}[SCENARIO]()

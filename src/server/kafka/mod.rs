@@ -56,13 +56,16 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             }
             Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, req, external).await))
         }
-        Request::FindCoordinator(req, true) => Answer::Send(responses::find_coordinator(corr, version, super::groups::coordinator(shard, &req.group, external).await)),
+        Request::FindCoordinator(req, true) => {
+            Answer::Send(responses::find_coordinator(corr, version, super::groups::coordinator(shard, &req.group, external).await))
+        }
         Request::FindCoordinator(_, false) => {
             let m = "transactions are not supported: no transaction coordinator".to_string();
             Answer::Send(responses::find_coordinator(corr, version, find_coordinator::Response::error(ErrorCode::CoordinatorNotAvailable, m)))
         }
         Request::OffsetForLeaderEpoch(topics) => {
-            let asked = topics.iter().flat_map(|t| t.partitions.iter().map(move |q| shard.epoch_end(&t.name, q.partition, q.current_leader_epoch, q.leader_epoch)));
+            let asked =
+                topics.iter().flat_map(|t| t.partitions.iter().map(move |q| shard.epoch_end(&t.name, q.partition, q.current_leader_epoch, q.leader_epoch)));
             let ends = futures::future::join_all(asked).await;
             let answers = Topic::answer_all(&topics, ends, |q, e| (q.partition, e));
             Answer::Send(responses::offset_for_leader_epoch(corr, version, &answers))
