@@ -340,7 +340,8 @@ mod tests {
                 ErrorCode::BrokerShuttingDown,
                 ErrorCode::CoordinatorNotAvailable,
                 ErrorCode::NotCoordinator,
-                ErrorCode::NotEnoughReplicas
+                ErrorCode::NotEnoughReplicas,
+                ErrorCode::UnknownLeaderEpoch
             ]
         );
     }
