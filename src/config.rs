@@ -58,6 +58,13 @@ pub struct BrokerConfig {
     /// partition and one replica. Off: a typo in a topic name is an
     /// error, not a new topic.
     pub auto_create_topics: bool,
+    /// An idempotent producer whose last batch in a partition is older
+    /// than this is forgotten there (Kafka's `producer.id.expiration.ms`):
+    /// its next batch is then accepted whatever its sequence.
+    pub producer_id_expiration_ms: u64,
+    /// The most idempotent producers a partition remembers; past it the
+    /// one idle longest is forgotten. Bounds the memory of the windows.
+    pub max_producers_per_partition: usize,
     /// Accept `shards` above the host's online cores. A thread-per-core
     /// engine pins one executor per core; two on one core take turns and
     /// each stalls the other's I/O, so more shards than cores is refused
@@ -109,6 +116,8 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 60_000,
             allow_nondurable_data_dir: false,
             auto_create_topics: false,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+            max_producers_per_partition: 10_000,
             allow_more_shards_than_cores: false,
             cache_max_bytes_per_shard: 256 << 20,
             quorum_voters: None,
@@ -135,6 +144,9 @@ impl BrokerConfig {
         }
         if self.max_buffered_request_bytes_per_shard < self.max_frame_bytes {
             return Err("max_buffered_request_bytes_per_shard must be at least max_frame_bytes, or a full frame could never be read".into());
+        }
+        if self.max_producers_per_partition == 0 {
+            return Err("max_producers_per_partition must be positive".into());
         }
         if self.request_read_timeout_ms == 0 {
             return Err("request_read_timeout_ms must be positive".into());

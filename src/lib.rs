@@ -18,6 +18,8 @@ pub mod group;
 pub mod hash;
 #[cfg(feature = "broker")]
 pub mod net;
+#[cfg(feature = "broker")]
+pub mod producers;
 pub mod protocol;
 pub mod record;
 #[cfg(feature = "broker")]

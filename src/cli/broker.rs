@@ -70,6 +70,10 @@ pub struct BrokerArgs {
     /// (one partition, one replica), as Kafka's auto.create.topics.enable
     #[arg(long, env = "SHARDLOG_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: bool,
+    /// Forget an idempotent producer in a partition once its last batch
+    /// there is this old, as Kafka's producer.id.expiration.ms
+    #[arg(long, env = "SHARDLOG_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<u64>,
     /// Start more shards than this host has online cores (each shard is an
     /// executor pinned to a core, so extra shards share cores and slow
     /// each other down)
@@ -137,6 +141,9 @@ impl BrokerArgs {
         }
         if self.auto_create_topics {
             c.auto_create_topics = true;
+        }
+        if let Some(v) = self.producer_id_expiration_ms {
+            c.producer_id_expiration_ms = v;
         }
         c.validate()?;
         Ok(c)

@@ -139,6 +139,11 @@ pub struct Metadata {
     pub topics: BTreeMap<String, TopicMeta>,
     /// Recent request ids per proposing broker (see [`DEDUP_WINDOW`]).
     pub requests: BTreeMap<NodeId, VecDeque<u64>>,
+    /// The first idempotent producer id not handed out yet: brokers take
+    /// blocks of ids from here ([`Command::AllocateProducerIds`]), so an
+    /// id is unique in the cluster.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 /// A request to create a topic, as a client states it.
@@ -172,6 +177,10 @@ pub enum Command {
         partition_epoch: u32,
         isr: Vec<NodeId>,
     },
+    /// A block of `count` idempotent producer ids for the proposer.
+    AllocateProducerIds {
+        count: u32,
+    },
 }
 
 /// A command with who proposed it, so the proposer can find its outcome.
@@ -193,6 +202,8 @@ pub struct Outcome {
     pub deleted: Vec<String>,
     /// A re-proposal of a command already applied: nothing changed.
     pub duplicate: bool,
+    /// The block of producer ids an `AllocateProducerIds` took.
+    pub producer_ids: Option<std::ops::Range<i64>>,
 }
 
 /// Why a change was refused; maps one to one onto protocol error codes.
@@ -394,6 +405,12 @@ impl Metadata {
                     out.created.push(topic.clone());
                 }
                 out.results.push(r);
+            }
+            Command::AllocateProducerIds { count } => {
+                let start = self.next_producer_id;
+                self.next_producer_id = start.saturating_add(i64::from(*count));
+                out.producer_ids = Some(start..self.next_producer_id);
+                out.results.push(Ok(()));
             }
         }
         out

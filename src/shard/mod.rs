@@ -15,6 +15,7 @@
 //!   (moved, not copied) and plain values.
 
 mod coordinator;
+mod idempotence;
 pub mod mesh;
 mod quorum;
 pub mod replica;
@@ -32,6 +33,7 @@ use crate::cluster::metadata::{Metadata, MetadataError, NO_LEADER};
 use crate::config::BrokerConfig;
 use crate::group::membership::GroupError;
 use crate::group::OFFSETS_TOPIC;
+use crate::producers::Verdict;
 use crate::protocol::{Acks, ErrorCode};
 use crate::record::BatchInfo;
 use crate::rt;
@@ -168,6 +170,10 @@ struct Partition {
     replica: replica::Replica,
     /// A failed write is being recovered from (`Partition::recover_from`).
     recovering: Cell<bool>,
+    /// Its idempotent producers' windows (`idempotence.rs`).
+    producers: RefCell<crate::producers::ProducerStates>,
+    /// The state's end when its snapshot was last written.
+    producers_snapshot_end: Cell<i64>,
 }
 
 impl Partition {
@@ -294,6 +300,7 @@ impl Shard {
             let cfg = t.log_config(&self.config.log);
             let node = self.config.node_id;
             let replicated = t.replication_factor > 1 && t.name != OFFSETS_TOPIC;
+            let max_producers = self.config.max_producers_per_partition;
             for p in (0..t.partitions()).filter(|&p| t.shard_on(p, node, self.nr_shards()) == Some(self.id) && self.partition(&t.name, p).is_none()) {
                 let (dir, cfg, name, memory) = (partition_dir(&self.config.data_dir, &t.name, p), cfg.clone(), t.name.clone(), self.partitions.memory.clone());
                 opens.push(async move {
@@ -310,7 +317,12 @@ impl Shard {
                         append_lock: rt::Semaphore::new(1),
                         replica,
                         recovering: Cell::new(false),
+                        producers: RefCell::new(crate::producers::ProducerStates::new(max_producers)),
+                        producers_snapshot_end: Cell::new(-1),
                     };
+                    if let Err(e) = part.rebuild_producers().await {
+                        return (name, p, Err(e));
+                    }
                     (name, p, Ok(part))
                 });
             }
@@ -429,11 +441,35 @@ impl Shard {
         let mut last = -1;
         for info in &batches {
             let mut batch = data.split_to(info.batch_len as usize);
+            // An idempotent producer's batch sent again is answered with
+            // where it was stored; one out of sequence or from a fenced
+            // epoch is refused (Kafka's KIP-98).
+            let refused = match p.producers.borrow().check(info) {
+                Verdict::Append => None,
+                Verdict::Duplicate { first_offset, last_offset } => {
+                    first.get_or_insert(first_offset);
+                    last = last.max(last_offset);
+                    continue;
+                }
+                Verdict::OutOfOrder { expected, got } => Some((
+                    ErrorCode::OutOfOrderSequence,
+                    format!("producer {} sent sequence {got} to partition {partition} of '{topic}', which expects {expected}", info.producer_id),
+                )),
+                Verdict::StaleEpoch { current, got } => Some((
+                    ErrorCode::InvalidProducerEpoch,
+                    format!("producer {} is at epoch {current}, not {got}: a newer instance replaced this one", info.producer_id),
+                )),
+            };
+            if let Some((code, m)) = refused {
+                p.appended.notify();
+                return ProduceResult::err(code, m);
+            }
             if let Some(e) = epoch {
                 crate::record::set_leader_epoch(&mut batch, e);
             }
             match log.append(batch, info).await {
                 Ok(a) => {
+                    p.producers.borrow_mut().record(info, a.base_offset);
                     first.get_or_insert(a.base_offset);
                     last = a.last_offset;
                 }
@@ -723,6 +759,9 @@ impl Shard {
                 if let Err(e) = p.log().enforce_retention(now_ms).await {
                     tracing::warn!(error = %e, "retention failed");
                 }
+                if let Err(e) = p.snapshot_producers(self.producer_expiry(now_ms)).await {
+                    tracing::warn!(dir = %p.dir.display(), error = %e, "could not write the producer snapshot");
+                }
             }
         }
     }
@@ -732,9 +771,13 @@ impl Shard {
         self.shutting_down.set(true);
         self.shutdown.notify();
         let parts: Vec<Rc<Partition>> = self.partitions.owned.borrow().values().flat_map(|m| m.values().cloned()).collect();
+        let expiry = self.producer_expiry(crate::time::now_ms());
         for p in parts {
             if let Err(e) = p.log().close().await {
                 tracing::error!(error = %e, "closing a log failed");
+            }
+            if let Err(e) = p.snapshot_producers(expiry).await {
+                tracing::warn!(dir = %p.dir.display(), error = %e, "could not write the producer snapshot");
             }
         }
     }

@@ -26,7 +26,14 @@ pub(super) struct MetadataCopy {
     pub(super) controller: Cell<Option<NodeId>>,
     /// This broker's voter (on the quorum shard only).
     pub(super) quorum: RefCell<Option<Rc<dyn QuorumHandle>>>,
+    /// The idempotent producer ids this shard still has to hand out: a
+    /// block taken from the quorum, [`PRODUCER_ID_BLOCK`] at a time.
+    pub(super) producer_ids: RefCell<std::ops::Range<i64>>,
 }
+
+/// Producer ids a shard takes from the quorum at a time: one quorum write
+/// per thousand producers.
+pub const PRODUCER_ID_BLOCK: u32 = 1000;
 
 impl MetadataCopy {
     pub(super) fn new(state: Metadata) -> Self {
@@ -36,6 +43,7 @@ impl MetadataCopy {
             apply_lock: rt::Semaphore::new(1),
             controller: Cell::new(None),
             quorum: RefCell::new(None),
+            producer_ids: RefCell::new(0..0),
         }
     }
 }
@@ -103,6 +111,29 @@ impl Shard {
         self.ask(QUORUM_SHARD, ShardMsg::Metadata(MetadataMsg::Propose { command, reply }), rx)
             .await
             .unwrap_or_else(|| Err(MetadataError::Unavailable("the quorum shard is stopping".into())))
+    }
+
+    /// A producer id no one else in the cluster was given: the next of
+    /// this shard's block, taking a new block through the quorum when it
+    /// runs out.
+    pub async fn new_producer_id(&self) -> Result<i64, MetadataError> {
+        loop {
+            {
+                let mut ids = self.meta.producer_ids.borrow_mut();
+                if let Some(id) = ids.next() {
+                    return Ok(id);
+                }
+            }
+            let out = self.propose(Command::AllocateProducerIds { count: PRODUCER_ID_BLOCK }).await?;
+            if let Some(block) = out.producer_ids {
+                let mut ids = self.meta.producer_ids.borrow_mut();
+                // Another request may have taken a block meanwhile: keep
+                // the one with ids left.
+                if ids.is_empty() {
+                    *ids = block;
+                }
+            }
+        }
     }
 
     /// Creates topics through the quorum; one result per topic.

@@ -181,6 +181,8 @@ impl Partition {
         let end = PartitionLog::cut(&self.dir, offset).await?;
         let log = PartitionLog::open_on_shard(&self.dir, self.config.clone(), memory).await?;
         *self.log.borrow_mut() = log;
+        // The windows may name batches the cut removed.
+        self.rebuild_producers().await?;
         Ok(end)
     }
 
@@ -686,6 +688,7 @@ impl Shard {
                     Partition::recover_from(p, &e, self.partitions.memory.clone());
                     break;
                 }
+                p.producers.borrow_mut().record(&info, info.base_offset);
                 appended = true;
             }
             p.replica.hw.set(follower_high_watermark(pr.high_watermark, log.next_offset()));

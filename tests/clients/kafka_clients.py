@@ -8,8 +8,10 @@ checks CRCs), and failover TOPIC SECONDS KILLED_FILE (a confluent-kafka
 producer with acks=all for SECONDS while the test kills the partition's
 leader and creates KILLED_FILE; then every acknowledged message must be
 stored at its offset, and some must have been acknowledged after the
-kill), unsupported (a group consumer of each library and an idempotent
-producer get their library's "unsupported" error, not a hang). Exits non-zero, saying why, on any difference.
+kill), unsupported (a group consumer of each library gets its library's
+"unsupported" error, not a hang), idempotent (confluent-kafka's and
+kafka-python's idempotent producers store every message once; a
+transactional producer is refused). Exits non-zero, saying why, on any difference.
 """
 import sys
 import time
@@ -190,10 +192,9 @@ def failover():
 
 
 def unsupported():
-    """What the broker does not serve yet (consumer groups, the idempotent
-    producer) is refused with each client's own "unsupported" error, in
-    seconds, never a hang."""
-    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+    """What the broker does not serve yet (consumer groups) is refused
+    with each client's own "unsupported" error, in seconds, never a hang."""
+    from confluent_kafka import Consumer, KafkaError
     from confluent_kafka.admin import AdminClient, NewTopic
     from kafka import KafkaConsumer
     from kafka.errors import IncompatibleBrokerVersion
@@ -214,15 +215,6 @@ def unsupported():
     if code != KafkaError._UNSUPPORTED_FEATURE:
         fail(f"a confluent-kafka group consumer got {code}, want _UNSUPPORTED_FEATURE")
 
-    p = Producer({"bootstrap.servers": BOOT, "enable.idempotence": True, "error_cb": lambda e: None})
-    try:
-        p.produce(topic, b"x")
-        p.flush(20)
-        fail("an idempotent confluent-kafka producer was not refused")
-    except KafkaException as e:
-        if e.args[0].code() != KafkaError._UNSUPPORTED_FEATURE:
-            fail(f"an idempotent confluent-kafka producer got {e}, want _UNSUPPORTED_FEATURE")
-
     try:
         k = KafkaConsumer(topic, bootstrap_servers=BOOT, group_id="un-group", consumer_timeout_ms=10000)
         list(k)
@@ -232,4 +224,60 @@ def unsupported():
     print("unsupported: ok")
 
 
-{"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "unsupported": unsupported}[SCENARIO]()
+def idempotent():
+    """Idempotent producers with each library's settings: confluent-kafka
+    with enable.idempotence, kafka-python with its defaults (idempotent
+    since 2.1); every message stored once, in order; a transactional
+    producer is refused at once."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kafka import KafkaProducer
+
+    topic = "id"
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).items():
+        f.result(timeout=15)
+    p = Producer({"bootstrap.servers": BOOT, "enable.idempotence": True, "linger.ms": 2})
+    errors = []
+    for i in range(2000):
+        p.produce(topic, value=f"ck-{i}".encode(), partition=0, on_delivery=lambda e, m: e is not None and errors.append(e))
+    if p.flush(30) != 0 or errors:
+        fail(f"the idempotent confluent-kafka producer did not deliver everything: {errors[:3]}")
+    if not KafkaProducer.DEFAULT_CONFIG["enable_idempotence"]:
+        fail("kafka-python's producer is not idempotent by default here")
+    kp = KafkaProducer(bootstrap_servers=BOOT)
+    futures = [kp.send(topic, value=f"kp-{i}".encode(), partition=0) for i in range(500)]
+    kp.flush(30)
+    for f in futures:
+        f.get(timeout=30)
+    kp.close()
+
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "id-reader", "enable.partition.eof": True, "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, -2)])
+    got, deadline = [], time.time() + 30
+    while time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                break
+            fail(f"consumer error: {m.error()}")
+        got.append(m.value())
+    c.close()
+    want = [f"ck-{i}".encode() for i in range(2000)] + [f"kp-{i}".encode() for i in range(500)]
+    if got != want:
+        fail(f"read {len(got)} messages, want {len(want)}; first difference at {next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)}")
+
+    t = Producer({"bootstrap.servers": BOOT, "transactional.id": "tx-1"})
+    try:
+        t.init_transactions(10)
+        fail("a transactional producer was not refused")
+    except KafkaException as e:
+        if e.args[0].retriable():
+            fail(f"a transactional producer got a retriable error: {e}")
+    print("idempotent: ok")
+
+
+{"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "unsupported": unsupported,
+ "idempotent": idempotent}[SCENARIO]()

@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 31;
+pub const ENUM_MAX_ERROR_CODE: i16 = 33;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 32] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 34] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -49,6 +49,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 32] = [
   ErrorCode::UnsupportedCompression,
   ErrorCode::InvalidTimestamp,
   ErrorCode::InvalidRecord,
+  ErrorCode::OutOfOrderSequence,
+  ErrorCode::InvalidProducerEpoch,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -89,9 +91,11 @@ impl ErrorCode {
   pub const UnsupportedCompression: Self = Self(29);
   pub const InvalidTimestamp: Self = Self(30);
   pub const InvalidRecord: Self = Self(31);
+  pub const OutOfOrderSequence: Self = Self(32);
+  pub const InvalidProducerEpoch: Self = Self(33);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 31;
+  pub const ENUM_MAX: i16 = 33;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -125,6 +129,8 @@ impl ErrorCode {
     Self::UnsupportedCompression,
     Self::InvalidTimestamp,
     Self::InvalidRecord,
+    Self::OutOfOrderSequence,
+    Self::InvalidProducerEpoch,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -161,6 +167,8 @@ impl ErrorCode {
       Self::UnsupportedCompression => Some("UnsupportedCompression"),
       Self::InvalidTimestamp => Some("InvalidTimestamp"),
       Self::InvalidRecord => Some("InvalidRecord"),
+      Self::OutOfOrderSequence => Some("OutOfOrderSequence"),
+      Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
       _ => None,
     }
   }

@@ -27,6 +27,7 @@ pub mod key {
     pub const API_VERSIONS: i16 = 18;
     pub const CREATE_TOPICS: i16 = 19;
     pub const DELETE_TOPICS: i16 = 20;
+    pub const INIT_PRODUCER_ID: i16 = 22;
     pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
     pub const DESCRIBE_CONFIGS: i16 = 32;
 }
@@ -43,6 +44,7 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::API_VERSIONS, 0, 3),
     (key::CREATE_TOPICS, 2, 4),
     (key::DELETE_TOPICS, 1, 3),
+    (key::INIT_PRODUCER_ID, 0, 1),
     (key::OFFSET_FOR_LEADER_EPOCH, 2, 3),
     (key::DESCRIBE_CONFIGS, 1, 3),
 ];
@@ -116,6 +118,8 @@ pub fn error_code(e: ErrorCode) -> i16 {
         ErrorCode::UnsupportedCompression => 76,
         ErrorCode::InvalidTimestamp => 32,
         ErrorCode::InvalidRecord => 87,
+        ErrorCode::OutOfOrderSequence => 45,
+        ErrorCode::InvalidProducerEpoch => 47,
         _ => -1,
     }
 }
@@ -143,6 +147,9 @@ pub enum Request {
     OffsetForLeaderEpoch(Vec<Topic<EpochQuery>>),
     /// A group's coordinator; `false`: a transaction's, which is not kept.
     FindCoordinator(find_coordinator::Request, bool),
+    /// A producer id for an idempotent producer; `true`: for a
+    /// transactional one, which is not served.
+    InitProducerId(bool),
 }
 
 /// A request with what its header said.
@@ -205,6 +212,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
             let (req, group) = requests::find_coordinator(&mut r, version).map_err(body)?;
             Request::FindCoordinator(req, group)
         }
+        key::INIT_PRODUCER_ID => Request::InitProducerId(requests::init_producer_id(&mut r).map_err(body)?),
         key::OFFSET_FOR_LEADER_EPOCH => Request::OffsetForLeaderEpoch(requests::offset_for_leader_epoch(&mut r, version).map_err(body)?),
         _ => return Err(Refused::UnknownApi(key)),
     };

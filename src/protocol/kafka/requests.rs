@@ -272,3 +272,10 @@ pub fn find_coordinator(r: &mut Reader<'_>, version: i16) -> Result<(find_coordi
     let key_type = if version >= 1 { r.i8("key type")? } else { 0 };
     Ok((find_coordinator::Request { group }, key_type == 0))
 }
+
+/// InitProducerId v0-1: whether a transactional id was given.
+pub fn init_producer_id(r: &mut Reader<'_>) -> Result<bool, ReadError> {
+    let transactional = r.nullable_string("transactional id")?.is_some();
+    r.i32("transaction timeout")?;
+    Ok(transactional)
+}

@@ -20,7 +20,7 @@ use bytes::{Buf, BytesMut};
 use super::response::Outgoing;
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::kafka::{self as wire, Request};
-use crate::protocol::{create_topics, find_coordinator, produce, Acks, ErrorCode, Topic};
+use crate::protocol::{create_topics, produce, Acks, ErrorCode, Topic};
 use crate::shard::Shard;
 
 pub use wire::{error_code, frame_len, is_kafka};
@@ -60,8 +60,18 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             Answer::Send(responses::find_coordinator(corr, version, super::groups::coordinator(shard, &req.group, external).await))
         }
         Request::FindCoordinator(_, false) => {
-            let m = "transactions are not supported: no transaction coordinator".to_string();
-            Answer::Send(responses::find_coordinator(corr, version, find_coordinator::Response::error(ErrorCode::CoordinatorNotAvailable, m)))
+            Answer::Send(responses::find_coordinator_refused(corr, version, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.into()))
+        }
+        Request::InitProducerId(true) => {
+            Answer::Send(responses::init_producer_id(corr, version, Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.into()))))
+        }
+        Request::InitProducerId(false) => {
+            let answer = match shard.new_producer_id().await {
+                Ok(id) => Ok((id, 0)),
+                // The quorum could not be reached: the client retries.
+                Err(e) => Err((error_code(ErrorCode::CoordinatorNotAvailable), e.to_string())),
+            };
+            Answer::Send(responses::init_producer_id(corr, version, answer))
         }
         Request::OffsetForLeaderEpoch(topics) => {
             let asked =
@@ -108,6 +118,12 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
         }
     }
 }
+
+/// Kafka's answer to what transactions need (a transactional id's
+/// producer id, coordinator or produce): not retriable, so a client gives
+/// up at once rather than wait for a coordinator that will not come.
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+const NO_TRANSACTIONS: &str = "transactions are not supported: only idempotent producers are";
 
 /// Kafka's resource types.
 const RESOURCE_TOPIC: i8 = 2;
@@ -190,8 +206,6 @@ async fn produce(shard: &Rc<Shard>, corr: i32, version: i16, req: wire::Produce,
         _ => return Answer::Send(responses::produce_all(corr, version, &req.topics, error_code(ErrorCode::InvalidRequiredAcks))),
     };
     if req.transactional {
-        // Transactions come with InitProducerId, which is not served yet.
-        const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
         return Answer::Send(responses::produce_all(corr, version, &req.topics, TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
     }
     let mut taken = 0usize;

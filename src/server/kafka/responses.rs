@@ -13,8 +13,8 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FindCoordinatorResponse, ListOffsetsResponse,
-    MetadataResponse, OffsetForLeaderEpochResponse, ProduceResponse, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FindCoordinatorResponse,
+    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, OffsetForLeaderEpochResponse, ProduceResponse, ProducerId, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -137,6 +137,32 @@ pub fn list_offsets(corr: i32, version: i16, l: list_offsets::Response) -> Outgo
         })
         .collect();
     frame(ApiKey::ListOffsets, corr, version, &r)
+}
+
+pub fn init_producer_id(corr: i32, version: i16, answer: Result<(i64, i16), (i16, String)>) -> Outgoing {
+    let mut r = InitProducerIdResponse::default();
+    match answer {
+        Ok((id, epoch)) => {
+            r.producer_id = ProducerId(id);
+            r.producer_epoch = epoch;
+        }
+        Err((code, _)) => {
+            r.error_code = code;
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
+        }
+    }
+    frame(ApiKey::InitProducerId, corr, version, &r)
+}
+
+/// A FindCoordinator refused with a Kafka code of its own.
+pub fn find_coordinator_refused(corr: i32, version: i16, code: i16, message: String) -> Outgoing {
+    let mut r = FindCoordinatorResponse::default();
+    r.error_code = code;
+    r.error_message = Some(StrBytes::from_string(message));
+    r.node_id = BrokerId(-1);
+    r.port = -1;
+    frame(ApiKey::FindCoordinator, corr, version, &r)
 }
 
 pub fn find_coordinator(corr: i32, version: i16, c: find_coordinator::Response) -> Outgoing {
