@@ -4,11 +4,11 @@ Usage: kafka_clients.py BOOTSTRAP SCENARIO [ARGS]
 Scenarios: confluent (AdminClient create and delete, producers with acks=all
 and acks=1, plain and with each compression codec, a consumer of assigned partitions from the beginning and from a
 given offset), kafka-python (a non-idempotent producer, a consumer that
-checks CRCs), and failover TOPIC SECONDS KILLED_FILE (a confluent-kafka
-producer with acks=all for SECONDS while the test kills the partition's
-leader and creates KILLED_FILE; then every acknowledged message must be
-stored at its offset, and some must have been acknowledged after the
-kill), unsupported (a group consumer of each library gets its library's
+checks CRCs), and failover TOPIC SECONDS KILLED_FILE (an idempotent
+confluent-kafka producer with acks=all for SECONDS while the test kills
+the partition's leader and creates KILLED_FILE; then every acknowledged
+message must be stored at its offset, none twice, in order, and some must
+have been acknowledged after the kill), unsupported (a group consumer of each library gets its library's
 "unsupported" error, not a hang), idempotent (confluent-kafka's and
 kafka-python's idempotent producers store every message once; a
 transactional producer is refused). Exits non-zero, saying why, on any difference.
@@ -153,8 +153,10 @@ def failover():
         if os.path.exists(killed_file):
             state["after_kill"] += 1
 
+    # Idempotent: a batch whose answer the killed leader never sent is sent
+    # again to the new leader, which must know it if it was stored.
     p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 2, "message.timeout.ms": 60000,
-                  "retry.backoff.ms": 100, "topic.metadata.refresh.interval.ms": 1000})
+                  "retry.backoff.ms": 100, "topic.metadata.refresh.interval.ms": 1000, "enable.idempotence": True})
     end, i = time.time() + seconds, 0
     while time.time() < end:
         try:
@@ -186,9 +188,16 @@ def failover():
         stored[m.offset()] = m.value()
     c.close()
     lost = [(o, v) for o, v in acked.items() if stored.get(o) != v]
+    values = list(stored.values())
+    duplicated = len(values) - len(set(values))
     if lost:
         fail(f"{len(lost)} of {len(acked)} acknowledged messages are not stored at their offsets: {lost[:5]}")
-    print(f"failover: {len(acked)} acknowledged, {state['after_kill']} after the kill, {len(errors)} refused, all stored")
+    if duplicated:
+        fail(f"{duplicated} messages are stored twice or more")
+    if values != sorted(values, key=lambda v: int(v[1:])):
+        fail("the messages are not stored in the order they were sent")
+    print(f"failover: {len(acked)} acknowledged, {state['after_kill']} after the kill, {len(errors)} refused, "
+          f"0 lost, 0 duplicated, in order")
 
 
 def unsupported():
