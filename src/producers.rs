@@ -20,20 +20,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
+pub use crate::record::next_sequence;
 use crate::record::BatchInfo;
 
 /// Batches remembered per producer: Kafka's window, which matches a
 /// producer's at most five requests in flight per partition.
 pub const WINDOW: usize = 5;
-
-/// Kafka's `incrementSequence`: sequences wrap from `i32::MAX` to 0.
-pub fn next_sequence(seq: i32, by: i32) -> i32 {
-    if seq > i32::MAX - by {
-        by - (i32::MAX - seq) - 1
-    } else {
-        seq + by
-    }
-}
 
 /// One remembered batch: its sequence range and where it was stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

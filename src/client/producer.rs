@@ -77,6 +77,12 @@ pub struct ProducerConfig {
     /// attempts grows to 500 ms, so the default of 40 rides out a leader's
     /// failover (about 18 s in all).
     pub retries: u32,
+    /// Idempotence (Kafka's `enable.idempotence`, on by default as in
+    /// Kafka's clients): the producer takes an id from the cluster
+    /// (InitProducerId) and numbers its batches per partition, so a batch
+    /// sent again after a lost answer is stored once and answered with the
+    /// offset it was stored at.
+    pub idempotent: bool,
 }
 
 impl ProducerConfig {
@@ -101,6 +107,7 @@ impl Default for ProducerConfig {
             buffer_max_bytes: 32 << 20,
             send_timeout: Duration::from_secs(30),
             retries: 40,
+            idempotent: true,
         }
     }
 }
@@ -854,6 +861,9 @@ struct Open {
 struct Sealed {
     /// Its place in its partition's send order.
     seq: u64,
+    /// The sequence of its first record among its partition's records
+    /// (Kafka's `baseSequence`), written into the header when idempotent.
+    first_sequence: i32,
     /// Its records; the sender thread fills in the header and CRC before
     /// the first attempt, outside the state lock and off the thread that
     /// called `send`.
@@ -882,11 +892,17 @@ struct Queue {
     /// Ids for the next request and the next sealed batch.
     next_request: u64,
     next_seal: u64,
+    /// The sequence the next sealed batch's first record gets.
+    next_sequence: i32,
 }
 
 impl Sealed {
-    /// The batch's bytes, header and CRC filled in (at the first attempt).
-    fn bytes(&mut self) -> &[u8] {
+    /// The batch's bytes, header and CRC filled in (at the first attempt),
+    /// with the idempotent producer's id and epoch if there is one.
+    fn bytes(&mut self, producer: Option<(i64, i16)>) -> &[u8] {
+        if let Some((id, epoch)) = producer {
+            self.batch.set_producer(id, epoch, self.first_sequence);
+        }
         self.batch.finish_in_place()
     }
 
@@ -913,8 +929,11 @@ impl Queue {
             let Open { builder, budget, done, forwards, .. } = o;
             let seq = self.next_seal;
             self.next_seal += 1;
+            let first_sequence = self.next_sequence;
+            self.next_sequence = crate::record::next_sequence(first_sequence, builder.record_count() as i32);
             self.sealed.push_back(Sealed {
                 seq,
+                first_sequence,
                 records: builder.record_count(),
                 batch: builder,
                 partition,
@@ -1078,6 +1097,8 @@ struct Shared {
     id: u64,
     /// The zero of `ThreadLane::oldest`.
     epoch: Instant,
+    /// The idempotent producer's id and epoch (`ProducerConfig::idempotent`).
+    producer: Option<(i64, i16)>,
 }
 
 /// One thread's open batches: `send` appends to them without a lock (see
@@ -1246,7 +1267,8 @@ pub struct Producer {
 impl Producer {
     /// Connects to the first bootstrap broker that answers.
     pub fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
-        let conn = Connection::connect_any(&config.bootstrap)?;
+        let mut conn = Connection::connect_any(&config.bootstrap)?;
+        let producer = if config.idempotent { Some(conn.init_producer_id()?) } else { None };
         lane::init();
         let shared = Arc::new(Shared {
             config,
@@ -1257,6 +1279,7 @@ impl Producer {
             closed: AtomicBool::new(false),
             id: PRODUCER_IDS.fetch_add(1, Ordering::Relaxed),
             epoch: Instant::now(),
+            producer,
         });
         let sender = Sender { shared: shared.clone(), bootstrap: None, leaders: HashMap::new(), links: HashMap::new() };
         let thread = thread::Builder::new().name("shardlog-producer".into()).spawn(move || sender.run()).map_err(ClientError::Io)?;
@@ -1861,7 +1884,12 @@ impl Sender {
                                 let mut bytes = 0;
                                 while let Some(s) = q.sealed.front() {
                                     let len = s.batch.encoded_len();
-                                    if !batches.is_empty() && (bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
+                                    // A batch sent before goes alone: it may
+                                    // be stored already and answered with its
+                                    // old offset, which the next batch's
+                                    // offsets do not follow.
+                                    let retried = s.failures > 0 || batches.first().is_some_and(|b: &Sealed| b.failures > 0);
+                                    if !batches.is_empty() && (retried || bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
                                         break;
                                     }
                                     bytes += len;
@@ -2008,7 +2036,7 @@ impl Link {
         if lock(&self.shared.state).dead {
             return Err((f, "the connection to the leader broke".into()));
         }
-        let batches: Vec<&[u8]> = f.batches.iter_mut().map(Sealed::bytes).collect();
+        let batches: Vec<&[u8]> = f.batches.iter_mut().map(|b| b.bytes(shared.producer)).collect();
         let corr = match self.conn.send_produce_batches(&f.topic, f.partition, &batches, acks) {
             Ok(c) => c,
             Err(e) => {
@@ -2076,6 +2104,11 @@ fn produce_answer(reply: &super::raw::Reply) -> Answer {
     match code {
         ErrorCode::None => Answer::Stored(base),
         c if c.is_retriable() => Answer::Retry(format!("{code:?}: {msg}")),
+        // A batch before this one is being sent again (its answer was
+        // lost); this one follows it once it is stored. A gap that does not
+        // close (a batch acknowledged with acks=1 and lost with its leader)
+        // runs out of retries.
+        ErrorCode::OutOfOrderSequence => Answer::Retry(format!("{code:?}: {msg}")),
         _ => Answer::Refused(format!("{code:?}: {msg}")),
     }
 }

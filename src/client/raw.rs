@@ -28,8 +28,8 @@ use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 
 use crate::protocol::{
-    self, api_versions, create_topics, delete_topics, describe_topic, fb, fetch, find_coordinator, group_heartbeat, list_offsets, list_topics, metadata,
-    offset_commit, offset_fetch, produce, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
+    self, api_versions, create_topics, delete_topics, describe_topic, fb, fetch, find_coordinator, group_heartbeat, init_producer_id, list_offsets,
+    list_topics, metadata, offset_commit, offset_fetch, produce, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
 };
 
 pub use crate::protocol::metadata::{Broker as BrokerMeta, Partition as PartitionMeta, Response as ClusterInfo, Topic as TopicMeta, Voter as VoterMeta};
@@ -292,6 +292,15 @@ impl Connection {
     pub fn metadata(&mut self, topics: Option<&[&str]>) -> Result<(Vec<BrokerMeta>, Vec<TopicMeta>), ClientError> {
         let c = self.cluster_info(topics)?;
         Ok((c.brokers, c.topics))
+    }
+
+    /// An idempotent producer's id and epoch.
+    pub fn init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        let r: init_producer_id::Response = self.call(&init_producer_id::Request)?;
+        if r.error != ErrorCode::None {
+            return Err(ClientError::Broker { code: r.error, message: r.error_message.unwrap_or_default() });
+        }
+        Ok((r.producer_id, r.producer_epoch))
     }
 
     /// The address (`host:port`) of the broker that coordinates `group`,

@@ -97,6 +97,7 @@ fn every_request_round_trips() {
         }
     );
     round_trip!(FindCoordinator, find_coordinator::Request { group: "g".into() });
+    round_trip!(InitProducerId, init_producer_id::Request);
     round_trip!(
         ReplicaFetch,
         replica_fetch::Request {

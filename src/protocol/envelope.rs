@@ -85,6 +85,7 @@ pub enum Request<P> {
     GroupHeartbeat(group_heartbeat::Request),
     FindCoordinator(find_coordinator::Request),
     ReplicaFetch(replica_fetch::Request),
+    InitProducerId(init_producer_id::Request),
 }
 
 impl<P: Payload> Request<P> {
@@ -110,6 +111,7 @@ impl<P: Payload> Request<P> {
             K::GroupHeartbeatRequest => Request::GroupHeartbeat(group_heartbeat::Request::decode(body(r.body_as_group_heartbeat_request())?)),
             K::FindCoordinatorRequest => Request::FindCoordinator(find_coordinator::Request::decode(body(r.body_as_find_coordinator_request())?)),
             K::ReplicaFetchRequest => Request::ReplicaFetch(replica_fetch::Request::decode(body(r.body_as_replica_fetch_request())?)),
+            K::InitProducerIdRequest => Request::InitProducerId(init_producer_id::Request::decode(body(r.body_as_init_producer_id_request())?)),
             k => return Err(ProtocolError::UnknownApi(k.0)),
         })
     }
@@ -132,6 +134,7 @@ pub enum Response {
     GroupHeartbeat(group_heartbeat::Response),
     FindCoordinator(find_coordinator::Response),
     ReplicaFetch(replica_fetch::Response<Bytes>),
+    InitProducerId(init_producer_id::Response),
     /// The request as a whole failed.
     Error(ErrorCode, String),
 }
@@ -163,6 +166,7 @@ impl Response {
             K::GroupHeartbeatResponse => Response::GroupHeartbeat(DecodeResponse::decode_response(r, payload)?),
             K::FindCoordinatorResponse => Response::FindCoordinator(DecodeResponse::decode_response(r, payload)?),
             K::ReplicaFetchResponse => Response::ReplicaFetch(DecodeResponse::decode_response(r, payload)?),
+            K::InitProducerIdResponse => Response::InitProducerId(DecodeResponse::decode_response(r, payload)?),
             _ => return Err(ProtocolError::MissingBody),
         })
     }

@@ -31,6 +31,7 @@ mod envelope;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod group_heartbeat;
+pub mod init_producer_id;
 pub mod kafka;
 pub mod list_offsets;
 pub mod list_topics;
@@ -319,6 +320,7 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
     (fb::RequestBody::GroupHeartbeatRequest, 0, 0),
     (fb::RequestBody::FindCoordinatorRequest, 0, 0),
     (fb::RequestBody::ReplicaFetchRequest, 0, 0),
+    (fb::RequestBody::InitProducerIdRequest, 0, 0),
 ];
 
 #[cfg(test)]

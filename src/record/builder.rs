@@ -40,14 +40,19 @@ pub struct BatchBuilder {
     max_timestamp: i64,
     /// [`finish_in_place`](Self::finish_in_place) ran: the header is written.
     finished: bool,
+    /// The idempotent producer's id, epoch and this batch's first
+    /// sequence; -1 for a producer that is not idempotent.
+    producer: (i64, i16, i32),
 }
+
+const NOT_IDEMPOTENT: (i64, i16, i32) = (-1, -1, -1);
 
 impl BatchBuilder {
     /// Starts a batch; `capacity_bytes` is a hint for the first allocation.
     pub fn new(capacity_bytes: usize) -> Self {
         let mut buf = Vec::with_capacity(capacity_bytes.max(HEADER_BYTES));
         buf.resize(HEADER_BYTES, 0);
-        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, finished: false }
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, finished: false, producer: NOT_IDEMPOTENT }
     }
 
     /// Starts a batch in a buffer that held an earlier one, keeping its
@@ -55,7 +60,7 @@ impl BatchBuilder {
     pub fn reuse(mut buf: Vec<u8>) -> Self {
         buf.clear();
         buf.resize(HEADER_BYTES, 0);
-        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, finished: false }
+        BatchBuilder { buf, count: 0, first_timestamp: 0, max_timestamp: 0, finished: false, producer: NOT_IDEMPOTENT }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -139,6 +144,17 @@ impl BatchBuilder {
         &self.buf
     }
 
+    /// Marks the batch as an idempotent producer's: its id and epoch, and
+    /// the sequence of its first record (the broker stores a batch sent
+    /// again once). Before the batch is finished.
+    /// Once the batch is finished in place its header keeps what it was
+    /// finished with (a producer's retry sends the same bytes).
+    pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+        if !self.finished {
+            self.producer = (producer_id, producer_epoch, base_sequence);
+        }
+    }
+
     /// The buffer, for the next batch ([`reuse`](Self::reuse)).
     pub fn into_buf(self) -> Vec<u8> {
         self.buf
@@ -152,6 +168,7 @@ impl BatchBuilder {
         self.buf.truncate(HEADER_BYTES);
         self.buf.fill(0);
         self.count = 0;
+        self.producer = NOT_IDEMPOTENT;
     }
 
     fn finish_header(&mut self) {
@@ -165,9 +182,10 @@ impl BatchBuilder {
         put(field::LAST_OFFSET_DELTA, &(self.count - 1).to_be_bytes());
         put(field::FIRST_TIMESTAMP, &self.first_timestamp.to_be_bytes());
         put(field::MAX_TIMESTAMP, &self.max_timestamp.to_be_bytes());
-        put(field::PRODUCER_ID, &(-1i64).to_be_bytes());
-        put(field::PRODUCER_EPOCH, &(-1i16).to_be_bytes());
-        put(field::BASE_SEQUENCE, &(-1i32).to_be_bytes());
+        let (id, epoch, sequence) = self.producer;
+        put(field::PRODUCER_ID, &id.to_be_bytes());
+        put(field::PRODUCER_EPOCH, &epoch.to_be_bytes());
+        put(field::BASE_SEQUENCE, &sequence.to_be_bytes());
         put(field::RECORD_COUNT, &self.count.to_be_bytes());
         super::seal(b);
     }

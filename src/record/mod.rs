@@ -300,6 +300,17 @@ pub fn inflate_all(bytes: &[u8]) -> Result<Option<Vec<u8>>, RecordError> {
     Ok(Some(out))
 }
 
+/// The sequence `by` records after `seq`, as an idempotent producer
+/// numbers its records per partition: Kafka's `incrementSequence`, which
+/// wraps from `i32::MAX` to 0.
+pub fn next_sequence(seq: i32, by: i32) -> i32 {
+    if seq > i32::MAX - by {
+        by - (i32::MAX - seq) - 1
+    } else {
+        seq + by
+    }
+}
+
 /// Writes the broker-assigned base offset. Not covered by the CRC.
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[field::BASE_OFFSET..field::BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());

@@ -74,6 +74,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Opti
         Request::GroupHeartbeat(r) => groups::heartbeat(shard, corr, r).await,
         Request::FindCoordinator(r) => groups::find_coordinator(shard, corr, r, external).await,
         Request::ReplicaFetch(r) => replica_fetch::handle(shard, corr, r).await,
+        Request::InitProducerId(_) => respond(corr, &produce::init_producer_id(shard).await, Vec::new()),
     };
     Some(out)
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 
 use super::response::{respond, Outgoing};
+use crate::protocol::init_producer_id;
 use crate::protocol::produce::{self, PartitionResponse};
 use crate::protocol::{Acks, ErrorCode, Topic};
 use crate::record::{self, BatchInfo, RecordError};
@@ -52,6 +53,16 @@ fn refusal(e: RecordError) -> (ErrorCode, String) {
         _ => ErrorCode::CorruptBatch,
     };
     (code, e.to_string())
+}
+
+/// InitProducerId: the next id of this shard's block (epoch 0). Shared by
+/// the native and the Kafka listener.
+pub async fn init_producer_id(shard: &Rc<Shard>) -> init_producer_id::Response {
+    match shard.new_producer_id().await {
+        Ok(id) => init_producer_id::Response { error: ErrorCode::None, error_message: None, producer_id: id, producer_epoch: 0 },
+        // The quorum could not be reached: the client retries.
+        Err(e) => init_producer_id::Response::error(ErrorCode::CoordinatorNotAvailable, e.to_string()),
+    }
 }
 
 pub async fn handle(shard: &Rc<Shard>, corr: u32, req: produce::Request<BytesMut>) -> Option<Outgoing> {

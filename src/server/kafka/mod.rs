@@ -66,10 +66,10 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             Answer::Send(responses::init_producer_id(corr, version, Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.into()))))
         }
         Request::InitProducerId(false) => {
-            let answer = match shard.new_producer_id().await {
-                Ok(id) => Ok((id, 0)),
-                // The quorum could not be reached: the client retries.
-                Err(e) => Err((error_code(ErrorCode::CoordinatorNotAvailable), e.to_string())),
+            let r = super::produce::init_producer_id(shard).await;
+            let answer = match r.error {
+                ErrorCode::None => Ok((r.producer_id, r.producer_epoch)),
+                e => Err((error_code(e), r.error_message.unwrap_or_default())),
             };
             Answer::Send(responses::init_producer_id(corr, version, answer))
         }
