@@ -117,6 +117,10 @@ pub struct Args {
     /// Produce requests in flight per producer connection.
     #[arg(long, default_value_t = 8)]
     pub inflight: usize,
+    /// The SDK producer (--client sdk) without idempotence (it is on by
+    /// default), to measure what idempotence costs.
+    #[arg(long)]
+    pub no_idempotence: bool,
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
     #[arg(long)]
@@ -537,6 +541,7 @@ fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
         linger: Duration::from_millis(args.linger_ms),
         // A batch of --batch-size records of --message-size bytes.
         batch_max_bytes: args.batch_size * (args.message_size + 8),
+        idempotent: !args.no_idempotence,
         ..ProducerConfig::default()
     };
     let producer = Producer::connect(config).context("connecting the SDK producer")?;
