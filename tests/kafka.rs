@@ -253,6 +253,14 @@ fn group_consumers_are_refused_not_left_hanging() {
     python_clients("unsupported");
 }
 
+/// Committed offsets through Kafka's OffsetCommit and OffsetFetch, for
+/// consumers of assigned partitions: stored with their metadata, read
+/// back by either library, resumed from.
+#[test]
+fn kafka_clients_commit_and_resume_from_committed_offsets() {
+    python_clients("commits");
+}
+
 /// Stock idempotent producers: confluent-kafka's with
 /// enable.idempotence, kafka-python's with its defaults.
 #[test]

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use super::response::{error, respond, Outgoing};
-use crate::group::valid_group;
+use crate::group::{valid_group, Committed};
 use crate::protocol::offset_commit::PartitionResult;
 use crate::protocol::{offset_commit, offset_fetch, ErrorCode, Topic};
 use crate::shard::Shard;
@@ -24,7 +24,8 @@ fn refused(corr: u32, group: &str, count: usize) -> Option<Outgoing> {
 }
 
 pub async fn commit(shard: &Rc<Shard>, corr: u32, req: offset_commit::Request) -> Outgoing {
-    let wanted: Vec<(String, u32, i64)> = req.topics.iter().flat_map(|t| t.partitions.iter().map(|&(p, o)| (t.name.clone(), p, o))).collect();
+    let wanted: Vec<(String, u32, Committed)> =
+        req.topics.iter().flat_map(|t| t.partitions.iter().map(|&(p, o)| (t.name.clone(), p, Committed::offset(o)))).collect();
     if let Some(out) = refused(corr, &req.group, wanted.len()) {
         return out;
     }
@@ -39,6 +40,6 @@ pub async fn fetch(shard: &Rc<Shard>, corr: u32, req: offset_fetch::Request) -> 
         return out;
     }
     let codes = shard.fetch_offsets(req.group, wanted).await;
-    let topics = Topic::answer_all(&req.topics, codes, |&partition, (error, offset)| PartitionResult { partition, error, offset });
+    let topics = Topic::answer_all(&req.topics, codes, |&partition, (error, c)| PartitionResult { partition, error, offset: c.map_or(-1, |c| c.offset) });
     respond(corr, &offset_fetch::Response { topics }, Vec::new())
 }

@@ -14,7 +14,7 @@ use futures::channel::oneshot;
 use super::{group_code, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{MetadataError, NewTopic, NodeId, TopicMeta, NO_LEADER};
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
-use crate::group::{commit_key, offsets_partition, parse_commit, OffsetTable, OFFSETS_TOPIC};
+use crate::group::{commit_key, commit_value, offsets_partition, parse_commit, Committed, OffsetTable, MAX_COMMIT_METADATA_BYTES, OFFSETS_TOPIC};
 use crate::protocol::{Acks, ErrorCode};
 use crate::rt;
 use crate::storage::StorageError;
@@ -30,9 +30,10 @@ pub(super) struct Groups {
 
 /// What a group's coordinator shard is asked.
 pub enum GroupMsg {
-    CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>, reply: oneshot::Sender<Vec<ErrorCode>> },
+    CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, Committed)>, reply: oneshot::Sender<Vec<ErrorCode>> },
     GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
-    FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, i64)>> },
+    FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, Option<Committed>)>> },
+    GroupOffsets { group: String, reply: oneshot::Sender<Result<Vec<(String, u32, Committed)>, ErrorCode>> },
 }
 
 impl Shard {
@@ -46,6 +47,9 @@ impl Shard {
             }
             GroupMsg::FetchOffsets { group, partitions, reply } => {
                 let _ = reply.send(self.fetch_offsets(group, partitions).await);
+            }
+            GroupMsg::GroupOffsets { group, reply } => {
+                let _ = reply.send(self.group_offsets(group).await);
             }
         }
     }
@@ -128,7 +132,7 @@ impl Shard {
     }
 
     /// Commits a group's offsets durably; one error code per offset.
-    pub async fn commit_offsets(&self, group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, i64)>) -> Vec<ErrorCode> {
+    pub async fn commit_offsets(&self, group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, Committed)>) -> Vec<ErrorCode> {
         // A client that skipped FindCoordinator still gets its group.
         let _ = self.ensure_offsets_topic().await;
         let n = offsets.len();
@@ -151,14 +155,15 @@ impl Shard {
             .iter()
             .map(|(t, p, o)| match self.meta.state.borrow().topics.get(t).is_some_and(|t| *p < t.partitions()) {
                 false => ErrorCode::UnknownTopicOrPartition,
-                true if *o < 0 => ErrorCode::InvalidRequest,
+                true if o.offset < 0 => ErrorCode::InvalidRequest,
+                true if o.metadata.as_ref().is_some_and(|m| m.len() > MAX_COMMIT_METADATA_BYTES) => ErrorCode::OffsetMetadataTooLarge,
                 true => ErrorCode::None,
             })
             .collect();
         let mut b = crate::record::BatchBuilder::new(64 + 48 * n);
         for ((t, p, o), code) in offsets.iter().zip(&codes) {
             if *code == ErrorCode::None {
-                b.push(crate::time::now_ms(), Some(&commit_key(&group, t, *p)), Some(&o.to_le_bytes()), &[]);
+                b.push(crate::time::now_ms(), Some(&commit_key(&group, t, *p)), Some(&commit_value(o)), &[]);
             }
         }
         if b.is_empty() {
@@ -216,23 +221,34 @@ impl Shard {
         }
     }
 
-    /// A group's committed offsets; -1 where it has none.
-    pub async fn fetch_offsets(&self, group: String, partitions: Vec<(String, u32)>) -> Vec<(ErrorCode, i64)> {
+    /// A group's committed positions; `None` where it has none.
+    pub async fn fetch_offsets(&self, group: String, partitions: Vec<(String, u32)>) -> Vec<(ErrorCode, Option<Committed>)> {
         // A client that skipped FindCoordinator still gets its group.
         let _ = self.ensure_offsets_topic().await;
         let n = partitions.len();
         let (_, owner) = match self.coordinator(&group) {
             Ok(c) => c,
-            Err(code) => return vec![(code, -1); n],
+            Err(code) => return vec![(code, None); n],
         };
         if owner != self.id {
             let (reply, rx) = oneshot::channel();
             return self
                 .ask(owner, ShardMsg::Group(GroupMsg::FetchOffsets { group, partitions, reply }), rx)
                 .await
-                .unwrap_or_else(|| vec![(ErrorCode::CoordinatorNotAvailable, -1); n]);
+                .unwrap_or_else(|| vec![(ErrorCode::CoordinatorNotAvailable, None); n]);
         }
         let table = self.groups.offsets.borrow();
-        partitions.iter().map(|(t, p)| (ErrorCode::None, table.get(&group, t, *p).unwrap_or(-1))).collect()
+        partitions.iter().map(|(t, p)| (ErrorCode::None, table.get(&group, t, *p).cloned())).collect()
+    }
+
+    /// Every position a group committed, by topic and partition.
+    pub async fn group_offsets(&self, group: String) -> Result<Vec<(String, u32, Committed)>, ErrorCode> {
+        let _ = self.ensure_offsets_topic().await;
+        let (_, owner) = self.coordinator(&group)?;
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self.ask(owner, ShardMsg::Group(GroupMsg::GroupOffsets { group, reply }), rx).await.unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
+        }
+        Ok(self.groups.offsets.borrow().of_group(&group))
     }
 }

@@ -11,7 +11,9 @@ message must be stored at its offset, none twice, in order, and some must
 have been acknowledged after the kill), unsupported (a group consumer of each library gets its library's
 "unsupported" error, not a hang), idempotent (confluent-kafka's and
 kafka-python's idempotent producers store every message once; a
-transactional producer is refused). Exits non-zero, saying why, on any difference.
+transactional producer is refused), commits (offsets committed with
+metadata outside membership, read back and resumed from, by both
+libraries). Exits non-zero, saying why, on any difference.
 """
 import sys
 import time
@@ -288,5 +290,67 @@ def idempotent():
     print("idempotent: ok")
 
 
+def commits():
+    """Committed offsets of a group outside membership (assigned
+    partitions): confluent-kafka commits with metadata, reads them back
+    and a new consumer of the group resumes there; kafka-python reads
+    them and commits its own, which confluent-kafka reads."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from kafka import KafkaConsumer, OffsetAndMetadata
+    from kafka import TopicPartition as KTP
+
+    topic, group = "cm", "cm-group"
+    admin = AdminClient({"bootstrap.servers": BOOT})
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)]).items():
+        f.result(timeout=15)
+    p = Producer({"bootstrap.servers": BOOT})
+    for part in (0, 1):
+        for i in range(100):
+            p.produce(topic, value=f"p{part}-{i}".encode(), partition=part)
+    if p.flush(30) != 0:
+        fail("the producer did not deliver everything")
+
+    def consumer():
+        return Consumer({"bootstrap.servers": BOOT, "group.id": group, "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+
+    c = consumer()
+    c.commit(offsets=[TopicPartition(topic, 0, 30, metadata="checkpoint-a"), TopicPartition(topic, 1, 70)], asynchronous=False)
+    got = {tp.partition: (tp.offset, tp.metadata) for tp in c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=15)}
+    c.close()
+    if got[0] != (30, "checkpoint-a") or got[1][0] != 70:
+        fail(f"committed {got}, want 30 with its metadata and 70")
+
+    # A new consumer of the group starts where the group committed.
+    c = consumer()
+    c.assign([TopicPartition(topic, 0, -1000), TopicPartition(topic, 1, -1000)])  # OFFSET_STORED
+    first, deadline = {}, time.time() + 30
+    while len(first) < 2 and time.time() < deadline:
+        m = c.poll(1.0)
+        if m is None or (m.error() and m.error().code() == KafkaError._PARTITION_EOF):
+            continue
+        if m.error():
+            fail(f"consumer error: {m.error()}")
+        first.setdefault(m.partition(), (m.offset(), m.value()))
+    c.close()
+    if first != {0: (30, b"p0-30"), 1: (70, b"p1-70")}:
+        fail(f"resumed at {first}, want offsets 30 and 70")
+
+    k = KafkaConsumer(bootstrap_servers=BOOT, group_id=group, enable_auto_commit=False)
+    tp = KTP(topic, 0)
+    k.assign([tp])
+    if k.committed(tp) != 30:
+        fail(f"kafka-python reads the committed offset as {k.committed(tp)}, want 30")
+    k.commit({tp: OffsetAndMetadata(55, "from-kafka-python", -1)})
+    k.close()
+    c = consumer()
+    (tp0,) = c.committed([TopicPartition(topic, 0)], timeout=15)
+    c.close()
+    if (tp0.offset, tp0.metadata) != (55, "from-kafka-python"):
+        fail(f"after kafka-python's commit: {tp0.offset} {tp0.metadata!r}")
+    print("commits: ok")
+
+
 {"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "unsupported": unsupported,
- "idempotent": idempotent}[SCENARIO]()
+ "idempotent": idempotent, "commits": commits}[SCENARIO]()

@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 33;
+pub const ENUM_MAX_ERROR_CODE: i16 = 34;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 34] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 35] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -51,6 +51,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 34] = [
   ErrorCode::InvalidRecord,
   ErrorCode::OutOfOrderSequence,
   ErrorCode::InvalidProducerEpoch,
+  ErrorCode::OffsetMetadataTooLarge,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -93,9 +94,10 @@ impl ErrorCode {
   pub const InvalidRecord: Self = Self(31);
   pub const OutOfOrderSequence: Self = Self(32);
   pub const InvalidProducerEpoch: Self = Self(33);
+  pub const OffsetMetadataTooLarge: Self = Self(34);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 33;
+  pub const ENUM_MAX: i16 = 34;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -131,6 +133,7 @@ impl ErrorCode {
     Self::InvalidRecord,
     Self::OutOfOrderSequence,
     Self::InvalidProducerEpoch,
+    Self::OffsetMetadataTooLarge,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -169,6 +172,7 @@ impl ErrorCode {
       Self::InvalidRecord => Some("InvalidRecord"),
       Self::OutOfOrderSequence => Some("OutOfOrderSequence"),
       Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
+      Self::OffsetMetadataTooLarge => Some("OffsetMetadataTooLarge"),
       _ => None,
     }
   }

@@ -13,7 +13,7 @@ mod read;
 mod requests;
 
 pub use read::{ReadError, Reader};
-pub use requests::{ConfigResource, CreateTopics, EpochQuery, Produce};
+pub use requests::{CommitPartition, ConfigResource, CreateTopics, EpochQuery, OffsetCommit, OffsetFetch, Produce};
 
 use super::{delete_topics, fetch, find_coordinator, list_offsets, metadata, ErrorCode, Topic};
 
@@ -23,6 +23,8 @@ pub mod key {
     pub const FETCH: i16 = 1;
     pub const LIST_OFFSETS: i16 = 2;
     pub const METADATA: i16 = 3;
+    pub const OFFSET_COMMIT: i16 = 8;
+    pub const OFFSET_FETCH: i16 = 9;
     pub const FIND_COORDINATOR: i16 = 10;
     pub const API_VERSIONS: i16 = 18;
     pub const CREATE_TOPICS: i16 = 19;
@@ -40,6 +42,8 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::FETCH, 4, 11),
     (key::LIST_OFFSETS, 1, 5),
     (key::METADATA, 0, 8),
+    (key::OFFSET_COMMIT, 2, 7),
+    (key::OFFSET_FETCH, 1, 5),
     (key::FIND_COORDINATOR, 0, 2),
     (key::API_VERSIONS, 0, 3),
     (key::CREATE_TOPICS, 2, 4),
@@ -120,6 +124,7 @@ pub fn error_code(e: ErrorCode) -> i16 {
         ErrorCode::InvalidRecord => 87,
         ErrorCode::OutOfOrderSequence => 45,
         ErrorCode::InvalidProducerEpoch => 47,
+        ErrorCode::OffsetMetadataTooLarge => 12,
         _ => -1,
     }
 }
@@ -150,6 +155,8 @@ pub enum Request {
     /// A producer id for an idempotent producer; `true`: for a
     /// transactional one, which is not served.
     InitProducerId(bool),
+    OffsetCommit(OffsetCommit),
+    OffsetFetch(OffsetFetch),
 }
 
 /// A request with what its header said.
@@ -212,6 +219,8 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
             let (req, group) = requests::find_coordinator(&mut r, version).map_err(body)?;
             Request::FindCoordinator(req, group)
         }
+        key::OFFSET_COMMIT => Request::OffsetCommit(requests::offset_commit(&mut r, version).map_err(body)?),
+        key::OFFSET_FETCH => Request::OffsetFetch(requests::offset_fetch(&mut r, version).map_err(body)?),
         key::INIT_PRODUCER_ID => Request::InitProducerId(requests::init_producer_id(&mut r).map_err(body)?),
         key::OFFSET_FOR_LEADER_EPOCH => Request::OffsetForLeaderEpoch(requests::offset_for_leader_epoch(&mut r, version).map_err(body)?),
         _ => return Err(Refused::UnknownApi(key)),

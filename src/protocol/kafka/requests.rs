@@ -279,3 +279,75 @@ pub fn init_producer_id(r: &mut Reader<'_>) -> Result<bool, ReadError> {
     r.i32("transaction timeout")?;
     Ok(transactional)
 }
+
+/// One partition's commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitPartition {
+    pub partition: u32,
+    pub offset: i64,
+    /// -1 before v6, or when the client does not know it.
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// An OffsetCommit request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub group: String,
+    /// -1, with an empty member id, for a consumer outside membership.
+    pub generation: i32,
+    pub member_id: String,
+    pub topics: Vec<Topic<CommitPartition>>,
+}
+
+/// OffsetCommit v2-7.
+pub fn offset_commit(r: &mut Reader<'_>, version: i16) -> Result<OffsetCommit, ReadError> {
+    let group = r.string("group id")?.to_string();
+    let generation = r.i32("generation id")?;
+    let member_id = r.string("member id")?.to_string();
+    if version >= 7 {
+        r.nullable_string("group instance id")?;
+    }
+    if version <= 4 {
+        r.i64("retention time")?;
+    }
+    let topics = topics(r, |r| {
+        let partition = partition_index(r.i32("partition")?);
+        let offset = r.i64("committed offset")?;
+        let leader_epoch = if version >= 6 { r.i32("committed leader epoch")? } else { -1 };
+        let metadata = r.nullable_string("committed metadata")?.map(str::to_string);
+        Ok(CommitPartition { partition, offset, leader_epoch, metadata })
+    })?;
+    Ok(OffsetCommit { group, generation, member_id, topics })
+}
+
+/// An OffsetFetch request: the partitions asked for, or (`None`) every
+/// partition the group committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetFetch {
+    pub group: String,
+    pub topics: Option<Vec<Topic<u32>>>,
+}
+
+/// OffsetFetch v1-5.
+pub fn offset_fetch(r: &mut Reader<'_>, version: i16) -> Result<OffsetFetch, ReadError> {
+    let group = r.string("group id")?.to_string();
+    let n = if version >= 2 { r.nullable_array("topics")? } else { Some(r.array("topics")?) };
+    let topics = match n {
+        None => None,
+        Some(n) => {
+            let mut topics = Vec::with_capacity(n.min(64));
+            for _ in 0..n {
+                let name = r.string("topic name")?.to_string();
+                let m = r.array("partitions")?;
+                let mut partitions = Vec::with_capacity(m.min(64));
+                for _ in 0..m {
+                    partitions.push(partition_index(r.i32("partition")?));
+                }
+                topics.push(Topic { name, partitions });
+            }
+            Some(topics)
+        }
+    };
+    Ok(OffsetFetch { group, topics })
+}

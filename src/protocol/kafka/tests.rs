@@ -7,11 +7,13 @@ use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, TopicName,
+    OffsetCommitRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
@@ -171,6 +173,50 @@ fn find_coordinator_at_every_version() {
             let d = decode(&frame(ApiKey::FindCoordinator, v, 5, &f)).unwrap();
             let want = Request::FindCoordinator(find_coordinator::Request { group: "billing".into() }, f.key_type == 0);
             assert_eq!(d.request, want, "v{v}");
+        }
+    }
+}
+
+#[test]
+fn offset_commit_and_fetch_at_every_version() {
+    for v in versions(key::OFFSET_COMMIT) {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = 1;
+        p.committed_offset = 42;
+        p.committed_leader_epoch = 3;
+        p.committed_metadata = Some(StrBytes::from_static_str("meta"));
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = name("orders");
+        t.partitions = vec![p];
+        let mut c = OffsetCommitRequest::default();
+        c.group_id = kafka_protocol::messages::GroupId(StrBytes::from_static_str("billing"));
+        c.generation_id_or_member_epoch = -1;
+        c.topics = vec![t];
+        let d = decode(&frame(ApiKey::OffsetCommit, v, 5, &c)).unwrap();
+        // The leader epoch is sent from v6 on.
+        let leader_epoch = if v >= 6 { 3 } else { -1 };
+        let want = OffsetCommit {
+            group: "billing".into(),
+            generation: -1,
+            member_id: String::new(),
+            topics: vec![Topic::new("orders", vec![CommitPartition { partition: 1, offset: 42, leader_epoch, metadata: Some("meta".into()) }])],
+        };
+        assert_eq!(d.request, Request::OffsetCommit(want), "v{v}");
+    }
+    for v in versions(key::OFFSET_FETCH) {
+        let mut t = OffsetFetchRequestTopic::default();
+        t.name = name("orders");
+        t.partition_indexes = vec![0, 2];
+        let mut f = OffsetFetchRequest::default();
+        f.group_id = kafka_protocol::messages::GroupId(StrBytes::from_static_str("billing"));
+        f.topics = Some(vec![t]);
+        let d = decode(&frame(ApiKey::OffsetFetch, v, 5, &f)).unwrap();
+        let want = OffsetFetch { group: "billing".into(), topics: Some(vec![Topic::new("orders", vec![0, 2])]) };
+        assert_eq!(d.request, Request::OffsetFetch(want), "v{v}");
+        if v >= 2 {
+            f.topics = None;
+            let d = decode(&frame(ApiKey::OffsetFetch, v, 5, &f)).unwrap();
+            assert_eq!(d.request, Request::OffsetFetch(OffsetFetch { group: "billing".into(), topics: None }), "v{v} (all)");
         }
     }
 }

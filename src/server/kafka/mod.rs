@@ -18,6 +18,7 @@ use std::rc::Rc;
 use bytes::{Buf, BytesMut};
 
 use super::response::Outgoing;
+use crate::group::Committed;
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::kafka::{self as wire, Request};
 use crate::protocol::{create_topics, produce, Acks, ErrorCode, Topic};
@@ -73,6 +74,11 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             };
             Answer::Send(responses::init_producer_id(corr, version, answer))
         }
+        Request::OffsetCommit(c) => {
+            let answers = offset_commit(shard, c).await;
+            Answer::Send(responses::offset_commit(corr, version, &answers))
+        }
+        Request::OffsetFetch(f) => Answer::Send(responses::offset_fetch(corr, version, offset_fetch(shard, f).await)),
         Request::OffsetForLeaderEpoch(topics) => {
             let asked =
                 topics.iter().flat_map(|t| t.partitions.iter().map(move |q| shard.epoch_end(&t.name, q.partition, q.current_leader_epoch, q.leader_epoch)));
@@ -124,6 +130,64 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
 /// up at once rather than wait for a coordinator that will not come.
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const NO_TRANSACTIONS: &str = "transactions are not supported: only idempotent producers are";
+
+/// OffsetCommit: the positions go to the group's coordinator as the
+/// native protocol's do, with the leader epoch and metadata Kafka's
+/// clients give. Generation -1 and no member id: a consumer outside
+/// membership (assigned partitions), accepted while the group has no
+/// members.
+async fn offset_commit(shard: &Rc<Shard>, c: wire::OffsetCommit) -> Vec<Topic<(u32, ErrorCode)>> {
+    let n: usize = c.topics.iter().map(|t| t.partitions.len()).sum();
+    let refused = if !crate::group::valid_group(&c.group) {
+        Some(ErrorCode::InvalidGroupId)
+    } else if n > super::offsets::MAX_OFFSETS_PER_REQUEST {
+        Some(ErrorCode::PolicyViolation)
+    } else {
+        None
+    };
+    let codes = match refused {
+        Some(code) => vec![code; n],
+        None => {
+            let member = (c.generation != -1 || !c.member_id.is_empty()).then(|| (c.member_id.clone(), c.generation));
+            let wanted = c
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (t.name.clone(), p.partition, Committed { offset: p.offset, leader_epoch: p.leader_epoch, metadata: p.metadata.clone() }))
+                })
+                .collect();
+            shard.commit_offsets(c.group.clone(), member, wanted).await
+        }
+    };
+    Topic::answer_all(&c.topics, codes, |p, e| (p.partition, e))
+}
+
+/// OffsetFetch: the partitions asked for, or every one the group
+/// committed.
+async fn offset_fetch(shard: &Rc<Shard>, f: wire::OffsetFetch) -> Result<Vec<Topic<(u32, ErrorCode, Option<Committed>)>>, ErrorCode> {
+    if !crate::group::valid_group(&f.group) {
+        return Err(ErrorCode::InvalidGroupId);
+    }
+    let Some(topics) = f.topics else {
+        let mut out: Vec<Topic<(u32, ErrorCode, Option<Committed>)>> = Vec::new();
+        for (t, p, c) in shard.group_offsets(f.group).await? {
+            match out.last_mut() {
+                Some(last) if last.name == t => last.partitions.push((p, ErrorCode::None, Some(c))),
+                _ => out.push(Topic { name: t, partitions: vec![(p, ErrorCode::None, Some(c))] }),
+            }
+        }
+        return Ok(out);
+    };
+    let n: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    if n > super::offsets::MAX_OFFSETS_PER_REQUEST {
+        return Err(ErrorCode::PolicyViolation);
+    }
+    let wanted = topics.iter().flat_map(|t| t.partitions.iter().map(|&p| (t.name.clone(), p))).collect();
+    let found = shard.fetch_offsets(f.group, wanted).await;
+    Ok(Topic::answer_all(&topics, found, |&p, (e, c)| (p, e, c)))
+}
 
 /// Kafka's resource types.
 const RESOURCE_TOPIC: i8 = 2;

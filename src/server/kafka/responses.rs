@@ -10,19 +10,22 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FindCoordinatorResponse,
-    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, OffsetForLeaderEpochResponse, ProduceResponse, ProducerId, ResponseHeader, TopicName,
+    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse,
+    ProducerId, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::error_code;
-use crate::group::is_internal;
+use crate::group::{is_internal, Committed};
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::kafka::{self as wire, key, APIS};
-use crate::protocol::{fetch, find_coordinator, list_offsets, metadata, produce, Topic};
+use crate::protocol::{fetch, find_coordinator, list_offsets, metadata, produce, ErrorCode, Topic};
 use crate::server::response::Outgoing;
 use crate::shard::EpochEnd;
 use crate::storage::Chunk;
@@ -137,6 +140,65 @@ pub fn list_offsets(corr: i32, version: i16, l: list_offsets::Response) -> Outgo
         })
         .collect();
     frame(ApiKey::ListOffsets, corr, version, &r)
+}
+
+pub fn offset_commit(corr: i32, version: i16, topics: &[Topic<(u32, ErrorCode)>]) -> Outgoing {
+    let mut r = OffsetCommitResponse::default();
+    r.topics = topics
+        .iter()
+        .map(|t| {
+            let mut k = OffsetCommitResponseTopic::default();
+            k.name = name(&t.name);
+            k.partitions = t
+                .partitions
+                .iter()
+                .map(|&(partition, e)| {
+                    let mut q = OffsetCommitResponsePartition::default();
+                    q.partition_index = partition as i32;
+                    q.error_code = error_code(e);
+                    q
+                })
+                .collect();
+            k
+        })
+        .collect();
+    frame(ApiKey::OffsetCommit, corr, version, &r)
+}
+
+/// OffsetFetch: each partition's committed position (`None`: none), or
+/// the group's error for all of them.
+pub fn offset_fetch(corr: i32, version: i16, answer: Result<Vec<Topic<(u32, ErrorCode, Option<Committed>)>>, ErrorCode>) -> Outgoing {
+    let mut r = OffsetFetchResponse::default();
+    match answer {
+        Err(e) => r.error_code = error_code(e),
+        Ok(topics) => {
+            r.topics = topics
+                .iter()
+                .map(|t| {
+                    let mut k = OffsetFetchResponseTopic::default();
+                    k.name = name(&t.name);
+                    k.partitions = t
+                        .partitions
+                        .iter()
+                        .map(|(partition, e, c)| {
+                            let mut q = OffsetFetchResponsePartition::default();
+                            q.partition_index = *partition as i32;
+                            q.error_code = error_code(*e);
+                            q.committed_offset = c.as_ref().map_or(-1, |c| c.offset);
+                            q.committed_leader_epoch = c.as_ref().map_or(-1, |c| c.leader_epoch);
+                            q.metadata = match c {
+                                Some(c) => c.metadata.clone().map(StrBytes::from_string),
+                                None => Some(StrBytes::from_static_str("")),
+                            };
+                            q
+                        })
+                        .collect();
+                    k
+                })
+                .collect();
+        }
+    }
+    frame(ApiKey::OffsetFetch, corr, version, &r)
 }
 
 pub fn init_producer_id(corr: i32, version: i16, answer: Result<(i64, i16), (i16, String)>) -> Outgoing {
