@@ -105,6 +105,9 @@ fn split_nul(b: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&b[..i], &b[i + 1..]))
 }
 
+/// Every position one group committed: topic, partition, position.
+pub type GroupPositions = Vec<(String, u32, Committed)>;
+
 /// Committed offsets of the groups one coordinator owns.
 #[derive(Debug, Default)]
 pub struct OffsetTable {
@@ -121,7 +124,7 @@ impl OffsetTable {
     }
 
     /// Every position `group` committed, ordered by topic and partition.
-    pub fn of_group(&self, group: &str) -> Vec<(String, u32, Committed)> {
+    pub fn of_group(&self, group: &str) -> GroupPositions {
         let mut out: Vec<_> = self.offsets.iter().filter(|((g, _, _), _)| g == group).map(|((_, t, p), c)| (t.clone(), *p, c.clone())).collect();
         out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         out

@@ -14,7 +14,9 @@ use futures::channel::oneshot;
 use super::{group_code, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{MetadataError, NewTopic, NodeId, TopicMeta, NO_LEADER};
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
-use crate::group::{commit_key, commit_value, offsets_partition, parse_commit, Committed, OffsetTable, MAX_COMMIT_METADATA_BYTES, OFFSETS_TOPIC};
+use crate::group::{
+    commit_key, commit_value, offsets_partition, parse_commit, Committed, GroupPositions, OffsetTable, MAX_COMMIT_METADATA_BYTES, OFFSETS_TOPIC,
+};
 use crate::protocol::{Acks, ErrorCode};
 use crate::rt;
 use crate::storage::StorageError;
@@ -33,7 +35,7 @@ pub enum GroupMsg {
     CommitOffsets { group: String, member: Option<(String, i32)>, offsets: Vec<(String, u32, Committed)>, reply: oneshot::Sender<Vec<ErrorCode>> },
     GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
     FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, Option<Committed>)>> },
-    GroupOffsets { group: String, reply: oneshot::Sender<Result<Vec<(String, u32, Committed)>, ErrorCode>> },
+    GroupOffsets { group: String, reply: oneshot::Sender<Result<GroupPositions, ErrorCode>> },
 }
 
 impl Shard {
@@ -242,7 +244,7 @@ impl Shard {
     }
 
     /// Every position a group committed, by topic and partition.
-    pub async fn group_offsets(&self, group: String) -> Result<Vec<(String, u32, Committed)>, ErrorCode> {
+    pub async fn group_offsets(&self, group: String) -> Result<GroupPositions, ErrorCode> {
         let _ = self.ensure_offsets_topic().await;
         let (_, owner) = self.coordinator(&group)?;
         if owner != self.id {

@@ -166,7 +166,7 @@ async fn offset_commit(shard: &Rc<Shard>, c: wire::OffsetCommit) -> Vec<Topic<(u
 
 /// OffsetFetch: the partitions asked for, or every one the group
 /// committed.
-async fn offset_fetch(shard: &Rc<Shard>, f: wire::OffsetFetch) -> Result<Vec<Topic<(u32, ErrorCode, Option<Committed>)>>, ErrorCode> {
+async fn offset_fetch(shard: &Rc<Shard>, f: wire::OffsetFetch) -> responses::FetchedOffsets {
     if !crate::group::valid_group(&f.group) {
         return Err(ErrorCode::InvalidGroupId);
     }

@@ -165,9 +165,11 @@ pub fn offset_commit(corr: i32, version: i16, topics: &[Topic<(u32, ErrorCode)>]
     frame(ApiKey::OffsetCommit, corr, version, &r)
 }
 
-/// OffsetFetch: each partition's committed position (`None`: none), or
-/// the group's error for all of them.
-pub fn offset_fetch(corr: i32, version: i16, answer: Result<Vec<Topic<(u32, ErrorCode, Option<Committed>)>>, ErrorCode>) -> Outgoing {
+/// What OffsetFetch answers: each partition's committed position
+/// (`None`: none), or the group's error for all of them.
+pub type FetchedOffsets = Result<Vec<Topic<(u32, ErrorCode, Option<Committed>)>>, ErrorCode>;
+
+pub fn offset_fetch(corr: i32, version: i16, answer: FetchedOffsets) -> Outgoing {
     let mut r = OffsetFetchResponse::default();
     match answer {
         Err(e) => r.error_code = error_code(e),
