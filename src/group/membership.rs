@@ -42,6 +42,8 @@ pub enum GroupError {
     Unavailable,
     #[error("this broker does not coordinate the group; find its coordinator")]
     NotCoordinator,
+    #[error("the group's members are Kafka clients (JoinGroup): a group is either native or Kafka's")]
+    InconsistentProtocol,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +85,11 @@ pub struct Membership {
 }
 
 impl Membership {
+    /// Whether `group` has members.
+    pub fn has_members(&self, group: &str) -> bool {
+        self.groups.get(group).is_some_and(|g| !g.members.is_empty())
+    }
+
     /// Joins (no `member_id`) or renews a member, and returns its view.
     /// `partitions` gives a topic's partition count (`None`: no such topic).
     pub fn heartbeat(

@@ -8,6 +8,7 @@
 //! acknowledged; on start the coordinator replays its partitions into an
 //! [`OffsetTable`]. The last commit for a key wins.
 
+pub mod classic;
 pub mod membership;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@ use futures::channel::oneshot;
 
 use super::{group_code, Partition, Shard, ShardMsg};
 use crate::cluster::metadata::{MetadataError, NewTopic, NodeId, TopicMeta, NO_LEADER};
+use crate::group::classic::{self, ClassicGroups, Refusal, Step};
 use crate::group::membership::{GroupError, Heartbeat, Membership, Subscription};
 use crate::group::{
     commit_key, commit_value, offsets_partition, parse_commit, Committed, GroupPositions, OffsetTable, MAX_COMMIT_METADATA_BYTES, OFFSETS_TOPIC,
@@ -28,7 +29,34 @@ pub(super) struct Groups {
     pub(super) offsets: RefCell<OffsetTable>,
     /// Their members and assignments.
     pub(super) membership: RefCell<Membership>,
+    /// Their Kafka clients' groups (the classic protocol, `group::classic`).
+    pub(super) classic: RefCell<ClassicGroups>,
+    /// Notified whenever a classic group moves: joins and syncs waiting
+    /// for their answers look again.
+    pub(super) classic_moved: rt::Event,
 }
+
+/// A Kafka group request, for its coordinator shard.
+pub enum ClassicCall {
+    Join(classic::Join),
+    Sync { member_id: String, generation: i32, assignments: Vec<(String, Vec<u8>)> },
+    Heartbeat { member_id: String, generation: i32 },
+    Leave(Vec<String>),
+    Describe,
+}
+
+/// Its answer.
+pub enum ClassicAnswer {
+    Joined(Result<classic::Joined, Refusal>),
+    Synced(Result<Vec<u8>, Refusal>),
+    Heartbeat(Result<(), Refusal>),
+    Left(Vec<Result<(), Refusal>>),
+    Described(Option<classic::Description>),
+}
+
+/// Longest a JoinGroup or SyncGroup waits for its answer past the
+/// rebalance timeout the members gave.
+const CLASSIC_WAIT_MARGIN: Duration = Duration::from_secs(5);
 
 /// What a group's coordinator shard is asked.
 pub enum GroupMsg {
@@ -36,6 +64,8 @@ pub enum GroupMsg {
     GroupHeartbeat { group: String, member_id: Option<String>, sub: Subscription, leave: bool, reply: oneshot::Sender<Result<Heartbeat, GroupError>> },
     FetchOffsets { group: String, partitions: Vec<(String, u32)>, reply: oneshot::Sender<Vec<(ErrorCode, Option<Committed>)>> },
     GroupOffsets { group: String, reply: oneshot::Sender<Result<GroupPositions, ErrorCode>> },
+    Classic { group: String, call: ClassicCall, reply: oneshot::Sender<ClassicAnswer> },
+    ListClassic { reply: oneshot::Sender<Vec<(String, String, classic::State)>> },
 }
 
 impl Shard {
@@ -52,6 +82,12 @@ impl Shard {
             }
             GroupMsg::GroupOffsets { group, reply } => {
                 let _ = reply.send(self.group_offsets(group).await);
+            }
+            GroupMsg::Classic { group, call, reply } => {
+                let _ = reply.send(self.classic_local(group, call).await);
+            }
+            GroupMsg::ListClassic { reply } => {
+                let _ = reply.send(self.groups.classic.borrow().list());
             }
         }
     }
@@ -150,7 +186,11 @@ impl Shard {
                 .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; n]);
         }
         let (member_id, generation) = member.as_ref().map_or((None, -1), |(m, g)| (Some(m.as_str()), *g));
-        if let Err(e) = self.groups.membership.borrow().check_commit(&group, member_id, generation) {
+        if self.groups.classic.borrow().has_members(&group) {
+            if let Err(r) = self.groups.classic.borrow().check_commit(&group, member_id.unwrap_or(""), generation) {
+                return vec![refusal_code(&r); n];
+            }
+        } else if let Err(e) = self.groups.membership.borrow().check_commit(&group, member_id, generation) {
             return vec![group_code(&e); n];
         }
         let codes: Vec<ErrorCode> = offsets
@@ -202,6 +242,9 @@ impl Shard {
                 .await
                 .unwrap_or(Err(GroupError::Unavailable));
         }
+        if self.groups.classic.borrow().has_members(&group) {
+            return Err(GroupError::InconsistentProtocol);
+        }
         let md = self.meta.state.borrow();
         let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
         let mut m = self.groups.membership.borrow_mut();
@@ -220,6 +263,10 @@ impl Shard {
             let md = self.meta.state.borrow();
             let partitions = |t: &str| md.topics.get(t).map(|t| t.partitions());
             self.groups.membership.borrow_mut().expire(crate::time::now_ms(), &partitions);
+            drop(md);
+            if self.groups.classic.borrow_mut().tick(crate::time::now_ms()) {
+                self.groups.classic_moved.notify();
+            }
         }
     }
 
@@ -243,6 +290,84 @@ impl Shard {
         partitions.iter().map(|(t, p)| (ErrorCode::None, table.get(&group, t, *p).cloned())).collect()
     }
 
+    /// A Kafka group request, run by the group's coordinator shard.
+    pub async fn classic_group(&self, group: String, call: ClassicCall) -> Result<ClassicAnswer, ErrorCode> {
+        let _ = self.ensure_offsets_topic().await;
+        let (_, owner) = self.coordinator(&group)?;
+        if owner != self.id {
+            let (reply, rx) = oneshot::channel();
+            return self.ask(owner, ShardMsg::Group(GroupMsg::Classic { group, call, reply }), rx).await.ok_or(ErrorCode::CoordinatorNotAvailable);
+        }
+        Ok(self.classic_local(group, call).await)
+    }
+
+    /// The Kafka groups every shard of this broker coordinates.
+    pub async fn list_classic_groups(&self) -> Vec<(String, String, classic::State)> {
+        let mut out = self.groups.classic.borrow().list();
+        for s in (0..self.nr_shards()).filter(|&s| s != self.id) {
+            let (reply, rx) = oneshot::channel();
+            if let Some(l) = self.ask(s, ShardMsg::Group(GroupMsg::ListClassic { reply }), rx).await {
+                out.extend(l);
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    async fn classic_local(&self, group: String, call: ClassicCall) -> ClassicAnswer {
+        let now = crate::time::now_ms();
+        match call {
+            ClassicCall::Join(j) => {
+                if self.groups.membership.borrow().has_members(&group) {
+                    return ClassicAnswer::Joined(Err(Refusal::InconsistentGroupProtocol));
+                }
+                let wait = Duration::from_millis(u64::try_from(j.rebalance_timeout_ms).unwrap_or(0)) + CLASSIC_WAIT_MARGIN;
+                let step = self.groups.classic.borrow_mut().join(&group, j, now);
+                self.groups.classic_moved.notify();
+                match step {
+                    Step::Done(r) => ClassicAnswer::Joined(r),
+                    Step::Wait(id) => ClassicAnswer::Joined(self.classic_wait(wait, || self.groups.classic.borrow_mut().take_join(&group, &id)).await),
+                }
+            }
+            ClassicCall::Sync { member_id, generation, assignments } => {
+                let step = self.groups.classic.borrow_mut().sync(&group, &member_id, generation, assignments, now);
+                self.groups.classic_moved.notify();
+                match step {
+                    Step::Done(r) => ClassicAnswer::Synced(r),
+                    Step::Wait(id) => {
+                        let wait = Duration::from_millis(classic::MAX_SESSION_TIMEOUT_MS as u64);
+                        ClassicAnswer::Synced(self.classic_wait(wait, || self.groups.classic.borrow_mut().take_sync(&group, &id)).await)
+                    }
+                }
+            }
+            ClassicCall::Heartbeat { member_id, generation } => {
+                ClassicAnswer::Heartbeat(self.groups.classic.borrow_mut().heartbeat(&group, &member_id, generation, now))
+            }
+            ClassicCall::Leave(members) => {
+                let r = self.groups.classic.borrow_mut().leave(&group, &members, now);
+                self.groups.classic_moved.notify();
+                ClassicAnswer::Left(r)
+            }
+            ClassicCall::Describe => ClassicAnswer::Described(self.groups.classic.borrow().describe(&group)),
+        }
+    }
+
+    /// Waits until `take` gives an answer (a later join, sync, leave or
+    /// expiry made it), or `longest` passes: then the member is told the
+    /// group is rebalancing, and joins again.
+    async fn classic_wait<T>(&self, longest: Duration, mut take: impl FnMut() -> Option<Result<T, Refusal>>) -> Result<T, Refusal> {
+        let until = std::time::Instant::now() + longest;
+        loop {
+            if let Some(a) = take() {
+                return a;
+            }
+            if std::time::Instant::now() >= until || self.is_shutting_down() {
+                return Err(Refusal::RebalanceInProgress);
+            }
+            rt::timeout(Duration::from_millis(500), self.groups.classic_moved.listen()).await;
+        }
+    }
+
     /// Every position a group committed, by topic and partition.
     pub async fn group_offsets(&self, group: String) -> Result<GroupPositions, ErrorCode> {
         let _ = self.ensure_offsets_topic().await;
@@ -252,5 +377,17 @@ impl Shard {
             return self.ask(owner, ShardMsg::Group(GroupMsg::GroupOffsets { group, reply }), rx).await.unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
         }
         Ok(self.groups.offsets.borrow().of_group(&group))
+    }
+}
+
+/// The native error code of a classic group's refusal (for the commit
+/// path, which answers with native codes).
+pub fn refusal_code(r: &Refusal) -> ErrorCode {
+    match r {
+        Refusal::UnknownMemberId => ErrorCode::UnknownMemberId,
+        Refusal::IllegalGeneration => ErrorCode::IllegalGeneration,
+        Refusal::RebalanceInProgress => ErrorCode::RebalanceInProgress,
+        Refusal::InconsistentGroupProtocol => ErrorCode::InconsistentGroupProtocol,
+        Refusal::MemberIdRequired(_) | Refusal::GroupMaxSizeReached | Refusal::InvalidSessionTimeout => ErrorCode::InvalidRequest,
     }
 }

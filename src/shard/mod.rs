@@ -60,7 +60,7 @@ pub enum ShardMsg {
     Replica(ReplicaMsg),
 }
 
-pub use coordinator::GroupMsg;
+pub use coordinator::{ClassicAnswer, ClassicCall, GroupMsg};
 pub use quorum::MetadataMsg;
 pub use replica::ReplicaMsg;
 
@@ -228,6 +228,7 @@ pub fn group_code(e: &GroupError) -> ErrorCode {
         GroupError::BadSessionTimeout(_) => ErrorCode::InvalidRequest,
         GroupError::Unavailable => ErrorCode::CoordinatorNotAvailable,
         GroupError::NotCoordinator => ErrorCode::NotCoordinator,
+        GroupError::InconsistentProtocol => ErrorCode::InconsistentGroupProtocol,
     }
 }
 

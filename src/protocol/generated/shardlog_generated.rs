@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 34;
+pub const ENUM_MAX_ERROR_CODE: i16 = 36;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 35] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 37] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -52,6 +52,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 35] = [
   ErrorCode::OutOfOrderSequence,
   ErrorCode::InvalidProducerEpoch,
   ErrorCode::OffsetMetadataTooLarge,
+  ErrorCode::RebalanceInProgress,
+  ErrorCode::InconsistentGroupProtocol,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -95,9 +97,11 @@ impl ErrorCode {
   pub const OutOfOrderSequence: Self = Self(32);
   pub const InvalidProducerEpoch: Self = Self(33);
   pub const OffsetMetadataTooLarge: Self = Self(34);
+  pub const RebalanceInProgress: Self = Self(35);
+  pub const InconsistentGroupProtocol: Self = Self(36);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 34;
+  pub const ENUM_MAX: i16 = 36;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -134,6 +138,8 @@ impl ErrorCode {
     Self::OutOfOrderSequence,
     Self::InvalidProducerEpoch,
     Self::OffsetMetadataTooLarge,
+    Self::RebalanceInProgress,
+    Self::InconsistentGroupProtocol,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -173,6 +179,8 @@ impl ErrorCode {
       Self::OutOfOrderSequence => Some("OutOfOrderSequence"),
       Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
       Self::OffsetMetadataTooLarge => Some("OffsetMetadataTooLarge"),
+      Self::RebalanceInProgress => Some("RebalanceInProgress"),
+      Self::InconsistentGroupProtocol => Some("InconsistentGroupProtocol"),
       _ => None,
     }
   }

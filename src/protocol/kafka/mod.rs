@@ -13,7 +13,7 @@ mod read;
 mod requests;
 
 pub use read::{ReadError, Reader};
-pub use requests::{CommitPartition, ConfigResource, CreateTopics, EpochQuery, OffsetCommit, OffsetFetch, Produce};
+pub use requests::{CommitPartition, ConfigResource, CreateTopics, EpochQuery, JoinGroup, OffsetCommit, OffsetFetch, Produce, SyncGroup};
 
 use super::{delete_topics, fetch, find_coordinator, list_offsets, metadata, ErrorCode, Topic};
 
@@ -26,6 +26,12 @@ pub mod key {
     pub const OFFSET_COMMIT: i16 = 8;
     pub const OFFSET_FETCH: i16 = 9;
     pub const FIND_COORDINATOR: i16 = 10;
+    pub const JOIN_GROUP: i16 = 11;
+    pub const HEARTBEAT: i16 = 12;
+    pub const LEAVE_GROUP: i16 = 13;
+    pub const SYNC_GROUP: i16 = 14;
+    pub const DESCRIBE_GROUPS: i16 = 15;
+    pub const LIST_GROUPS: i16 = 16;
     pub const API_VERSIONS: i16 = 18;
     pub const CREATE_TOPICS: i16 = 19;
     pub const DELETE_TOPICS: i16 = 20;
@@ -45,6 +51,12 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::OFFSET_COMMIT, 2, 7),
     (key::OFFSET_FETCH, 1, 5),
     (key::FIND_COORDINATOR, 0, 2),
+    (key::JOIN_GROUP, 1, 5),
+    (key::HEARTBEAT, 0, 3),
+    (key::LEAVE_GROUP, 0, 3),
+    (key::SYNC_GROUP, 0, 3),
+    (key::DESCRIBE_GROUPS, 0, 4),
+    (key::LIST_GROUPS, 0, 2),
     (key::API_VERSIONS, 0, 3),
     (key::CREATE_TOPICS, 2, 4),
     (key::DELETE_TOPICS, 1, 3),
@@ -125,6 +137,8 @@ pub fn error_code(e: ErrorCode) -> i16 {
         ErrorCode::OutOfOrderSequence => 45,
         ErrorCode::InvalidProducerEpoch => 47,
         ErrorCode::OffsetMetadataTooLarge => 12,
+        ErrorCode::RebalanceInProgress => 27,
+        ErrorCode::InconsistentGroupProtocol => 23,
         _ => -1,
     }
 }
@@ -157,6 +171,14 @@ pub enum Request {
     InitProducerId(bool),
     OffsetCommit(OffsetCommit),
     OffsetFetch(OffsetFetch),
+    JoinGroup(JoinGroup),
+    SyncGroup(SyncGroup),
+    /// A group, member id and generation.
+    Heartbeat(String, String, i32),
+    /// A group and the members that leave it.
+    LeaveGroup(String, Vec<String>),
+    ListGroups,
+    DescribeGroups(Vec<String>),
 }
 
 /// A request with what its header said.
@@ -165,6 +187,8 @@ pub struct Decoded {
     pub api_key: i16,
     pub api_version: i16,
     pub correlation_id: i32,
+    /// The header's client id (empty if none).
+    pub client_id: String,
     pub request: Request,
 }
 
@@ -193,7 +217,8 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
     let flexible = key == key::API_VERSIONS && version >= 3;
     let header = requests::header(&mut r, flexible).map_err(Refused::Header)?;
     let correlation_id = header.correlation_id;
-    let decoded = |request| Ok(Decoded { api_key: key, api_version: version, correlation_id, request });
+    let client_id = header.client_id.unwrap_or_default().to_string();
+    let decoded = |request| Ok(Decoded { api_key: key, api_version: version, correlation_id, client_id, request });
     if key == key::API_VERSIONS {
         // Its body (the client's name and version) is not needed.
         return decoded(Request::ApiVersions);
@@ -219,6 +244,18 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
             let (req, group) = requests::find_coordinator(&mut r, version).map_err(body)?;
             Request::FindCoordinator(req, group)
         }
+        key::JOIN_GROUP => Request::JoinGroup(requests::join_group(&mut r, version).map_err(body)?),
+        key::SYNC_GROUP => Request::SyncGroup(requests::sync_group(&mut r, version).map_err(body)?),
+        key::HEARTBEAT => {
+            let (g, m, gen) = requests::heartbeat(&mut r, version).map_err(body)?;
+            Request::Heartbeat(g, m, gen)
+        }
+        key::LEAVE_GROUP => {
+            let (g, members) = requests::leave_group(&mut r, version).map_err(body)?;
+            Request::LeaveGroup(g, members)
+        }
+        key::LIST_GROUPS => Request::ListGroups,
+        key::DESCRIBE_GROUPS => Request::DescribeGroups(requests::describe_groups(&mut r, version).map_err(body)?),
         key::OFFSET_COMMIT => Request::OffsetCommit(requests::offset_commit(&mut r, version).map_err(body)?),
         key::OFFSET_FETCH => Request::OffsetFetch(requests::offset_fetch(&mut r, version).map_err(body)?),
         key::INIT_PRODUCER_ID => Request::InitProducerId(requests::init_producer_id(&mut r).map_err(body)?),

@@ -105,6 +105,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// BYTES (null read as empty), borrowed from the frame.
+    pub fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], ReadError> {
+        Ok(match self.nullable_bytes(what)? {
+            Some(r) => &self.buf[r],
+            None => &[],
+        })
+    }
+
     /// An ARRAY's count (-1 for null), at most the bytes left: every
     /// element takes at least one byte.
     pub fn nullable_array(&mut self, what: &'static str) -> Result<Option<usize>, ReadError> {

@@ -351,3 +351,102 @@ pub fn offset_fetch(r: &mut Reader<'_>, version: i16) -> Result<OffsetFetch, Rea
     };
     Ok(OffsetFetch { group, topics })
 }
+
+/// A JoinGroup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroup {
+    pub group: String,
+    /// Empty for a member without an id yet.
+    pub member_id: String,
+    pub session_timeout_ms: i64,
+    pub rebalance_timeout_ms: i64,
+    pub protocol_type: String,
+    /// Its protocols in its order of preference, each with its metadata.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// JoinGroup v4+: a member without an id is given one and joins again.
+    pub require_known_member_id: bool,
+}
+
+/// JoinGroup v1-5 (from v4 a member without an id is given one first).
+pub fn join_group(r: &mut Reader<'_>, version: i16) -> Result<JoinGroup, ReadError> {
+    let group = r.string("group id")?.to_string();
+    let session_timeout_ms = i64::from(r.i32("session timeout")?);
+    let rebalance_timeout_ms = i64::from(r.i32("rebalance timeout")?);
+    let member_id = r.string("member id")?.to_string();
+    if version >= 5 {
+        r.nullable_string("group instance id")?;
+    }
+    let protocol_type = r.string("protocol type")?.to_string();
+    let n = r.array("protocols")?;
+    let mut protocols = Vec::with_capacity(n.min(16));
+    for _ in 0..n {
+        let name = r.string("protocol name")?.to_string();
+        let metadata = r.bytes("protocol metadata")?.to_vec();
+        protocols.push((name, metadata));
+    }
+    Ok(JoinGroup { group, member_id, session_timeout_ms, rebalance_timeout_ms, protocol_type, protocols, require_known_member_id: version >= 4 })
+}
+
+/// A SyncGroup request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroup {
+    pub group: String,
+    pub generation: i32,
+    pub member_id: String,
+    /// The leader's: every member's assignment.
+    pub assignments: Vec<(String, Vec<u8>)>,
+}
+
+/// SyncGroup v0-3.
+pub fn sync_group(r: &mut Reader<'_>, version: i16) -> Result<SyncGroup, ReadError> {
+    let group = r.string("group id")?.to_string();
+    let generation = r.i32("generation id")?;
+    let member_id = r.string("member id")?.to_string();
+    if version >= 3 {
+        r.nullable_string("group instance id")?;
+    }
+    let n = r.array("assignments")?;
+    let mut assignments = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let m = r.string("member id")?.to_string();
+        let a = r.bytes("assignment")?.to_vec();
+        assignments.push((m, a));
+    }
+    Ok(SyncGroup { group, generation, member_id, assignments })
+}
+
+/// Heartbeat v0-3: group, member id, generation.
+pub fn heartbeat(r: &mut Reader<'_>, version: i16) -> Result<(String, String, i32), ReadError> {
+    let group = r.string("group id")?.to_string();
+    let generation = r.i32("generation id")?;
+    let member_id = r.string("member id")?.to_string();
+    if version >= 3 {
+        r.nullable_string("group instance id")?;
+    }
+    Ok((group, member_id, generation))
+}
+
+/// LeaveGroup v0-3: the group and the members leaving (one before v3).
+pub fn leave_group(r: &mut Reader<'_>, version: i16) -> Result<(String, Vec<String>), ReadError> {
+    let group = r.string("group id")?.to_string();
+    if version < 3 {
+        return Ok((group, vec![r.string("member id")?.to_string()]));
+    }
+    let n = r.array("members")?;
+    let mut members = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        members.push(r.string("member id")?.to_string());
+        r.nullable_string("group instance id")?;
+    }
+    Ok((group, members))
+}
+
+/// DescribeGroups v0-4.
+pub fn describe_groups(r: &mut Reader<'_>, version: i16) -> Result<Vec<String>, ReadError> {
+    let n = r.array("groups")?;
+    let groups = (0..n).map(|_| r.string("group id").map(str::to_string)).collect::<Result<Vec<_>, _>>()?;
+    if version >= 3 {
+        r.bool("include authorized operations")?;
+    }
+    Ok(groups)
+}

@@ -18,11 +18,13 @@ use std::rc::Rc;
 use bytes::{Buf, BytesMut};
 
 use super::response::Outgoing;
+use crate::group::classic::{self, Refusal};
 use crate::group::Committed;
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::kafka::{self as wire, Request};
 use crate::protocol::{create_topics, produce, Acks, ErrorCode, Topic};
 use crate::shard::Shard;
+use crate::shard::{ClassicAnswer, ClassicCall};
 
 pub use wire::{error_code, frame_len, is_kafka};
 
@@ -73,6 +75,50 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
                 e => Err((error_code(e), r.error_message.unwrap_or_default())),
             };
             Answer::Send(responses::init_producer_id(corr, version, answer))
+        }
+        Request::JoinGroup(j) => Answer::Send(responses::join_group(corr, version, join_group(shard, j, decoded.client_id).await)),
+        Request::SyncGroup(s) => {
+            let call = ClassicCall::Sync { member_id: s.member_id, generation: s.generation, assignments: s.assignments };
+            let answer = match classic(shard, s.group, call).await {
+                Ok(ClassicAnswer::Synced(r)) => r.map_err(|e| refusal(&e)),
+                Ok(_) => Err(UNKNOWN_SERVER_ERROR),
+                Err(code) => Err(code),
+            };
+            Answer::Send(responses::sync_group(corr, version, answer))
+        }
+        Request::Heartbeat(group, member_id, generation) => {
+            let code = match classic(shard, group, ClassicCall::Heartbeat { member_id, generation }).await {
+                Ok(ClassicAnswer::Heartbeat(r)) => r.map_or_else(|e| refusal(&e), |()| 0),
+                Ok(_) => UNKNOWN_SERVER_ERROR,
+                Err(code) => code,
+            };
+            Answer::Send(responses::heartbeat(corr, version, code))
+        }
+        Request::LeaveGroup(group, members) => {
+            let (code, each) = match classic(shard, group, ClassicCall::Leave(members.clone())).await {
+                Ok(ClassicAnswer::Left(r)) => {
+                    let each: Vec<(String, i16)> = members.into_iter().zip(r).map(|(m, r)| (m, r.map_or_else(|e| refusal(&e), |()| 0))).collect();
+                    // Before v3 one member leaves: its error is the request's.
+                    let code = if version < 3 { each.first().map_or(0, |e| e.1) } else { 0 };
+                    (code, each)
+                }
+                Ok(_) => (UNKNOWN_SERVER_ERROR, Vec::new()),
+                Err(code) => (code, Vec::new()),
+            };
+            Answer::Send(responses::leave_group(corr, version, code, each))
+        }
+        Request::ListGroups => Answer::Send(responses::list_groups(corr, version, shard.list_classic_groups().await)),
+        Request::DescribeGroups(groups) => {
+            let mut out = Vec::with_capacity(groups.len());
+            for g in groups {
+                let d = match classic(shard, g.clone(), ClassicCall::Describe).await {
+                    Ok(ClassicAnswer::Described(d)) => Ok(d),
+                    Ok(_) => Err(UNKNOWN_SERVER_ERROR),
+                    Err(code) => Err(code),
+                };
+                out.push((g, d));
+            }
+            Answer::Send(responses::describe_groups(corr, version, out))
         }
         Request::OffsetCommit(c) => {
             let answers = offset_commit(shard, c).await;
@@ -130,6 +176,53 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
 /// up at once rather than wait for a coordinator that will not come.
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 const NO_TRANSACTIONS: &str = "transactions are not supported: only idempotent producers are";
+
+const UNKNOWN_SERVER_ERROR: i16 = -1;
+
+/// A Kafka group request to its coordinator; the Kafka error code if the
+/// group's name is not one, or this broker does not coordinate it.
+async fn classic(shard: &Rc<Shard>, group: String, call: ClassicCall) -> Result<ClassicAnswer, i16> {
+    if !crate::group::valid_group(&group) {
+        return Err(error_code(ErrorCode::InvalidGroupId));
+    }
+    shard.classic_group(group, call).await.map_err(error_code)
+}
+
+/// Kafka's error code for a classic group's refusal.
+fn refusal(r: &Refusal) -> i16 {
+    match r {
+        Refusal::UnknownMemberId => 25,
+        Refusal::IllegalGeneration => 22,
+        Refusal::RebalanceInProgress => 27,
+        Refusal::InconsistentGroupProtocol => 23,
+        Refusal::MemberIdRequired(_) => 79,
+        Refusal::GroupMaxSizeReached => 81,
+        Refusal::InvalidSessionTimeout => 26,
+    }
+}
+
+/// JoinGroup: the member joins, and the answer waits for the join
+/// barrier; a refusal carries the member id to use (the one MEMBER_ID_REQUIRED gives).
+async fn join_group(shard: &Rc<Shard>, j: wire::JoinGroup, client_id: String) -> Result<classic::Joined, (i16, String)> {
+    let member_id = j.member_id.clone();
+    let join = classic::Join {
+        member_id: j.member_id,
+        client_id,
+        client_host: String::new(),
+        session_timeout_ms: j.session_timeout_ms,
+        rebalance_timeout_ms: j.rebalance_timeout_ms,
+        protocol_type: j.protocol_type,
+        protocols: j.protocols,
+        require_known_member_id: j.require_known_member_id,
+    };
+    match classic(shard, j.group, ClassicCall::Join(join)).await {
+        Ok(ClassicAnswer::Joined(Ok(joined))) => Ok(joined),
+        Ok(ClassicAnswer::Joined(Err(Refusal::MemberIdRequired(id)))) => Err((refusal(&Refusal::MemberIdRequired(String::new())), id)),
+        Ok(ClassicAnswer::Joined(Err(r))) => Err((refusal(&r), member_id)),
+        Ok(_) => Err((UNKNOWN_SERVER_ERROR, member_id)),
+        Err(code) => Err((code, member_id)),
+    }
+}
 
 /// OffsetCommit: the positions go to the group's coordinator as the
 /// native protocol's do, with the leader epoch and metadata Kafka's

@@ -8,6 +8,10 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
@@ -15,14 +19,15 @@ use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartiti
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, FindCoordinatorResponse,
-    InitProducerIdResponse, ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse,
-    ProducerId, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, DescribeGroupsResponse,
+    FindCoordinatorResponse, GroupId, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, ProducerId,
+    ResponseHeader, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use super::error_code;
-use crate::group::{is_internal, Committed};
+use crate::group::{classic, is_internal, Committed};
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::kafka::{self as wire, key, APIS};
 use crate::protocol::{fetch, find_coordinator, list_offsets, metadata, produce, ErrorCode, Topic};
@@ -140,6 +145,121 @@ pub fn list_offsets(corr: i32, version: i16, l: list_offsets::Response) -> Outgo
         })
         .collect();
     frame(ApiKey::ListOffsets, corr, version, &r)
+}
+
+/// JoinGroup: the answer, or a Kafka error code with the member id to
+/// use (MEMBER_ID_REQUIRED gives one).
+pub fn join_group(corr: i32, version: i16, answer: Result<classic::Joined, (i16, String)>) -> Outgoing {
+    let mut r = JoinGroupResponse::default();
+    match answer {
+        Ok(j) => {
+            r.generation_id = j.generation;
+            r.protocol_name = Some(StrBytes::from_string(j.protocol));
+            r.leader = StrBytes::from_string(j.leader);
+            r.member_id = StrBytes::from_string(j.member_id);
+            r.members = j
+                .members
+                .into_iter()
+                .map(|(id, metadata)| {
+                    let mut m = JoinGroupResponseMember::default();
+                    m.member_id = StrBytes::from_string(id);
+                    m.metadata = metadata.into();
+                    m
+                })
+                .collect();
+        }
+        Err((code, member_id)) => {
+            r.error_code = code;
+            r.generation_id = -1;
+            r.protocol_name = Some(StrBytes::from_static_str(""));
+            r.member_id = StrBytes::from_string(member_id);
+        }
+    }
+    frame(ApiKey::JoinGroup, corr, version, &r)
+}
+
+pub fn sync_group(corr: i32, version: i16, answer: Result<Vec<u8>, i16>) -> Outgoing {
+    let mut r = SyncGroupResponse::default();
+    match answer {
+        Ok(a) => r.assignment = a.into(),
+        Err(code) => r.error_code = code,
+    }
+    frame(ApiKey::SyncGroup, corr, version, &r)
+}
+
+pub fn heartbeat(corr: i32, version: i16, code: i16) -> Outgoing {
+    let mut r = HeartbeatResponse::default();
+    r.error_code = code;
+    frame(ApiKey::Heartbeat, corr, version, &r)
+}
+
+/// LeaveGroup: the request's error, and each member's (v3+).
+pub fn leave_group(corr: i32, version: i16, code: i16, members: Vec<(String, i16)>) -> Outgoing {
+    let mut r = LeaveGroupResponse::default();
+    r.error_code = code;
+    if version >= 3 {
+        r.members = members
+            .into_iter()
+            .map(|(id, e)| {
+                let mut m = MemberResponse::default();
+                m.member_id = StrBytes::from_string(id);
+                m.error_code = e;
+                m
+            })
+            .collect();
+    }
+    frame(ApiKey::LeaveGroup, corr, version, &r)
+}
+
+pub fn list_groups(corr: i32, version: i16, groups: Vec<(String, String, classic::State)>) -> Outgoing {
+    let mut r = ListGroupsResponse::default();
+    r.groups = groups
+        .into_iter()
+        .map(|(id, protocol_type, _)| {
+            let mut g = ListedGroup::default();
+            g.group_id = GroupId(StrBytes::from_string(id));
+            g.protocol_type = StrBytes::from_string(protocol_type);
+            g
+        })
+        .collect();
+    frame(ApiKey::ListGroups, corr, version, &r)
+}
+
+/// DescribeGroups: each group's description, a Kafka error code, or
+/// neither (a group that does not exist: Kafka's state `Dead`).
+pub fn describe_groups(corr: i32, version: i16, groups: Vec<(String, Result<Option<classic::Description>, i16>)>) -> Outgoing {
+    let mut r = DescribeGroupsResponse::default();
+    r.groups = groups
+        .into_iter()
+        .map(|(id, d)| {
+            let mut g = DescribedGroup::default();
+            g.group_id = GroupId(StrBytes::from_string(id));
+            match d {
+                Err(code) => g.error_code = code,
+                Ok(None) => g.group_state = StrBytes::from_static_str("Dead"),
+                Ok(Some(d)) => {
+                    g.group_state = StrBytes::from_static_str(d.state.name());
+                    g.protocol_type = StrBytes::from_string(d.protocol_type);
+                    g.protocol_data = StrBytes::from_string(d.protocol);
+                    g.members = d
+                        .members
+                        .into_iter()
+                        .map(|d| {
+                            let mut m = DescribedGroupMember::default();
+                            m.member_id = StrBytes::from_string(d.member_id);
+                            m.client_id = StrBytes::from_string(d.client_id);
+                            m.client_host = StrBytes::from_string(d.client_host);
+                            m.member_metadata = d.metadata.into();
+                            m.member_assignment = d.assignment.into();
+                            m
+                        })
+                        .collect();
+                }
+            }
+            g
+        })
+        .collect();
+    frame(ApiKey::DescribeGroups, corr, version, &r)
 }
 
 pub fn offset_commit(corr: i32, version: i16, topics: &[Topic<(u32, ErrorCode)>]) -> Outgoing {
