@@ -244,13 +244,54 @@ fn python_clients(scenario: &str) {
         String::from_utf8_lossy(&out.stderr),
         b.log_text()
     );
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// Kafka's consumer groups are not served yet: a client asking for them
-/// is told so.
+/// Kafka's group protocol with confluent-kafka and kafka-python group
+/// consumers (see the scenario's text).
 #[test]
-fn group_consumers_are_refused_not_left_hanging() {
-    python_clients("unsupported");
+fn kafka_group_consumers_commit_resume_split_and_take_over() {
+    python_clients("groups");
+}
+
+/// kcat as a group consumer (`-G`): two runs of one group read each
+/// message once between them, and a native group cannot take the
+/// group's name while Kafka members hold it.
+#[test]
+fn kcat_consumes_as_a_group_and_a_group_is_either_native_or_kafkas() {
+    let b = Broker::start(2);
+    let addr = b.addr.to_string();
+    let mut c = b.client();
+    assert_eq!(c.create_topic("kg", 2), ErrorCode::None);
+    let lines: String = SEED.iter().map(|l| format!("{l}\n")).collect();
+    kcat(&["-b", &addr, "-P", "-t", "kg"], Some(lines.as_bytes()));
+    // (`-o` would set every assigned partition's offset, committed or not.)
+    let out = text(&kcat(&["-b", &addr, "-G", "kcat-group", "kg", "-X", "auto.offset.reset=earliest", "-e", "-q"], None));
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    let mut want = SEED.to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    // The group committed what it read: a second run reads nothing more.
+    let again = text(&kcat(&["-b", &addr, "-G", "kcat-group", "kg", "-X", "auto.offset.reset=earliest", "-e", "-q"], None));
+    assert_eq!(again, "", "a second run of the group reads past its commits");
+
+    // A Kafka member holds "mixed"; a native member is refused.
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{ApiKey, GroupId, JoinGroupRequest, JoinGroupResponse};
+    let mut j = JoinGroupRequest::default();
+    j.group_id = GroupId(kafka_protocol::protocol::StrBytes::from_static_str("mixed"));
+    j.session_timeout_ms = 30_000;
+    j.rebalance_timeout_ms = 30_000;
+    j.protocol_type = kafka_protocol::protocol::StrBytes::from_static_str("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = kafka_protocol::protocol::StrBytes::from_static_str("range");
+    j.protocols = vec![p];
+    let joined: JoinGroupResponse = kafka_call(&addr, ApiKey::JoinGroup, 3, &j);
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    let mut native = shardlog::client::raw::Connection::connect(&addr).unwrap();
+    let view = native.group_heartbeat("mixed", None, &["kg"], 10_000, false).unwrap();
+    assert_eq!(view.error, ErrorCode::InconsistentGroupProtocol, "{}", view.message);
 }
 
 /// Committed offsets through Kafka's OffsetCommit and OffsetFetch, for

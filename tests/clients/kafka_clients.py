@@ -8,8 +8,9 @@ checks CRCs), and failover TOPIC SECONDS KILLED_FILE (an idempotent
 confluent-kafka producer with acks=all for SECONDS while the test kills
 the partition's leader and creates KILLED_FILE; then every acknowledged
 message must be stored at its offset, none twice, in order, and some must
-have been acknowledged after the kill), unsupported (a group consumer of each library gets its library's
-"unsupported" error, not a hang), idempotent (confluent-kafka's and
+have been acknowledged after the kill), groups (group consumers of both libraries: commit and resume,
+two members splitting partitions and taking over on leave and on death),
+idempotent (confluent-kafka's and
 kafka-python's idempotent producers store every message once; a
 transactional producer is refused), commits (offsets committed with
 metadata outside membership, read back and resumed from, by both
@@ -202,37 +203,128 @@ def failover():
           f"0 lost, 0 duplicated, in order")
 
 
-def unsupported():
-    """What the broker does not serve yet (consumer groups) is refused
-    with each client's own "unsupported" error, in seconds, never a hang."""
-    from confluent_kafka import Consumer, KafkaError
+def groups():
+    """Kafka's group protocol with stock clients: a confluent-kafka group
+    consumer commits, is restarted and resumes at its committed offsets;
+    two members split a topic's partitions and one takes over the other's
+    when it leaves, and when it dies (its session times out); a
+    kafka-python group consumer with its defaults reads what
+    kafka-python's default (idempotent) producer wrote."""
+    import multiprocessing
+    import os
+    import signal
+    from confluent_kafka import Consumer, KafkaError, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
-    from kafka import KafkaConsumer
-    from kafka.errors import IncompatibleBrokerVersion
+    from kafka import KafkaConsumer, KafkaProducer
 
-    topic = "un"
+    topic = "grp"
     admin = AdminClient({"bootstrap.servers": BOOT})
-    for t, f in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).items():
+    for t, f in admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)]).items():
         f.result(timeout=15)
 
-    c = Consumer({"bootstrap.servers": BOOT, "group.id": "un-group", "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
-    deadline, code = time.time() + 20, None
-    while code is None and time.time() < deadline:
-        m = c.poll(1.0)
-        if m is not None and m.error():
-            code = m.error().code()
-    c.close()
-    if code != KafkaError._UNSUPPORTED_FEATURE:
-        fail(f"a confluent-kafka group consumer got {code}, want _UNSUPPORTED_FEATURE")
+    def produce(prefix, n):
+        p = Producer({"bootstrap.servers": BOOT})
+        for i in range(n):
+            p.produce(topic, value=f"{prefix}-{i}".encode(), partition=i % 4)
+        if p.flush(30) != 0:
+            fail("the producer did not deliver everything")
 
-    try:
-        k = KafkaConsumer(topic, bootstrap_servers=BOOT, group_id="un-group", consumer_timeout_ms=10000)
-        list(k)
-        fail("a kafka-python group consumer was not refused")
-    except IncompatibleBrokerVersion:
-        pass
-    print("unsupported: ok")
+    def consumer(group, **extra):
+        conf = {"bootstrap.servers": BOOT, "group.id": group, "auto.offset.reset": "earliest",
+                "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+        conf.update(extra)
+        c = Consumer(conf)
+        c.subscribe([topic])
+        return c
+
+    def read(c, want, seconds=30):
+        got, deadline = [], time.time() + seconds
+        while len(got) < want and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                fail(f"consumer error: {m.error()}")
+            got.append(m.value().decode())
+        return got
+
+    # Commit, restart, resume.
+    produce("a", 40)
+    c = consumer("resume")
+    first = read(c, 40)
+    if sorted(first) != sorted(f"a-{i}" for i in range(40)):
+        fail(f"a group consumer read {len(first)} of 40")
+    c.commit(asynchronous=False)
+    c.close()
+    produce("b", 20)
+    c = consumer("resume")
+    again = read(c, 20)
+    extra = read(c, 1, seconds=3)
+    c.close()
+    if sorted(again + extra) != sorted(f"b-{i}" for i in range(20)):
+        fail(f"after a restart the group read {len(again + extra)} messages, want the 20 after its commit: {(again + extra)[:5]}")
+
+    # Two members split the partitions; one leaves, the other takes all.
+    a, b = consumer("split"), consumer("split")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        a.poll(0.2)
+        b.poll(0.2)
+        pa, pb = {p.partition for p in a.assignment()}, {p.partition for p in b.assignment()}
+        if len(pa) == 2 and len(pb) == 2 and not pa & pb:
+            break
+    else:
+        fail(f"two members did not split four partitions: {pa} and {pb}")
+    b.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and len(a.assignment()) != 4:
+        a.poll(0.2)
+    if len(a.assignment()) != 4:
+        fail(f"after the other left, the member holds {len(a.assignment())} partitions, want 4")
+    a.close()
+
+    # One dies: the other takes its partitions once its session times out.
+    def doomed(ready):
+        c = consumer("death")
+        while not c.assignment():
+            c.poll(0.2)
+        ready.set()
+        while True:
+            c.poll(0.2)
+    ready = multiprocessing.Event()
+    child = multiprocessing.Process(target=doomed, args=(ready,))
+    child.start()
+    if not ready.wait(30):
+        fail("the member that is to die never got partitions")
+    survivor = consumer("death")
+    deadline = time.time() + 30
+    while time.time() < deadline and len(survivor.assignment()) != 2:
+        survivor.poll(0.2)
+    if len(survivor.assignment()) != 2:
+        fail(f"the second member holds {len(survivor.assignment())} partitions beside the first, want 2")
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    killed = time.time()
+    while time.time() < killed + 30 and len(survivor.assignment()) != 4:
+        survivor.poll(0.2)
+    if len(survivor.assignment()) != 4:
+        fail("the survivor did not take the dead member's partitions")
+    took = time.time() - killed
+    survivor.close()
+
+    # kafka-python, with its defaults.
+    kp = KafkaProducer(bootstrap_servers=BOOT)
+    for i in range(100):
+        kp.send(topic, value=f"kp-{i}".encode())
+    kp.flush(30)
+    kp.close()
+    k = KafkaConsumer(topic, bootstrap_servers=BOOT, group_id="kp-group", auto_offset_reset="earliest", consumer_timeout_ms=8000)
+    got = {m.value.decode() for m in k}
+    k.close()
+    want = {f"kp-{i}" for i in range(100)}
+    if not want <= got:
+        fail(f"kafka-python's group consumer read {len(got & want)} of kafka-python's 100")
+    print(f"groups: ok (the dead member's partitions moved {took:.1f} s after SIGKILL, session timeout 6 s)")
 
 
 def idempotent():
@@ -352,5 +444,5 @@ def commits():
     print("commits: ok")
 
 
-{"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "unsupported": unsupported,
+{"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "groups": groups,
  "idempotent": idempotent, "commits": commits}[SCENARIO]()
