@@ -305,8 +305,8 @@ fn what_is_not_served_is_refused_by_name() {
     let d = decode(&frame(ApiKey::Produce, 9, 1, &ProduceRequest::default()));
     assert_eq!(d, Err(Refused::Version { key: 0, version: 9, min: 3, max: 8 }));
     let mut body = frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default());
-    body[0..2].copy_from_slice(&11i16.to_be_bytes()); // JoinGroup
-    assert_eq!(decode(&body), Err(Refused::UnknownApi(11)));
+    body[0..2].copy_from_slice(&17i16.to_be_bytes()); // SaslHandshake
+    assert_eq!(decode(&body), Err(Refused::UnknownApi(17)));
     assert!(matches!(decode(&[0, 3]), Err(Refused::Header(_))));
 }
 
