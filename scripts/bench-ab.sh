@@ -15,9 +15,7 @@ rounds=${3:-5}
 out=target/bench-ab
 mkdir -p "$out"; rm -f "$out"/*.json "$out"/*.txt
 addr=127.0.0.1:19322
-pid=
-stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
-trap stop_broker EXIT
+source scripts/bench-lib.sh
 seq 1 1000000 | sed 's/^/line-/' > "$out/lines.txt"
 echo "== fio (the disk's limits, in the same sitting)"
 scripts/fio-limits.sh "$out"
@@ -25,10 +23,7 @@ for r in $(seq "$rounds"); do
   order="old new"; [ $((r % 2)) = 0 ] && order="new old"
   for b in $order; do
     B=${bin[$b]}
-    rm -rf "$out/data"
-    "$B/shardlog" broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
-    pid=$!
-    for _ in $(seq 50); do "$B/shardlog" cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+    start_broker "$B"
     for c in raw sdk; do
       "$B/loadgen" produce --client "$c" --bootstrap-server "$addr" --topic "p$c" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/produce-$c-$b-$r.json" >/dev/null 2>&1
     done

@@ -14,19 +14,14 @@ out=target/bench-idempotence
 mkdir -p "$out"
 rm -f "$out"/*.json
 addr=127.0.0.1:19310
-pid=
-stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
-trap stop_broker EXIT
+source scripts/bench-lib.sh
 lg() { ./target/release/loadgen "$@" --bootstrap-server "$addr"; }
 
 echo "== fio (the disk's limits, in the same sitting)"
 scripts/fio-limits.sh "$out"
 
 for r in $(seq "$rounds"); do
-  rm -rf "$out/data"
-  ./target/release/shardlog broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
-  pid=$!
-  for _ in $(seq 50); do ./target/release/shardlog cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  start_broker target/release
   order="idempotent plain"; [ $((r % 2)) = 0 ] && order="plain idempotent"
   for acks in 1 all; do
     for m in $order; do

@@ -12,17 +12,12 @@ rounds=${2:-5}
 out=target/bench-protocols
 mkdir -p "$out"; rm -f "$out"/*.json
 addr=127.0.0.1:19323
-pid=
-stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
-trap stop_broker EXIT
+source scripts/bench-lib.sh
 echo "== fio (the disk's limits, in the same sitting)"
 scripts/fio-limits.sh "$out"
 for r in $(seq "$rounds"); do
   order="native kafka"; [ $((r % 2)) = 0 ] && order="kafka native"
-  rm -rf "$out/data"
-  "$B/shardlog" broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
-  pid=$!
-  for _ in $(seq 50); do "$B/shardlog" cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  start_broker "$B"
   for p in $order; do
     "$B/loadgen" produce --protocol "$p" --bootstrap-server "$addr" --topic "t$p" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/produce-$p-$r.json" >/dev/null 2>&1
     n=$(python3 -c 'import json,sys; print(min(10000000, json.load(open(sys.argv[1]))["messages"]))' "$out/produce-$p-$r.json")

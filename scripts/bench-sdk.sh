@@ -15,20 +15,15 @@ out=target/bench-sdk
 mkdir -p "$out"
 rm -f "$out"/*.json
 addr=127.0.0.1:19300
-pid=
 # The data of a round is gigabytes: gone once the round is measured.
-stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
-trap stop_broker EXIT
+source scripts/bench-lib.sh
 lg() { ./target/release/loadgen "$@" --bootstrap-server "$addr"; }
 
 echo "== fio (the disk's limits, in the same sitting)"
 scripts/fio-limits.sh "$out"
 
 for r in $(seq "$rounds"); do
-  rm -rf "$out/data"
-  ./target/release/shardlog broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
-  pid=$!
-  for _ in $(seq 50); do ./target/release/shardlog cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  start_broker target/release
   order="raw sdk"; [ $((r % 2)) = 0 ] && order="sdk raw"
   for c in $order; do
     lg produce --client "$c" --topic "p$c" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/produce-$c-$r.json" >/dev/null 2>&1

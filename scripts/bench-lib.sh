@@ -1,0 +1,17 @@
+# Sourced by the single-broker benchmark scripts (bench-ab, bench-sdk,
+# bench-protocols, bench-idempotence): a fresh 2-shard broker per round,
+# stopped and its data removed after the round and on exit. The script
+# sets $out (the data goes to $out/data, the log to $out/broker.log) and
+# $addr before sourcing this.
+pid=
+stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
+trap stop_broker EXIT
+
+# start_broker BIN_DIR: starts that build's broker on $addr and returns
+# once it answers (5 s at most).
+start_broker() {
+  rm -rf "$out/data"
+  "$1/shardlog" broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
+  pid=$!
+  for _ in $(seq 50); do "$1/shardlog" cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+}
