@@ -282,7 +282,7 @@ pub fn inflate(bytes: &[u8], info: &BatchInfo) -> Result<Vec<u8>, RecordError> {
 /// as they are; `None` when none is compressed (nothing to copy). Stops
 /// at the first bytes that are not a whole valid batch, which are kept.
 pub fn inflate_all(bytes: &[u8]) -> Result<Option<Vec<u8>>, RecordError> {
-    if !batches(bytes).any(|b| b.is_ok_and(|(_, info)| info.codec() != 0)) {
+    if !any_compressed(bytes) {
         return Ok(None);
     }
     let mut out = Vec::with_capacity(bytes.len() * 4);
@@ -309,6 +309,20 @@ pub fn next_sequence(seq: i32, by: i32) -> i32 {
     } else {
         seq + by
     }
+}
+
+/// Whether a batch of `bytes` says it is compressed: a walk over the
+/// lengths and attributes alone, so a consumer's fetch of uncompressed
+/// batches costs no CRC pass more than its own validation.
+fn any_compressed(mut bytes: &[u8]) -> bool {
+    while let Ok(len) = peek_len(bytes) {
+        let Some(batch) = bytes.get(..len) else { return false };
+        if u16_at(batch, field::ATTRIBUTES) & ATTR_COMPRESSION_MASK != 0 {
+            return true;
+        }
+        bytes = &bytes[len..];
+    }
+    false
 }
 
 /// Writes the broker-assigned base offset. Not covered by the CRC.

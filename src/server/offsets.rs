@@ -12,15 +12,21 @@ use crate::shard::Shard;
 /// Most partitions one request may commit or fetch.
 pub const MAX_OFFSETS_PER_REQUEST: usize = 10_000;
 
-/// Why a request is refused before its group's coordinator sees it.
-fn refused(corr: u32, group: &str, count: usize) -> Option<Outgoing> {
+/// Why a commit or fetch of `count` offsets is refused before its
+/// group's coordinator sees it. Shared by the native and the Kafka
+/// listener.
+pub fn refusal(group: &str, count: usize) -> Option<(ErrorCode, String)> {
     if !valid_group(group) {
-        return Some(error(corr, ErrorCode::InvalidGroupId, "a group name is 1 to 255 bytes without NUL"));
+        return Some((ErrorCode::InvalidGroupId, "a group name is 1 to 255 bytes without NUL".into()));
     }
     if count > MAX_OFFSETS_PER_REQUEST {
-        return Some(error(corr, ErrorCode::PolicyViolation, &format!("at most {MAX_OFFSETS_PER_REQUEST} offsets per request")));
+        return Some((ErrorCode::PolicyViolation, format!("at most {MAX_OFFSETS_PER_REQUEST} offsets per request")));
     }
     None
+}
+
+fn refused(corr: u32, group: &str, count: usize) -> Option<Outgoing> {
+    refusal(group, count).map(|(code, m)| error(corr, code, &m))
 }
 
 pub async fn commit(shard: &Rc<Shard>, corr: u32, req: offset_commit::Request) -> Outgoing {

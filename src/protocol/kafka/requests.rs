@@ -44,8 +44,13 @@ fn non_negative(v: i32) -> u32 {
 
 /// An array of topics, each a name and an array of partitions read by
 /// `partition`: the nesting every partition-naming request shares.
-fn topics<'a, P>(r: &mut Reader<'a>, mut partition: impl FnMut(&mut Reader<'a>) -> Result<P, ReadError>) -> Result<Vec<Topic<P>>, ReadError> {
+fn topics<'a, P>(r: &mut Reader<'a>, partition: impl FnMut(&mut Reader<'a>) -> Result<P, ReadError>) -> Result<Vec<Topic<P>>, ReadError> {
     let n = r.array("topics")?;
+    topics_of(r, n, partition)
+}
+
+/// [`topics`] once the array's count `n` is read.
+fn topics_of<'a, P>(r: &mut Reader<'a>, n: usize, mut partition: impl FnMut(&mut Reader<'a>) -> Result<P, ReadError>) -> Result<Vec<Topic<P>>, ReadError> {
     let mut topics = Vec::with_capacity(n.min(64));
     for _ in 0..n {
         let name = r.string("topic name")?.to_string();
@@ -333,22 +338,7 @@ pub struct OffsetFetch {
 pub fn offset_fetch(r: &mut Reader<'_>, version: i16) -> Result<OffsetFetch, ReadError> {
     let group = r.string("group id")?.to_string();
     let n = if version >= 2 { r.nullable_array("topics")? } else { Some(r.array("topics")?) };
-    let topics = match n {
-        None => None,
-        Some(n) => {
-            let mut topics = Vec::with_capacity(n.min(64));
-            for _ in 0..n {
-                let name = r.string("topic name")?.to_string();
-                let m = r.array("partitions")?;
-                let mut partitions = Vec::with_capacity(m.min(64));
-                for _ in 0..m {
-                    partitions.push(partition_index(r.i32("partition")?));
-                }
-                topics.push(Topic { name, partitions });
-            }
-            Some(topics)
-        }
-    };
+    let topics = n.map(|n| topics_of(r, n, |r| Ok(partition_index(r.i32("partition")?)))).transpose()?;
     Ok(OffsetFetch { group, topics })
 }
 

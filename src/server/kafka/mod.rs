@@ -231,15 +231,8 @@ async fn join_group(shard: &Rc<Shard>, j: wire::JoinGroup, client_id: String) ->
 /// members.
 async fn offset_commit(shard: &Rc<Shard>, c: wire::OffsetCommit) -> Vec<Topic<(u32, ErrorCode)>> {
     let n: usize = c.topics.iter().map(|t| t.partitions.len()).sum();
-    let refused = if !crate::group::valid_group(&c.group) {
-        Some(ErrorCode::InvalidGroupId)
-    } else if n > super::offsets::MAX_OFFSETS_PER_REQUEST {
-        Some(ErrorCode::PolicyViolation)
-    } else {
-        None
-    };
-    let codes = match refused {
-        Some(code) => vec![code; n],
+    let codes = match super::offsets::refusal(&c.group, n) {
+        Some((code, _)) => vec![code; n],
         None => {
             let member = (c.generation != -1 || !c.member_id.is_empty()).then(|| (c.member_id.clone(), c.generation));
             let wanted = c
@@ -260,8 +253,8 @@ async fn offset_commit(shard: &Rc<Shard>, c: wire::OffsetCommit) -> Vec<Topic<(u
 /// OffsetFetch: the partitions asked for, or every one the group
 /// committed.
 async fn offset_fetch(shard: &Rc<Shard>, f: wire::OffsetFetch) -> responses::FetchedOffsets {
-    if !crate::group::valid_group(&f.group) {
-        return Err(ErrorCode::InvalidGroupId);
+    if let Some((code, _)) = super::offsets::refusal(&f.group, 0) {
+        return Err(code);
     }
     let Some(topics) = f.topics else {
         let mut out: Vec<Topic<(u32, ErrorCode, Option<Committed>)>> = Vec::new();
@@ -273,9 +266,8 @@ async fn offset_fetch(shard: &Rc<Shard>, f: wire::OffsetFetch) -> responses::Fet
         }
         return Ok(out);
     };
-    let n: usize = topics.iter().map(|t| t.partitions.len()).sum();
-    if n > super::offsets::MAX_OFFSETS_PER_REQUEST {
-        return Err(ErrorCode::PolicyViolation);
+    if let Some((code, _)) = super::offsets::refusal(&f.group, topics.iter().map(|t| t.partitions.len()).sum()) {
+        return Err(code);
     }
     let wanted = topics.iter().flat_map(|t| t.partitions.iter().map(|&p| (t.name.clone(), p))).collect();
     let found = shard.fetch_offsets(f.group, wanted).await;
