@@ -67,7 +67,9 @@ pub struct ProducerConfig {
     /// requests take (Kafka's `max.in.flight.requests.per.connection`
     /// without idempotence has the same). 1 rules it out. With acks all
     /// it is always 1: a refusal for too few in-sync replicas can be
-    /// followed by the acceptance of the next request.
+    /// followed by the acceptance of the next request. An idempotent
+    /// producer keeps at most 5, of one batch each: the broker remembers
+    /// a producer's last five batches of a partition.
     pub max_in_flight: usize,
     /// Bytes of records waiting to be sent; `send` blocks past this.
     pub buffer_max_bytes: usize,
@@ -89,11 +91,20 @@ impl ProducerConfig {
     fn in_flight_limit(&self) -> usize {
         if self.acks == Acks::All {
             1
+        } else if self.idempotent {
+            // The broker remembers a producer's last five batches of a
+            // partition: no more may be unanswered at once.
+            self.max_in_flight.clamp(1, IDEMPOTENT_WINDOW)
         } else {
             self.max_in_flight.max(1)
         }
     }
 }
+
+/// Batches of a partition the broker remembers per idempotent producer
+/// (Kafka's window): an idempotent producer keeps at most this many
+/// unanswered, one per request.
+const IDEMPOTENT_WINDOW: usize = 5;
 
 impl Default for ProducerConfig {
     fn default() -> Self {
@@ -1888,8 +1899,12 @@ impl Sender {
                                     // be stored already and answered with its
                                     // old offset, which the next batch's
                                     // offsets do not follow.
+                                    // An idempotent producer's batches go one
+                                    // per request, so no more are unanswered
+                                    // than the broker's window remembers.
                                     let retried = s.failures > 0 || batches.first().is_some_and(|b: &Sealed| b.failures > 0);
-                                    if !batches.is_empty() && (retried || bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
+                                    let alone = retried || sh.producer.is_some();
+                                    if !batches.is_empty() && (alone || bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
                                         break;
                                     }
                                     bytes += len;
