@@ -68,8 +68,8 @@ pub struct ProducerConfig {
     /// without idempotence has the same). 1 rules it out. With acks all
     /// it is always 1: a refusal for too few in-sync replicas can be
     /// followed by the acceptance of the next request. An idempotent
-    /// producer keeps at most 5, of one batch each: the broker remembers
-    /// a producer's last five batches of a partition.
+    /// producer keeps at most 5 batches of a partition unanswered, in
+    /// however many requests: the broker remembers a producer's last five.
     pub max_in_flight: usize,
     /// Bytes of records waiting to be sent; `send` blocks past this.
     pub buffer_max_bytes: usize,
@@ -103,7 +103,7 @@ impl ProducerConfig {
 
 /// Batches of a partition the broker remembers per idempotent producer
 /// (Kafka's window): an idempotent producer keeps at most this many
-/// unanswered, one per request.
+/// unanswered.
 const IDEMPOTENT_WINDOW: usize = 5;
 
 impl Default for ProducerConfig {
@@ -1893,18 +1893,22 @@ impl Sender {
                                 // request, up to its size limit.
                                 let mut batches = Vec::new();
                                 let mut bytes = 0;
+                                // An idempotent producer's unanswered batches
+                                // of a partition stay within the broker's
+                                // window, whatever requests carry them.
+                                let unanswered: usize = q.in_flight.iter().map(|(_, b)| b.len()).sum();
+                                let room = if sh.producer.is_some() { IDEMPOTENT_WINDOW.saturating_sub(unanswered) } else { usize::MAX };
                                 while let Some(s) = q.sealed.front() {
                                     let len = s.batch.encoded_len();
                                     // A batch sent before goes alone: it may
                                     // be stored already and answered with its
                                     // old offset, which the next batch's
                                     // offsets do not follow.
-                                    // An idempotent producer's batches go one
-                                    // per request, so no more are unanswered
-                                    // than the broker's window remembers.
                                     let retried = s.failures > 0 || batches.first().is_some_and(|b: &Sealed| b.failures > 0);
-                                    let alone = retried || sh.producer.is_some();
-                                    if !batches.is_empty() && (alone || bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
+                                    if batches.len() >= room {
+                                        break;
+                                    }
+                                    if !batches.is_empty() && (retried || bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
                                         break;
                                     }
                                     bytes += len;
