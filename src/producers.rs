@@ -1,9 +1,18 @@
 //! The idempotent producer's state of one partition (Kafka's KIP-98): per
 //! producer id, its epoch and the sequence ranges and offsets of its last
-//! [`WINDOW`] batches, so a batch sent again after a lost answer is
+//! [`WINDOW`] runs of batches, so a batch sent again after a lost answer is
 //! recognised and answered with the offsets it was stored at instead of
 //! being stored twice, a gap in the sequence is refused, and a producer
 //! fenced by a newer epoch is refused.
+//!
+//! A run is one batch, or several of one producer stored back to back:
+//! consecutive in sequence and in offset, so record `seq` of the run sits
+//! at `first_offset + (seq - first_seq)`. Kafka remembers five batches,
+//! which matches its clients' five requests in flight of one batch each
+//! per partition; remembering five runs keeps at least those five, and
+//! also covers a producer whose requests carry several batches of a
+//! partition (the shard appends one request's batches of a partition
+//! together), such as the SDK's, with five requests in flight.
 //!
 //! Sans-IO. The owning shard asks [`ProducerStates::check`] before it
 //! appends a batch and tells [`ProducerStates::record`] after, on the
@@ -23,11 +32,21 @@ use std::collections::{HashMap, VecDeque};
 pub use crate::record::next_sequence;
 use crate::record::BatchInfo;
 
-/// Batches remembered per producer: Kafka's window, which matches a
-/// producer's at most five requests in flight per partition.
+/// Runs of batches remembered per producer: Kafka's window, which
+/// matches a producer's at most five requests in flight per partition.
 pub const WINDOW: usize = 5;
 
-/// One remembered batch: its sequence range and where it was stored.
+/// The most records one run spans: batches join a run only while it stays
+/// within this, so the [`WINDOW`] runs together span less than the
+/// sequence space (2^31) and a sequence that wrapped around is never
+/// mistaken for one stored before. A request of the largest frame
+/// (1 GiB, of records of at least 7 bytes) holds fewer, so one request's
+/// batches of a partition are always one run.
+pub const MAX_RUN_RECORDS: i64 = 1 << 28;
+
+/// One remembered run of batches: its sequence range and where it was
+/// stored. Invariant: a run of more than one batch does not wrap its
+/// sequence, and `last_seq - first_seq == last_offset - first_offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stored {
     first_seq: i32,
@@ -123,6 +142,13 @@ impl ProducerStates {
         if let Some(b) = p.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
             return Verdict::Duplicate { first_offset: b.first_offset, last_offset: b.last_offset };
         }
+        // Part of a run: its records sit where their sequences say.
+        if first <= last {
+            if let Some(b) = p.batches.iter().find(|b| b.first_seq <= first && last <= b.last_seq) {
+                let first_offset = b.first_offset + i64::from(first - b.first_seq);
+                return Verdict::Duplicate { first_offset, last_offset: first_offset + i64::from(last - first) };
+            }
+        }
         match p.batches.back() {
             None => Verdict::Append,
             Some(b) if next_sequence(b.last_seq, 1) == first => Verdict::Append,
@@ -151,11 +177,28 @@ impl ProducerStates {
             p.epoch = info.producer_epoch;
             p.batches.clear();
         }
+        let last_offset = first_offset + i64::from(info.record_count) - 1;
+        let (first_seq, last_seq) = (info.base_sequence, last_sequence(info));
+        // Stored right after the producer's previous batch, in sequence and
+        // in offset: it extends that run.
+        if let Some(b) = p.batches.back_mut() {
+            let joins = b.first_seq <= b.last_seq
+                && first_seq <= last_seq
+                && b.last_seq < i32::MAX
+                && first_seq == b.last_seq + 1
+                && first_offset == b.last_offset + 1
+                && last_offset - b.first_offset < MAX_RUN_RECORDS;
+            if joins {
+                b.last_seq = last_seq;
+                b.last_offset = last_offset;
+                p.last_timestamp = p.last_timestamp.max(info.max_timestamp);
+                return;
+            }
+        }
         if p.batches.len() == WINDOW {
             p.batches.pop_front();
         }
-        let last_offset = first_offset + i64::from(info.record_count) - 1;
-        p.batches.push_back(Stored { first_seq: info.base_sequence, last_seq: last_sequence(info), first_offset, last_offset });
+        p.batches.push_back(Stored { first_seq, last_seq, first_offset, last_offset });
         p.last_timestamp = p.last_timestamp.max(info.max_timestamp);
     }
 
@@ -239,7 +282,11 @@ impl ProducerStates {
             let mut batches = VecDeque::with_capacity(m);
             for _ in 0..m {
                 let b = take(STORED_BYTES)?;
-                batches.push_back(Stored { first_seq: le4(&b[0..4]), last_seq: le4(&b[4..8]), first_offset: le8(&b[8..16]), last_offset: le8(&b[16..24]) });
+                let run = Stored { first_seq: le4(&b[0..4]), last_seq: le4(&b[4..8]), first_offset: le8(&b[8..16]), last_offset: le8(&b[16..24]) };
+                if !run.is_sound() {
+                    return Err(format!("a producer snapshot holds an impossible run {run:?} of producer {id}"));
+                }
+                batches.push_back(run);
             }
             s.producers.insert(id, Producer { epoch, batches, last_timestamp });
         }
@@ -247,6 +294,20 @@ impl ProducerStates {
             return Err("trailing bytes in a producer snapshot".into());
         }
         Ok(s)
+    }
+}
+
+impl Stored {
+    /// Whether the run's sequences and offsets can be what
+    /// [`ProducerStates::record`] stores: as many offsets as sequences (a
+    /// single batch may wrap its sequence), fewer than [`MAX_RUN_RECORDS`].
+    fn is_sound(&self) -> bool {
+        let seqs = if self.first_seq <= self.last_seq {
+            i64::from(self.last_seq) - i64::from(self.first_seq)
+        } else {
+            i64::from(self.last_seq) + 1 + i64::from(i32::MAX) - i64::from(self.first_seq)
+        };
+        self.first_offset >= 0 && self.last_offset.checked_sub(self.first_offset) == Some(seqs) && seqs < MAX_RUN_RECORDS
     }
 }
 

@@ -68,8 +68,9 @@ pub struct ProducerConfig {
     /// without idempotence has the same). 1 rules it out. With acks all
     /// it is always 1: a refusal for too few in-sync replicas can be
     /// followed by the acceptance of the next request. An idempotent
-    /// producer keeps at most 5 batches of a partition unanswered, in
-    /// however many requests: the broker remembers a producer's last five.
+    /// producer keeps at most 5 requests of a partition unanswered: the
+    /// broker remembers a producer's last five runs of batches, and appends
+    /// one request's batches of a partition as one run.
     pub max_in_flight: usize,
     /// Bytes of records waiting to be sent; `send` blocks past this.
     pub buffer_max_bytes: usize,
@@ -92,8 +93,9 @@ impl ProducerConfig {
         if self.acks == Acks::All {
             1
         } else if self.idempotent {
-            // The broker remembers a producer's last five batches of a
-            // partition: no more may be unanswered at once.
+            // The broker remembers a producer's last five runs of batches
+            // of a partition, one request's batches being one run: no more
+            // requests may be unanswered at once.
             self.max_in_flight.clamp(1, IDEMPOTENT_WINDOW)
         } else {
             self.max_in_flight.max(1)
@@ -101,9 +103,9 @@ impl ProducerConfig {
     }
 }
 
-/// Batches of a partition the broker remembers per idempotent producer
-/// (Kafka's window): an idempotent producer keeps at most this many
-/// unanswered.
+/// Runs of batches of a partition the broker remembers per idempotent
+/// producer (Kafka's window): an idempotent producer keeps at most this
+/// many requests of a partition unanswered.
 const IDEMPOTENT_WINDOW: usize = 5;
 
 impl Default for ProducerConfig {
@@ -1893,11 +1895,6 @@ impl Sender {
                                 // request, up to its size limit.
                                 let mut batches = Vec::new();
                                 let mut bytes = 0;
-                                // An idempotent producer's unanswered batches
-                                // of a partition stay within the broker's
-                                // window, whatever requests carry them.
-                                let unanswered: usize = q.in_flight.iter().map(|(_, b)| b.len()).sum();
-                                let room = if sh.producer.is_some() { IDEMPOTENT_WINDOW.saturating_sub(unanswered) } else { usize::MAX };
                                 while let Some(s) = q.sealed.front() {
                                     let len = s.batch.encoded_len();
                                     // A batch sent before goes alone: it may
@@ -1905,9 +1902,6 @@ impl Sender {
                                     // old offset, which the next batch's
                                     // offsets do not follow.
                                     let retried = s.failures > 0 || batches.first().is_some_and(|b: &Sealed| b.failures > 0);
-                                    if batches.len() >= room {
-                                        break;
-                                    }
                                     if !batches.is_empty() && (retried || bytes + len > sh.config.request_max_bytes || s.not_before.is_some_and(|t| t > now)) {
                                         break;
                                     }

@@ -33,11 +33,14 @@ fn in_order_batches_append_and_resends_in_the_window_are_duplicates() {
     let mut end = 0;
     for i in 0..10 {
         assert_eq!(offer(&mut s, &batch(7, 0, i * 3, 3, 1), &mut end), Verdict::Append, "batch {i}");
+        // Another producer's batch between each: no two of producer 7's
+        // are stored back to back.
+        offer(&mut s, &batch(-1, -1, -1, 1, 1), &mut end);
     }
-    assert_eq!(end, 30);
+    assert_eq!(end, 40);
     // The last five batches are remembered with their offsets.
     for i in 5..10 {
-        assert_eq!(s.check(&batch(7, 0, i * 3, 3, 1)), Verdict::Duplicate { first_offset: i64::from(i) * 3, last_offset: i64::from(i) * 3 + 2 });
+        assert_eq!(s.check(&batch(7, 0, i * 3, 3, 1)), Verdict::Duplicate { first_offset: i64::from(i) * 4, last_offset: i64::from(i) * 4 + 2 });
     }
     // Older than the window: not the next in sequence.
     assert_eq!(s.check(&batch(7, 0, 12, 3, 1)), Verdict::OutOfOrder { expected: 30, got: 12 });
@@ -45,6 +48,64 @@ fn in_order_batches_append_and_resends_in_the_window_are_duplicates() {
     assert_eq!(s.check(&batch(7, 0, 33, 3, 1)), Verdict::OutOfOrder { expected: 30, got: 33 });
     assert_eq!(s.check(&batch(7, 0, 28, 3, 1)), Verdict::OutOfOrder { expected: 30, got: 28 });
     assert_eq!(s.check(&batch(7, 0, 30, 1, 1)), Verdict::Append);
+}
+
+#[test]
+fn batches_stored_back_to_back_are_one_run_and_each_resend_finds_its_offsets() {
+    let mut s = ProducerStates::new(100);
+    let mut end = 0;
+    // Twelve batches of producer 7 in a row (as one request's batches of
+    // a partition are appended), then another producer's, then four more.
+    for i in 0..12 {
+        assert_eq!(offer(&mut s, &batch(7, 0, i * 3, 3, 1), &mut end), Verdict::Append);
+    }
+    offer(&mut s, &batch(8, 0, 0, 2, 1), &mut end);
+    for i in 12..16 {
+        assert_eq!(offer(&mut s, &batch(7, 0, i * 3, 3, 1), &mut end), Verdict::Append);
+    }
+    assert_eq!(end, 50);
+    // Every one of the sixteen is remembered, more than five batches, at
+    // the offsets it was stored at.
+    for i in 0..16i32 {
+        let at = i64::from(i) * 3 + if i >= 12 { 2 } else { 0 };
+        assert_eq!(s.check(&batch(7, 0, i * 3, 3, 1)), Verdict::Duplicate { first_offset: at, last_offset: at + 2 }, "batch {i}");
+    }
+    // A resend cut differently from the original batches still lies
+    // within the run; one that runs past the run's end does not.
+    assert_eq!(s.check(&batch(7, 0, 4, 10, 1)), Verdict::Duplicate { first_offset: 4, last_offset: 13 });
+    assert_eq!(s.check(&batch(7, 0, 45, 6, 1)), Verdict::OutOfOrder { expected: 48, got: 45 });
+    assert_eq!(offer(&mut s, &batch(7, 0, 48, 1, 1), &mut end), Verdict::Append);
+    // A snapshot keeps runs as they are.
+    assert_eq!(ProducerStates::decode(&s.encode(), 100).unwrap(), s);
+}
+
+#[test]
+fn runs_end_at_a_wrapping_sequence_and_at_their_size_limit() {
+    let mut s = ProducerStates::new(100);
+    let mut end = 0;
+    offer(&mut s, &batch(1, 0, i32::MAX - 6, 3, 1), &mut end);
+    offer(&mut s, &batch(1, 0, i32::MAX - 3, 3, 1), &mut end);
+    // This one wraps (MAX, 0, 1): a run of its own, found only whole.
+    offer(&mut s, &batch(1, 0, i32::MAX, 3, 1), &mut end);
+    offer(&mut s, &batch(1, 0, 2, 3, 1), &mut end);
+    assert_eq!(s.check(&batch(1, 0, i32::MAX - 6, 6, 1)), Verdict::Duplicate { first_offset: 0, last_offset: 5 });
+    assert_eq!(s.check(&batch(1, 0, i32::MAX, 3, 1)), Verdict::Duplicate { first_offset: 6, last_offset: 8 });
+    assert_eq!(s.check(&batch(1, 0, 2, 3, 1)), Verdict::Duplicate { first_offset: 9, last_offset: 11 });
+    assert_eq!(s.check(&batch(1, 0, 0, 1, 1)), Verdict::OutOfOrder { expected: 5, got: 0 });
+
+    // A run stops growing at MAX_RUN_RECORDS records; the window then
+    // spans at most five of those, far less than the sequence space.
+    let mut s = ProducerStates::new(100);
+    let mut end = 0;
+    let n = 1u32 << 20;
+    let batches = (MAX_RUN_RECORDS / i64::from(n)) as i32 * 6;
+    for i in 0..batches {
+        assert_eq!(offer(&mut s, &batch(2, 0, i * n as i32, n, 1), &mut end), Verdict::Append);
+    }
+    let oldest_kept = batches - 5 * (MAX_RUN_RECORDS / i64::from(n)) as i32;
+    assert!(matches!(s.check(&batch(2, 0, oldest_kept * n as i32, n, 1)), Verdict::Duplicate { .. }));
+    assert!(matches!(s.check(&batch(2, 0, (oldest_kept - 1) * n as i32, n, 1)), Verdict::OutOfOrder { .. }));
+    assert_eq!(ProducerStates::decode(&s.encode(), 100).unwrap(), s);
 }
 
 #[test]
@@ -110,15 +171,20 @@ proptest! {
     /// lost, so it sends some again, any number of times and in any
     /// order among those in flight, as long as each is first sent in
     /// order: every batch is stored exactly once, in sequence order, and
-    /// every resend is answered with the offsets it was stored at.
+    /// every resend is answered with the offsets it was stored at, whether
+    /// other producers' batches come between (five single-batch runs) or
+    /// not (longer runs).
     #[test]
-    fn retries_store_every_batch_exactly_once(steps in proptest::collection::vec((any::<bool>(), 0usize..5), 1..200), sizes in proptest::collection::vec(1u32..5, 200)) {
+    fn retries_store_every_batch_exactly_once(steps in proptest::collection::vec((any::<bool>(), 0usize..5, any::<bool>()), 1..200), sizes in proptest::collection::vec(1u32..5, 200)) {
         let mut s = ProducerStates::new(10);
         let mut end = 0i64;
         let mut sent: Vec<(i32, u32)> = Vec::new();
         let mut stored: Vec<(i32, i64)> = Vec::new();
         let mut next_seq = 0i32;
-        for (i, (new, back)) in steps.into_iter().enumerate() {
+        for (i, (new, back, other)) in steps.into_iter().enumerate() {
+            if other {
+                offer(&mut s, &batch(-1, -1, -1, 2, 1), &mut end);
+            }
             let (seq, n) = if new || sent.is_empty() {
                 let b = (next_seq, sizes[i % sizes.len()]);
                 next_seq = next_sequence(next_seq, b.1 as i32);
@@ -141,6 +207,45 @@ proptest! {
         let seqs: Vec<i32> = stored.iter().map(|&(q, _)| q).collect();
         let want: Vec<i32> = sent.iter().map(|&(q, _)| q).collect();
         prop_assert_eq!(seqs, want);
+    }
+}
+
+proptest! {
+    /// The SDK's contract: requests of several consecutive batches of a
+    /// partition, at most five requests unanswered, other producers'
+    /// batches between requests; any batch of the last five requests may
+    /// be sent again, alone, after the request was lost. Every resend is
+    /// a duplicate answered with its batch's offsets, though the last five
+    /// requests can hold far more than five batches.
+    #[test]
+    fn resends_from_the_last_five_requests_of_many_batches_are_recognised(
+        requests in proptest::collection::vec((1usize..8, any::<bool>()), 1..60),
+        resends in proptest::collection::vec((0usize..5, 0usize..8), 1..60),
+    ) {
+        let mut s = ProducerStates::new(10);
+        let mut end = 0i64;
+        let mut next_seq = 0i32;
+        // Per request: its batches' (sequence, records, offset).
+        let mut sent: Vec<Vec<(i32, u32, i64)>> = Vec::new();
+        for (i, &(n, other)) in requests.iter().enumerate() {
+            if other {
+                offer(&mut s, &batch(-1, -1, -1, 3, 1), &mut end);
+            }
+            let mut request = Vec::new();
+            for j in 0..n {
+                let records = 1 + ((i + j) % 4) as u32;
+                let at = end;
+                prop_assert_eq!(offer(&mut s, &batch(5, 0, next_seq, records, 1), &mut end), Verdict::Append);
+                request.push((next_seq, records, at));
+                next_seq = next_sequence(next_seq, records as i32);
+            }
+            sent.push(request);
+            for &(back, k) in &resends {
+                let r = &sent[sent.len() - 1 - back.min(sent.len() - 1)];
+                let (seq, records, at) = r[k % r.len()];
+                prop_assert_eq!(s.check(&batch(5, 0, seq, records, 1)), Verdict::Duplicate { first_offset: at, last_offset: at + i64::from(records) - 1 });
+            }
+        }
     }
 }
 
