@@ -507,6 +507,9 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     let voters: Vec<u64> = config.voters().iter().map(|v| service::raft_id(v.id)).collect();
     let (lock, store) = prepare_data_dir(&config.data_dir, config.allow_nondurable_data_dir, &voters)?;
     check_listen_address_free(config.listen)?;
+    if let Some(addr) = config.metrics_addr().filter(|a| a.port() != 0) {
+        check_listen_address_free(addr).map_err(|e| StartError::Listen { addr, reason: format!("metrics listener (--metrics-listen, or off): {e}") })?;
+    }
     if let Some(addr) = quorum_listen_address(&config)? {
         check_listen_address_free(addr).map_err(|e| StartError::Listen { addr, reason: format!("quorum listener: {e}") })?;
     }
@@ -660,6 +663,20 @@ async fn shard_main(
             return Err(e);
         }
     };
+    // The metrics port, on the first shard alone: a scrape gathers every
+    // shard's figures by message.
+    let metrics = match cfg.metrics_addr().filter(|_| id == 0).map(|a| (a, Listener::bind(a))) {
+        None => None,
+        Some((_, Ok(l))) => Some(l),
+        Some((a, Err(e))) => {
+            let e = format!("cannot serve metrics on {a}: {e} (set --metrics-listen to another address, or off)");
+            let _ = bound.send(Err(e.clone()));
+            return Err(e);
+        }
+    };
+    if let Some(a) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
+        tracing::info!("serving metrics at http://{a}/metrics (and /health, /ready)");
+    }
     let mut config = (*cfg).clone();
     config.listen = listener.local_addr().map_err(|e| e.to_string())?;
     let config = std::rc::Rc::new(config);
@@ -762,6 +779,9 @@ async fn shard_main(
         }
     }
     let _ = bound.send(Ok(config.listen));
+    if let Some(l) = metrics {
+        rt::spawn(crate::server::http::serve(shard.clone(), l));
+    }
 
     let max_conns = config.max_connections.div_ceil(usize::from(nr));
     let conns = std::rc::Rc::new(std::cell::Cell::new(0usize));
@@ -777,10 +797,15 @@ async fn shard_main(
                     }
                     Ok(s) => {
                         conns.set(conns.get() + 1);
+                        crate::metrics::count(|c| {
+                            c.connections += 1;
+                            c.connections_accepted += 1;
+                        });
                         let (shard, conns, budget) = (shard.clone(), conns.clone(), budget.clone());
                         rt::spawn(async move {
                             connection::serve(shard, s, budget, external).await;
                             conns.set(conns.get() - 1);
+                            crate::metrics::count(|c| c.connections -= 1);
                         });
                     }
                     Err(e) => {

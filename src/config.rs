@@ -90,6 +90,13 @@ pub struct BrokerConfig {
     /// A follower not caught up with its leader for this long leaves the
     /// partition's in-sync replicas (so acks=all stops waiting for it).
     pub replica_lag_max_ms: u64,
+    /// The HTTP port serving `/metrics` (Prometheus), `/health` and
+    /// `/ready`; `off` (or empty) serves none.
+    pub metrics_listen: String,
+    /// The most partitions reported one series each in `/metrics` (past
+    /// it, the largest logs are kept), so a broker of 10,000 partitions
+    /// does not make every scrape heavy.
+    pub metrics_max_partitions: usize,
     /// Storage defaults for every topic, overridable per topic.
     pub log: LogConfig,
 }
@@ -125,14 +132,31 @@ impl Default for BrokerConfig {
             external_advertised_address: None,
             broker_session_timeout_ms: 2_500,
             replica_lag_max_ms: 3_000,
+            metrics_listen: DEFAULT_METRICS_LISTEN.into(),
+            metrics_max_partitions: 2_000,
             log: LogConfig::default(),
         }
     }
 }
 
+/// Where `/metrics` is served unless configured otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9644";
+
 impl BrokerConfig {
+    /// The metrics port's address; `None` when it is off. An address that
+    /// does not parse is refused by [`Self::validate`].
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        match self.metrics_listen.trim() {
+            "" | "off" => None,
+            a => a.parse().ok(),
+        }
+    }
+
     /// Checks every setting; the error names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.metrics_listen.trim(), "" | "off") && self.metrics_listen.trim().parse::<SocketAddr>().is_err() {
+            return Err(format!("metrics_listen '{}' is neither an address (IP:PORT) nor 'off'", self.metrics_listen));
+        }
         if self.node_id < 0 {
             return Err(format!("node_id must be 0 or more, not {}", self.node_id));
         }

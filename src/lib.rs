@@ -17,6 +17,8 @@ pub mod config;
 pub mod group;
 pub mod hash;
 #[cfg(feature = "broker")]
+pub mod metrics;
+#[cfg(feature = "broker")]
 pub mod net;
 #[cfg(feature = "broker")]
 pub mod producers;

@@ -16,6 +16,10 @@ pub struct BrokerArgs {
     /// Address to accept clients on [default: 127.0.0.1:9092]
     #[arg(long, env = "SHARDLOG_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Address of the HTTP port serving /metrics (Prometheus), /health and
+    /// /ready, or 'off' [default: 127.0.0.1:9644]
+    #[arg(long, env = "SHARDLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// HOST:PORT clients are told to use [default: the listen address]
     #[arg(long, env = "SHARDLOG_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
@@ -99,6 +103,9 @@ impl BrokerArgs {
         }
         if let Some(v) = self.external_listen {
             c.external_listen = Some(v);
+        }
+        if let Some(v) = &self.metrics_listen {
+            c.metrics_listen = v.clone();
         }
         if let Some(v) = &self.external_advertised_address {
             c.external_advertised_address = Some(v.clone());

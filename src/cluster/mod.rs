@@ -46,6 +46,9 @@ pub trait QuorumHandle {
     /// Every shard applied these committed entries: answer their
     /// proposers.
     fn applied(&self, applied: &[Applied]);
+    /// The Raft term, the leader (if one is known) and the commit index,
+    /// as this voter knows them (for metrics).
+    fn figures(&self) -> (u64, Option<NodeId>, u64);
 }
 
 /// What the quorum shard passes to the shards, in order.

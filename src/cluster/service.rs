@@ -675,6 +675,11 @@ impl Service {
 }
 
 impl QuorumHandle for Service {
+    fn figures(&self) -> (u64, Option<NodeId>, u64) {
+        let q = self.q.borrow();
+        (q.term(), q.leader().map(node_of), q.commit_index())
+    }
+
     fn propose(&self, command: Command) -> futures::future::LocalBoxFuture<'_, Result<Outcome, MetadataError>> {
         Box::pin(Service::propose(self, command))
     }

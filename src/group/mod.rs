@@ -120,6 +120,11 @@ impl OffsetTable {
         self.offsets.insert((group, topic, partition), committed);
     }
 
+    /// Every committed offset: (group, topic, partition, commit).
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str, u32, &Committed)> {
+        self.offsets.iter().map(|((g, t, p), c)| (g.as_str(), t.as_str(), *p, c))
+    }
+
     pub fn get(&self, group: &str, topic: &str, partition: u32) -> Option<&Committed> {
         self.offsets.get(&(group.to_string(), topic.to_string(), partition))
     }

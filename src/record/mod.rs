@@ -343,6 +343,19 @@ pub fn peek_header(bytes: &[u8]) -> Option<(i64, u32)> {
     (bytes.len() >= HEADER_BYTES).then(|| (i64_at(bytes, field::BASE_OFFSET), u32_at(bytes, field::RECORD_COUNT)))
 }
 
+/// Records in back-to-back batches already validated (stored ones, as a
+/// fetch returns them): a walk over lengths and record counts alone, no
+/// CRC pass. A trailing partial batch is not counted.
+pub fn stored_record_count(mut bytes: &[u8]) -> u64 {
+    let mut n = 0;
+    while let Ok(len) = peek_len(bytes) {
+        let Some(batch) = bytes.get(..len) else { break };
+        n += u64::from(peek_header(batch).map_or(0, |h| h.1));
+        bytes = &bytes[len..];
+    }
+    n
+}
+
 /// The leader epoch stored in a batch's header; `None` if shorter than one.
 pub fn peek_leader_epoch(bytes: &[u8]) -> Option<u32> {
     (bytes.len() >= HEADER_BYTES).then(|| u32_at(bytes, field::LEADER_EPOCH))

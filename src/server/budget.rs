@@ -106,6 +106,10 @@ impl Ledger {
         self.free
     }
 
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
     /// Checks the invariant; for tests and debug assertions.
     pub fn check(&self) -> Result<(), String> {
         let held: usize = self.reading.values().map(|f| f.1).sum();
@@ -123,6 +127,15 @@ impl Ledger {
     }
 }
 
+thread_local! {
+    static CURRENT: RefCell<Option<std::rc::Weak<ShardBudget>>> = const { RefCell::new(None) };
+}
+
+/// This shard's budget: bytes held by requests and the total (metrics).
+pub fn current() -> Option<(usize, usize)> {
+    CURRENT.with(|c| c.borrow().as_ref().and_then(|w| w.upgrade()).map(|b| b.held_and_total()))
+}
+
 /// A shard's budget, shared by its connections.
 pub struct ShardBudget {
     ledger: RefCell<Ledger>,
@@ -131,8 +144,18 @@ pub struct ShardBudget {
 }
 
 impl ShardBudget {
+    /// The shard's budget; the last one made on this thread is the one
+    /// [`current`] reports.
     pub fn new(total_bytes: usize) -> Rc<Self> {
-        Rc::new(ShardBudget { ledger: RefCell::new(Ledger::new(total_bytes)), changed: rt::Event::default() })
+        let b = Rc::new(ShardBudget { ledger: RefCell::new(Ledger::new(total_bytes)), changed: rt::Event::default() });
+        CURRENT.with(|c| *c.borrow_mut() = Some(Rc::downgrade(&b)));
+        b
+    }
+
+    /// Bytes held by requests now, and the budget (for metrics).
+    pub fn held_and_total(&self) -> (usize, usize) {
+        let l = self.ledger.borrow();
+        (l.total() - l.free(), l.total())
     }
 
     /// Starts accounting for a frame of `len` bytes.

@@ -33,6 +33,7 @@ pub async fn answer(shard: &Rc<Shard>, req: Request) -> Result<Response<Vec<Chun
     if wanted.len() > MAX_PARTITIONS_PER_FETCH {
         return Err((ErrorCode::PolicyViolation, format!("at most {MAX_PARTITIONS_PER_FETCH} partitions per fetch")));
     }
+    let started = Instant::now();
     let budget = (req.max_bytes as usize).min(shard.config.max_frame_bytes);
     let min_bytes = req.min_bytes as usize;
     let wait = Duration::from_millis(u64::from(req.max_wait_ms).min(shard.config.fetch_wait_max_ms));
@@ -74,6 +75,12 @@ pub async fn answer(shard: &Rc<Shard>, req: Request) -> Result<Response<Vec<Chun
         r.chunks.truncate(keep);
     }
 
+    for ((topic, _, _, _), r) in wanted.iter().zip(&results) {
+        crate::metrics::error("Fetch", super::error_name(r.error));
+        let records: u64 = r.chunks.iter().map(|c| crate::record::stored_record_count(c)).sum();
+        crate::metrics::fetched(topic, r.chunks.iter().map(|c| c.len() as u64).sum(), records);
+    }
+    crate::metrics::latency("fetch", started.elapsed());
     let topics = Topic::answer_all(&req.topics, results, |p, r| PartitionResponse {
         partition: p.partition,
         error: r.error,

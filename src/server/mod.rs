@@ -12,6 +12,7 @@ pub mod budget;
 pub mod connection;
 pub mod fetch;
 pub mod groups;
+pub mod http;
 pub mod kafka;
 pub mod list_offsets;
 pub mod metadata;
@@ -28,6 +29,11 @@ use bytes::BytesMut;
 use crate::protocol::{self, ErrorCode, Request, APIS};
 use crate::shard::Shard;
 use response::{error, respond, Outgoing};
+
+/// An error code's name for metrics; `None` for no error.
+pub fn error_name(e: ErrorCode) -> Option<&'static str> {
+    (e != ErrorCode::None).then(|| e.variant_name().unwrap_or("Unknown"))
+}
 
 /// Decodes one frame body and runs its API's handler; `external`: it came
 /// through the external listener (addresses in answers are external ones).
@@ -52,6 +58,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Opti
             &format!("{} version {} is not served (versions {min}..={max} are)", protocol::api_name(kind), req.api_version()),
         ));
     }
+    crate::metrics::request("native", protocol::api_name(kind).trim_end_matches("Request"));
     if shard.is_shutting_down() {
         return Some(connection::stopping(corr));
     }

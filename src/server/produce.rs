@@ -8,7 +8,7 @@
 //! inflated into scratch memory only to be walked, and stored as sent.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -80,13 +80,30 @@ pub async fn answer(shard: &Rc<Shard>, mut req: produce::Request<BytesMut>) -> O
     // order. The records move to their appends; the request keeps the rest.
     let records: Vec<BytesMut> = req.topics.iter_mut().flat_map(|t| t.partitions.iter_mut().map(|p| std::mem::take(&mut p.records))).collect();
     let asked = req.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)));
+    let started = Instant::now();
     let jobs = asked.zip(records).map(|((topic, partition), data)| async move {
         match validate_all(&data, max_batch_bytes) {
-            Ok(infos) => shard.produce(topic, partition, data, infos, acks, timeout).await,
+            Ok(infos) => {
+                let (bytes, records) = (data.len() as u64, infos.iter().map(|i| u64::from(i.record_count)).sum());
+                let r = shard.produce(topic, partition, data, infos, acks, timeout).await;
+                if r.error == ErrorCode::None {
+                    crate::metrics::produced(topic, bytes, records);
+                }
+                r
+            }
             Err((code, msg)) => ProduceResult::err(code, msg),
         }
     });
     let results = futures::future::join_all(jobs).await;
+    for r in &results {
+        crate::metrics::error("Produce", super::error_name(r.error));
+    }
+    let op = match acks {
+        Acks::None => "produce_acks_0",
+        Acks::Leader => "produce_acks_1",
+        Acks::All => "produce_acks_all",
+    };
+    crate::metrics::latency(op, started.elapsed());
     if acks == Acks::None {
         return None;
     }

@@ -17,6 +17,7 @@
 mod coordinator;
 mod idempotence;
 pub mod mesh;
+mod metrics;
 mod quorum;
 pub mod replica;
 
@@ -58,6 +59,8 @@ pub enum ShardMsg {
     Group(GroupMsg),
     /// About replicas: a follower's fetch, the replicas' lags.
     Replica(ReplicaMsg),
+    /// A scrape's question for this shard's figures.
+    Metrics(metrics::MetricsMsg),
 }
 
 pub use coordinator::{ClassicAnswer, ClassicCall, GroupMsg};
@@ -727,6 +730,7 @@ impl Shard {
             ShardMsg::Metadata(m) => self.serve_metadata(m).await,
             ShardMsg::Group(m) => self.serve_group(m).await,
             ShardMsg::Replica(m) => self.serve_replica(m).await,
+            ShardMsg::Metrics(m) => self.serve_metrics(m).await,
         }
     }
 

@@ -305,10 +305,24 @@ impl Shard {
                 };
                 let mut role = p.replica.role.borrow_mut();
                 let end = p.log().next_offset();
+                let isr_before = match &*role {
+                    Role::Leader(l) => Some((l.epoch, l.isr.len())),
+                    Role::Follower { .. } => None,
+                };
                 let changed = role.reconcile(me, registered, &assignment, end, p.replica.hw.get(), now);
+                // The ISR of a partition led here moved (its leader asked, or
+                // the controller took a fenced broker out).
+                if let (Some((epoch, before)), Role::Leader(l)) = (isr_before, &*role) {
+                    if l.epoch == epoch && l.isr.len() != before {
+                        crate::metrics::count(|c| if l.isr.len() < before { c.isr_shrinks += 1 } else { c.isr_expands += 1 });
+                    }
+                }
                 if changed {
                     match &*role {
-                        Role::Leader(_) => tracing::info!(%topic, partition = pi, epoch = meta.leader_epoch, log_end = end, "leading"),
+                        Role::Leader(_) => {
+                            crate::metrics::count(|c| c.leader_elections += 1);
+                            tracing::info!(%topic, partition = pi, epoch = meta.leader_epoch, log_end = end, "leading")
+                        }
                         Role::Follower { .. } => tracing::info!(%topic, partition = pi, leader = meta.leader, epoch = meta.leader_epoch, "following"),
                     }
                 }

@@ -62,7 +62,9 @@ impl DirectFile {
     pub async fn write_at(&self, buf: IoBuf, pos: u64) -> io::Result<()> {
         debug_assert_eq!(pos % self.alignment(), 0);
         let len = buf.len();
+        let began = std::time::Instant::now();
         let n = self.file.write_at(buf, pos).await?;
+        crate::metrics::count(|c| c.disk_write.observe(began.elapsed()));
         if n != len {
             return Err(io::Error::new(io::ErrorKind::WriteZero, format!("short direct write: {n} of {len} bytes")));
         }
@@ -75,7 +77,10 @@ impl DirectFile {
     }
 
     pub async fn sync(&self) -> io::Result<()> {
-        Ok(self.file.fdatasync().await?)
+        let began = std::time::Instant::now();
+        self.file.fdatasync().await?;
+        crate::metrics::count(|c| c.disk_sync.observe(began.elapsed()));
+        Ok(())
     }
 
     pub async fn truncate(&self, len: u64) -> io::Result<()> {

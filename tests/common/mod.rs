@@ -19,6 +19,8 @@ use shardlog::record::BatchBuilder;
 pub struct Broker {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The metrics port (`/metrics`, `/health`, `/ready`), if it serves one.
+    pub metrics: Option<SocketAddr>,
     pub dir: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
@@ -80,13 +82,13 @@ impl Broker {
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
-        cmd.args(["broker", "--listen", listen, "--shards", &shards.to_string(), "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(["broker", "--listen", listen, "--shards", &shards.to_string(), "--data-dir"]).arg(dir);
+        // An ephemeral metrics port unless the test names one: brokers of
+        // parallel tests must not share the default.
+        if !extra.contains(&"--metrics-listen") {
+            cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(extra).env("RUST_LOG", "info").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
     }
 
@@ -119,11 +121,16 @@ impl Broker {
             });
         }
         // From here on the child is killed by `Drop`, whatever fails.
-        let mut b = Broker { child: Some(child), addr: "127.0.0.1:0".parse().unwrap(), dir: dir.to_path_buf(), log, _tmp: None };
+        let mut b = Broker { child: Some(child), addr: "127.0.0.1:0".parse().unwrap(), metrics: None, dir: dir.to_path_buf(), log, _tmp: None };
         match rx.recv_timeout(Duration::from_secs(30)).ok().and_then(|a| a.parse().ok()) {
             Some(a) => b.addr = a,
             None => panic!("broker did not start: {}", b.log_text()),
         }
+        // Logged before the client listener's line.
+        b.metrics = b.log.lock().unwrap().iter().find_map(|l| {
+            let i = l.find("serving metrics at http://")?;
+            l[i + 26..].split('/').next()?.parse().ok()
+        });
         b
     }
 
@@ -517,4 +524,29 @@ impl Drop for Island {
         // Deleting the namespace deletes the veth pair with it.
         let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
     }
+}
+
+/// A GET of `path` on an HTTP port: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+}
+
+/// Sends `request` as is and reads the answer to the end: its status
+/// (0 if none came) and body.
+pub fn http_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// One sample's value from Prometheus text: the line that starts with
+/// `series` (a name and its labels, as rendered) and a space.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
 }

@@ -181,6 +181,33 @@ pub enum Request {
     DescribeGroups(Vec<String>),
 }
 
+impl Request {
+    /// The API's name, as Kafka names it (for metrics).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::ApiVersions => "ApiVersions",
+            Request::Metadata(..) => "Metadata",
+            Request::Produce(_) => "Produce",
+            Request::Fetch(_) => "Fetch",
+            Request::ListOffsets(_) => "ListOffsets",
+            Request::CreateTopics(_) => "CreateTopics",
+            Request::DeleteTopics(_) => "DeleteTopics",
+            Request::DescribeConfigs(_) => "DescribeConfigs",
+            Request::OffsetForLeaderEpoch(_) => "OffsetForLeaderEpoch",
+            Request::FindCoordinator(..) => "FindCoordinator",
+            Request::InitProducerId(_) => "InitProducerId",
+            Request::OffsetCommit(_) => "OffsetCommit",
+            Request::OffsetFetch(_) => "OffsetFetch",
+            Request::JoinGroup(_) => "JoinGroup",
+            Request::SyncGroup(_) => "SyncGroup",
+            Request::Heartbeat(..) => "Heartbeat",
+            Request::LeaveGroup(..) => "LeaveGroup",
+            Request::ListGroups => "ListGroups",
+            Request::DescribeGroups(_) => "DescribeGroups",
+        }
+    }
+}
+
 /// A request with what its header said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoded {

@@ -48,6 +48,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
         Err(refused) => return Answer::Close(refused.to_string()),
     };
     let (corr, version) = (decoded.correlation_id, decoded.api_version);
+    crate::metrics::request("kafka", decoded.request.name());
     let unanswered = |names: Vec<String>, (code, m): (ErrorCode, String)| -> Vec<TopicResult> {
         names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect()
     };

@@ -1,0 +1,162 @@
+//! The metrics port, black box: a broker's `/metrics` checked against
+//! what the test did (records produced and fetched per topic, partition
+//! offsets, a group's lag, requests and their latencies), `/health` and
+//! `/ready`, hostile HTTP, and a cluster's under-replicated partitions,
+//! ISR changes and controller change after a broker is killed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::{batch_of, http_get, http_request, sample, Broker};
+use shardlog::client::raw::Connection;
+use shardlog::protocol::{Acks, ErrorCode};
+
+fn scrape(b: &Broker) -> String {
+    let (status, body) = http_get(b.metrics.expect("the broker serves metrics"), "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn a_scrape_counts_what_was_produced_fetched_and_committed() {
+    let b = Broker::start(2);
+    let mut c = Connection::connect(b.addr).unwrap();
+    assert!(c.create_topic("mt", 2).unwrap());
+    // 2 partitions x 10 requests x 100 records.
+    let values: Vec<Vec<u8>> = (0..100).map(|i| format!("value-{i:04}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+    let batch = batch_of(&refs);
+    let mut produced_bytes = 0u64;
+    for _ in 0..10 {
+        for p in 0..2 {
+            c.send_produce("mt", &[(p, &batch)], Acks::Leader).unwrap();
+            let r: shardlog::protocol::produce::Response = c.recv().unwrap().body().unwrap();
+            assert_eq!(r.topics[0].partitions[0].error, ErrorCode::None);
+            produced_bytes += batch.len() as u64;
+        }
+    }
+    // Partition 0 read to its end once, from offset 0.
+    let mut client = b.client();
+    assert_eq!(client.fetch_all_values("mt", 0, 0).len(), 1000);
+    // A group commits 300 on partition 0 and 1000 on partition 1.
+    let committed = c.commit_offsets("mg", None, "mt", &[(0, 300), (1, 1000)]).unwrap();
+    assert!(committed.iter().all(|(_, e, _)| *e == ErrorCode::None), "{committed:?}");
+
+    let text = scrape(&b);
+    let v = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+    assert_eq!(v("shardlog_topic_records_in_total{topic=\"mt\"}"), 2000.0);
+    assert_eq!(v("shardlog_topic_bytes_in_total{topic=\"mt\"}"), produced_bytes as f64);
+    assert_eq!(v("shardlog_topic_records_out_total{topic=\"mt\"}"), 1000.0);
+    assert_eq!(v("shardlog_requests_total{protocol=\"native\",api=\"Produce\"}"), 20.0);
+    assert_eq!(v("shardlog_request_duration_seconds_count{operation=\"produce_acks_1\"}"), 20.0);
+    assert!(v("shardlog_request_duration_seconds_count{operation=\"fetch\"}") >= 2.0);
+    for p in 0..2 {
+        assert_eq!(v(&format!("shardlog_partition_high_watermark{{topic=\"mt\",partition=\"{p}\"}}")), 1000.0);
+        assert_eq!(v(&format!("shardlog_partition_log_end_offset{{topic=\"mt\",partition=\"{p}\"}}")), 1000.0);
+        assert_eq!(v(&format!("shardlog_partition_log_start_offset{{topic=\"mt\",partition=\"{p}\"}}")), 0.0);
+        assert_eq!(v(&format!("shardlog_partition_segments{{topic=\"mt\",partition=\"{p}\"}}")), 1.0);
+        assert!(v(&format!("shardlog_partition_size_bytes{{topic=\"mt\",partition=\"{p}\"}}")) >= (produced_bytes / 2) as f64);
+    }
+    assert_eq!(v("shardlog_consumer_group_lag{group=\"mg\",topic=\"mt\",partition=\"0\"}"), 700.0);
+    assert_eq!(v("shardlog_consumer_group_lag{group=\"mg\",topic=\"mt\",partition=\"1\"}"), 0.0);
+    assert!(v("shardlog_disk_write_duration_seconds_count") > 0.0);
+    assert!(v("shardlog_connections") >= 2.0, "this test's two connections are open");
+    assert_eq!(v("shardlog_under_replicated_partitions"), 0.0);
+    assert_eq!(v("shardlog_is_controller"), 1.0);
+    assert_eq!(v("shardlog_ready"), 1.0);
+    assert!(text.lines().any(|l| l.starts_with("shardlog_broker_info{") && l.contains("shards=\"2\"")), "{text}");
+    // A refused produce is counted by its error.
+    c.send_produce("mt", &[(7, &batch)], Acks::Leader).unwrap();
+    let _ = c.recv().unwrap();
+    let text = scrape(&b);
+    assert_eq!(sample(&text, "shardlog_request_errors_total{api=\"Produce\",error=\"UnknownTopicOrPartition\"}"), Some(1.0), "{text}");
+}
+
+#[test]
+fn health_and_ready_answer_and_hostile_http_gets_an_error_not_a_panic() {
+    let b = Broker::start(1);
+    let m = b.metrics.unwrap();
+    assert_eq!(http_get(m, "/health"), (200, "ok\n".to_string()));
+    assert_eq!(http_get(m, "/ready"), (200, "ready\n".to_string()));
+    assert_eq!(http_get(m, "/nothing").0, 404);
+    assert_eq!(http_request(m, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").0, 405);
+    assert_eq!(http_request(m, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").0, 400);
+    // A head longer than 8 KiB.
+    let long = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    assert_eq!(http_request(m, long.as_bytes()).0, 400);
+    // Connections that send nothing are closed (within the read timeout);
+    // meanwhile the port still answers.
+    let idle: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(m).unwrap()).collect();
+    assert_eq!(http_get(m, "/health").0, 200);
+    drop(idle);
+    assert!(b.client().fetch("missing", 0, 0, 0).0 != ErrorCode::None, "the broker still serves");
+    assert_eq!(http_get(m, "/metrics").0, 200);
+}
+
+/// Waits until `f` holds for a scrape of some live broker of the cluster.
+fn wait_for(c: &Cluster, what: &str, within: Duration, f: impl Fn(&[(usize, String)]) -> bool) -> Vec<(usize, String)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let scrapes: Vec<(usize, String)> = c
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.broker.as_ref().map(|b| (i, b)))
+            .filter_map(|(i, b)| {
+                let (status, body) = http_get(b.metrics?, "/metrics");
+                (status == 200).then_some((i, body))
+            })
+            .collect();
+        if f(&scrapes) {
+            return scrapes;
+        }
+        assert!(Instant::now() < deadline, "{what}: not seen within {within:?}\n{}\n{}", scrapes.iter().map(|s| s.1.as_str()).collect::<String>(), c.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn total(scrapes: &[(usize, String)], series: &str) -> f64 {
+    scrapes.iter().filter_map(|(_, t)| sample(t, series)).sum()
+}
+
+#[test]
+fn a_killed_broker_shows_as_under_replicated_partitions_and_a_killed_controller_is_replaced() {
+    let mut c = Cluster::start(None, true);
+    c.create("ur", 6);
+    let scrapes = wait_for(&c, "one controller all agree on", Duration::from_secs(15), |s| {
+        s.len() == 3
+            && total(s, "shardlog_is_controller") == 1.0
+            && s.iter().all(|(_, t)| sample(t, "shardlog_controller_id") == sample(&s[0].1, "shardlog_controller_id"))
+    });
+    assert_eq!(total(&scrapes, "shardlog_under_replicated_partitions"), 0.0);
+    assert_eq!(total(&scrapes, "shardlog_partitions_leader"), 6.0, "each partition led once");
+    let controller = scrapes.iter().find(|(_, t)| sample(t, "shardlog_is_controller") == Some(1.0)).unwrap().0;
+    let old_id = sample(&scrapes[0].1, "shardlog_controller_id").unwrap();
+    let survivors: Vec<(usize, String)> = scrapes.iter().filter(|(i, _)| *i != controller).cloned().collect();
+    let elections_before = total(&survivors, "shardlog_leader_elections_total");
+    let dead_led = sample(&scrapes.iter().find(|(i, _)| *i == controller).unwrap().1, "shardlog_partitions_leader").unwrap();
+
+    // The controller dies: another broker takes over, and the partitions
+    // it held are under-replicated on their leaders once their ISR drops it.
+    c.nodes[controller].broker.as_mut().unwrap().kill9();
+    c.nodes[controller].broker = None;
+    let after = wait_for(&c, "a new controller and under-replicated partitions", Duration::from_secs(30), |s| {
+        s.len() == 2
+            && total(s, "shardlog_is_controller") == 1.0
+            && s.iter().all(|(_, t)| sample(t, "shardlog_controller_id").is_some_and(|id| id != old_id && id >= 1.0))
+            && total(s, "shardlog_under_replicated_partitions") == 6.0
+    });
+    assert_eq!(total(&after, "shardlog_partitions_leader"), 6.0, "every partition is led by a survivor");
+    assert!(total(&after, "shardlog_leader_elections_total") >= elections_before + dead_led, "survivors took over the dead broker's partitions");
+    // The partitions the survivors led all along saw their ISR shrink.
+    assert!(total(&after, "shardlog_isr_shrinks_total") >= 6.0 - dead_led, "{}", after.iter().map(|s| s.1.as_str()).collect::<String>());
+
+    // It comes back: caught up, back in every ISR.
+    c.start_node(controller);
+    let healed = wait_for(&c, "no under-replicated partitions after the restart", Duration::from_secs(30), |s| {
+        s.len() == 3 && total(s, "shardlog_under_replicated_partitions") == 0.0 && total(s, "shardlog_isr_expands_total") >= 6.0
+    });
+    assert_eq!(total(&healed, "shardlog_offline_partitions"), 0.0);
+}
