@@ -160,3 +160,135 @@ fn a_killed_broker_shows_as_under_replicated_partitions_and_a_killed_controller_
     });
     assert_eq!(total(&healed, "shardlog_offline_partitions"), 0.0);
 }
+
+/// Percent-encodes a PromQL query for a URL.
+fn url_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// One instant query's value from Prometheus' HTTP API (the first series).
+fn promql(addr: std::net::SocketAddr, query: &str) -> Option<f64> {
+    let (status, body) = http_get(addr, &format!("/api/v1/query?query={}", url_encode(query)));
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+fn wait_promql(addr: std::net::SocketAddr, query: &str, within: Duration, ok: impl Fn(f64) -> bool, logs: impl Fn() -> String) -> f64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = promql(addr, query);
+        if let Some(v) = v.filter(|v| ok(*v)) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "Prometheus: {query} was {v:?} after {within:?}\n{}", logs());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Debian's Prometheus server (which `scripts/test.sh` installs) scrapes
+/// the three brokers every second; its query API gives the rate of
+/// records produced while a producer runs, and the under-replicated
+/// partitions once a broker is killed.
+#[test]
+fn a_prometheus_server_scrapes_the_cluster_and_sees_the_rate_and_a_dead_broker() {
+    use shardlog::client::producer::{Producer, ProducerConfig, RecordRef};
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let began = Instant::now();
+    let mut c = Cluster::start(None, true);
+    c.create("pm", 3);
+    let dir = common::temp_dir();
+    let targets: Vec<String> = c.nodes.iter().map(|n| format!("'{}'", n.broker.as_ref().unwrap().metrics.unwrap())).collect();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: shardlog\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let web: std::net::SocketAddr = format!("127.0.0.1:{}", common::reserved_port()).parse().unwrap();
+    let prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .args(["--log.level=warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let prometheus = match prometheus {
+        Ok(p) => p,
+        Err(e) => panic!("cannot run prometheus ({e}): scripts/test.sh installs Debian's package"),
+    };
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Kill(prometheus);
+
+    // Every target is up.
+    wait_promql(web, "sum(up{job=\"shardlog\"})", Duration::from_secs(30), |v| v == 3.0, || c.logs());
+
+    // A producer runs; Prometheus computes a rate of records produced.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (stop, bootstrap) = (stop.clone(), c.bootstrap());
+        std::thread::spawn(move || {
+            // About 20,000 records a second, each delivery checked.
+            let p = Producer::connect(ProducerConfig { bootstrap, acks: Acks::Leader, ..Default::default() }).unwrap();
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let deliveries: Vec<_> = (0..200).map(|_| p.send(RecordRef { topic: "pm", value: Some(b"metrics"), ..Default::default() }).unwrap()).collect();
+                for d in deliveries {
+                    d.wait().expect("every record is delivered");
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            sent
+        })
+    };
+    eprintln!("prometheus: every target up at {:?}", began.elapsed());
+    let rate = wait_promql(web, "sum(rate(shardlog_topic_records_in_total{topic=\"pm\"}[5s]))", Duration::from_secs(30), |v| v > 0.0, || c.logs());
+    eprintln!("prometheus: rate {rate:.0} records/s at {:?}", began.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    let sent = producer.join().unwrap();
+    eprintln!("prometheus: {sent} records sent");
+    assert!(sent > 0 && rate > 0.0);
+    // Once the producer stopped, the counters Prometheus holds add up to
+    // what it sent.
+    wait_promql(
+        web,
+        "sum(shardlog_topic_records_in_total{topic=\"pm\"})",
+        Duration::from_secs(15),
+        |v| v == sent as f64,
+        || {
+            format!(
+                "{sent} sent; up {:?}; scrape durations {:?}\n{}",
+                promql(web, "sum(up)"),
+                promql(web, "max(scrape_duration_seconds)"),
+                c.logs()
+                    .lines()
+                    .filter(|l| l.contains("leading") || l.contains("fenc") || l.contains("WARN") || l.contains("---"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        },
+    );
+    assert_eq!(promql(web, "sum(shardlog_under_replicated_partitions)"), Some(0.0));
+
+    // A broker dies: its scrape fails, and the survivors' leaders report
+    // every partition under-replicated once their ISRs drop it.
+    c.nodes[2].broker.as_mut().unwrap().kill9();
+    wait_promql(web, "sum(up{job=\"shardlog\"})", Duration::from_secs(15), |v| v == 2.0, || c.logs());
+    wait_promql(web, "sum(shardlog_under_replicated_partitions)", Duration::from_secs(30), |v| v == 3.0, || c.logs());
+}

@@ -83,14 +83,7 @@ pub async fn answer(shard: &Rc<Shard>, mut req: produce::Request<BytesMut>) -> O
     let started = Instant::now();
     let jobs = asked.zip(records).map(|((topic, partition), data)| async move {
         match validate_all(&data, max_batch_bytes) {
-            Ok(infos) => {
-                let (bytes, records) = (data.len() as u64, infos.iter().map(|i| u64::from(i.record_count)).sum());
-                let r = shard.produce(topic, partition, data, infos, acks, timeout).await;
-                if r.error == ErrorCode::None {
-                    crate::metrics::produced(topic, bytes, records);
-                }
-                r
-            }
+            Ok(infos) => shard.produce(topic, partition, data, infos, acks, timeout).await,
             Err((code, msg)) => ProduceResult::err(code, msg),
         }
     });

@@ -473,6 +473,7 @@ impl Shard {
             }
             match log.append(batch, info).await {
                 Ok(a) => {
+                    crate::metrics::produced(topic, u64::from(info.batch_len), u64::from(info.record_count));
                     p.producers.borrow_mut().record(info, a.base_offset);
                     first.get_or_insert(a.base_offset);
                     last = a.last_offset;

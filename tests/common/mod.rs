@@ -528,15 +528,17 @@ impl Drop for Island {
 
 /// A GET of `path` on an HTTP port: the status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http_request(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+    http_request(addr, format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
 }
 
 /// Sends `request` as is and reads the answer to the end: its status
-/// (0 if none came) and body.
+/// (0 if none came, or nothing listens) and body.
 pub fn http_request(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return (0, String::new()) };
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(request).unwrap();
+    if s.write_all(request).is_err() {
+        return (0, String::new());
+    }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).to_string();
