@@ -7,11 +7,13 @@ pid=
 stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=; rm -rf "$out/data"; }
 trap stop_broker EXIT
 
-# start_broker BIN_DIR: starts that build's broker on $addr and returns
-# once it answers (5 s at most).
+# start_broker BIN_DIR [FLAG...]: starts that build's broker on $addr
+# (with any further flags) and returns once it answers (5 s at most).
 start_broker() {
   rm -rf "$out/data"
-  "$1/shardlog" broker --data-dir "$out/data" --listen "$addr" --shards 2 2>"$out/broker.log" &
+  local bin=$1
+  shift
+  "$bin/shardlog" broker --data-dir "$out/data" --listen "$addr" --shards 2 "$@" 2>"$out/broker.log" &
   pid=$!
-  for _ in $(seq 50); do "$1/shardlog" cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 50); do "$bin/shardlog" cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
 }

@@ -21,7 +21,7 @@ start_cluster() {
   for i in 1 2 3; do
     rm -rf "$out/data$i"
     ./target/release/shardlog broker --data-dir "$out/data$i" --listen "127.0.0.1:$((base + i))" --shards 1 \
-      --node-id "$i" --quorum-voters "$voters" 2>"$out/broker$i.log" &
+      --node-id "$i" --quorum-voters "$voters" --metrics-listen 127.0.0.1:0 2>"$out/broker$i.log" &
     pids+=($!)
   done
   for _ in $(seq 100); do

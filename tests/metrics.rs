@@ -93,6 +93,14 @@ fn health_and_ready_answer_and_hostile_http_gets_an_error_not_a_panic() {
     drop(idle);
     assert!(b.client().fetch("missing", 0, 0, 0).0 != ErrorCode::None, "the broker still serves");
     assert_eq!(http_get(m, "/metrics").0, 200);
+    // The container healthcheck: `shardlog probe`, 0 when ready, 1 when
+    // nothing answers.
+    let probe = |what: &str, at: String| std::process::Command::new(env!("CARGO_BIN_EXE_shardlog")).args(["probe", what, "--metrics-address", &at]).output().unwrap();
+    assert!(probe("ready", m.to_string()).status.success());
+    assert!(probe("health", m.to_string()).status.success());
+    let dead = probe("ready", "127.0.0.1:1".into());
+    assert_eq!(dead.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("127.0.0.1:1"), "{}", String::from_utf8_lossy(&dead.stderr));
 }
 
 /// Waits until `f` holds for a scrape of some live broker of the cluster.
@@ -291,4 +299,45 @@ fn a_prometheus_server_scrapes_the_cluster_and_sees_the_rate_and_a_dead_broker()
     c.nodes[2].broker.as_mut().unwrap().kill9();
     wait_promql(web, "sum(up{job=\"shardlog\"})", Duration::from_secs(15), |v| v == 2.0, || c.logs());
     wait_promql(web, "sum(shardlog_under_replicated_partitions)", Duration::from_secs(30), |v| v == 3.0, || c.logs());
+}
+
+/// The Grafana dashboard and the alerting rules in docker/ name only
+/// series a broker serves, and promtool accepts the rules.
+#[test]
+fn the_dashboard_and_the_alerts_name_only_series_a_broker_serves() {
+    let b = Broker::start(1);
+    let mut c = Connection::connect(b.addr).unwrap();
+    assert!(c.create_topic("dash", 1).unwrap());
+    c.send_produce("dash", &[(0, &batch_of(&[b"x"]))], Acks::Leader).unwrap();
+    let _ = c.recv().unwrap();
+    c.commit_offsets("dash-group", None, "dash", &[(0, 0)]).unwrap();
+    let text = scrape(&b);
+    // Every family the scrape describes, by the names its samples take
+    // (a family with no sample yet, such as errors, is still described).
+    let mut served = std::collections::BTreeSet::new();
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) = (w.next(), w.next(), w.next(), w.next()) {
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            served.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        }
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in ["docker/grafana-dashboard.json", "docker/alerts.yml"] {
+        let body = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        let mut named = 0;
+        for (i, _) in body.match_indices("shardlog_") {
+            let name: String = body[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            assert!(served.contains(&name), "{file} names {name}, which no scrape serves:\n{text}");
+            named += 1;
+        }
+        assert!(named >= 9, "{file} names only {named} series");
+    }
+    let checked = std::process::Command::new("promtool").args(["check", "rules", &format!("{root}/docker/alerts.yml")]).output().expect("promtool, from Debian's prometheus package (scripts/test.sh installs it)");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
 }
