@@ -53,7 +53,16 @@ for r in $(seq "$rounds"); do
     start_broker target/release --metrics-listen "$metrics"
     scraper=
     if [ "$m" = scraped ]; then
-      (while sleep 1; do python3 -c "import urllib.request,sys; urllib.request.urlopen('http://$metrics/metrics', timeout=10).read()" || true; done) &
+      # One process scraping every second, as a Prometheus server does.
+      python3 - "$metrics" <<'PY' &
+import sys, time, urllib.request
+while True:
+    time.sleep(1)
+    try:
+        urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=10).read()
+    except OSError:
+        pass
+PY
       scraper=$!
     fi
     ./target/release/loadgen produce --bootstrap-server "$addr" --topic "m$m" --partitions 2 --message-size 100 --acks 1 --warmup 1 --duration 5 --json "$out/$m-$r.json" >/dev/null 2>&1
