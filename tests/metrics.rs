@@ -67,6 +67,20 @@ fn a_scrape_counts_what_was_produced_fetched_and_committed() {
     assert_eq!(v("shardlog_is_controller"), 1.0);
     assert_eq!(v("shardlog_ready"), 1.0);
     assert!(text.lines().any(|l| l.starts_with("shardlog_broker_info{") && l.contains("shards=\"2\"")), "{text}");
+    // The console's describe shows the same figures, and a group's lag.
+    let o = common::cli(&b, &["topics", "describe", "--topic", "mt", "--group", "mg"], None);
+    let described = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{described}");
+    let line = |p: u32| described.lines().find(|l| l.contains(&format!("Partition: {p}\t"))).unwrap_or_else(|| panic!("no partition {p} in\n{described}"));
+    for p in 0..2 {
+        assert!(line(p).contains("LogStart: 0\tHighWatermark: 1000\tLogEnd: 1000\tSize: "), "{}", line(p));
+    }
+    assert!(line(0).ends_with("Committed: 300\tGroupLag: 700"), "{}", line(0));
+    assert!(line(1).ends_with("Committed: 1000\tGroupLag: 0"), "{}", line(1));
+    let o = common::cli(&b, &["cluster", "info"], None);
+    let info = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(info.contains("0@node0/shard") && info.contains(" hw 1000 size "), "{info}");
+
     // A refused produce is counted by its error.
     c.send_produce("mt", &[(7, &batch)], Acks::Leader).unwrap();
     let _ = c.recv().unwrap();
@@ -95,7 +109,8 @@ fn health_and_ready_answer_and_hostile_http_gets_an_error_not_a_panic() {
     assert_eq!(http_get(m, "/metrics").0, 200);
     // The container healthcheck: `shardlog probe`, 0 when ready, 1 when
     // nothing answers.
-    let probe = |what: &str, at: String| std::process::Command::new(env!("CARGO_BIN_EXE_shardlog")).args(["probe", what, "--metrics-address", &at]).output().unwrap();
+    let probe =
+        |what: &str, at: String| std::process::Command::new(env!("CARGO_BIN_EXE_shardlog")).args(["probe", what, "--metrics-address", &at]).output().unwrap();
     assert!(probe("ready", m.to_string()).status.success());
     assert!(probe("health", m.to_string()).status.success());
     let dead = probe("ready", "127.0.0.1:1".into());
@@ -338,6 +353,9 @@ fn the_dashboard_and_the_alerts_name_only_series_a_broker_serves() {
         }
         assert!(named >= 9, "{file} names only {named} series");
     }
-    let checked = std::process::Command::new("promtool").args(["check", "rules", &format!("{root}/docker/alerts.yml")]).output().expect("promtool, from Debian's prometheus package (scripts/test.sh installs it)");
+    let checked = std::process::Command::new("promtool")
+        .args(["check", "rules", &format!("{root}/docker/alerts.yml")])
+        .output()
+        .expect("promtool, from Debian's prometheus package (scripts/test.sh installs it)");
     assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
 }

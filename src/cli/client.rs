@@ -59,9 +59,22 @@ pub enum TopicsCommand {
     /// Create a topic.
     Create(CreateArgs),
     /// Show a topic's partitions, placement and settings.
-    Describe(TopicArg),
+    Describe(DescribeArgs),
     /// Delete a topic and its data.
     Delete(TopicArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    pub bootstrap: Bootstrap,
+    /// The topic
+    #[arg(long)]
+    pub topic: String,
+    /// Also show this consumer group's committed offset and lag (records
+    /// between it and the high watermark) per partition
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -196,7 +209,15 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
             match c.metadata(Some(&[a.topic.as_str()])) {
                 Ok((_, topics)) => match topics.first() {
                     Some(t) if t.error == ErrorCode::None => {
-                        let lags = if t.replication_factor > 1 { c.replica_lags(&t.name).unwrap_or_default() } else { Default::default() };
+                        let views = c.leader_views(&t.name).unwrap_or_default();
+                        let parts: Vec<u32> = t.partitions.iter().map(|p| p.partition).collect();
+                        let committed: BTreeMap<u32, i64> = match &a.group {
+                            Some(g) => match c.fetch_offsets(g, &t.name, &parts) {
+                                Ok(v) => v.into_iter().filter(|(_, e, _)| *e == ErrorCode::None).map(|(p, _, o)| (p, o)).collect(),
+                                Err(e) => return broker_err(e, &format!("reading group '{g}''s offsets")),
+                            },
+                            None => BTreeMap::new(),
+                        };
                         let configs: Vec<String> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                         println!(
                             "Topic: {}\tPartitions: {}\tReplicationFactor: {}\tConfigs: {}",
@@ -207,15 +228,30 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
                         );
                         for p in &t.partitions {
                             let list = |v: &[i32]| v.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+                            let view = views.get(&p.partition);
+                            let figures = view.and_then(|v| v.figures).map_or(String::new(), |f| {
+                                format!(
+                                    "\tLogStart: {}\tHighWatermark: {}\tLogEnd: {}\tSize: {}",
+                                    f.log_start_offset, f.high_watermark, f.log_end_offset, f.size_bytes
+                                )
+                            });
+                            let group = match (&a.group, committed.get(&p.partition)) {
+                                (None, _) => String::new(),
+                                (Some(_), Some(&o)) if o >= 0 => {
+                                    let hw = view.and_then(|v| v.figures).map(|f| f.high_watermark);
+                                    format!("\tCommitted: {o}\tGroupLag: {}", hw.map_or("?".to_string(), |hw| (hw - o).max(0).to_string()))
+                                }
+                                (Some(_), _) => "\tCommitted: -\tGroupLag: -".to_string(),
+                            };
                             println!(
-                                "\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}\tReplicas: {}\tIsr: {}{}",
+                                "\tTopic: {}\tPartition: {}\tLeader: {}\tShard: {}\tReplicas: {}\tIsr: {}{}{figures}{group}",
                                 t.name,
                                 p.partition,
                                 p.leader,
                                 p.shard,
                                 list(&p.replicas),
                                 list(&p.isr),
-                                lag_text(lags.get(&p.partition), "\tLag: ")
+                                lag_text(view.map(|v| &v.lags), "\tLag: ")
                             );
                         }
                         exit::OK
@@ -540,15 +576,17 @@ pub fn cluster_info(b: Bootstrap) -> i32 {
             }
             println!("Topics:");
             for t in &info.topics {
-                let lags = if t.replication_factor > 1 { c.replica_lags(&t.name).unwrap_or_default() } else { Default::default() };
+                let views = c.leader_views(&t.name).unwrap_or_default();
                 let placement: Vec<String> = t
                     .partitions
                     .iter()
                     .map(|p| {
                         let replicas: Vec<String> = p.replicas.iter().map(|r| r.to_string()).collect();
                         let lagging = if p.isr.len() < p.replicas.len() { " under-replicated" } else { "" };
-                        let lag = lag_text(lags.get(&p.partition), " lag ");
-                        format!("{}@node{}/shard{}[replicas {}{lag}{lagging}]", p.partition, p.leader, p.shard, replicas.join(","))
+                        let view = views.get(&p.partition);
+                        let lag = lag_text(view.map(|v| &v.lags), " lag ");
+                        let size = view.and_then(|v| v.figures).map_or(String::new(), |f| format!(" hw {} size {}", f.high_watermark, f.size_bytes));
+                        format!("{}@node{}/shard{}[replicas {}{lag}{size}{lagging}]", p.partition, p.leader, p.shard, replicas.join(","))
                     })
                     .collect();
                 println!("\t{}\tpartitions: {}\treplication: {}\t{}", t.name, t.partitions.len(), t.replication_factor, placement.join(" "));

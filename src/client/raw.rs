@@ -222,9 +222,10 @@ impl Connection {
         Ok((t.error == ErrorCode::None).then_some(t))
     }
 
-    /// Each partition's replicas' lags behind its leader (messages, in
-    /// replica order, -1 unknown), asked of each leading broker.
-    pub fn replica_lags(&mut self, topic: &str) -> Result<BTreeMap<u32, Vec<i64>>, ClientError> {
+    /// What each partition's leader says of it: its replicas' lags behind
+    /// it (messages, in replica order, -1 unknown; empty for one replica)
+    /// and its offsets and size, asked of each leading broker.
+    pub fn leader_views(&mut self, topic: &str) -> Result<BTreeMap<u32, LeaderView>, ClientError> {
         let (brokers, topics) = self.metadata(Some(&[topic]))?;
         let mut out = BTreeMap::new();
         let Some(t) = topics.into_iter().find(|t| t.name == topic && t.error == ErrorCode::None) else { return Ok(out) };
@@ -234,8 +235,8 @@ impl Connection {
         for b in brokers.iter().filter(|b| leaders.contains(&b.node_id) && !b.fenced) {
             let Ok(mut c) = Connection::connect(format!("{}:{}", b.host, b.port).as_str()) else { continue };
             let Ok(Some(d)) = c.describe(topic) else { continue };
-            for p in d.partitions.into_iter().filter(|p| p.leader == b.node_id && !p.lags.is_empty()) {
-                out.insert(p.partition, p.lags);
+            for p in d.partitions.into_iter().filter(|p| p.leader == b.node_id && (!p.lags.is_empty() || p.figures.is_some())) {
+                out.insert(p.partition, LeaderView { lags: p.lags, figures: p.figures });
             }
         }
         Ok(out)
@@ -362,6 +363,15 @@ impl Connection {
         let r: list_topics::Response = self.call(&list_topics::Request)?;
         Ok(r.names)
     }
+}
+
+/// A partition as its leader sees it ([`Connection::leader_views`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderView {
+    /// Each replica's lag behind the leader (replica order, -1 unknown).
+    pub lags: Vec<i64>,
+    /// Its log start, high watermark, log end and bytes on disk.
+    pub figures: Option<crate::protocol::metadata::PartitionFigures>,
 }
 
 impl Connection {

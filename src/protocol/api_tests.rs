@@ -48,6 +48,7 @@ fn topic() -> metadata::Topic {
             leader_epoch: 4,
             isr: vec![2, 1],
             lags: vec![0, 5, -1],
+            figures: Some(super::metadata::PartitionFigures { log_start_offset: 3, high_watermark: 10, log_end_offset: 12, size_bytes: 4096 }),
         }],
         configs: vec![("retention.ms".into(), "1000".into())],
     }

@@ -36,6 +36,18 @@ pub struct Partition {
     /// order (-1: unknown); only from a describe through the leader,
     /// empty otherwise.
     pub lags: Vec<i64>,
+    /// The leader's log start, high watermark, log end and bytes on disk;
+    /// only from a describe through the leader, `None` otherwise.
+    pub figures: Option<PartitionFigures>,
+}
+
+/// A partition's offsets and size as its leader holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionFigures {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: i64,
 }
 
 /// A topic as the metadata describes it.
@@ -118,6 +130,12 @@ impl Topic {
                     leader_epoch: p.leader_epoch(),
                     isr: p.isr().map(|r| r.iter().collect()).unwrap_or_default(),
                     lags: p.lags().map(|r| r.iter().collect()).unwrap_or_default(),
+                    figures: (p.log_end_offset() >= 0).then(|| PartitionFigures {
+                        log_start_offset: p.log_start_offset(),
+                        high_watermark: p.high_watermark(),
+                        log_end_offset: p.log_end_offset(),
+                        size_bytes: p.size_bytes(),
+                    }),
                 })
                 .collect(),
             configs: configs_in(t.configs()),
@@ -148,6 +166,10 @@ impl Topic {
                         leader_epoch: p.leader_epoch,
                         isr: Some(isr),
                         lags,
+                        log_start_offset: p.figures.map_or(-1, |f| f.log_start_offset),
+                        high_watermark: p.figures.map_or(-1, |f| f.high_watermark),
+                        log_end_offset: p.figures.map_or(-1, |f| f.log_end_offset),
+                        size_bytes: p.figures.map_or(-1, |f| f.size_bytes),
                     },
                 )
             })

@@ -7,12 +7,13 @@
 
 use crate::cluster::metadata::{Metadata, TopicMeta};
 use crate::group::is_internal;
-use crate::protocol::metadata::{self, Broker, Partition, Topic, Voter};
+use crate::protocol::metadata::{self, Broker, Partition, PartitionFigures, Topic, Voter};
 use crate::protocol::{describe_topic, list_topics, ErrorCode};
 use crate::shard::Shard;
 
-/// Each partition's replicas' lags (by partition), where this broker leads.
-type Lags = [(u32, Vec<(i32, i64)>)];
+/// Each partition's replicas' lags and its offsets and size (by
+/// partition), where this broker leads.
+type Lags = [(u32, Vec<(i32, i64)>, PartitionFigures)];
 
 fn topic_info(name: &str, t: Option<&TopicMeta>, lags: &Lags) -> Topic {
     let Some(t) = t else { return Topic::unknown(name) };
@@ -23,10 +24,11 @@ fn topic_info(name: &str, t: Option<&TopicMeta>, lags: &Lags) -> Topic {
         .map(|(i, p)| {
             let replicas: Vec<i32> = p.replicas.iter().map(|r| r.broker).collect();
             let isr = if p.isr.is_empty() { replicas.clone() } else { p.isr.clone() };
-            let lags = lags
-                .iter()
-                .find(|(q, _)| *q == i as u32)
-                .map(|(_, l)| replicas.iter().map(|b| l.iter().find(|(r, _)| r == b).map_or(-1, |&(_, lag)| lag)).collect())
+            let here = lags.iter().find(|(q, _, _)| *q == i as u32);
+            let figures = here.map(|h| h.2);
+            let lags = here
+                .filter(|(_, l, _)| !l.is_empty())
+                .map(|(_, l, _)| replicas.iter().map(|b| l.iter().find(|(r, _)| r == b).map_or(-1, |&(_, lag)| lag)).collect())
                 .unwrap_or_default();
             Partition {
                 partition: i as u32,
@@ -37,6 +39,7 @@ fn topic_info(name: &str, t: Option<&TopicMeta>, lags: &Lags) -> Topic {
                 leader_epoch: p.leader_epoch,
                 isr,
                 lags,
+                figures,
             }
         })
         .collect();

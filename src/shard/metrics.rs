@@ -25,8 +25,14 @@ impl Shard {
         }
     }
 
-    /// This shard's figures now.
+    /// This shard's figures now. Counters of topics that no longer exist
+    /// are dropped first, so the per-topic cells stay bounded by the
+    /// topics the metadata holds.
     fn local_figures(&self) -> ShardFigures {
+        {
+            let md = self.meta.state.borrow();
+            crate::metrics::count(|c| c.topics.retain(|t, _| md.topics.contains_key(t)));
+        }
         let mut partitions = Vec::new();
         let mut cache_bytes = 0u64;
         for (topic, map) in self.partitions.owned.borrow().iter() {

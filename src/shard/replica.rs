@@ -55,7 +55,7 @@ pub const STORAGE_RETRY: Duration = Duration::from_secs(1);
 const EPOCHS_FILE: &str = "leader-epochs";
 
 /// Each replica's lag in messages behind its leader, by partition.
-pub type Lags = Vec<(u32, Vec<(NodeId, i64)>)>;
+pub type Lags = Vec<(u32, Vec<(NodeId, i64)>, crate::protocol::metadata::PartitionFigures)>;
 
 /// A shard's replication: its partitions' roles and the followers' fetch
 /// loops that follow them.
@@ -352,17 +352,28 @@ impl Shard {
     }
 
     /// Each replica's lag behind this shard's leaders of `topic`, in
-    /// messages, by partition (the followers' log ends as last fetched).
+    /// messages, by partition (the followers' log ends as last fetched),
+    /// with the leader's offsets and size (for a partition of one replica,
+    /// no lags and its offsets and size).
     pub(super) fn lags_local(&self, topic: &str) -> Lags {
         let parts = self.partitions.owned.borrow();
         let Some(map) = parts.get(topic) else { return Vec::new() };
         let mut out = Vec::new();
         for (&pi, p) in map {
-            if let Role::Leader(l) = &*p.replica.role.borrow() {
-                let end = p.log().next_offset();
+            let st = p.log().stats();
+            let figures = |high_watermark| crate::protocol::metadata::PartitionFigures {
+                log_start_offset: st.log_start_offset,
+                high_watermark,
+                log_end_offset: st.next_offset,
+                size_bytes: st.bytes as i64,
+            };
+            if !p.replica.replicated {
+                out.push((pi, Vec::new(), figures(st.written_offset)));
+            } else if let Role::Leader(l) = &*p.replica.role.borrow() {
+                let end = st.next_offset;
                 let mut lags = vec![(l.me, 0)];
                 lags.extend(l.followers().map(|(id, f)| (id, if f.fetched { (end - f.log_end).max(0) } else { -1 })));
-                out.push((pi, lags));
+                out.push((pi, lags, figures(p.replica.hw.get())));
             }
         }
         out

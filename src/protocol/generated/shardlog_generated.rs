@@ -1375,6 +1375,10 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 14;
   pub const VT_ISR: ::flatbuffers::VOffsetT = 16;
   pub const VT_LAGS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 20;
+  pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 22;
+  pub const VT_LOG_END_OFFSET: ::flatbuffers::VOffsetT = 24;
+  pub const VT_SIZE_BYTES: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1386,6 +1390,10 @@ impl<'a> PartitionInfo<'a> {
     args: &'args PartitionInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionInfo<'bldr>> {
     let mut builder = PartitionInfoBuilder::new(_fbb);
+    builder.add_size_bytes(args.size_bytes);
+    builder.add_log_end_offset(args.log_end_offset);
+    builder.add_high_watermark(args.high_watermark);
+    builder.add_log_start_offset(args.log_start_offset);
     if let Some(x) = args.lags { builder.add_lags(x); }
     if let Some(x) = args.isr { builder.add_isr(x); }
     builder.add_leader_epoch(args.leader_epoch);
@@ -1454,6 +1462,34 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i64>>>(PartitionInfo::VT_LAGS, None)}
   }
+  #[inline]
+  pub fn log_start_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(PartitionInfo::VT_LOG_START_OFFSET, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn high_watermark(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(PartitionInfo::VT_HIGH_WATERMARK, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn log_end_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(PartitionInfo::VT_LOG_END_OFFSET, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn size_bytes(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(PartitionInfo::VT_SIZE_BYTES, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
@@ -1470,6 +1506,10 @@ impl ::flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<u32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i32>>>("isr", Self::VT_ISR, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("lags", Self::VT_LAGS, false)?
+     .visit_field::<i64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
+     .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
+     .visit_field::<i64>("log_end_offset", Self::VT_LOG_END_OFFSET, false)?
+     .visit_field::<i64>("size_bytes", Self::VT_SIZE_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -1483,6 +1523,10 @@ pub struct PartitionInfoArgs<'a> {
     pub leader_epoch: u32,
     pub isr: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i32>>>,
     pub lags: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: i64,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -1496,6 +1540,10 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       leader_epoch: 0,
       isr: None,
       lags: None,
+      log_start_offset: -1,
+      high_watermark: -1,
+      log_end_offset: -1,
+      size_bytes: -1,
     }
   }
 }
@@ -1538,6 +1586,22 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionInfoBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PartitionInfo::VT_LAGS, lags);
   }
   #[inline]
+  pub fn add_log_start_offset(&mut self, log_start_offset: i64) {
+    self.fbb_.push_slot::<i64>(PartitionInfo::VT_LOG_START_OFFSET, log_start_offset, -1);
+  }
+  #[inline]
+  pub fn add_high_watermark(&mut self, high_watermark: i64) {
+    self.fbb_.push_slot::<i64>(PartitionInfo::VT_HIGH_WATERMARK, high_watermark, -1);
+  }
+  #[inline]
+  pub fn add_log_end_offset(&mut self, log_end_offset: i64) {
+    self.fbb_.push_slot::<i64>(PartitionInfo::VT_LOG_END_OFFSET, log_end_offset, -1);
+  }
+  #[inline]
+  pub fn add_size_bytes(&mut self, size_bytes: i64) {
+    self.fbb_.push_slot::<i64>(PartitionInfo::VT_SIZE_BYTES, size_bytes, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -1563,6 +1627,10 @@ impl ::core::fmt::Debug for PartitionInfo<'_> {
       ds.field("leader_epoch", &self.leader_epoch());
       ds.field("isr", &self.isr());
       ds.field("lags", &self.lags());
+      ds.field("log_start_offset", &self.log_start_offset());
+      ds.field("high_watermark", &self.high_watermark());
+      ds.field("log_end_offset", &self.log_end_offset());
+      ds.field("size_bytes", &self.size_bytes());
       ds.finish()
   }
 }
