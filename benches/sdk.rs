@@ -18,7 +18,13 @@ const STORED: u64 = 2_000_000;
 
 fn benches(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+    let config = shardlog::config::BrokerConfig {
+        data_dir: dir.path().into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".into(),
+        shards: 1,
+        ..Default::default()
+    };
     let broker = shardlog::broker::start(config).unwrap();
     let addr = broker.addr().to_string();
     let mut admin = shardlog::client::admin::Admin::connect(&[addr.as_str()]).unwrap();

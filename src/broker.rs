@@ -435,7 +435,7 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
 /// # let dir = tempfile::tempdir_in("target").unwrap();
 /// use shardlog::config::BrokerConfig;
 ///
-/// let config = BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// let config = BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), metrics_listen: "127.0.0.1:0".into(), shards: 1, ..Default::default() };
 /// let broker = shardlog::broker::start(config).unwrap();
 /// println!("serving on {}", broker.addr());
 /// broker.stop();

@@ -67,19 +67,28 @@ fn a_scrape_counts_what_was_produced_fetched_and_committed() {
     assert_eq!(v("shardlog_is_controller"), 1.0);
     assert_eq!(v("shardlog_ready"), 1.0);
     assert!(text.lines().any(|l| l.starts_with("shardlog_broker_info{") && l.contains("shards=\"2\"")), "{text}");
+    // The group's consumer has stopped; what is produced after its commit
+    // is its lag.
+    c.send_produce("mt", &[(0, &batch)], Acks::Leader).unwrap();
+    let _ = c.recv().unwrap();
+    let later = scrape(&b);
+    assert_eq!(sample(&later, "shardlog_consumer_group_lag{group=\"mg\",topic=\"mt\",partition=\"0\"}"), Some(800.0), "{later}");
+    assert_eq!(sample(&later, "shardlog_topic_records_in_total{topic=\"mt\"}"), Some(2100.0));
+
     // The console's describe shows the same figures, and a group's lag.
     let o = common::cli(&b, &["topics", "describe", "--topic", "mt", "--group", "mg"], None);
     let described = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success(), "{described}");
     let line = |p: u32| described.lines().find(|l| l.contains(&format!("Partition: {p}\t"))).unwrap_or_else(|| panic!("no partition {p} in\n{described}"));
     for p in 0..2 {
-        assert!(line(p).contains("LogStart: 0\tHighWatermark: 1000\tLogEnd: 1000\tSize: "), "{}", line(p));
+        let end = if p == 0 { 1100 } else { 1000 };
+        assert!(line(p).contains(&format!("LogStart: 0\tHighWatermark: {end}\tLogEnd: {end}\tSize: ")), "{}", line(p));
     }
-    assert!(line(0).ends_with("Committed: 300\tGroupLag: 700"), "{}", line(0));
+    assert!(line(0).ends_with("Committed: 300\tGroupLag: 800"), "{}", line(0));
     assert!(line(1).ends_with("Committed: 1000\tGroupLag: 0"), "{}", line(1));
     let o = common::cli(&b, &["cluster", "info"], None);
     let info = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(info.contains("0@node0/shard") && info.contains(" hw 1000 size "), "{info}");
+    assert!(info.contains("0@node0/shard") && info.contains(" hw 1100 size ") && info.contains(" hw 1000 size "), "{info}");
 
     // A refused produce is counted by its error.
     c.send_produce("mt", &[(7, &batch)], Acks::Leader).unwrap();

@@ -276,7 +276,7 @@ struct Member {
 /// # }
 /// # #[cfg(feature = "broker")] {
 /// # let dir = tempfile::tempdir_in("target").unwrap();
-/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), shards: 1, ..Default::default() };
+/// # let config = shardlog::config::BrokerConfig { data_dir: dir.path().into(), listen: "127.0.0.1:0".parse().unwrap(), metrics_listen: "127.0.0.1:0".into(), shards: 1, ..Default::default() };
 /// # let broker = shardlog::broker::start(config).unwrap();
 /// # example(&broker.addr().to_string());
 /// # }

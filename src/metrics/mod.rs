@@ -124,6 +124,19 @@ impl Counters {
 
 thread_local! {
     static SHARD: RefCell<Counters> = RefCell::new(Counters::default());
+    /// Request bytes this shard holds and its budget, as its budget last
+    /// said (`server::budget`).
+    static REQUEST_MEMORY: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// What this shard's requests hold now, and its budget.
+pub fn request_memory(held: usize, total: usize) {
+    REQUEST_MEMORY.with(|m| m.set((held, total)));
+}
+
+/// The last [`request_memory`] of this shard.
+pub fn request_memory_now() -> (usize, usize) {
+    REQUEST_MEMORY.with(|m| m.get())
 }
 
 /// Counts into this shard's cells.

@@ -127,15 +127,6 @@ impl Ledger {
     }
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<std::rc::Weak<ShardBudget>>> = const { RefCell::new(None) };
-}
-
-/// This shard's budget: bytes held by requests and the total (metrics).
-pub fn current() -> Option<(usize, usize)> {
-    CURRENT.with(|c| c.borrow().as_ref().and_then(|w| w.upgrade()).map(|b| b.held_and_total()))
-}
-
 /// A shard's budget, shared by its connections.
 pub struct ShardBudget {
     ledger: RefCell<Ledger>,
@@ -144,18 +135,16 @@ pub struct ShardBudget {
 }
 
 impl ShardBudget {
-    /// The shard's budget; the last one made on this thread is the one
-    /// [`current`] reports.
     pub fn new(total_bytes: usize) -> Rc<Self> {
         let b = Rc::new(ShardBudget { ledger: RefCell::new(Ledger::new(total_bytes)), changed: rt::Event::default() });
-        CURRENT.with(|c| *c.borrow_mut() = Some(Rc::downgrade(&b)));
+        b.report();
         b
     }
 
-    /// Bytes held by requests now, and the budget (for metrics).
-    pub fn held_and_total(&self) -> (usize, usize) {
+    /// Tells the shard's metrics what requests hold now, after a change.
+    fn report(&self) {
         let l = self.ledger.borrow();
-        (l.total() - l.free(), l.total())
+        crate::metrics::request_memory(l.total() - l.free(), l.total());
     }
 
     /// Starts accounting for a frame of `len` bytes.
@@ -180,6 +169,7 @@ impl FrameBudget {
             let listen = self.budget.changed.listen();
             if self.budget.ledger.borrow_mut().try_grant(self.ticket, bytes) {
                 self.held += bytes;
+                self.budget.report();
                 return;
             }
             listen.await;
@@ -208,6 +198,7 @@ impl Drop for FrameBudget {
             }
             debug_assert_eq!(l.check(), Ok(()));
         }
+        self.budget.report();
         self.budget.changed.notify();
     }
 }

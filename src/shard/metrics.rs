@@ -62,7 +62,7 @@ impl Shard {
             }
         }
         let committed = self.groups.offsets.borrow().all().map(|(g, t, p, c)| (g.to_string(), t.to_string(), p, c.offset)).collect();
-        let (buffered, budget) = crate::server::budget::current().unwrap_or((0, 0));
+        let (buffered, budget) = crate::metrics::request_memory_now();
         ShardFigures {
             counters: crate::metrics::counters(),
             partitions,
