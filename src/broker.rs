@@ -632,6 +632,24 @@ struct Started {
     handover: Option<(oneshot::Receiver<()>, mpsc::Sender<()>)>,
 }
 
+/// Binds a listener beside the client one, if `addr` names one; a failure
+/// is said on `bound` (start-up stops) and returned.
+fn bind_extra(
+    addr: Option<SocketAddr>,
+    bound: &mpsc::Sender<Result<SocketAddr, String>>,
+    why: impl Fn(SocketAddr, std::io::Error) -> String,
+) -> Result<Option<Listener>, String> {
+    match addr.map(|a| (a, Listener::bind(a))) {
+        None => Ok(None),
+        Some((_, Ok(l))) => Ok(Some(l)),
+        Some((a, Err(e))) => {
+            let e = why(a, e);
+            let _ = bound.send(Err(e.clone()));
+            Err(e)
+        }
+    }
+}
+
 async fn shard_main(
     cfg: Arc<BrokerConfig>,
     end: mesh::MeshEnds<ShardMsg>,
@@ -654,26 +672,12 @@ async fn shard_main(
             return Err(e.to_string());
         }
     };
-    let external = match cfg.external_listen.map(|a| (a, Listener::bind(a))) {
-        None => None,
-        Some((_, Ok(l))) => Some(l),
-        Some((a, Err(e))) => {
-            let e = format!("cannot listen on the external address {a}: {e}");
-            let _ = bound.send(Err(e.clone()));
-            return Err(e);
-        }
-    };
+    let external = bind_extra(cfg.external_listen, &bound, |a, e| format!("cannot listen on the external address {a}: {e}"))?;
     // The metrics port, on the first shard alone: a scrape gathers every
     // shard's figures by message.
-    let metrics = match cfg.metrics_addr().filter(|_| id == 0).map(|a| (a, Listener::bind(a))) {
-        None => None,
-        Some((_, Ok(l))) => Some(l),
-        Some((a, Err(e))) => {
-            let e = format!("cannot serve metrics on {a}: {e} (set --metrics-listen to another address, or off)");
-            let _ = bound.send(Err(e.clone()));
-            return Err(e);
-        }
-    };
+    let metrics = bind_extra(cfg.metrics_addr().filter(|_| id == 0), &bound, |a, e| {
+        format!("cannot serve metrics on {a}: {e} (set --metrics-listen to another address, or off)")
+    })?;
     if let Some(a) = metrics.as_ref().and_then(|l| l.local_addr().ok()) {
         tracing::info!("serving metrics at http://{a}/metrics (and /health, /ready)");
     }

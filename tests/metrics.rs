@@ -66,6 +66,14 @@ fn a_scrape_counts_what_was_produced_fetched_and_committed() {
     assert_eq!(v("shardlog_under_replicated_partitions"), 0.0);
     assert_eq!(v("shardlog_is_controller"), 1.0);
     assert_eq!(v("shardlog_ready"), 1.0);
+    for shard in 0..2 {
+        assert_eq!(v(&format!("shardlog_buffered_request_budget_bytes{{shard=\"{shard}\"}}")), 134_217_728.0, "the default budget, per shard");
+        assert_eq!(v(&format!("shardlog_cache_budget_bytes{{shard=\"{shard}\"}}")), 268_435_456.0);
+    }
+    assert!(
+        v("shardlog_cache_bytes{shard=\"0\"}") + v("shardlog_cache_bytes{shard=\"1\"}") >= produced_bytes as f64,
+        "what was produced is still in the tail cache"
+    );
     assert!(text.lines().any(|l| l.starts_with("shardlog_broker_info{") && l.contains("shards=\"2\"")), "{text}");
     // The group's consumer has stopped; what is produced after its commit
     // is its lag.

@@ -214,6 +214,7 @@ pub struct PartitionFigures {
 /// What one shard answers a scrape with.
 #[derive(Debug, Clone, Default)]
 pub struct ShardFigures {
+    pub shard: u16,
     pub counters: Counters,
     pub partitions: Vec<PartitionFigures>,
     /// Committed offsets of the groups it coordinates: (group, topic,
@@ -258,6 +259,14 @@ pub struct Figures {
     pub counters: Counters,
     pub partitions: Vec<PartitionFigures>,
     pub committed: Vec<(String, String, u32, i64)>,
+    /// Each shard's memory against its budgets, by shard.
+    pub memory: Vec<ShardMemory>,
+}
+
+/// One shard's request memory and tail cache against their budgets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardMemory {
+    pub shard: u16,
     pub buffered_request_bytes: u64,
     pub buffered_request_budget_bytes: u64,
     pub cache_bytes: u64,
@@ -271,11 +280,15 @@ impl Figures {
             f.counters.merge(&s.counters);
             f.partitions.extend(s.partitions);
             f.committed.extend(s.committed);
-            f.buffered_request_bytes += s.buffered_request_bytes;
-            f.buffered_request_budget_bytes += s.buffered_request_budget_bytes;
-            f.cache_bytes += s.cache_bytes;
-            f.cache_budget_bytes += s.cache_budget_bytes;
+            f.memory.push(ShardMemory {
+                shard: s.shard,
+                buffered_request_bytes: s.buffered_request_bytes,
+                buffered_request_budget_bytes: s.buffered_request_budget_bytes,
+                cache_bytes: s.cache_bytes,
+                cache_budget_bytes: s.cache_budget_bytes,
+            });
         }
+        f.memory.sort_by_key(|m| m.shard);
         f.partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         f.committed.sort();
         f
@@ -313,6 +326,24 @@ fn gauge<V: prometheus_client::encoding::EncodeGaugeValue>(e: &mut DescriptorEnc
     ConstGauge::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
+/// A counter family labelled by two names, its series in label order.
+fn pair_counters(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    (first, second): (&str, &str),
+    rows: &HashMap<(&'static str, &'static str), u64>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let mut rows: Vec<_> = rows.iter().collect();
+    rows.sort();
+    for ((a, b), n) in rows {
+        let labels = [(first, *a), (second, *b)];
+        ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 fn histogram(m: &mut prometheus_client::encoding::MetricEncoder<'_>, h: &Histogram) -> Result<(), std::fmt::Error> {
     m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(h.sum, h.count, &h.cumulative(), None)
 }
@@ -336,29 +367,14 @@ impl Collector for Scrape {
         }
 
         let c = &f.counters;
-        {
-            let mut m = e.encode_descriptor("shardlog_requests", "Requests served, by protocol and API.", None, MetricType::Counter)?;
-            let mut rows: Vec<_> = c.requests.iter().collect();
-            rows.sort();
-            for ((protocol, api), n) in rows {
-                let labels = [("protocol", *protocol), ("api", *api)];
-                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
-            }
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "shardlog_request_errors",
-                "Error codes answered, by API and error (for a whole request or one partition of it).",
-                None,
-                MetricType::Counter,
-            )?;
-            let mut rows: Vec<_> = c.errors.iter().collect();
-            rows.sort();
-            for ((api, error), n) in rows {
-                let labels = [("api", *api), ("error", *error)];
-                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
-            }
-        }
+        pair_counters(&mut e, "shardlog_requests", "Requests served, by protocol and API.", ("protocol", "api"), &c.requests)?;
+        pair_counters(
+            &mut e,
+            "shardlog_request_errors",
+            "Error codes answered, by API and error (for a whole request or one partition of it).",
+            ("api", "error"),
+            &c.errors,
+        )?;
         {
             let mut m = e.encode_descriptor(
                 "shardlog_request_duration_seconds",
@@ -457,15 +473,25 @@ impl Collector for Scrape {
 
         gauge(&mut e, "shardlog_connections", "Client connections open.", c.connections)?;
         counter(&mut e, "shardlog_connections_accepted", "Client connections accepted.", c.connections_accepted)?;
-        gauge(&mut e, "shardlog_buffered_request_bytes", "Bytes of requests read and not yet answered, all shards.", f.buffered_request_bytes)?;
-        gauge(
-            &mut e,
-            "shardlog_buffered_request_budget_bytes",
-            "The request-memory budget, all shards (max_buffered_request_bytes_per_shard).",
-            f.buffered_request_budget_bytes,
-        )?;
-        gauge(&mut e, "shardlog_cache_bytes", "Bytes of recent batches kept in memory for consumers, all shards.", f.cache_bytes)?;
-        gauge(&mut e, "shardlog_cache_budget_bytes", "The tail cache's budget, all shards.", f.cache_budget_bytes)?;
+        for (name, help, pick) in [
+            (
+                "shardlog_buffered_request_bytes",
+                "Bytes of requests a shard read and has not answered yet.",
+                (|m: &ShardMemory| m.buffered_request_bytes) as fn(&ShardMemory) -> u64,
+            ),
+            ("shardlog_buffered_request_budget_bytes", "A shard's request-memory budget (max_buffered_request_bytes_per_shard).", |m| {
+                m.buffered_request_budget_bytes
+            }),
+            ("shardlog_cache_bytes", "Bytes of recent batches a shard keeps in memory for consumers.", |m| m.cache_bytes),
+            ("shardlog_cache_budget_bytes", "A shard's tail-cache budget (cache_max_bytes_per_shard).", |m| m.cache_budget_bytes),
+        ] {
+            let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for shard in &f.memory {
+                let id = shard.shard.to_string();
+                let labels = [("shard", id.as_str())];
+                ConstGauge::new(pick(shard)).encode(m.encode_family(&labels)?)?;
+            }
+        }
         for (name, help, h) in [
             ("shardlog_disk_write_duration_seconds", "Time of one direct write to a segment.", &c.disk_write),
             ("shardlog_disk_sync_duration_seconds", "Time of one fdatasync of a segment.", &c.disk_sync),

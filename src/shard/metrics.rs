@@ -64,6 +64,7 @@ impl Shard {
         let committed = self.groups.offsets.borrow().all().map(|(g, t, p, c)| (g.to_string(), t.to_string(), p, c.offset)).collect();
         let (buffered, budget) = crate::metrics::request_memory_now();
         ShardFigures {
+            shard: self.id,
             counters: crate::metrics::counters(),
             partitions,
             committed,
