@@ -166,13 +166,18 @@ pub fn latency(op: &'static str, d: Duration) {
     count(|c| c.latency.entry(op).or_default().observe(d));
 }
 
+/// Counts into a topic's cell, made on its first use (one lookup, and
+/// the name copied only then).
+fn count_topic(topic: &str, f: impl FnOnce(&mut TopicIo)) {
+    count(|c| match c.topics.get_mut(topic) {
+        Some(t) => f(t),
+        None => f(c.topics.entry(topic.to_string()).or_default()),
+    });
+}
+
 /// Records a produce's bytes and records into `topic`.
 pub fn produced(topic: &str, bytes: u64, records: u64) {
-    count(|c| {
-        let t = match c.topics.get_mut(topic) {
-            Some(t) => t,
-            None => c.topics.entry(topic.to_string()).or_default(),
-        };
+    count_topic(topic, |t| {
         t.bytes_in += bytes;
         t.records_in += records;
     });
@@ -183,11 +188,7 @@ pub fn fetched(topic: &str, bytes: u64, records: u64) {
     if bytes == 0 {
         return;
     }
-    count(|c| {
-        let t = match c.topics.get_mut(topic) {
-            Some(t) => t,
-            None => c.topics.entry(topic.to_string()).or_default(),
-        };
+    count_topic(topic, |t| {
         t.bytes_out += bytes;
         t.records_out += records;
     });
@@ -214,16 +215,12 @@ pub struct PartitionFigures {
 /// What one shard answers a scrape with.
 #[derive(Debug, Clone, Default)]
 pub struct ShardFigures {
-    pub shard: u16,
     pub counters: Counters,
     pub partitions: Vec<PartitionFigures>,
     /// Committed offsets of the groups it coordinates: (group, topic,
     /// partition, offset).
     pub committed: Vec<(String, String, u32, i64)>,
-    pub buffered_request_bytes: u64,
-    pub buffered_request_budget_bytes: u64,
-    pub cache_bytes: u64,
-    pub cache_budget_bytes: u64,
+    pub memory: ShardMemory,
 }
 
 /// What the broker as a whole reports beside its shards' figures.
@@ -280,13 +277,7 @@ impl Figures {
             f.counters.merge(&s.counters);
             f.partitions.extend(s.partitions);
             f.committed.extend(s.committed);
-            f.memory.push(ShardMemory {
-                shard: s.shard,
-                buffered_request_bytes: s.buffered_request_bytes,
-                buffered_request_budget_bytes: s.buffered_request_budget_bytes,
-                cache_bytes: s.cache_bytes,
-                cache_budget_bytes: s.cache_budget_bytes,
-            });
+            f.memory.push(s.memory);
         }
         f.memory.sort_by_key(|m| m.shard);
         f.partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));

@@ -9,7 +9,7 @@ use futures::channel::oneshot;
 
 use super::{replica, Shard, ShardMsg};
 use crate::cluster::metadata::NO_LEADER;
-use crate::metrics::{BrokerFigures, Figures, PartitionFigures, QuorumFigures, ShardFigures};
+use crate::metrics::{BrokerFigures, Figures, PartitionFigures, QuorumFigures, ShardFigures, ShardMemory};
 
 /// What a shard is asked by the one gathering a scrape.
 pub enum MetricsMsg {
@@ -39,20 +39,18 @@ impl Shard {
             for (&partition, p) in map {
                 let st = p.log().stats();
                 cache_bytes += st.cache_bytes as u64;
-                let (leader, under_replicated, under_min_isr, high_watermark) = if p.replica.replicated {
-                    match &*p.replica.role.borrow() {
-                        replica::Role::Leader(l) => (true, l.isr.len() < l.replicas.len(), l.isr.len() < l.replicas.len() / 2 + 1, p.replica.hw.get()),
-                        replica::Role::Follower { .. } => (false, false, false, p.replica.hw.get()),
-                    }
-                } else {
-                    (true, false, false, st.written_offset)
+                let (leader, under_replicated, under_min_isr) = match &*p.replica.role.borrow() {
+                    _ if !p.replica.replicated => (true, false, false),
+                    replica::Role::Leader(l) => (true, l.isr.len() < l.replicas.len(), l.isr.len() < l.replicas.len() / 2 + 1),
+                    replica::Role::Follower { .. } => (false, false, false),
                 };
+                let f = p.figures(&st);
                 partitions.push(PartitionFigures {
                     topic: topic.clone(),
                     partition,
-                    log_start: st.log_start_offset,
-                    high_watermark,
-                    log_end: st.next_offset,
+                    log_start: f.log_start_offset,
+                    high_watermark: f.high_watermark,
+                    log_end: f.log_end_offset,
                     bytes: st.bytes,
                     segments: st.segments as u64,
                     leader,
@@ -64,14 +62,16 @@ impl Shard {
         let committed = self.groups.offsets.borrow().all().map(|(g, t, p, c)| (g.to_string(), t.to_string(), p, c.offset)).collect();
         let (buffered, budget) = crate::metrics::request_memory_now();
         ShardFigures {
-            shard: self.id,
             counters: crate::metrics::counters(),
             partitions,
             committed,
-            buffered_request_bytes: buffered as u64,
-            buffered_request_budget_bytes: budget as u64,
-            cache_bytes,
-            cache_budget_bytes: self.config.cache_max_bytes_per_shard as u64,
+            memory: ShardMemory {
+                shard: self.id,
+                buffered_request_bytes: buffered as u64,
+                buffered_request_budget_bytes: budget as u64,
+                cache_bytes,
+                cache_budget_bytes: self.config.cache_max_bytes_per_shard as u64,
+            },
         }
     }
 

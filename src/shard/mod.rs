@@ -183,6 +183,18 @@ impl Partition {
     fn log(&self) -> PartitionLog {
         self.log.borrow().clone()
     }
+
+    /// Its log start, high watermark (as this replica knows it), log end
+    /// and bytes on disk: what DescribeTopic and a scrape report.
+    fn figures(&self, st: &crate::storage::LogStats) -> crate::protocol::metadata::PartitionFigures {
+        let high_watermark = if self.replica.replicated { self.replica.hw.get() } else { st.written_offset };
+        crate::protocol::metadata::PartitionFigures {
+            log_start_offset: st.log_start_offset,
+            high_watermark,
+            log_end_offset: st.next_offset,
+            size_bytes: st.bytes as i64,
+        }
+    }
 }
 
 /// The partitions a shard owns.

@@ -361,19 +361,13 @@ impl Shard {
         let mut out = Vec::new();
         for (&pi, p) in map {
             let st = p.log().stats();
-            let figures = |high_watermark| crate::protocol::metadata::PartitionFigures {
-                log_start_offset: st.log_start_offset,
-                high_watermark,
-                log_end_offset: st.next_offset,
-                size_bytes: st.bytes as i64,
-            };
             if !p.replica.replicated {
-                out.push((pi, Vec::new(), figures(st.written_offset)));
+                out.push((pi, Vec::new(), p.figures(&st)));
             } else if let Role::Leader(l) = &*p.replica.role.borrow() {
                 let end = st.next_offset;
                 let mut lags = vec![(l.me, 0)];
                 lags.extend(l.followers().map(|(id, f)| (id, if f.fetched { (end - f.log_end).max(0) } else { -1 })));
-                out.push((pi, lags, figures(p.replica.hw.get())));
+                out.push((pi, lags, p.figures(&st)));
             }
         }
         out
