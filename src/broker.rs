@@ -21,6 +21,7 @@ use crate::net::Listener;
 use crate::rt;
 use crate::server::connection;
 use crate::shard::{self, mesh, Shard, ShardMsg};
+use crate::tls::server as tls;
 
 /// Memory each executor registers with io_uring for direct I/O (glommio
 /// falls back to unregistered buffers when it is used up).
@@ -411,18 +412,27 @@ pub fn run(config: BrokerConfig) -> Result<(), StartError> {
             })
             .expect("spawn the signal thread");
     }
-    let broker = start_with(config, events, events_rx)?;
-    let result = match broker.events.recv() {
-        Ok(Event::Signal(sig)) => {
-            tracing::info!(signal = sig, "stopping: finishing in-flight requests, flushing logs");
-            Ok(())
-        }
-        Ok(Event::ShardExited(id, r)) => {
-            let reason = r.err().unwrap_or_else(|| "exited".into());
-            tracing::error!(shard = id, %reason, "a shard stopped; stopping the broker");
-            Err(StartError::Shard { shard: id, reason })
-        }
-        Err(_) => Ok(()),
+    let mut broker = start_with(config, events, events_rx)?;
+    let result = loop {
+        break match broker.events.recv() {
+            Ok(Event::Signal(libc::SIGHUP)) => {
+                match broker.reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded the TLS certificates and keys; new connections use them"),
+                    Err(e) => tracing::error!("SIGHUP: the TLS files were not reloaded, the old ones stay in use: {e}"),
+                }
+                continue;
+            }
+            Ok(Event::Signal(sig)) => {
+                tracing::info!(signal = sig, "stopping: finishing in-flight requests, flushing logs");
+                Ok(())
+            }
+            Ok(Event::ShardExited(id, r)) => {
+                let reason = r.err().unwrap_or_else(|| "exited".into());
+                tracing::error!(shard = id, %reason, "a shard stopped; stopping the broker");
+                Err(StartError::Shard { shard: id, reason })
+            }
+            Err(_) => Ok(()),
+        };
     };
     broker.stop();
     result
@@ -449,6 +459,9 @@ pub struct RunningBroker {
     stops: Vec<oneshot::Sender<()>>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
     events: mpsc::Receiver<Event>,
+    /// Each shard's inbox for new TLS settings.
+    reloads: Vec<futures::channel::mpsc::Sender<tls::Settings>>,
+    config: Arc<BrokerConfig>,
     _lock: std::fs::File,
 }
 
@@ -462,6 +475,17 @@ impl RunningBroker {
     /// The address clients connect to (the real port when 0 was asked).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Reads the TLS files the config names again and hands the new
+    /// settings to every shard: new connections use them, open ones keep
+    /// theirs. On an error nothing changes. (SIGHUP calls it.)
+    pub fn reload_tls(&mut self) -> Result<(), String> {
+        let s = tls::Settings::load(&self.config)?;
+        for r in &mut self.reloads {
+            r.try_send(s.clone()).map_err(|e| format!("a shard did not take the new settings: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Stops accepting, finishes in-flight requests, flushes and closes
@@ -521,7 +545,10 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     config.data_dir =
         std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
 
+    let tls_settings = tls::Settings::load(&config).map_err(StartError::Config)?;
+    warn_if_open(&config);
     let config = Arc::new(config);
+    let mut reloads = Vec::new();
     let mut ends = mesh::build::<ShardMsg>(shards, shard::MESH_CAPACITY).into_iter();
     let mut stops = Vec::new();
     let mut handles = Vec::new();
@@ -534,6 +561,9 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
         let (bound_tx, bound_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (cfg, md, end, events) = (config.clone(), metadata.clone(), ends.next().expect("one end per shard"), events.clone());
+        let (reload_tx, reload_rx) = futures::channel::mpsc::channel::<tls::Settings>(4);
+        reloads.push(reload_tx);
+        let settings = tls_settings.clone();
         let store = if id == shard::QUORUM_SHARD { store.take() } else { None };
         let handover = if id == shard::QUORUM_SHARD { handover.take() } else { None };
         let cpu = online[usize::from(id) % online.len()];
@@ -541,6 +571,14 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
             .name(&format!("shard{id}"))
             .io_memory(IO_MEMORY_BYTES_PER_SHARD)
             .spawn(move || async move {
+                tls::install(settings);
+                rt::spawn(async move {
+                    use futures::StreamExt;
+                    let mut reload_rx = reload_rx;
+                    while let Some(s) = reload_rx.next().await {
+                        tls::install(s);
+                    }
+                });
                 let started = Started { incarnation, quorum_store: store, handover };
                 let r = shard_main(cfg, end, md, started, addr, bound_tx, stop_rx).await;
                 let _ = events.send(Event::ShardExited(id, r));
@@ -585,7 +623,26 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
         tracing::info!("external listener on {l}, advertised to its clients as {h}:{p}");
     }
     let handover_wait = Duration::from_millis(config.controlled_shutdown_timeout_ms);
-    Ok(RunningBroker { addr, handover: Some(handover_tx), handed: handed_rx, handover_wait, stops, handles, events: events_rx, _lock: lock })
+    Ok(RunningBroker { addr, handover: Some(handover_tx), handed: handed_rx, handover_wait, stops, handles, events: events_rx, reloads, config, _lock: lock })
+}
+
+/// Says so at start when a listener on a non-loopback address takes
+/// plaintext, or brokers trust their peers' network.
+fn warn_if_open(config: &BrokerConfig) {
+    let open = |a: SocketAddr| !a.ip().is_loopback();
+    for a in [Some(config.listen), config.external_listen].into_iter().flatten().filter(|a| open(*a)) {
+        if !config.client_tls() {
+            tracing::warn!(
+                "the client listener {a} is not on loopback and takes plaintext: anyone on the network can read the traffic (set --tls-cert and --tls-key)"
+            );
+        }
+        if config.sasl().unwrap_or_default().is_empty() && config.tls_client_ca.is_none() {
+            tracing::warn!("the client listener {a} is not on loopback and authenticates no one (set --sasl-mechanisms or --tls-client-ca)");
+        }
+    }
+    if config.voters().len() > 1 && config.peer_tls_ca.is_none() {
+        tracing::warn!("the quorum and replication connections are plaintext and unauthenticated: only brokers must reach them (set --peer-tls-cert, --peer-tls-key, --peer-tls-ca)");
+    }
 }
 
 fn stop_all(stops: Vec<oneshot::Sender<()>>, handles: Vec<glommio::ExecutorJoinHandle<()>>) {
@@ -604,6 +661,7 @@ fn block_signals() {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
@@ -615,6 +673,7 @@ fn wait_signal() -> i32 {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let mut sig = 0;
         libc::sigwait(&set, &mut sig);
         sig
@@ -783,6 +842,9 @@ async fn shard_main(
         }
     }
     let _ = bound.send(Ok(config.listen));
+    if id == 0 && !config.sasl_bootstrap_user.is_empty() {
+        rt::spawn(crate::server::security::bootstrap_user(shard.clone()));
+    }
     if let Some(l) = metrics {
         rt::spawn(crate::server::http::serve(shard.clone(), l));
     }
@@ -807,7 +869,14 @@ async fn shard_main(
                         });
                         let (shard, conns, budget) = (shard.clone(), conns.clone(), budget.clone());
                         rt::spawn(async move {
-                            connection::serve(shard, s, budget, external).await;
+                            let within = Duration::from_millis(shard.config.tls_handshake_timeout_ms);
+                            match crate::tls::server::accept(s, within).await {
+                                Ok((s, principal)) => connection::serve(shard, s, principal, budget, external).await,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "closing a connection at its TLS handshake");
+                                    crate::metrics::count(|c| c.tls_handshake_failures += 1);
+                                }
+                            }
                             conns.set(conns.get() - 1);
                             crate::metrics::count(|c| c.connections -= 1);
                         });

@@ -97,6 +97,37 @@ pub struct BrokerConfig {
     /// it, the largest logs are kept), so a broker of 10,000 partitions
     /// does not make every scrape heavy.
     pub metrics_max_partitions: usize,
+    /// TLS on the client listeners: this certificate chain (PEM)...
+    pub tls_cert: Option<PathBuf>,
+    /// ...and its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Clients must show a certificate these authorities (PEM) signed;
+    /// its common name is the client's principal.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Mutual TLS between brokers (quorum and replication): this broker's
+    /// certificate chain...
+    pub peer_tls_cert: Option<PathBuf>,
+    /// ...its key...
+    pub peer_tls_key: Option<PathBuf>,
+    /// ...and the authority that signs every broker's certificate.
+    pub peer_tls_ca: Option<PathBuf>,
+    /// A TLS handshake must finish within this long of the connection.
+    pub tls_handshake_timeout_ms: u64,
+    /// SASL mechanisms clients must authenticate with on the client
+    /// listeners, comma-separated (SCRAM-SHA-256, SCRAM-SHA-512); empty:
+    /// no SASL.
+    pub sasl_mechanisms: String,
+    /// A user created at start when the cluster does not have it yet, with
+    /// `sasl_bootstrap_password` (Kafka's `kafka-storage format
+    /// --add-scram`): the first administrator of a cluster that requires
+    /// SASL.
+    pub sasl_bootstrap_user: String,
+    pub sasl_bootstrap_password: String,
+    /// `acl`: requests are checked against the ACLs in the quorum;
+    /// empty: everything is allowed.
+    pub authorizer: String,
+    /// Principals every check allows (`User:admin`), comma-separated.
+    pub super_users: String,
     /// Storage defaults for every topic, overridable per topic.
     pub log: LogConfig,
 }
@@ -134,6 +165,18 @@ impl Default for BrokerConfig {
             replica_lag_max_ms: 3_000,
             metrics_listen: DEFAULT_METRICS_LISTEN.into(),
             metrics_max_partitions: 2_000,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            peer_tls_cert: None,
+            peer_tls_key: None,
+            peer_tls_ca: None,
+            tls_handshake_timeout_ms: 10_000,
+            sasl_mechanisms: String::new(),
+            sasl_bootstrap_user: String::new(),
+            sasl_bootstrap_password: String::new(),
+            authorizer: String::new(),
+            super_users: String::new(),
             log: LogConfig::default(),
         }
     }
@@ -152,8 +195,61 @@ impl BrokerConfig {
         }
     }
 
+    /// The SASL mechanisms clients must use; empty: none.
+    pub fn sasl(&self) -> Result<Vec<crate::auth::Mechanism>, String> {
+        self.sasl_mechanisms
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| crate::auth::Mechanism::parse(m).ok_or_else(|| format!("sasl_mechanisms: '{m}' is not one of SCRAM-SHA-256, SCRAM-SHA-512")))
+            .collect()
+    }
+
+    /// Whether requests are checked against ACLs.
+    pub fn acl_authorizer(&self) -> bool {
+        self.authorizer.trim() == "acl"
+    }
+
+    /// The super users' principals.
+    pub fn super_user_list(&self) -> Vec<String> {
+        self.super_users.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    }
+
+    /// Whether clients connect in TLS.
+    pub fn client_tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
     /// Checks every setting; the error names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err("tls_client_ca needs tls_cert and tls_key".into());
+        }
+        let peer = [&self.peer_tls_cert, &self.peer_tls_key, &self.peer_tls_ca].iter().filter(|p| p.is_some()).count();
+        if peer != 0 && peer != 3 {
+            return Err("peer_tls_cert, peer_tls_key and peer_tls_ca go together".into());
+        }
+        self.sasl()?;
+        if !matches!(self.authorizer.trim(), "" | "acl") {
+            return Err(format!("authorizer '{}' is not 'acl' (or empty)", self.authorizer));
+        }
+        if let Some(u) = self.super_user_list().iter().find(|u| !u.starts_with("User:")) {
+            return Err(format!("super_users: '{u}' is not User:NAME"));
+        }
+        if self.tls_cert.is_some() && peer == 0 && self.quorum_voters.as_deref().is_some_and(|v| v.contains(',')) {
+            return Err(
+                "with tls_cert, brokers fetch replicas from each other's TLS client listener: set peer_tls_cert, peer_tls_key and peer_tls_ca too".into()
+            );
+        }
+        if self.sasl_bootstrap_user.is_empty() != self.sasl_bootstrap_password.is_empty() {
+            return Err("sasl_bootstrap_user and sasl_bootstrap_password (SHARDLOG_SASL_BOOTSTRAP_PASSWORD) go together".into());
+        }
+        if self.tls_handshake_timeout_ms == 0 {
+            return Err("tls_handshake_timeout_ms must be positive".into());
+        }
         if !matches!(self.metrics_listen.trim(), "" | "off") && self.metrics_listen.trim().parse::<SocketAddr>().is_err() {
             return Err(format!("metrics_listen '{}' is neither an address (IP:PORT) nor 'off'", self.metrics_listen));
         }

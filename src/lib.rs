@@ -3,6 +3,8 @@
 //!
 //! The code map is in `ARCHITECTURE.md`.
 
+#[cfg(feature = "client")]
+pub mod auth;
 #[cfg(feature = "broker")]
 pub mod broker;
 #[cfg(feature = "broker")]
@@ -33,3 +35,5 @@ pub mod shard;
 #[cfg(feature = "broker")]
 pub mod storage;
 pub mod time;
+#[cfg(feature = "client")]
+pub mod tls;

@@ -78,6 +78,43 @@ pub struct BrokerArgs {
     /// there is this old, as Kafka's producer.id.expiration.ms
     #[arg(long, env = "SHARDLOG_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<u64>,
+    /// TLS on the client listeners: the certificate chain (PEM); Kafka's
+    /// ssl.keystore
+    #[arg(long, env = "SHARDLOG_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "SHARDLOG_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by these authorities (PEM);
+    /// Kafka's ssl.client.auth=required with ssl.truststore
+    #[arg(long, env = "SHARDLOG_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Mutual TLS between brokers (quorum, replication): this broker's certificate (PEM)
+    #[arg(long, env = "SHARDLOG_PEER_TLS_CERT")]
+    pub peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (PEM)
+    #[arg(long, env = "SHARDLOG_PEER_TLS_KEY")]
+    pub peer_tls_key: Option<PathBuf>,
+    /// The authority that signed every broker's peer certificate (PEM)
+    #[arg(long, env = "SHARDLOG_PEER_TLS_CA")]
+    pub peer_tls_ca: Option<PathBuf>,
+    /// SASL mechanisms clients must authenticate with: SCRAM-SHA-256,SCRAM-SHA-512;
+    /// Kafka's sasl.enabled.mechanisms
+    #[arg(long, env = "SHARDLOG_SASL_MECHANISMS")]
+    pub sasl_mechanisms: Option<String>,
+    /// Create this user at start if the cluster does not have it, with the
+    /// password in SHARDLOG_SASL_BOOTSTRAP_PASSWORD (the first administrator);
+    /// Kafka's kafka-storage format --add-scram
+    #[arg(long, env = "SHARDLOG_SASL_BOOTSTRAP_USER")]
+    pub sasl_bootstrap_user: Option<String>,
+    #[arg(long, env = "SHARDLOG_SASL_BOOTSTRAP_PASSWORD", hide = true, hide_env_values = true)]
+    pub sasl_bootstrap_password: Option<String>,
+    /// 'acl' to check every request against the ACLs; Kafka's authorizer.class.name
+    #[arg(long, env = "SHARDLOG_AUTHORIZER")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, comma-separated (User:admin); Kafka's super.users
+    #[arg(long, env = "SHARDLOG_SUPER_USERS")]
+    pub super_users: Option<String>,
     /// Start more shards than this host has online cores (each shard is an
     /// executor pinned to a core, so extra shards share cores and slow
     /// each other down)
@@ -151,6 +188,29 @@ impl BrokerArgs {
         }
         if let Some(v) = self.producer_id_expiration_ms {
             c.producer_id_expiration_ms = v;
+        }
+        for (v, to) in [
+            (&self.tls_cert, &mut c.tls_cert),
+            (&self.tls_key, &mut c.tls_key),
+            (&self.tls_client_ca, &mut c.tls_client_ca),
+            (&self.peer_tls_cert, &mut c.peer_tls_cert),
+            (&self.peer_tls_key, &mut c.peer_tls_key),
+            (&self.peer_tls_ca, &mut c.peer_tls_ca),
+        ] {
+            if let Some(v) = v {
+                *to = Some(v.clone());
+            }
+        }
+        for (v, to) in [
+            (&self.sasl_bootstrap_user, &mut c.sasl_bootstrap_user),
+            (&self.sasl_bootstrap_password, &mut c.sasl_bootstrap_password),
+            (&self.sasl_mechanisms, &mut c.sasl_mechanisms),
+            (&self.authorizer, &mut c.authorizer),
+            (&self.super_users, &mut c.super_users),
+        ] {
+            if let Some(v) = v {
+                *to = v.clone();
+            }
         }
         c.validate()?;
         Ok(c)

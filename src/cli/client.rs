@@ -31,6 +31,26 @@ pub struct Bootstrap {
     /// Brokers to start from: HOST:PORT[,HOST:PORT...]
     #[arg(long, default_value = "127.0.0.1:9092", env = "SHARDLOG_BOOTSTRAP_SERVER")]
     pub bootstrap_server: String,
+    /// Connect in TLS, trusting the authorities in this PEM file; Kafka's
+    /// ssl.truststore.location
+    #[arg(long, env = "SHARDLOG_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) to show when the broker asks for one;
+    /// Kafka's ssl.keystore.location
+    #[arg(long, env = "SHARDLOG_TLS_CERT", requires = "tls_key", requires = "tls_ca")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "SHARDLOG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Authenticate with SASL as this user; Kafka's sasl.username
+    #[arg(long, env = "SHARDLOG_USER", requires = "password")]
+    pub user: Option<String>,
+    /// The user's password (better in SHARDLOG_PASSWORD than on a command line)
+    #[arg(long, env = "SHARDLOG_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512; Kafka's sasl.mechanism
+    #[arg(long, env = "SHARDLOG_SASL_MECHANISM", default_value = "SCRAM-SHA-512", value_parser = ["SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub sasl_mechanism: String,
 }
 
 /// `--acks`: `all`, `1` or `0`, listed so in the help.
@@ -44,10 +64,32 @@ impl Bootstrap {
         self.bootstrap_server.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
     }
 
+    /// TLS and SASL as the flags ask.
+    pub fn security(&self) -> Result<crate::tls::ClientSecurity, String> {
+        let tls = match &self.tls_ca {
+            Some(ca) => {
+                let identity = self.tls_cert.as_deref().zip(self.tls_key.as_deref());
+                Some(crate::tls::client_config(ca, identity, None)?)
+            }
+            None => None,
+        };
+        let sasl = match (&self.user, &self.password) {
+            (Some(user), Some(password)) => Some(crate::auth::Credentials {
+                user: user.clone(),
+                password: password.clone(),
+                mechanism: crate::auth::Mechanism::parse(&self.sasl_mechanism).ok_or("--sasl-mechanism is SCRAM-SHA-256 or SCRAM-SHA-512")?,
+            }),
+            _ => None,
+        };
+        Ok(crate::tls::ClientSecurity { tls, sasl })
+    }
+
     /// Connects to the first bootstrap server that answers.
     pub fn connect(&self) -> Result<Connection, String> {
-        Connection::connect_any(&self.servers()).map_err(|e| {
-            format!("could not reach any bootstrap server ({}: {e}). Is a broker running? Start one with `shardlog broker`.", self.bootstrap_server)
+        let security = self.security()?;
+        Connection::connect_any_with(&self.servers(), &security).map_err(|e| match e {
+            ClientError::Broker { code, message } => format!("the broker refused the connection: {code:?}: {message}"),
+            e => format!("could not reach any bootstrap server ({}: {e}). Is a broker running? Start one with `shardlog broker`.", self.bootstrap_server),
         })
     }
 }
@@ -158,12 +200,12 @@ pub struct ConsumeArgs {
     pub format: Format,
 }
 
-fn fail(e: impl std::fmt::Display) -> i32 {
+pub(crate) fn fail(e: impl std::fmt::Display) -> i32 {
     eprintln!("shardlog: {e}");
     exit::FAILED
 }
 
-fn broker_err(e: ClientError, what: &str) -> i32 {
+pub(crate) fn broker_err(e: ClientError, what: &str) -> i32 {
     match e {
         ClientError::Broker { code, message } => fail(format!("{what}: the broker refused with {code:?}: {message}")),
         e => fail(format!("{what}: {e}")),
@@ -337,8 +379,13 @@ pub fn produce(a: ProduceArgs) -> i32 {
         }
     }
     let interactive = std::io::stdin().is_terminal();
+    let security = match a.bootstrap.security() {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     let config = ProducerConfig {
         bootstrap: a.bootstrap.servers(),
+        security,
         acks: a.acks,
         linger: if interactive { Duration::ZERO } else { ProducerConfig::default().linger },
         retries: PRODUCE_ATTEMPTS - 1,
@@ -460,8 +507,10 @@ pub fn consume(a: ConsumeArgs) -> i32 {
 }
 
 fn consume_inner(a: &ConsumeArgs) -> Result<i32, String> {
+    let security = a.bootstrap.security()?;
     let config = ConsumerConfig {
         bootstrap: a.bootstrap.servers(),
+        security,
         group: a.group.clone(),
         start: match (a.offset, a.from_beginning) {
             (Some(o), _) => StartFrom::Offset(o),

@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod security;
 
 use clap::{Parser, Subcommand};
 
@@ -16,7 +17,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a broker.
-    Broker(broker::BrokerArgs),
+    Broker(Box<broker::BrokerArgs>),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topics(client::TopicsCommand),
@@ -27,6 +28,12 @@ pub enum Command {
     /// Show the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Create, delete and list the users clients authenticate as (SASL SCRAM).
+    #[command(subcommand)]
+    Users(security::UsersCommand),
+    /// Add, remove and list access-control entries.
+    #[command(subcommand)]
+    Acls(security::AclsCommand),
     /// Ask a broker's metrics port whether it is live or ready (exit 0 if
     /// so): the container healthcheck, which has no curl.
     Probe(ProbeArgs),
@@ -77,11 +84,13 @@ pub enum ClusterCommand {
 /// Runs the parsed command; the exit code is what the process returns.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Broker(args) => broker::run(args),
+        Command::Broker(args) => broker::run(*args),
         Command::Topics(cmd) => client::topics(cmd),
         Command::Produce(args) => client::produce(args),
         Command::Consume(args) => client::consume(args),
         Command::Cluster(ClusterCommand::Info(b)) => client::cluster_info(b),
         Command::Probe(args) => probe(args),
+        Command::Users(cmd) => security::users(cmd),
+        Command::Acls(cmd) => security::acls(cmd),
     }
 }

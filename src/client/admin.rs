@@ -33,6 +33,11 @@ impl Admin {
         Ok(Admin { conn: Connection::connect_any(bootstrap)? })
     }
 
+    /// [`Admin::connect`] with TLS and SASL.
+    pub fn connect_with(bootstrap: &[&str], security: &crate::tls::ClientSecurity) -> Result<Self, ClientError> {
+        Ok(Admin { conn: Connection::connect_any_with(bootstrap, security)? })
+    }
+
     /// Creates a topic; `Ok(false)` if it already existed.
     pub fn create_topic(&mut self, name: &str, partitions: u32, replication_factor: u16, configs: &[(&str, &str)]) -> Result<bool, ClientError> {
         let configs: Vec<(String, String)> = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use super::raw::{ClientError, Connection};
 use crate::protocol::{fetch, ErrorCode};
 use crate::record::{self, BatchInfo, RecordIter};
+use crate::tls::ClientSecurity;
 
 /// Where to start in partitions the group has no commit for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub enum OffsetReset {
 pub struct ConsumerConfig {
     /// `host:port` of one or more brokers.
     pub bootstrap: Vec<String>,
+    /// TLS and SASL, when the brokers require them.
+    pub security: ClientSecurity,
     /// Join this group (with `subscribe`), or commit under it (with `assign`).
     pub group: Option<String>,
     /// Where to start without a commit.
@@ -76,6 +79,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         ConsumerConfig {
             bootstrap: vec!["127.0.0.1:9092".into()],
+            security: ClientSecurity::default(),
             group: None,
             start: StartFrom::Latest,
             offset_reset: OffsetReset::Latest,
@@ -329,7 +333,7 @@ impl Consumer {
 
     fn new(config: ConsumerConfig, topic: &str) -> Result<Self, ConsumerError> {
         Ok(Consumer {
-            conn: Connection::connect_any(&config.bootstrap)?,
+            conn: Connection::connect_any_with(&config.bootstrap, &config.security)?,
             config,
             topic: topic.to_string(),
             member: None,
@@ -488,7 +492,7 @@ impl Consumer {
                     self.fetchers.clear();
                     self.in_flight.clear();
                     self.leaders.clear();
-                    if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
+                    if let Ok(c) = Connection::connect_any_with(&self.config.bootstrap, &self.config.security) {
                         self.conn = c;
                     }
                 }
@@ -729,14 +733,14 @@ impl Consumer {
                 Err(e) => {
                     // The broker this consumer bootstrapped through is gone:
                     // ask another.
-                    if let Ok(c) = Connection::connect_any(&self.config.bootstrap) {
+                    if let Ok(c) = Connection::connect_any_with(&self.config.bootstrap, &self.config.security) {
                         self.conn = c;
                     }
                     return Err(CoordinatorError::Passing(format!("asking a broker for the coordinator: {e}")));
                 }
             };
             match found {
-                Ok(addr) => match Connection::connect(addr.as_str()) {
+                Ok(addr) => match Connection::connect_with(addr.as_str(), &self.config.security) {
                     Ok(c) => self.coordinator = Some(c),
                     Err(e) => return Err(CoordinatorError::Passing(format!("connecting to the coordinator at {addr}: {e}"))),
                 },
@@ -755,7 +759,7 @@ impl Consumer {
     /// A connection to `addr`, opened on first use.
     fn fetch_conn(&mut self, addr: &str) -> Result<&mut Connection, ClientError> {
         if !self.fetchers.contains_key(addr) {
-            let c = Connection::connect(addr)?;
+            let c = Connection::connect_with(addr, &self.config.security)?;
             self.fetchers.insert(addr.to_string(), c);
         }
         Ok(self.fetchers.get_mut(addr).expect("inserted above"))

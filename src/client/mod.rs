@@ -7,3 +7,4 @@ pub mod admin;
 pub mod consumer;
 pub mod producer;
 pub mod raw;
+pub mod transport;

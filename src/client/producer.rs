@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use super::raw::{ClientError, Connection};
 use crate::protocol::{produce, ErrorCode};
 use crate::record::{BatchBuilder, Header};
+use crate::tls::ClientSecurity;
 
 /// How many replicas must have a record before it is acknowledged: the
 /// protocol's own; [`Acks::None`] is not waited for (no delivery report
@@ -49,6 +50,8 @@ pub use crate::protocol::Acks;
 pub struct ProducerConfig {
     /// `host:port` of one or more brokers.
     pub bootstrap: Vec<String>,
+    /// TLS and SASL, when the brokers require them.
+    pub security: ClientSecurity,
     /// How many replicas must have a record before it is acknowledged.
     pub acks: Acks,
     /// How long a batch may wait for more records.
@@ -112,6 +115,7 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             bootstrap: vec!["127.0.0.1:9092".into()],
+            security: ClientSecurity::default(),
             acks: Acks::All,
             linger: Duration::from_millis(5),
             batch_max_bytes: 512 * 1024,
@@ -1280,7 +1284,7 @@ pub struct Producer {
 impl Producer {
     /// Connects to the first bootstrap broker that answers.
     pub fn connect(config: ProducerConfig) -> Result<Self, ClientError> {
-        let mut conn = Connection::connect_any(&config.bootstrap)?;
+        let mut conn = Connection::connect_any_with(&config.bootstrap, &config.security)?;
         let producer = if config.idempotent { Some(conn.init_producer_id()?) } else { None };
         lane::init();
         let shared = Arc::new(Shared {
@@ -1617,7 +1621,7 @@ impl Shared {
                 thread::sleep(backoff(attempt));
             }
             if conn.is_none() {
-                match Connection::connect_any(&self.config.bootstrap) {
+                match Connection::connect_any_with(&self.config.bootstrap, &self.config.security) {
                     Ok(c) => *conn = Some(c),
                     Err(e) => {
                         last = e.to_string();
@@ -1978,7 +1982,7 @@ impl Sender {
 
     fn with_bootstrap<T>(&mut self, f: impl Fn(&mut Connection) -> Result<T, ClientError>) -> Result<T, ClientError> {
         if self.bootstrap.is_none() {
-            self.bootstrap = Some(Connection::connect_any(&self.shared.config.bootstrap)?);
+            self.bootstrap = Some(Connection::connect_any_with(&self.shared.config.bootstrap, &self.shared.config.security)?);
         }
         let r = f(self.bootstrap.as_mut().expect("connected above"));
         if r.is_err() {
@@ -2035,7 +2039,7 @@ struct LinkState {
 
 impl Link {
     fn open(addr: &str, shared: &Arc<Shared>) -> Result<Link, ClientError> {
-        let conn = Connection::connect(addr)?;
+        let conn = Connection::connect_with(addr, &shared.config.security)?;
         let rconn = conn.try_clone()?;
         rconn.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         let ls = Arc::new(LinkShared::default());

@@ -21,7 +21,10 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
+
+use super::transport::Transport;
+use crate::tls::ClientSecurity;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,7 +32,7 @@ use flatbuffers::FlatBufferBuilder;
 
 use crate::protocol::{
     self, api_versions, create_topics, delete_topics, describe_topic, fb, fetch, find_coordinator, group_heartbeat, init_producer_id, list_offsets,
-    list_topics, metadata, offset_commit, offset_fetch, produce, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
+    list_topics, metadata, offset_commit, offset_fetch, produce, sasl_authenticate, Acks, DecodeResponse, ErrorCode, ProtocolError, RequestBody,
 };
 
 pub use crate::protocol::metadata::{Broker as BrokerMeta, Partition as PartitionMeta, Response as ClusterInfo, Topic as TopicMeta, Voter as VoterMeta};
@@ -94,13 +97,23 @@ impl Reply {
     }
 }
 
+/// `host:port` (a bracketed IPv6 address too) split.
+pub fn split_host_port(addr: &str) -> Result<(&str, u16), ClientError> {
+    let bad = || ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, format!("'{addr}' is not HOST:PORT")));
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    Ok((host, port.parse().map_err(|_| bad())?))
+}
+
 /// A connection to one broker.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Transport,
     next: u32,
     fbb: FlatBufferBuilder<'static>,
     client_id: String,
     max_frame_bytes: usize,
+    /// How it connected: connections it opens to other brokers do the same.
+    security: ClientSecurity,
 }
 
 impl Connection {
@@ -111,18 +124,65 @@ impl Connection {
     /// a frame without records, like this one, is never read as Kafka's
     /// (see `schemas/PROTOCOL.md`).
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let mut c = Connection { stream, next: 1, fbb: FlatBufferBuilder::with_capacity(1024), client_id: "shardlog".into(), max_frame_bytes: 256 << 20 };
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing"))?;
+        Self::open(Transport::connect(&addr.ip().to_string(), addr.port(), None)?, &ClientSecurity::default())
+    }
+
+    /// Connects to `addr` (`host:port`) with `security`: TLS when it has a
+    /// setting (the broker's certificate must name the host), then SASL
+    /// when it has credentials.
+    pub fn connect_with(addr: &str, security: &ClientSecurity) -> Result<Self, ClientError> {
+        let (host, port) = split_host_port(addr)?;
+        Self::open(Transport::connect(host, port, security.tls.as_ref())?, security)
+    }
+
+    fn open(stream: Transport, security: &ClientSecurity) -> Result<Self, ClientError> {
+        let mut c = Connection {
+            stream,
+            next: 1,
+            fbb: FlatBufferBuilder::with_capacity(1024),
+            client_id: "shardlog".into(),
+            max_frame_bytes: 256 << 20,
+            security: security.clone(),
+        };
         let _: api_versions::Response = c.call(&api_versions::Request { client_software: Some(format!("shardlog {}", env!("CARGO_PKG_VERSION"))) })?;
+        if let Some(creds) = &security.sasl {
+            c.authenticate(creds)?;
+        }
         Ok(c)
+    }
+
+    /// SASL SCRAM with `creds` (two round trips).
+    fn authenticate(&mut self, creds: &crate::auth::Credentials) -> Result<(), ClientError> {
+        use crate::auth::scram::ClientExchange;
+        let mut ex = ClientExchange::new(creds.mechanism, &creds.user, &creds.password);
+        let sasl_error = |e: crate::auth::scram::ScramError| ClientError::Broker { code: ErrorCode::SaslAuthenticationFailed, message: e.to_string() };
+        let first = sasl_authenticate::Request { mechanism: Some(creds.mechanism.name().to_string()), auth_bytes: ex.first() };
+        let r: sasl_authenticate::Response = self.call(&first)?;
+        if r.error != ErrorCode::None {
+            return Err(ClientError::Broker { code: r.error, message: r.error_message.unwrap_or_default() });
+        }
+        let proof = ex.respond(&r.auth_bytes).map_err(sasl_error)?;
+        let r: sasl_authenticate::Response = self.call(&sasl_authenticate::Request { mechanism: None, auth_bytes: proof })?;
+        if r.error != ErrorCode::None {
+            return Err(ClientError::Broker { code: r.error, message: r.error_message.unwrap_or_default() });
+        }
+        ex.finish(&r.auth_bytes).map_err(sasl_error)
     }
 
     /// Connects to the first of `bootstrap` (`host:port` strings) that answers.
     pub fn connect_any<S: AsRef<str>>(bootstrap: &[S]) -> Result<Self, ClientError> {
+        Self::connect_any_with(bootstrap, &ClientSecurity::default())
+    }
+
+    /// [`Connection::connect_any`] with `security`. An authentication
+    /// refused is not tried on the next broker: it would be refused there
+    /// too.
+    pub fn connect_any_with<S: AsRef<str>>(bootstrap: &[S], security: &ClientSecurity) -> Result<Self, ClientError> {
         let mut last = None;
         for addr in bootstrap {
-            match Connection::connect(addr.as_ref()) {
+            match Connection::connect_with(addr.as_ref(), security) {
+                Err(e @ ClientError::Broker { code: ErrorCode::SaslAuthenticationFailed | ErrorCode::UnsupportedSaslMechanism, .. }) => return Err(e),
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -138,7 +198,7 @@ impl Connection {
     /// Closes both directions of the socket, for every handle on it (a
     /// thread blocked reading it returns).
     pub fn shutdown(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.stream.shutdown();
     }
 
     /// A second handle on the same socket, e.g. to read responses on one
@@ -150,6 +210,7 @@ impl Connection {
             fbb: FlatBufferBuilder::with_capacity(1024),
             client_id: self.client_id.clone(),
             max_frame_bytes: self.max_frame_bytes,
+            security: self.security.clone(),
         })
     }
 
@@ -233,7 +294,7 @@ impl Connection {
         leaders.sort_unstable();
         leaders.dedup();
         for b in brokers.iter().filter(|b| leaders.contains(&b.node_id) && !b.fenced) {
-            let Ok(mut c) = Connection::connect(format!("{}:{}", b.host, b.port).as_str()) else { continue };
+            let Ok(mut c) = Connection::connect_with(&format!("{}:{}", b.host, b.port), &self.security) else { continue };
             let Ok(Some(d)) = c.describe(topic) else { continue };
             for p in d.partitions.into_iter().filter(|p| p.leader == b.node_id && (!p.lags.is_empty() || p.figures.is_some())) {
                 out.insert(p.partition, LeaderView { lags: p.lags, figures: p.figures });
@@ -318,6 +379,9 @@ impl Connection {
     /// topic does not exist, an error if a partition has no live leader.
     pub fn leaders(&mut self, topic: &str) -> Result<Option<Vec<String>>, ClientError> {
         let (brokers, topics) = self.metadata(Some(&[topic]))?;
+        if let Some(t) = topics.iter().find(|t| t.name == topic && t.error == ErrorCode::TopicAuthorizationFailed) {
+            return Err(ClientError::Broker { code: t.error, message: format!("not authorized to describe topic '{}'", t.name) });
+        }
         let Some(t) = topics.into_iter().find(|t| t.name == topic && t.error == ErrorCode::None) else { return Ok(None) };
         t.partitions
             .iter()

@@ -16,7 +16,10 @@
 //!   copies with the same `applied` are equal.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::auth::acl::{Acl, MAX_ACLS};
+use crate::auth::scram::{Mechanism, ScramCredential};
 
 use crate::storage::LogConfig;
 
@@ -144,7 +147,17 @@ pub struct Metadata {
     /// id is unique in the cluster.
     #[serde(default)]
     pub next_producer_id: i64,
+    /// SCRAM credentials by user and mechanism (salted keys, never a
+    /// password), as Kafka's KRaft keeps them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
+    /// Access-control entries ([`crate::auth::acl`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<Acl>,
 }
+
+/// Most users the cluster holds.
+pub const MAX_USERS: usize = 10_000;
 
 /// A request to create a topic, as a client states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +193,17 @@ pub enum Command {
     /// A block of `count` idempotent producer ids for the proposer.
     AllocateProducerIds {
         count: u32,
+    },
+    /// Sets users' SCRAM credentials (one result each), then deletes
+    /// users (one result each).
+    AlterUsers {
+        upserts: Vec<(String, Mechanism, ScramCredential)>,
+        deletions: Vec<String>,
+    },
+    /// Adds entries, then removes entries (one result each).
+    AlterAcls {
+        additions: Vec<Acl>,
+        removals: Vec<Acl>,
     },
 }
 
@@ -229,6 +253,12 @@ pub enum MetadataError {
     Internal(String),
     #[error("{0}")]
     StaleLeaderEpoch(String),
+    #[error("user '{0}' does not exist")]
+    UnknownUser(String),
+    #[error("no such ACL: {0}")]
+    UnknownAcl(String),
+    #[error("{0}")]
+    LimitReached(String),
 }
 
 fn replication_factor_problem(asked: u16, brokers: u16) -> String {
@@ -405,6 +435,42 @@ impl Metadata {
                     out.created.push(topic.clone());
                 }
                 out.results.push(r);
+            }
+            Command::AlterUsers { upserts, deletions } => {
+                for (user, mechanism, credential) in upserts {
+                    let r = if user.is_empty() || user.len() > 256 {
+                        Err(MetadataError::InvalidConfig("a user name must have 1 to 256 bytes".into()))
+                    } else if !credential.is_sound(*mechanism) {
+                        Err(MetadataError::InvalidConfig(format!("the {mechanism} credential of '{user}' is malformed")))
+                    } else if !self.users.contains_key(user) && self.users.len() >= MAX_USERS {
+                        Err(MetadataError::LimitReached(format!("the cluster holds {MAX_USERS} users, its most")))
+                    } else {
+                        self.users.entry(user.clone()).or_default().insert(*mechanism, credential.clone());
+                        Ok(())
+                    };
+                    out.results.push(r);
+                }
+                for user in deletions {
+                    out.results.push(self.users.remove(user).map(|_| ()).ok_or_else(|| MetadataError::UnknownUser(user.clone())));
+                }
+            }
+            Command::AlterAcls { additions, removals } => {
+                for a in additions {
+                    let r = match a.validate() {
+                        Err(e) => Err(MetadataError::InvalidConfig(e)),
+                        Ok(()) if !self.acls.contains(a) && self.acls.len() >= MAX_ACLS => {
+                            Err(MetadataError::LimitReached(format!("the cluster holds {MAX_ACLS} ACLs, its most")))
+                        }
+                        Ok(()) => {
+                            self.acls.insert(a.clone());
+                            Ok(())
+                        }
+                    };
+                    out.results.push(r);
+                }
+                for a in removals {
+                    out.results.push(if self.acls.remove(a) { Ok(()) } else { Err(MetadataError::UnknownAcl(a.to_string())) });
+                }
             }
             Command::AllocateProducerIds { count } => {
                 let start = self.next_producer_id;

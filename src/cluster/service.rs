@@ -32,7 +32,7 @@ use super::log_store::LogStore;
 use super::metadata::{BrokerMeta, Command, Metadata, MetadataError, NodeId, Outcome, Proposal};
 use super::quorum::{Applied, Quorum, QuorumConfig};
 use super::{Delivery, QuorumHandle, Voter};
-use crate::net::{self, Listener, Stream};
+use crate::net::{Listener, Stream};
 use crate::rt;
 use crate::storage::file;
 
@@ -47,6 +47,9 @@ pub const SNAPSHOT_EVERY: u64 = 1024;
 pub const BROKER_HEARTBEAT: Duration = Duration::from_millis(500);
 /// Largest frame between voters (a snapshot of the whole metadata).
 pub const MAX_PEER_FRAME: usize = 64 << 20;
+/// A peer's connection and TLS handshake must finish within this long.
+const PEER_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+
 /// Inbound quorum connections at once, per voter: past it new ones are
 /// closed (a voter keeps one; the rest allow for reconnects).
 pub const INBOUND_PER_VOTER: usize = 4;
@@ -290,7 +293,12 @@ impl Service {
                         inbound.set(inbound.get() + 1);
                         let (svc, inbound) = (svc.clone(), inbound.clone());
                         rt::spawn(async move {
-                            svc.serve_peer(s).await;
+                            match crate::tls::server::accept_peer(s, PEER_HANDSHAKE_WAIT).await {
+                                Ok(s) => svc.serve_peer(s).await,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "refused a quorum connection at its TLS handshake: it did not show the cluster's peer certificate")
+                                }
+                            }
                             inbound.set(inbound.get() - 1);
                         });
                     }
@@ -321,7 +329,7 @@ impl Service {
         let hello = frame(HELLO, |w| w.u64(raft_id(self.me.id)));
         let mut warned = false;
         while !self.stopped.get() {
-            let conn = rt::timeout(Duration::from_secs(1), net::connect(&peer.voter.host, peer.voter.port)).await;
+            let conn = rt::timeout(PEER_HANDSHAKE_WAIT, crate::tls::server::connect_peer(&peer.voter.host, peer.voter.port)).await;
             let mut s = match conn {
                 Some(Ok(s)) => s,
                 failed => {

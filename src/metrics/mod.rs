@@ -89,6 +89,12 @@ pub struct Counters {
     pub disk_sync: Histogram,
     pub connections: i64,
     pub connections_accepted: u64,
+    /// Connections closed at their TLS handshake (refused, failed, slow).
+    pub tls_handshake_failures: u64,
+    /// SASL exchanges that failed (a wrong user or password, or malformed).
+    pub authentication_failures: u64,
+    /// Requests (or parts of them) an ACL did not allow.
+    pub authorization_denials: u64,
     pub isr_shrinks: u64,
     pub isr_expands: u64,
     pub leader_elections: u64,
@@ -116,6 +122,9 @@ impl Counters {
         self.disk_sync.merge(&o.disk_sync);
         self.connections += o.connections;
         self.connections_accepted += o.connections_accepted;
+        self.tls_handshake_failures += o.tls_handshake_failures;
+        self.authentication_failures += o.authentication_failures;
+        self.authorization_denials += o.authorization_denials;
         self.isr_shrinks += o.isr_shrinks;
         self.isr_expands += o.isr_expands;
         self.leader_elections += o.leader_elections;
@@ -464,6 +473,9 @@ impl Collector for Scrape {
 
         gauge(&mut e, "shardlog_connections", "Client connections open.", c.connections)?;
         counter(&mut e, "shardlog_connections_accepted", "Client connections accepted.", c.connections_accepted)?;
+        counter(&mut e, "shardlog_tls_handshake_failures", "Connections closed at their TLS handshake.", c.tls_handshake_failures)?;
+        counter(&mut e, "shardlog_authentication_failures", "SASL authentications that failed.", c.authentication_failures)?;
+        counter(&mut e, "shardlog_authorization_denials", "Requests or parts of requests no ACL allowed.", c.authorization_denials)?;
         for (name, help, pick) in [
             (
                 "shardlog_buffered_request_bytes",

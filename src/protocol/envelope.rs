@@ -86,6 +86,11 @@ pub enum Request<P> {
     FindCoordinator(find_coordinator::Request),
     ReplicaFetch(replica_fetch::Request),
     InitProducerId(init_producer_id::Request),
+    SaslAuthenticate(sasl_authenticate::Request),
+    AlterUsers(security::AlterUsers),
+    ListUsers(security::ListUsers),
+    AlterAcls(security::AlterAcls),
+    ListAcls(security::ListAcls),
 }
 
 impl<P: Payload> Request<P> {
@@ -112,6 +117,11 @@ impl<P: Payload> Request<P> {
             K::FindCoordinatorRequest => Request::FindCoordinator(find_coordinator::Request::decode(body(r.body_as_find_coordinator_request())?)),
             K::ReplicaFetchRequest => Request::ReplicaFetch(replica_fetch::Request::decode(body(r.body_as_replica_fetch_request())?)),
             K::InitProducerIdRequest => Request::InitProducerId(init_producer_id::Request::decode(body(r.body_as_init_producer_id_request())?)),
+            K::SaslAuthenticateRequest => Request::SaslAuthenticate(sasl_authenticate::Request::decode(body(r.body_as_sasl_authenticate_request())?)),
+            K::AlterUsersRequest => Request::AlterUsers(security::AlterUsers::decode(body(r.body_as_alter_users_request())?)),
+            K::ListUsersRequest => Request::ListUsers(security::ListUsers::decode(body(r.body_as_list_users_request())?)),
+            K::AlterAclsRequest => Request::AlterAcls(security::AlterAcls::decode(body(r.body_as_alter_acls_request())?)),
+            K::ListAclsRequest => Request::ListAcls(security::ListAcls::decode(body(r.body_as_list_acls_request())?)),
             k => return Err(ProtocolError::UnknownApi(k.0)),
         })
     }
@@ -135,6 +145,11 @@ pub enum Response {
     FindCoordinator(find_coordinator::Response),
     ReplicaFetch(replica_fetch::Response<Bytes>),
     InitProducerId(init_producer_id::Response),
+    SaslAuthenticate(sasl_authenticate::Response),
+    AlterUsers(security::AlterUsersResponse),
+    ListUsers(security::ListUsersResponse),
+    AlterAcls(security::AlterAclsResponse),
+    ListAcls(security::ListAclsResponse),
     /// The request as a whole failed.
     Error(ErrorCode, String),
 }
@@ -167,6 +182,11 @@ impl Response {
             K::FindCoordinatorResponse => Response::FindCoordinator(DecodeResponse::decode_response(r, payload)?),
             K::ReplicaFetchResponse => Response::ReplicaFetch(DecodeResponse::decode_response(r, payload)?),
             K::InitProducerIdResponse => Response::InitProducerId(DecodeResponse::decode_response(r, payload)?),
+            K::SaslAuthenticateResponse => Response::SaslAuthenticate(DecodeResponse::decode_response(r, payload)?),
+            K::AlterUsersResponse => Response::AlterUsers(DecodeResponse::decode_response(r, payload)?),
+            K::ListUsersResponse => Response::ListUsers(DecodeResponse::decode_response(r, payload)?),
+            K::AlterAclsResponse => Response::AlterAcls(DecodeResponse::decode_response(r, payload)?),
+            K::ListAclsResponse => Response::ListAcls(DecodeResponse::decode_response(r, payload)?),
             _ => return Err(ProtocolError::MissingBody),
         })
     }

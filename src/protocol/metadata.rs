@@ -109,7 +109,12 @@ pub struct Response {
 impl Topic {
     /// A topic that is not there.
     pub fn unknown(name: &str) -> Self {
-        Topic { name: name.to_string(), error: ErrorCode::UnknownTopicOrPartition, replication_factor: 0, partitions: Vec::new(), configs: Vec::new() }
+        Self::refused(name, ErrorCode::UnknownTopicOrPartition)
+    }
+
+    /// A topic answered with an error and nothing else.
+    pub fn refused(name: &str, error: ErrorCode) -> Self {
+        Topic { name: name.to_string(), error, replication_factor: 0, partitions: Vec::new(), configs: Vec::new() }
     }
 
     pub fn decode(t: fb::TopicInfo<'_>) -> Self {

@@ -40,6 +40,8 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod produce;
 pub mod replica_fetch;
+pub mod sasl_authenticate;
+pub mod security;
 
 pub use envelope::{encode_error, encode_request, encode_response, DecodeResponse, Request, RequestBody, Response, ResponseBody};
 pub use fb::ErrorCode;
@@ -321,6 +323,11 @@ pub const APIS: &[(fb::RequestBody, u16, u16)] = &[
     (fb::RequestBody::FindCoordinatorRequest, 0, 0),
     (fb::RequestBody::ReplicaFetchRequest, 0, 0),
     (fb::RequestBody::InitProducerIdRequest, 0, 0),
+    (fb::RequestBody::SaslAuthenticateRequest, 0, 0),
+    (fb::RequestBody::AlterUsersRequest, 0, 0),
+    (fb::RequestBody::ListUsersRequest, 0, 0),
+    (fb::RequestBody::AlterAclsRequest, 0, 0),
+    (fb::RequestBody::ListAclsRequest, 0, 0),
 ];
 
 #[cfg(test)]

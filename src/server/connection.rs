@@ -28,6 +28,8 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use super::budget::{FrameBudget, ShardBudget};
 use super::kafka;
 use super::response::{error, Outgoing};
+use super::session::Session;
+use crate::auth::Principal;
 use crate::net::Stream;
 use crate::protocol::{self, ErrorCode};
 use crate::rt;
@@ -173,7 +175,7 @@ enum Reply {
 }
 
 /// `external`: the connection came in through the external listener.
-pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, external: bool) {
+pub async fn serve(shard: Rc<Shard>, stream: Stream, principal: Principal, budget: Rc<ShardBudget>, external: bool) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let cfg = shard.config.clone();
     let (mut reader, mut writer) = stream.split();
@@ -182,6 +184,7 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, ex
     let inflight_bytes = Rc::new(rt::Semaphore::new(cfg.max_inflight_bytes_per_connection as u64));
     let inflight_reqs = Rc::new(rt::Semaphore::new(cfg.max_inflight_requests_per_connection as u64));
 
+    let session = Rc::new(Session::new(principal, &shard));
     let writer_peer = peer.clone();
     let writer_task = glommio::spawn_local(async move {
         while let Some(reply) = rx.recv().await {
@@ -215,6 +218,9 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, ex
     // Decided by the first frame's first 8 bytes (`kafka::is_kafka`).
     let mut is_kafka: Option<bool> = None;
     let end = loop {
+        if session.closing() {
+            break ReadEnd::Closed;
+        }
         let mut prefix = [0u8; 4];
         if let Err(e) = read_exact_or_stop(&mut reader, &mut prefix, &shard, idle).await {
             break e;
@@ -272,33 +278,46 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, budget: Rc<ShardBudget>, ex
             }
             Err(e) => break e,
         };
+        // Until SASL succeeds, one request at a time: nothing runs beside
+        // an authentication, and a failed one closes the connection.
+        let inline = !session.ready();
         if kafka_conn {
             // The answer's place in line is taken now, in request order.
             let (answer, turn) = oneshot::channel();
             if tx.send(Reply::InTurn(turn)).await.is_err() {
                 break ReadEnd::Closed;
             }
-            let shard = shard.clone();
-            rt::spawn(async move {
+            let (shard, session) = (shard.clone(), session.clone());
+            let task = async move {
                 let Frame { body, _budget, _permits } = frame;
                 let a = if shard.is_shutting_down() {
                     kafka::Answer::Close("the broker is shutting down".into())
                 } else {
-                    kafka::dispatch(&shard, body, external).await
+                    kafka::dispatch(&shard, &session, body, external).await
                 };
                 let _ = answer.send(a);
                 drop((_budget, _permits));
-            });
+            };
+            if inline {
+                task.await;
+            } else {
+                rt::spawn(task);
+            }
             continue;
         }
-        let (shard, tx) = (shard.clone(), tx.clone());
-        rt::spawn(async move {
+        let (shard, tx, session) = (shard.clone(), tx.clone(), session.clone());
+        let task = async move {
             let Frame { body, _budget, _permits } = frame;
-            if let Some(out) = super::dispatch(&shard, body, external).await {
+            if let Some(out) = super::dispatch(&shard, &session, body, external).await {
                 let _ = tx.send(Reply::Ready(out)).await;
             }
             drop((_budget, _permits));
-        });
+        };
+        if inline {
+            task.await;
+        } else {
+            rt::spawn(task);
+        }
     };
     match end {
         ReadEnd::Failed(e) => tracing::debug!(%peer, error = %e, "closing connection"),

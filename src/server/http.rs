@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::{Listener, Stream};
+use crate::net::{Listener, TcpStream};
 use crate::rt;
 use crate::shard::Shard;
 
@@ -86,7 +86,7 @@ fn route(bytes: &[u8]) -> Option<Route> {
     }
 }
 
-async fn handle(shard: &Rc<Shard>, mut s: Stream) {
+async fn handle(shard: &Rc<Shard>, mut s: TcpStream) {
     let mut buf = vec![0u8; MAX_HEAD_BYTES];
     let mut n = 0;
     let asked = loop {

@@ -5,6 +5,8 @@
 //! what the quorum committed (`Shard::read_barrier`), so a topic created
 //! through one broker is seen through every other once the create returns.
 
+use super::session::Session;
+use crate::auth::acl::{Operation, ResourceType};
 use crate::cluster::metadata::{Metadata, TopicMeta};
 use crate::group::is_internal;
 use crate::protocol::metadata::{self, Broker, Partition, PartitionFigures, Topic, Voter};
@@ -62,14 +64,22 @@ fn brokers(md: &Metadata, external: bool) -> Vec<Broker> {
         .collect()
 }
 
-pub async fn handle(shard: &Shard, req: metadata::Request, external: bool) -> metadata::Response {
+/// Metadata. A topic the principal may not describe is left out of a
+/// listing of all, and answered TopicAuthorizationFailed, with nothing
+/// else, when named: whether or not it exists.
+pub async fn handle(shard: &Shard, session: &Session, req: metadata::Request, external: bool) -> metadata::Response {
     let unknown = req.topics.as_ref().is_some_and(|ts| ts.iter().any(|t| !shard.metadata().topics.contains_key(t)));
     if req.topics.is_none() || unknown {
         shard.read_barrier().await;
     }
     let md = shard.metadata();
-    let names: Vec<String> = req.topics.unwrap_or_else(|| md.topics.keys().filter(|n| !is_internal(n)).cloned().collect());
-    let topics = names.iter().map(|n| topic_info(n, md.topics.get(n), &[])).collect();
+    let named = req.topics.is_some();
+    let may = |n: &str| session.allows(shard, Operation::Describe, ResourceType::Topic, n);
+    let names: Vec<String> = req.topics.unwrap_or_else(|| md.topics.keys().filter(|n| !is_internal(n) && may(n)).cloned().collect());
+    let topics = names
+        .iter()
+        .map(|n| if named && !may(n) { Topic::refused(n, ErrorCode::TopicAuthorizationFailed) } else { topic_info(n, md.topics.get(n), &[]) })
+        .collect();
     let brokers = brokers(&md, external);
     drop(md);
     metadata::Response {
@@ -81,9 +91,10 @@ pub async fn handle(shard: &Shard, req: metadata::Request, external: bool) -> me
     }
 }
 
-pub async fn list_topics(shard: &Shard) -> list_topics::Response {
+pub async fn list_topics(shard: &Shard, session: &Session) -> list_topics::Response {
     shard.read_barrier().await;
-    list_topics::Response { names: shard.metadata().topics.keys().filter(|n| !is_internal(n)).cloned().collect() }
+    let names = shard.metadata().topics.keys().filter(|n| !is_internal(n)).cloned().collect::<Vec<_>>();
+    list_topics::Response { names: names.into_iter().filter(|n| session.allows(shard, Operation::Describe, ResourceType::Topic, n)).collect() }
 }
 
 pub async fn describe_topic(shard: &Shard, req: describe_topic::Request) -> describe_topic::Response {

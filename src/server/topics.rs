@@ -4,6 +4,8 @@
 use std::rc::Rc;
 
 use super::response::{error, respond, Outgoing};
+use super::session::{denied, Session};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::cluster::metadata::{MetadataError, NewTopic};
 use crate::protocol::create_topics::TopicResult;
 use crate::protocol::{create_topics, delete_topics, ErrorCode};
@@ -27,8 +29,8 @@ fn too_many() -> (ErrorCode, String) {
     (ErrorCode::PolicyViolation, format!("at most {MAX_TOPICS_PER_REQUEST} topics per request"))
 }
 
-pub async fn create(shard: &Rc<Shard>, corr: u32, req: create_topics::Request) -> Outgoing {
-    match create_answer(shard, req).await {
+pub async fn create(shard: &Rc<Shard>, session: &Session, corr: u32, req: create_topics::Request) -> Outgoing {
+    match create_answer(shard, session, req).await {
         Ok(r) => respond(corr, &r, Vec::new()),
         Err((code, message)) => error(corr, code, &message),
     }
@@ -36,22 +38,39 @@ pub async fn create(shard: &Rc<Shard>, corr: u32, req: create_topics::Request) -
 
 /// Creates the topics, each with its own result. Shared by the native and
 /// the Kafka listener.
-pub async fn create_answer(shard: &Rc<Shard>, req: create_topics::Request) -> Result<create_topics::Response, (ErrorCode, String)> {
+pub async fn create_answer(shard: &Rc<Shard>, session: &Session, mut req: create_topics::Request) -> Result<create_topics::Response, (ErrorCode, String)> {
     if req.topics.len() > MAX_TOPICS_PER_REQUEST {
         return Err(too_many());
     }
+    // Create on the cluster allows any topic; on a topic, that topic.
+    let on_cluster = session.allows_cluster(shard, Operation::Create);
+    let (allowed, refused): (Vec<_>, Vec<_>) =
+        req.topics.into_iter().partition(|t| on_cluster || session.allows(shard, Operation::Create, ResourceType::Topic, &t.name));
+    req.topics = allowed;
+    let mut out = refusals(refused.into_iter().map(|t| t.name), Operation::Create);
     let names: Vec<String> = req.topics.iter().map(|t| t.name.clone()).collect();
     let topics = req
         .topics
         .into_iter()
         .map(|t| NewTopic { name: t.name, partitions: t.partitions, replication_factor: t.replication_factor, configs: t.configs.into_iter().collect() })
         .collect();
-    let res = shard.create_topics(topics).await;
-    Ok(create_topics::Response { results: results(names, res) })
+    let res = if names.is_empty() { Vec::new() } else { shard.create_topics(topics).await };
+    out.extend(results(names, res));
+    Ok(create_topics::Response { results: out })
 }
 
-pub async fn delete(shard: &Rc<Shard>, corr: u32, req: delete_topics::Request) -> Outgoing {
-    match delete_answer(shard, req).await {
+/// The results of topics the principal may not `op`.
+fn refusals(names: impl Iterator<Item = String>, op: Operation) -> Vec<TopicResult> {
+    names
+        .map(|name| {
+            let m = denied(op, ResourceType::Topic, &name);
+            TopicResult { name, error: ErrorCode::TopicAuthorizationFailed, error_message: Some(m) }
+        })
+        .collect()
+}
+
+pub async fn delete(shard: &Rc<Shard>, session: &Session, corr: u32, req: delete_topics::Request) -> Outgoing {
+    match delete_answer(shard, session, req).await {
         Ok(r) => respond(corr, &r, Vec::new()),
         Err((code, message)) => error(corr, code, &message),
     }
@@ -59,10 +78,13 @@ pub async fn delete(shard: &Rc<Shard>, corr: u32, req: delete_topics::Request) -
 
 /// Deletes the topics, each with its own result. Shared by the native and
 /// the Kafka listener.
-pub async fn delete_answer(shard: &Rc<Shard>, req: delete_topics::Request) -> Result<delete_topics::Response, (ErrorCode, String)> {
+pub async fn delete_answer(shard: &Rc<Shard>, session: &Session, req: delete_topics::Request) -> Result<delete_topics::Response, (ErrorCode, String)> {
     if req.names.len() > MAX_TOPICS_PER_REQUEST {
         return Err(too_many());
     }
-    let res = shard.delete_topics(req.names.clone()).await;
-    Ok(delete_topics::Response { results: results(req.names, res) })
+    let (allowed, refused): (Vec<_>, Vec<_>) = req.names.into_iter().partition(|n| session.allows(shard, Operation::Delete, ResourceType::Topic, n));
+    let mut out = refusals(refused.into_iter(), Operation::Delete);
+    let res = if allowed.is_empty() { Vec::new() } else { shard.delete_topics(allowed.clone()).await };
+    out.extend(results(allowed, res));
+    Ok(delete_topics::Response { results: out })
 }

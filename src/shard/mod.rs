@@ -64,7 +64,7 @@ pub enum ShardMsg {
 }
 
 pub use coordinator::{ClassicAnswer, ClassicCall, GroupMsg};
-pub use quorum::MetadataMsg;
+pub use quorum::{outcomes, MetadataMsg};
 pub use replica::ReplicaMsg;
 
 /// What the owner of a partition is asked.
@@ -259,6 +259,8 @@ pub fn metadata_code(e: &MetadataError) -> ErrorCode {
         MetadataError::Unavailable(_) => ErrorCode::RequestTimedOut,
         MetadataError::Internal(_) => ErrorCode::PolicyViolation,
         MetadataError::StaleLeaderEpoch(_) => ErrorCode::NotLeader,
+        MetadataError::UnknownUser(_) | MetadataError::UnknownAcl(_) => ErrorCode::InvalidRequest,
+        MetadataError::LimitReached(_) => ErrorCode::PolicyViolation,
     }
 }
 

@@ -308,7 +308,7 @@ impl Shard {
 }
 
 /// One result per topic of a create or delete.
-fn outcomes(r: Result<Outcome, MetadataError>, n: usize) -> Vec<Result<(), MetadataError>> {
+pub fn outcomes(r: Result<Outcome, MetadataError>, n: usize) -> Vec<Result<(), MetadataError>> {
     match r {
         Ok(o) if o.results.len() == n => o.results,
         Ok(_) => vec![Ok(()); n],

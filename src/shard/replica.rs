@@ -598,7 +598,7 @@ impl Shard {
                     rt::sleep(RECONNECT_BACKOFF).await;
                     continue;
                 };
-                match rt::timeout(Duration::from_secs(2), crate::net::connect(&host, port)).await {
+                match rt::timeout(Duration::from_secs(2), crate::tls::server::connect_peer(&host, port)).await {
                     Some(Ok(s)) => conn = Some(s),
                     _ => {
                         rt::sleep(RECONNECT_BACKOFF).await;

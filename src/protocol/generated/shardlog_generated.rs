@@ -13,10 +13,10 @@ pub mod protocol {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 36;
+pub const ENUM_MAX_ERROR_CODE: i16 = 42;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 37] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 43] = [
   ErrorCode::None,
   ErrorCode::UnknownServerError,
   ErrorCode::CorruptBatch,
@@ -54,6 +54,12 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 37] = [
   ErrorCode::OffsetMetadataTooLarge,
   ErrorCode::RebalanceInProgress,
   ErrorCode::InconsistentGroupProtocol,
+  ErrorCode::SaslAuthenticationFailed,
+  ErrorCode::UnsupportedSaslMechanism,
+  ErrorCode::IllegalSaslState,
+  ErrorCode::TopicAuthorizationFailed,
+  ErrorCode::GroupAuthorizationFailed,
+  ErrorCode::ClusterAuthorizationFailed,
 ];
 
 /// Stable error codes. A client can switch on these forever.
@@ -99,9 +105,15 @@ impl ErrorCode {
   pub const OffsetMetadataTooLarge: Self = Self(34);
   pub const RebalanceInProgress: Self = Self(35);
   pub const InconsistentGroupProtocol: Self = Self(36);
+  pub const SaslAuthenticationFailed: Self = Self(37);
+  pub const UnsupportedSaslMechanism: Self = Self(38);
+  pub const IllegalSaslState: Self = Self(39);
+  pub const TopicAuthorizationFailed: Self = Self(40);
+  pub const GroupAuthorizationFailed: Self = Self(41);
+  pub const ClusterAuthorizationFailed: Self = Self(42);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 36;
+  pub const ENUM_MAX: i16 = 42;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::UnknownServerError,
@@ -140,6 +152,12 @@ impl ErrorCode {
     Self::OffsetMetadataTooLarge,
     Self::RebalanceInProgress,
     Self::InconsistentGroupProtocol,
+    Self::SaslAuthenticationFailed,
+    Self::UnsupportedSaslMechanism,
+    Self::IllegalSaslState,
+    Self::TopicAuthorizationFailed,
+    Self::GroupAuthorizationFailed,
+    Self::ClusterAuthorizationFailed,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -181,6 +199,12 @@ impl ErrorCode {
       Self::OffsetMetadataTooLarge => Some("OffsetMetadataTooLarge"),
       Self::RebalanceInProgress => Some("RebalanceInProgress"),
       Self::InconsistentGroupProtocol => Some("InconsistentGroupProtocol"),
+      Self::SaslAuthenticationFailed => Some("SaslAuthenticationFailed"),
+      Self::UnsupportedSaslMechanism => Some("UnsupportedSaslMechanism"),
+      Self::IllegalSaslState => Some("IllegalSaslState"),
+      Self::TopicAuthorizationFailed => Some("TopicAuthorizationFailed"),
+      Self::GroupAuthorizationFailed => Some("GroupAuthorizationFailed"),
+      Self::ClusterAuthorizationFailed => Some("ClusterAuthorizationFailed"),
       _ => None,
     }
   }
@@ -322,10 +346,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Assignor {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 15;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 20;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 16] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 21] = [
   RequestBody::NONE,
   RequestBody::ApiVersionsRequest,
   RequestBody::MetadataRequest,
@@ -342,6 +366,11 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 16] = [
   RequestBody::FindCoordinatorRequest,
   RequestBody::ReplicaFetchRequest,
   RequestBody::InitProducerIdRequest,
+  RequestBody::SaslAuthenticateRequest,
+  RequestBody::AlterUsersRequest,
+  RequestBody::ListUsersRequest,
+  RequestBody::AlterAclsRequest,
+  RequestBody::ListAclsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -365,9 +394,14 @@ impl RequestBody {
   pub const FindCoordinatorRequest: Self = Self(13);
   pub const ReplicaFetchRequest: Self = Self(14);
   pub const InitProducerIdRequest: Self = Self(15);
+  pub const SaslAuthenticateRequest: Self = Self(16);
+  pub const AlterUsersRequest: Self = Self(17);
+  pub const ListUsersRequest: Self = Self(18);
+  pub const AlterAclsRequest: Self = Self(19);
+  pub const ListAclsRequest: Self = Self(20);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 15;
+  pub const ENUM_MAX: u8 = 20;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -385,6 +419,11 @@ impl RequestBody {
     Self::FindCoordinatorRequest,
     Self::ReplicaFetchRequest,
     Self::InitProducerIdRequest,
+    Self::SaslAuthenticateRequest,
+    Self::AlterUsersRequest,
+    Self::ListUsersRequest,
+    Self::AlterAclsRequest,
+    Self::ListAclsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -405,6 +444,11 @@ impl RequestBody {
       Self::FindCoordinatorRequest => Some("FindCoordinatorRequest"),
       Self::ReplicaFetchRequest => Some("ReplicaFetchRequest"),
       Self::InitProducerIdRequest => Some("InitProducerIdRequest"),
+      Self::SaslAuthenticateRequest => Some("SaslAuthenticateRequest"),
+      Self::AlterUsersRequest => Some("AlterUsersRequest"),
+      Self::ListUsersRequest => Some("ListUsersRequest"),
+      Self::AlterAclsRequest => Some("AlterAclsRequest"),
+      Self::ListAclsRequest => Some("ListAclsRequest"),
       _ => None,
     }
   }
@@ -464,10 +508,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 15;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 20;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 16] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 21] = [
   ResponseBody::NONE,
   ResponseBody::ApiVersionsResponse,
   ResponseBody::MetadataResponse,
@@ -484,6 +528,11 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 16] = [
   ResponseBody::FindCoordinatorResponse,
   ResponseBody::ReplicaFetchResponse,
   ResponseBody::InitProducerIdResponse,
+  ResponseBody::SaslAuthenticateResponse,
+  ResponseBody::AlterUsersResponse,
+  ResponseBody::ListUsersResponse,
+  ResponseBody::AlterAclsResponse,
+  ResponseBody::ListAclsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -507,9 +556,14 @@ impl ResponseBody {
   pub const FindCoordinatorResponse: Self = Self(13);
   pub const ReplicaFetchResponse: Self = Self(14);
   pub const InitProducerIdResponse: Self = Self(15);
+  pub const SaslAuthenticateResponse: Self = Self(16);
+  pub const AlterUsersResponse: Self = Self(17);
+  pub const ListUsersResponse: Self = Self(18);
+  pub const AlterAclsResponse: Self = Self(19);
+  pub const ListAclsResponse: Self = Self(20);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 15;
+  pub const ENUM_MAX: u8 = 20;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -527,6 +581,11 @@ impl ResponseBody {
     Self::FindCoordinatorResponse,
     Self::ReplicaFetchResponse,
     Self::InitProducerIdResponse,
+    Self::SaslAuthenticateResponse,
+    Self::AlterUsersResponse,
+    Self::ListUsersResponse,
+    Self::AlterAclsResponse,
+    Self::ListAclsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -547,6 +606,11 @@ impl ResponseBody {
       Self::FindCoordinatorResponse => Some("FindCoordinatorResponse"),
       Self::ReplicaFetchResponse => Some("ReplicaFetchResponse"),
       Self::InitProducerIdResponse => Some("InitProducerIdResponse"),
+      Self::SaslAuthenticateResponse => Some("SaslAuthenticateResponse"),
+      Self::AlterUsersResponse => Some("AlterUsersResponse"),
+      Self::ListUsersResponse => Some("ListUsersResponse"),
+      Self::AlterAclsResponse => Some("AlterAclsResponse"),
+      Self::ListAclsResponse => Some("ListAclsResponse"),
       _ => None,
     }
   }
@@ -7328,6 +7392,1565 @@ impl ::core::fmt::Debug for InitProducerIdResponse<'_> {
       ds.finish()
   }
 }
+pub enum SaslAuthenticateRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SaslAuthenticateRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SaslAuthenticateRequest<'a> {
+  type Inner = SaslAuthenticateRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SaslAuthenticateRequest<'a> {
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_AUTH_BYTES: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SaslAuthenticateRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SaslAuthenticateRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SaslAuthenticateRequest<'bldr>> {
+    let mut builder = SaslAuthenticateRequestBuilder::new(_fbb);
+    if let Some(x) = args.auth_bytes { builder.add_auth_bytes(x); }
+    if let Some(x) = args.mechanism { builder.add_mechanism(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn mechanism(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SaslAuthenticateRequest::VT_MECHANISM, None)}
+  }
+  #[inline]
+  pub fn auth_bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SaslAuthenticateRequest::VT_AUTH_BYTES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SaslAuthenticateRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("mechanism", Self::VT_MECHANISM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth_bytes", Self::VT_AUTH_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SaslAuthenticateRequestArgs<'a> {
+    pub mechanism: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub auth_bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for SaslAuthenticateRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SaslAuthenticateRequestArgs {
+      mechanism: None,
+      auth_bytes: None,
+    }
+  }
+}
+
+pub struct SaslAuthenticateRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SaslAuthenticateRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateRequest::VT_MECHANISM, mechanism);
+  }
+  #[inline]
+  pub fn add_auth_bytes(&mut self, auth_bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateRequest::VT_AUTH_BYTES, auth_bytes);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SaslAuthenticateRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SaslAuthenticateRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SaslAuthenticateRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SaslAuthenticateRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SaslAuthenticateRequest");
+      ds.field("mechanism", &self.mechanism());
+      ds.field("auth_bytes", &self.auth_bytes());
+      ds.finish()
+  }
+}
+pub enum SaslAuthenticateResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SaslAuthenticateResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SaslAuthenticateResponse<'a> {
+  type Inner = SaslAuthenticateResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SaslAuthenticateResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_AUTH_BYTES: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MECHANISMS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SaslAuthenticateResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SaslAuthenticateResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SaslAuthenticateResponse<'bldr>> {
+    let mut builder = SaslAuthenticateResponseBuilder::new(_fbb);
+    if let Some(x) = args.mechanisms { builder.add_mechanisms(x); }
+    if let Some(x) = args.auth_bytes { builder.add_auth_bytes(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(SaslAuthenticateResponse::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SaslAuthenticateResponse::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn auth_bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SaslAuthenticateResponse::VT_AUTH_BYTES, None)}
+  }
+  #[inline]
+  pub fn mechanisms(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(SaslAuthenticateResponse::VT_MECHANISMS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SaslAuthenticateResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth_bytes", Self::VT_AUTH_BYTES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("mechanisms", Self::VT_MECHANISMS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SaslAuthenticateResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub auth_bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub mechanisms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for SaslAuthenticateResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SaslAuthenticateResponseArgs {
+      error: ErrorCode::None,
+      error_message: None,
+      auth_bytes: None,
+      mechanisms: None,
+    }
+  }
+}
+
+pub struct SaslAuthenticateResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SaslAuthenticateResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(SaslAuthenticateResponse::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateResponse::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_auth_bytes(&mut self, auth_bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateResponse::VT_AUTH_BYTES, auth_bytes);
+  }
+  #[inline]
+  pub fn add_mechanisms(&mut self, mechanisms: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateResponse::VT_MECHANISMS, mechanisms);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SaslAuthenticateResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SaslAuthenticateResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SaslAuthenticateResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SaslAuthenticateResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SaslAuthenticateResponse");
+      ds.field("error", &self.error());
+      ds.field("error_message", &self.error_message());
+      ds.field("auth_bytes", &self.auth_bytes());
+      ds.field("mechanisms", &self.mechanisms());
+      ds.finish()
+  }
+}
+pub enum ScramCredentialOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ScramCredential<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ScramCredential<'a> {
+  type Inner = ScramCredential<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ScramCredential<'a> {
+  pub const VT_USER: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 6;
+  pub const VT_SALT: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ITERATIONS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_STORED_KEY: ::flatbuffers::VOffsetT = 12;
+  pub const VT_SERVER_KEY: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ScramCredential { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ScramCredentialArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ScramCredential<'bldr>> {
+    let mut builder = ScramCredentialBuilder::new(_fbb);
+    if let Some(x) = args.server_key { builder.add_server_key(x); }
+    if let Some(x) = args.stored_key { builder.add_stored_key(x); }
+    builder.add_iterations(args.iterations);
+    if let Some(x) = args.salt { builder.add_salt(x); }
+    if let Some(x) = args.mechanism { builder.add_mechanism(x); }
+    if let Some(x) = args.user { builder.add_user(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn user(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ScramCredential::VT_USER, None).unwrap()}
+  }
+  #[inline]
+  pub fn mechanism(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ScramCredential::VT_MECHANISM, None).unwrap()}
+  }
+  #[inline]
+  pub fn salt(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ScramCredential::VT_SALT, None)}
+  }
+  #[inline]
+  pub fn iterations(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ScramCredential::VT_ITERATIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn stored_key(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ScramCredential::VT_STORED_KEY, None)}
+  }
+  #[inline]
+  pub fn server_key(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ScramCredential::VT_SERVER_KEY, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ScramCredential<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("user", Self::VT_USER, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("mechanism", Self::VT_MECHANISM, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("salt", Self::VT_SALT, false)?
+     .visit_field::<u32>("iterations", Self::VT_ITERATIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("stored_key", Self::VT_STORED_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("server_key", Self::VT_SERVER_KEY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ScramCredentialArgs<'a> {
+    pub user: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub mechanism: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub salt: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub iterations: u32,
+    pub stored_key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub server_key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for ScramCredentialArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ScramCredentialArgs {
+      user: None, // required field
+      mechanism: None, // required field
+      salt: None,
+      iterations: 0,
+      stored_key: None,
+      server_key: None,
+    }
+  }
+}
+
+pub struct ScramCredentialBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ScramCredentialBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_user(&mut self, user: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredential::VT_USER, user);
+  }
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredential::VT_MECHANISM, mechanism);
+  }
+  #[inline]
+  pub fn add_salt(&mut self, salt: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredential::VT_SALT, salt);
+  }
+  #[inline]
+  pub fn add_iterations(&mut self, iterations: u32) {
+    self.fbb_.push_slot::<u32>(ScramCredential::VT_ITERATIONS, iterations, 0);
+  }
+  #[inline]
+  pub fn add_stored_key(&mut self, stored_key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredential::VT_STORED_KEY, stored_key);
+  }
+  #[inline]
+  pub fn add_server_key(&mut self, server_key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ScramCredential::VT_SERVER_KEY, server_key);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ScramCredentialBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ScramCredentialBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ScramCredential<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, ScramCredential::VT_USER,"user");
+    self.fbb_.required(o, ScramCredential::VT_MECHANISM,"mechanism");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ScramCredential<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ScramCredential");
+      ds.field("user", &self.user());
+      ds.field("mechanism", &self.mechanism());
+      ds.field("salt", &self.salt());
+      ds.field("iterations", &self.iterations());
+      ds.field("stored_key", &self.stored_key());
+      ds.field("server_key", &self.server_key());
+      ds.finish()
+  }
+}
+pub enum AlterUsersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterUsersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterUsersRequest<'a> {
+  type Inner = AlterUsersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterUsersRequest<'a> {
+  pub const VT_UPSERTS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DELETIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterUsersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterUsersRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterUsersRequest<'bldr>> {
+    let mut builder = AlterUsersRequestBuilder::new(_fbb);
+    if let Some(x) = args.deletions { builder.add_deletions(x); }
+    if let Some(x) = args.upserts { builder.add_upserts(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn upserts(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ScramCredential<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ScramCredential>>>>(AlterUsersRequest::VT_UPSERTS, None)}
+  }
+  #[inline]
+  pub fn deletions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(AlterUsersRequest::VT_DELETIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterUsersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ScramCredential>>>>("upserts", Self::VT_UPSERTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("deletions", Self::VT_DELETIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterUsersRequestArgs<'a> {
+    pub upserts: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ScramCredential<'a>>>>>,
+    pub deletions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for AlterUsersRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterUsersRequestArgs {
+      upserts: None,
+      deletions: None,
+    }
+  }
+}
+
+pub struct AlterUsersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterUsersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_upserts(&mut self, upserts: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ScramCredential<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUsersRequest::VT_UPSERTS, upserts);
+  }
+  #[inline]
+  pub fn add_deletions(&mut self, deletions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUsersRequest::VT_DELETIONS, deletions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterUsersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterUsersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterUsersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterUsersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterUsersRequest");
+      ds.field("upserts", &self.upserts());
+      ds.field("deletions", &self.deletions());
+      ds.finish()
+  }
+}
+pub enum AlterUsersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterUsersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterUsersResponse<'a> {
+  type Inner = AlterUsersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterUsersResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterUsersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterUsersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterUsersResponse<'bldr>> {
+    let mut builder = AlterUsersResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult>>>>(AlterUsersResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterUsersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterUsersResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult<'a>>>>>,
+}
+impl<'a> Default for AlterUsersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterUsersResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct AlterUsersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterUsersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUsersResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterUsersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterUsersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterUsersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterUsersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterUsersResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
+pub enum ListUsersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListUsersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListUsersRequest<'a> {
+  type Inner = ListUsersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListUsersRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListUsersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ListUsersRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ListUsersRequest<'bldr>> {
+    let mut builder = ListUsersRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ListUsersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListUsersRequestArgs {
+}
+impl<'a> Default for ListUsersRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ListUsersRequestArgs {
+    }
+  }
+}
+
+pub struct ListUsersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListUsersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListUsersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListUsersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListUsersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListUsersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListUsersRequest");
+      ds.finish()
+  }
+}
+pub enum UserInfoOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserInfo<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserInfo<'a> {
+  type Inner = UserInfo<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserInfo<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MECHANISMS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserInfo { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserInfoArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<UserInfo<'bldr>> {
+    let mut builder = UserInfoBuilder::new(_fbb);
+    if let Some(x) = args.mechanisms { builder.add_mechanisms(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserInfo::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn mechanisms(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(UserInfo::VT_MECHANISMS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserInfo<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("mechanisms", Self::VT_MECHANISMS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserInfoArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub mechanisms: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for UserInfoArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserInfoArgs {
+      name: None, // required field
+      mechanisms: None,
+    }
+  }
+}
+
+pub struct UserInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserInfoBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserInfo::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_mechanisms(&mut self, mechanisms: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserInfo::VT_MECHANISMS, mechanisms);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserInfoBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserInfoBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserInfo<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, UserInfo::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserInfo<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserInfo");
+      ds.field("name", &self.name());
+      ds.field("mechanisms", &self.mechanisms());
+      ds.finish()
+  }
+}
+pub enum ListUsersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListUsersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListUsersResponse<'a> {
+  type Inner = ListUsersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListUsersResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_USERS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListUsersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListUsersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListUsersResponse<'bldr>> {
+    let mut builder = ListUsersResponseBuilder::new(_fbb);
+    if let Some(x) = args.users { builder.add_users(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ListUsersResponse::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ListUsersResponse::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn users(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserInfo<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserInfo>>>>(ListUsersResponse::VT_USERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListUsersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserInfo>>>>("users", Self::VT_USERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListUsersResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub users: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserInfo<'a>>>>>,
+}
+impl<'a> Default for ListUsersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListUsersResponseArgs {
+      error: ErrorCode::None,
+      error_message: None,
+      users: None,
+    }
+  }
+}
+
+pub struct ListUsersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListUsersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ListUsersResponse::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListUsersResponse::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_users(&mut self, users: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserInfo<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListUsersResponse::VT_USERS, users);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListUsersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListUsersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListUsersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListUsersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListUsersResponse");
+      ds.field("error", &self.error());
+      ds.field("error_message", &self.error_message());
+      ds.field("users", &self.users());
+      ds.finish()
+  }
+}
+pub enum AclEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AclEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclEntry<'a> {
+  type Inner = AclEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclEntry<'a> {
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OPERATION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RESOURCE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PATTERN: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclEntry<'bldr>> {
+    let mut builder = AclEntryBuilder::new(_fbb);
+    if let Some(x) = args.pattern { builder.add_pattern(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    if let Some(x) = args.resource { builder.add_resource(x); }
+    if let Some(x) = args.operation { builder.add_operation(x); }
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn principal(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_PRINCIPAL, None).unwrap()}
+  }
+  #[inline]
+  pub fn operation(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_OPERATION, None).unwrap()}
+  }
+  #[inline]
+  pub fn resource(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_RESOURCE, None).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> &'a str {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_NAME, None).unwrap()}
+  }
+  #[inline]
+  pub fn pattern(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_PATTERN, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("operation", Self::VT_OPERATION, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("resource", Self::VT_RESOURCE, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("pattern", Self::VT_PATTERN, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclEntryArgs<'a> {
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub operation: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub resource: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub pattern: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AclEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclEntryArgs {
+      principal: None, // required field
+      operation: None, // required field
+      resource: None, // required field
+      name: None, // required field
+      pattern: None,
+    }
+  }
+}
+
+pub struct AclEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn add_operation(&mut self, operation: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_OPERATION, operation);
+  }
+  #[inline]
+  pub fn add_resource(&mut self, resource: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_RESOURCE, resource);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_pattern(&mut self, pattern: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_PATTERN, pattern);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, AclEntry::VT_PRINCIPAL,"principal");
+    self.fbb_.required(o, AclEntry::VT_OPERATION,"operation");
+    self.fbb_.required(o, AclEntry::VT_RESOURCE,"resource");
+    self.fbb_.required(o, AclEntry::VT_NAME,"name");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclEntry");
+      ds.field("principal", &self.principal());
+      ds.field("operation", &self.operation());
+      ds.field("resource", &self.resource());
+      ds.field("name", &self.name());
+      ds.field("pattern", &self.pattern());
+      ds.finish()
+  }
+}
+pub enum AlterAclsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterAclsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterAclsRequest<'a> {
+  type Inner = AlterAclsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterAclsRequest<'a> {
+  pub const VT_ADDITIONS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_REMOVALS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterAclsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterAclsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterAclsRequest<'bldr>> {
+    let mut builder = AlterAclsRequestBuilder::new(_fbb);
+    if let Some(x) = args.removals { builder.add_removals(x); }
+    if let Some(x) = args.additions { builder.add_additions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn additions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(AlterAclsRequest::VT_ADDITIONS, None)}
+  }
+  #[inline]
+  pub fn removals(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(AlterAclsRequest::VT_REMOVALS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterAclsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("additions", Self::VT_ADDITIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("removals", Self::VT_REMOVALS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterAclsRequestArgs<'a> {
+    pub additions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+    pub removals: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+}
+impl<'a> Default for AlterAclsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterAclsRequestArgs {
+      additions: None,
+      removals: None,
+    }
+  }
+}
+
+pub struct AlterAclsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterAclsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_additions(&mut self, additions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsRequest::VT_ADDITIONS, additions);
+  }
+  #[inline]
+  pub fn add_removals(&mut self, removals: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsRequest::VT_REMOVALS, removals);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterAclsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterAclsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterAclsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterAclsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterAclsRequest");
+      ds.field("additions", &self.additions());
+      ds.field("removals", &self.removals());
+      ds.finish()
+  }
+}
+pub enum AlterAclsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterAclsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterAclsResponse<'a> {
+  type Inner = AlterAclsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterAclsResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterAclsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterAclsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterAclsResponse<'bldr>> {
+    let mut builder = AlterAclsResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult>>>>(AlterAclsResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterAclsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterAclsResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicResult<'a>>>>>,
+}
+impl<'a> Default for AlterAclsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterAclsResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct AlterAclsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterAclsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterAclsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterAclsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterAclsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterAclsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterAclsResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
+pub enum ListAclsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListAclsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListAclsRequest<'a> {
+  type Inner = ListAclsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListAclsRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListAclsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ListAclsRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ListAclsRequest<'bldr>> {
+    let mut builder = ListAclsRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ListAclsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListAclsRequestArgs {
+}
+impl<'a> Default for ListAclsRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ListAclsRequestArgs {
+    }
+  }
+}
+
+pub struct ListAclsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListAclsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListAclsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListAclsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListAclsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListAclsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListAclsRequest");
+      ds.finish()
+  }
+}
+pub enum ListAclsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListAclsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListAclsResponse<'a> {
+  type Inner = ListAclsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListAclsResponse<'a> {
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ACLS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListAclsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListAclsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListAclsResponse<'bldr>> {
+    let mut builder = ListAclsResponseBuilder::new(_fbb);
+    if let Some(x) = args.acls { builder.add_acls(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_error(args.error);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(ListAclsResponse::VT_ERROR, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ListAclsResponse::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn acls(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(ListAclsResponse::VT_ACLS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListAclsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error", Self::VT_ERROR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("acls", Self::VT_ACLS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListAclsResponseArgs<'a> {
+    pub error: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub acls: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+}
+impl<'a> Default for ListAclsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListAclsResponseArgs {
+      error: ErrorCode::None,
+      error_message: None,
+      acls: None,
+    }
+  }
+}
+
+pub struct ListAclsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListAclsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error(&mut self, error: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(ListAclsResponse::VT_ERROR, error, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListAclsResponse::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_acls(&mut self, acls: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListAclsResponse::VT_ACLS, acls);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListAclsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListAclsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListAclsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListAclsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListAclsResponse");
+      ds.field("error", &self.error());
+      ds.field("error_message", &self.error_message());
+      ds.field("acls", &self.acls());
+      ds.finish()
+  }
+}
 pub enum ReplicaFetchPartitionOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8462,6 +10085,81 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_sasl_authenticate_request(&self) -> Option<SaslAuthenticateRequest<'a>> {
+    if self.body_type() == RequestBody::SaslAuthenticateRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SaslAuthenticateRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_users_request(&self) -> Option<AlterUsersRequest<'a>> {
+    if self.body_type() == RequestBody::AlterUsersRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterUsersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_users_request(&self) -> Option<ListUsersRequest<'a>> {
+    if self.body_type() == RequestBody::ListUsersRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListUsersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_acls_request(&self) -> Option<AlterAclsRequest<'a>> {
+    if self.body_type() == RequestBody::AlterAclsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterAclsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_acls_request(&self) -> Option<ListAclsRequest<'a>> {
+    if self.body_type() == RequestBody::ListAclsRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListAclsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -8490,6 +10188,11 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           RequestBody::FindCoordinatorRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorRequest>>("RequestBody::FindCoordinatorRequest", pos),
           RequestBody::ReplicaFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchRequest>>("RequestBody::ReplicaFetchRequest", pos),
           RequestBody::InitProducerIdRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InitProducerIdRequest>>("RequestBody::InitProducerIdRequest", pos),
+          RequestBody::SaslAuthenticateRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SaslAuthenticateRequest>>("RequestBody::SaslAuthenticateRequest", pos),
+          RequestBody::AlterUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersRequest>>("RequestBody::AlterUsersRequest", pos),
+          RequestBody::ListUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListUsersRequest>>("RequestBody::ListUsersRequest", pos),
+          RequestBody::AlterAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsRequest>>("RequestBody::AlterAclsRequest", pos),
+          RequestBody::ListAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListAclsRequest>>("RequestBody::ListAclsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -8665,6 +10368,41 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         RequestBody::InitProducerIdRequest => {
           if let Some(x) = self.body_as_init_producer_id_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::SaslAuthenticateRequest => {
+          if let Some(x) = self.body_as_sasl_authenticate_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AlterUsersRequest => {
+          if let Some(x) = self.body_as_alter_users_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ListUsersRequest => {
+          if let Some(x) = self.body_as_list_users_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::AlterAclsRequest => {
+          if let Some(x) = self.body_as_alter_acls_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ListAclsRequest => {
+          if let Some(x) = self.body_as_list_acls_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -8979,6 +10717,81 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_sasl_authenticate_response(&self) -> Option<SaslAuthenticateResponse<'a>> {
+    if self.body_type() == ResponseBody::SaslAuthenticateResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SaslAuthenticateResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_users_response(&self) -> Option<AlterUsersResponse<'a>> {
+    if self.body_type() == ResponseBody::AlterUsersResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterUsersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_users_response(&self) -> Option<ListUsersResponse<'a>> {
+    if self.body_type() == ResponseBody::ListUsersResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListUsersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_alter_acls_response(&self) -> Option<AlterAclsResponse<'a>> {
+    if self.body_type() == ResponseBody::AlterAclsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterAclsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_list_acls_response(&self) -> Option<ListAclsResponse<'a>> {
+    if self.body_type() == ResponseBody::ListAclsResponse {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListAclsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -9007,6 +10820,11 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           ResponseBody::FindCoordinatorResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FindCoordinatorResponse>>("ResponseBody::FindCoordinatorResponse", pos),
           ResponseBody::ReplicaFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReplicaFetchResponse>>("ResponseBody::ReplicaFetchResponse", pos),
           ResponseBody::InitProducerIdResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InitProducerIdResponse>>("ResponseBody::InitProducerIdResponse", pos),
+          ResponseBody::SaslAuthenticateResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SaslAuthenticateResponse>>("ResponseBody::SaslAuthenticateResponse", pos),
+          ResponseBody::AlterUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersResponse>>("ResponseBody::AlterUsersResponse", pos),
+          ResponseBody::ListUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListUsersResponse>>("ResponseBody::ListUsersResponse", pos),
+          ResponseBody::AlterAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsResponse>>("ResponseBody::AlterAclsResponse", pos),
+          ResponseBody::ListAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListAclsResponse>>("ResponseBody::ListAclsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -9182,6 +11000,41 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         ResponseBody::InitProducerIdResponse => {
           if let Some(x) = self.body_as_init_producer_id_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::SaslAuthenticateResponse => {
+          if let Some(x) = self.body_as_sasl_authenticate_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::AlterUsersResponse => {
+          if let Some(x) = self.body_as_alter_users_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ListUsersResponse => {
+          if let Some(x) = self.body_as_list_users_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::AlterAclsResponse => {
+          if let Some(x) = self.body_as_alter_acls_response() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ListAclsResponse => {
+          if let Some(x) = self.body_as_list_acls_response() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

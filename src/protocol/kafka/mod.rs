@@ -38,6 +38,8 @@ pub mod key {
     pub const INIT_PRODUCER_ID: i16 = 22;
     pub const OFFSET_FOR_LEADER_EPOCH: i16 = 23;
     pub const DESCRIBE_CONFIGS: i16 = 32;
+    pub const SASL_HANDSHAKE: i16 = 17;
+    pub const SASL_AUTHENTICATE: i16 = 36;
 }
 
 /// Every Kafka API served, with its versions: the highest ones that are
@@ -63,6 +65,9 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::INIT_PRODUCER_ID, 0, 1),
     (key::OFFSET_FOR_LEADER_EPOCH, 2, 3),
     (key::DESCRIBE_CONFIGS, 1, 3),
+    // v1: the tokens then travel in SaslAuthenticate (v0 sent them raw).
+    (key::SASL_HANDSHAKE, 1, 1),
+    (key::SASL_AUTHENTICATE, 0, 1),
 ];
 
 /// The lowest version ApiVersions advertises for an API: the lowest
@@ -139,6 +144,12 @@ pub fn error_code(e: ErrorCode) -> i16 {
         ErrorCode::OffsetMetadataTooLarge => 12,
         ErrorCode::RebalanceInProgress => 27,
         ErrorCode::InconsistentGroupProtocol => 23,
+        ErrorCode::TopicAuthorizationFailed => 29,
+        ErrorCode::GroupAuthorizationFailed => 30,
+        ErrorCode::ClusterAuthorizationFailed => 31,
+        ErrorCode::UnsupportedSaslMechanism => 33,
+        ErrorCode::IllegalSaslState => 34,
+        ErrorCode::SaslAuthenticationFailed => 58,
         _ => -1,
     }
 }
@@ -179,6 +190,10 @@ pub enum Request {
     LeaveGroup(String, Vec<String>),
     ListGroups,
     DescribeGroups(Vec<String>),
+    /// The mechanism a client will authenticate with.
+    SaslHandshake(String),
+    /// One SASL message.
+    SaslAuthenticate(Vec<u8>),
 }
 
 impl Request {
@@ -204,6 +219,8 @@ impl Request {
             Request::LeaveGroup(..) => "LeaveGroup",
             Request::ListGroups => "ListGroups",
             Request::DescribeGroups(_) => "DescribeGroups",
+            Request::SaslHandshake(_) => "SaslHandshake",
+            Request::SaslAuthenticate(_) => "SaslAuthenticate",
         }
     }
 }
@@ -287,6 +304,8 @@ pub fn decode(body: &[u8]) -> Result<Decoded, Refused> {
         key::OFFSET_FETCH => Request::OffsetFetch(requests::offset_fetch(&mut r, version).map_err(body)?),
         key::INIT_PRODUCER_ID => Request::InitProducerId(requests::init_producer_id(&mut r).map_err(body)?),
         key::OFFSET_FOR_LEADER_EPOCH => Request::OffsetForLeaderEpoch(requests::offset_for_leader_epoch(&mut r, version).map_err(body)?),
+        key::SASL_HANDSHAKE => Request::SaslHandshake(r.string("mechanism").map_err(body)?.to_string()),
+        key::SASL_AUTHENTICATE => Request::SaslAuthenticate(r.bytes("auth bytes").map_err(body)?.to_vec()),
         _ => return Err(Refused::UnknownApi(key)),
     };
     decoded(request)

@@ -18,6 +18,8 @@ use std::rc::Rc;
 use bytes::{Buf, BytesMut};
 
 use super::response::Outgoing;
+use super::session::{denied, SaslStep, Session};
+use crate::auth::acl::{Operation, ResourceType};
 use crate::group::classic::{self, Refusal};
 use crate::group::Committed;
 use crate::protocol::create_topics::TopicResult;
@@ -40,25 +42,58 @@ pub enum Answer {
     Close(String),
 }
 
+/// Splits `topics` into those the session may `op` and those it may not.
+fn split_denied<P>(shard: &Shard, session: &Session, op: Operation, topics: Vec<Topic<P>>) -> (Vec<Topic<P>>, Vec<Topic<P>>) {
+    topics.into_iter().partition(|t| session.allows(shard, op, ResourceType::Topic, &t.name))
+}
+
+const TOPIC_DENIED: i16 = 29;
+const GROUP_DENIED: i16 = 30;
+const CLUSTER_DENIED: i16 = 31;
+
 /// Reads one Kafka frame (`body`: everything after the size) and runs its
-/// API's handler.
-pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answer {
+/// API's handler. Until a connection that must authenticate has, only
+/// ApiVersions and SASL are answered; anything else closes it, as
+/// Kafka's brokers do.
+pub async fn dispatch(shard: &Rc<Shard>, session: &Session, body: BytesMut, external: bool) -> Answer {
     let decoded = match wire::decode(&body) {
         Ok(d) => d,
         Err(refused) => return Answer::Close(refused.to_string()),
     };
     let (corr, version) = (decoded.correlation_id, decoded.api_version);
     crate::metrics::request("kafka", decoded.request.name());
+    if !session.ready() && !matches!(decoded.request, Request::ApiVersions | Request::SaslHandshake(_) | Request::SaslAuthenticate(_)) {
+        session.close();
+        return Answer::Close(format!("a {} request before SASL authentication", decoded.request.name()));
+    }
+    let group_denied = |op: Operation, g: &str| !session.allows(shard, op, ResourceType::Group, g);
     let unanswered = |names: Vec<String>, (code, m): (ErrorCode, String)| -> Vec<TopicResult> {
         names.into_iter().map(|name| TopicResult { name, error: code, error_message: Some(m.clone()) }).collect()
     };
     match decoded.request {
         Request::ApiVersions => Answer::Send(responses::api_versions(corr, version)),
+        Request::SaslHandshake(m) => {
+            let code = match session.begin(shard, &m) {
+                Ok(()) => 0,
+                Err((code, why)) => {
+                    tracing::debug!(%why, "SaslHandshake refused");
+                    error_code(code)
+                }
+            };
+            Answer::Send(responses::sasl_handshake(corr, version, code, Session::mechanisms(shard)))
+        }
+        Request::SaslAuthenticate(bytes) => match session.step(shard, &bytes) {
+            SaslStep::Continue(b) | SaslStep::Done(b) => Answer::Send(responses::sasl_authenticate(corr, version, 0, None, b)),
+            SaslStep::Failed(code, why) => Answer::Send(responses::sasl_authenticate(corr, version, error_code(code), Some(why), Vec::new())),
+        },
         Request::Metadata(req, allow_auto_create) => {
             if allow_auto_create && shard.config.auto_create_topics {
-                auto_create(shard, &req).await;
+                auto_create(shard, session, &req).await;
             }
-            Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, req, external).await))
+            Answer::Send(responses::metadata(corr, version, super::metadata::handle(shard, session, req, external).await))
+        }
+        Request::FindCoordinator(req, true) if group_denied(Operation::Describe, &req.group) => {
+            Answer::Send(responses::find_coordinator_refused(corr, version, GROUP_DENIED, denied(Operation::Describe, ResourceType::Group, &req.group)))
         }
         Request::FindCoordinator(req, true) => {
             Answer::Send(responses::find_coordinator(corr, version, super::groups::coordinator(shard, &req.group, external).await))
@@ -69,6 +104,9 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
         Request::InitProducerId(true) => {
             Answer::Send(responses::init_producer_id(corr, version, Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, NO_TRANSACTIONS.into()))))
         }
+        Request::InitProducerId(false) if !session.allows_any(shard, Operation::Write, ResourceType::Topic) => {
+            Answer::Send(responses::init_producer_id(corr, version, Err((CLUSTER_DENIED, "an idempotent producer needs write on some topic".into()))))
+        }
         Request::InitProducerId(false) => {
             let r = super::produce::init_producer_id(shard).await;
             let answer = match r.error {
@@ -77,6 +115,12 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             };
             Answer::Send(responses::init_producer_id(corr, version, answer))
         }
+        Request::JoinGroup(j) if group_denied(Operation::Read, &j.group) => {
+            Answer::Send(responses::join_group(corr, version, Err((GROUP_DENIED, j.member_id))))
+        }
+        Request::SyncGroup(s) if group_denied(Operation::Read, &s.group) => Answer::Send(responses::sync_group(corr, version, Err(GROUP_DENIED))),
+        Request::Heartbeat(group, ..) if group_denied(Operation::Read, &group) => Answer::Send(responses::heartbeat(corr, version, GROUP_DENIED)),
+        Request::LeaveGroup(group, _) if group_denied(Operation::Read, &group) => Answer::Send(responses::leave_group(corr, version, GROUP_DENIED, Vec::new())),
         Request::JoinGroup(j) => Answer::Send(responses::join_group(corr, version, join_group(shard, j, decoded.client_id).await)),
         Request::SyncGroup(s) => {
             let call = ClassicCall::Sync { member_id: s.member_id, generation: s.generation, assignments: s.assignments };
@@ -108,10 +152,18 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             };
             Answer::Send(responses::leave_group(corr, version, code, each))
         }
-        Request::ListGroups => Answer::Send(responses::list_groups(corr, version, shard.list_classic_groups().await)),
+        Request::ListGroups => {
+            let mut groups = shard.list_classic_groups().await;
+            groups.retain(|(g, _, _)| !group_denied(Operation::Describe, g));
+            Answer::Send(responses::list_groups(corr, version, groups))
+        }
         Request::DescribeGroups(groups) => {
             let mut out = Vec::with_capacity(groups.len());
             for g in groups {
+                if group_denied(Operation::Describe, &g) {
+                    out.push((g, Err(GROUP_DENIED)));
+                    continue;
+                }
                 let d = match classic(shard, g.clone(), ClassicCall::Describe).await {
                     Ok(ClassicAnswer::Described(d)) => Ok(d),
                     Ok(_) => Err(UNKNOWN_SERVER_ERROR),
@@ -121,23 +173,101 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             }
             Answer::Send(responses::describe_groups(corr, version, out))
         }
-        Request::OffsetCommit(c) => {
-            let answers = offset_commit(shard, c).await;
+        Request::OffsetCommit(c) if group_denied(Operation::Read, &c.group) => {
+            let answers = Topic::answer_all(&c.topics, std::iter::repeat(ErrorCode::GroupAuthorizationFailed), |p, e| (p.partition, e));
             Answer::Send(responses::offset_commit(corr, version, &answers))
         }
-        Request::OffsetFetch(f) => Answer::Send(responses::offset_fetch(corr, version, offset_fetch(shard, f).await)),
+        Request::OffsetCommit(mut c) => {
+            let (allowed, refused) = split_denied(shard, session, Operation::Read, std::mem::take(&mut c.topics));
+            c.topics = allowed;
+            let mut answers = if c.topics.is_empty() { Vec::new() } else { offset_commit(shard, c).await };
+            answers
+                .extend(refused.iter().map(|t| Topic::new(&t.name, t.partitions.iter().map(|p| (p.partition, ErrorCode::TopicAuthorizationFailed)).collect())));
+            Answer::Send(responses::offset_commit(corr, version, &answers))
+        }
+        Request::OffsetFetch(f) if group_denied(Operation::Describe, &f.group) => {
+            Answer::Send(responses::offset_fetch(corr, version, Err(ErrorCode::GroupAuthorizationFailed)))
+        }
+        Request::OffsetFetch(mut f) => {
+            let refused = match f.topics.take() {
+                Some(ts) => {
+                    let (allowed, refused) = split_denied(shard, session, Operation::Describe, ts);
+                    f.topics = Some(allowed);
+                    refused
+                }
+                None => Vec::new(),
+            };
+            let mut answer = offset_fetch(shard, f).await;
+            if let Ok(topics) = &mut answer {
+                // All of a group's commits: only of the topics it may describe.
+                topics.retain(|t| session.allows(shard, Operation::Describe, ResourceType::Topic, &t.name));
+                topics.extend(
+                    refused.iter().map(|t| Topic::new(&t.name, t.partitions.iter().map(|&p| (p, ErrorCode::TopicAuthorizationFailed, None)).collect())),
+                );
+            }
+            Answer::Send(responses::offset_fetch(corr, version, answer))
+        }
         Request::OffsetForLeaderEpoch(topics) => {
+            let (topics, refused) = split_denied(shard, session, Operation::Describe, topics);
             let asked =
                 topics.iter().flat_map(|t| t.partitions.iter().map(move |q| shard.epoch_end(&t.name, q.partition, q.current_leader_epoch, q.leader_epoch)));
             let ends = futures::future::join_all(asked).await;
-            let answers = Topic::answer_all(&topics, ends, |q, e| (q.partition, e));
+            let mut answers = Topic::answer_all(&topics, ends, |q, e| (q.partition, e));
+            let no = crate::shard::EpochEnd { error: ErrorCode::TopicAuthorizationFailed, leader_epoch: -1, end_offset: -1 };
+            answers.extend(refused.iter().map(|t| Topic::new(&t.name, t.partitions.iter().map(|q| (q.partition, no)).collect())));
             Answer::Send(responses::offset_for_leader_epoch(corr, version, &answers))
         }
-        Request::ListOffsets(req) => Answer::Send(responses::list_offsets(corr, version, super::list_offsets::handle(shard, req).await)),
-        Request::Fetch(req) => match super::fetch::answer(shard, req).await {
-            Ok(resp) => Answer::Send(responses::fetch(corr, version, resp)),
-            Err((code, _)) => Answer::Send(responses::fetch_error(corr, version, error_code(code))),
-        },
+        Request::ListOffsets(mut req) => {
+            let (allowed, refused) = split_denied(shard, session, Operation::Describe, std::mem::take(&mut req.topics));
+            req.topics = allowed;
+            let mut resp = super::list_offsets::handle(shard, req).await;
+            resp.topics.extend(refused.iter().map(|t| {
+                let ps = t
+                    .partitions
+                    .iter()
+                    .map(|p| crate::protocol::list_offsets::PartitionResponse {
+                        partition: p.partition,
+                        error: ErrorCode::TopicAuthorizationFailed,
+                        offset: -1,
+                        timestamp: -1,
+                    })
+                    .collect();
+                Topic::new(&t.name, ps)
+            }));
+            Answer::Send(responses::list_offsets(corr, version, resp))
+        }
+        Request::Fetch(mut req) => {
+            let (allowed, refused) = split_denied(shard, session, Operation::Read, std::mem::take(&mut req.topics));
+            req.topics = allowed;
+            let answer =
+                if req.topics.is_empty() { Ok(crate::protocol::fetch::Response { topics: Vec::new() }) } else { super::fetch::answer(shard, req).await };
+            match answer {
+                Ok(mut resp) => {
+                    resp.topics.extend(refused.iter().map(|t| {
+                        let ps = t
+                            .partitions
+                            .iter()
+                            .map(|p| crate::protocol::fetch::PartitionResponse {
+                                partition: p.partition,
+                                error: ErrorCode::TopicAuthorizationFailed,
+                                high_watermark: -1,
+                                log_start_offset: -1,
+                                records: Vec::new(),
+                            })
+                            .collect();
+                        Topic::new(&t.name, ps)
+                    }));
+                    Answer::Send(responses::fetch(corr, version, resp))
+                }
+                Err((code, _)) => Answer::Send(responses::fetch_error(corr, version, error_code(code))),
+            }
+        }
+        Request::Produce(req) if session.denied_topic(shard, Operation::Write, req.topics.iter().map(|t| t.name.as_str())).is_some() => {
+            if req.acks == 0 {
+                return Answer::Nothing;
+            }
+            Answer::Send(responses::produce_all(corr, version, &req.topics, TOPIC_DENIED))
+        }
         Request::Produce(req) => produce(shard, corr, version, req, body).await,
         Request::CreateTopics(c) => {
             let names: Vec<String> = c.request.topics.iter().map(|t| t.name.clone()).collect();
@@ -147,7 +277,7 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
             } else if c.assigned {
                 refuse("manual replica assignments are not supported: the broker places replicas")
             } else {
-                match super::topics::create_answer(shard, c.request).await {
+                match super::topics::create_answer(shard, session, c.request).await {
                     Ok(resp) => resp.results,
                     Err(e) => unanswered(names, e),
                 }
@@ -157,13 +287,22 @@ pub async fn dispatch(shard: &Rc<Shard>, body: BytesMut, external: bool) -> Answ
         Request::DescribeConfigs(resources) => {
             shard.read_barrier().await;
             let md = shard.metadata();
-            let answers: Vec<responses::ConfigAnswer> = resources.into_iter().map(|r| describe(&shard.config.log, &md, r)).collect();
+            let answers: Vec<responses::ConfigAnswer> = resources
+                .into_iter()
+                .map(|r| {
+                    if r.kind == RESOURCE_TOPIC && !session.allows(shard, Operation::Describe, ResourceType::Topic, &r.name) {
+                        let message = Some(denied(Operation::Describe, ResourceType::Topic, &r.name));
+                        return responses::ConfigAnswer { kind: r.kind, name: r.name, error: TOPIC_DENIED, message, configs: Vec::new() };
+                    }
+                    describe(&shard.config.log, &md, r)
+                })
+                .collect();
             drop(md);
             Answer::Send(responses::describe_configs(corr, version, &answers))
         }
         Request::DeleteTopics(req) => {
             let names = req.names.clone();
-            let results = match super::topics::delete_answer(shard, req).await {
+            let results = match super::topics::delete_answer(shard, session, req).await {
                 Ok(resp) => resp.results,
                 Err(e) => unanswered(names, e),
             };
@@ -328,7 +467,7 @@ fn describe(base: &crate::storage::LogConfig, md: &crate::cluster::metadata::Met
 /// `default.replication.factor` defaults). A topic another request
 /// created meanwhile is no error; any other refusal shows in the answer
 /// as the topic being unknown.
-async fn auto_create(shard: &Rc<Shard>, req: &crate::protocol::metadata::Request) {
+async fn auto_create(shard: &Rc<Shard>, session: &Session, req: &crate::protocol::metadata::Request) {
     let Some(names) = &req.topics else { return };
     shard.read_barrier().await;
     let missing: Vec<_> = names
@@ -340,7 +479,7 @@ async fn auto_create(shard: &Rc<Shard>, req: &crate::protocol::metadata::Request
         return;
     }
     let n = missing.len();
-    if let Ok(r) = super::topics::create_answer(shard, create_topics::Request { topics: missing, timeout_ms: 30_000 }).await {
+    if let Ok(r) = super::topics::create_answer(shard, session, create_topics::Request { topics: missing, timeout_ms: 30_000 }).await {
         let created = r.results.iter().filter(|t| t.error == ErrorCode::None).count();
         tracing::info!(created, asked = n, "created topics a Kafka client's Metadata request named (auto_create_topics)");
     }

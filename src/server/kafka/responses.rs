@@ -22,7 +22,7 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsResponse, DeleteTopicsResponse, DescribeConfigsResponse, DescribeGroupsResponse,
     FindCoordinatorResponse, GroupId, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse, ListGroupsResponse,
     ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, ProducerId,
-    ResponseHeader, SyncGroupResponse, TopicName,
+    ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -574,4 +574,22 @@ pub fn describe_configs(corr: i32, version: i16, answers: &[ConfigAnswer]) -> Ou
         })
         .collect();
     frame(ApiKey::DescribeConfigs, corr, version, &r)
+}
+
+/// SaslHandshake v1: the mechanisms offered, with an error when the one
+/// asked is not.
+pub fn sasl_handshake(corr: i32, version: i16, code: i16, mechanisms: Vec<String>) -> Outgoing {
+    let mut r = SaslHandshakeResponse::default();
+    r.error_code = code;
+    r.mechanisms = mechanisms.into_iter().map(StrBytes::from_string).collect();
+    frame(ApiKey::SaslHandshake, corr, version, &r)
+}
+
+/// SaslAuthenticate v0-1: the server's next message, or the error.
+pub fn sasl_authenticate(corr: i32, version: i16, code: i16, message: Option<String>, auth_bytes: Vec<u8>) -> Outgoing {
+    let mut r = SaslAuthenticateResponse::default();
+    r.error_code = code;
+    r.error_message = message.map(StrBytes::from_string);
+    r.auth_bytes = bytes::Bytes::from(auth_bytes);
+    frame(ApiKey::SaslAuthenticate, corr, version, &r)
 }
