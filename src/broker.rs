@@ -841,10 +841,15 @@ async fn shard_main(
             }
         }
     }
-    let _ = bound.send(Ok(config.listen));
     if id == 0 && !config.sasl_bootstrap_user.is_empty() {
-        rt::spawn(crate::server::security::bootstrap_user(shard.clone()));
+        match quorum.as_ref().map(|q| q.voters().len()) {
+            // One voter commits alone: the user exists once the broker
+            // is announced, so its first client can authenticate.
+            Some(1) => crate::server::security::bootstrap_user(shard.clone()).await,
+            _ => rt::spawn(crate::server::security::bootstrap_user(shard.clone())),
+        }
     }
+    let _ = bound.send(Ok(config.listen));
     if let Some(l) = metrics {
         rt::spawn(crate::server::http::serve(shard.clone(), l));
     }

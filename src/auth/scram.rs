@@ -284,8 +284,11 @@ impl ServerExchange {
                     Some((b'c', "biws")) => {}
                     _ => return Err(ScramError::Malformed("the final message's channel binding must be biws (n,,)")),
                 }
+                // The nonce must end with the server's: librdkafka 2.0 sends
+                // the client's part twice, and Kafka's brokers check only
+                // the end, as this does.
                 match attrs.get(1) {
-                    Some((b'r', r)) if *r == nonce => {}
+                    Some((b'r', r)) if r.ends_with(nonce.as_str()) => {}
                     _ => return Err(ScramError::Auth(m)),
                 }
                 let proof = B64.decode(proof).map_err(|_| ScramError::Malformed("the proof is not base64"))?;
@@ -453,6 +456,28 @@ mod tests {
         let step =
             server.step(b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=", |_| None).unwrap();
         assert_eq!(step, ServerStep::Success { user: "user".into(), message: b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=".to_vec() });
+    }
+
+    /// librdkafka 2.0's final message repeats the client's nonce in front.
+    #[test]
+    fn a_final_nonce_that_ends_with_the_servers_is_accepted() {
+        let m = Mechanism::ScramSha256;
+        let cred = ScramCredential::new(m, "pw", DEFAULT_ITERATIONS);
+        let mut server = ServerExchange::new(m);
+        let ServerStep::Challenge(first) = server.step(b"n,,n=u,r=abc", |_| Some(cred.clone())).unwrap() else { panic!() };
+        let first = String::from_utf8(first).unwrap();
+        let nonce = first.strip_prefix("r=").unwrap().split(',').next().unwrap();
+        let salted = m.salted_password("pw", &cred.salt, cred.iterations);
+        let client_key = m.mac(&salted, b"Client Key");
+        let without_proof = format!("c=biws,r=abc{nonce}");
+        let auth = format!("n=u,r=abc,{first},{without_proof}");
+        let sig = m.mac(&m.hash(&client_key), auth.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        let fin = format!("{without_proof},p={}", B64.encode(proof));
+        assert!(matches!(server.step(fin.as_bytes(), |_| None), Ok(ServerStep::Success { .. })));
+        let mut other = ServerExchange::new(m);
+        other.step(b"n,,n=u,r=abc", |_| Some(cred.clone())).unwrap();
+        assert_eq!(other.step(b"c=biws,r=abcX,p=AAAA", |_| None).unwrap_err(), ScramError::Auth(m), "a nonce not ending with the server's");
     }
 
     #[test]

@@ -98,6 +98,10 @@ pub struct BrokerArgs {
     /// The authority that signed every broker's peer certificate (PEM)
     #[arg(long, env = "SHARDLOG_PEER_TLS_CA")]
     pub peer_tls_ca: Option<PathBuf>,
+    /// A TLS handshake must finish within this long of the connection, in
+    /// milliseconds [default: 10000]
+    #[arg(long, env = "SHARDLOG_TLS_HANDSHAKE_TIMEOUT_MS")]
+    pub tls_handshake_timeout_ms: Option<u64>,
     /// SASL mechanisms clients must authenticate with: SCRAM-SHA-256,SCRAM-SHA-512;
     /// Kafka's sasl.enabled.mechanisms
     #[arg(long, env = "SHARDLOG_SASL_MECHANISMS")]
@@ -211,6 +215,9 @@ impl BrokerArgs {
             if let Some(v) = v {
                 *to = v.clone();
             }
+        }
+        if let Some(v) = self.tls_handshake_timeout_ms {
+            c.tls_handshake_timeout_ms = v;
         }
         c.validate()?;
         Ok(c)

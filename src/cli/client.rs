@@ -298,6 +298,9 @@ pub fn topics(cmd: TopicsCommand) -> i32 {
                         }
                         exit::OK
                     }
+                    Some(t) if t.error == ErrorCode::TopicAuthorizationFailed => {
+                        fail(format!("describing topic '{}': the broker refused with TopicAuthorizationFailed", a.topic))
+                    }
                     _ => fail(format!("topic '{}' does not exist", a.topic)),
                 },
                 Err(e) => broker_err(e, "describing the topic"),

@@ -730,6 +730,11 @@ impl Consumer {
         if self.coordinator.is_none() {
             let found = match self.conn.find_coordinator(g) {
                 Ok(found) => found,
+                // Refused for what it asks, not for where: no other broker
+                // answers otherwise.
+                Err(ClientError::Broker { code, message }) if !code.is_retriable() => {
+                    return Err(CoordinatorError::Final(ConsumerError::Broker(code, message)));
+                }
                 Err(e) => {
                     // The broker this consumer bootstrapped through is gone:
                     // ask another.
@@ -749,7 +754,10 @@ impl Consumer {
             }
         }
         let c = self.coordinator.as_mut().expect("set above");
-        f(c).map_err(|e| CoordinatorError::Passing(format!("the coordinator's connection: {e}")))
+        f(c).map_err(|e| match e {
+            ClientError::Broker { code, message } if !code.is_retriable() => CoordinatorError::Final(ConsumerError::Broker(code, message)),
+            e => CoordinatorError::Passing(format!("the coordinator's connection: {e}")),
+        })
     }
 
     fn failover_wait(&self) -> Duration {

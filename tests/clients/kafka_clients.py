@@ -14,7 +14,10 @@ idempotent (confluent-kafka's and
 kafka-python's idempotent producers store every message once; a
 transactional producer is refused), commits (offsets committed with
 metadata outside membership, read back and resumed from, by both
-libraries). Exits non-zero, saying why, on any difference.
+libraries), sasl CA USER PASSWORD TOPIC DENIED (over SASL_SSL with SCRAM-SHA-256
+and -512: produce and consume TOPIC; a wrong password is refused with an
+authentication error and no data; DENIED, which USER has no ACL for, is
+refused with TOPIC_AUTHORIZATION_FAILED both ways). Exits non-zero, saying why, on any difference.
 """
 import sys
 import time
@@ -444,5 +447,81 @@ def commits():
     print("commits: ok")
 
 
+def sasl():
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+    ca, user, password, topic, denied = sys.argv[3:8]
+
+    def conf(mechanism, pw, **more):
+        c = {"bootstrap.servers": BOOT, "security.protocol": "SASL_SSL", "ssl.ca.location": ca,
+             "sasl.mechanism": mechanism, "sasl.username": user, "sasl.password": pw}
+        c.update(more)
+        return c
+
+    for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+        acked, errors = [], []
+        p = Producer(conf(mechanism, password, **{"enable.idempotence": True, "acks": "all"}))
+        for i in range(100):
+            p.produce(topic, value=f"{mechanism}-{i}".encode(),
+                      on_delivery=lambda e, m: errors.append(e) if e else acked.append(m.offset()))
+        p.flush(30)
+        if errors or len(acked) != 100:
+            fail(f"{mechanism}: {len(acked)} acknowledged, errors {errors[:3]}")
+        c = Consumer(conf(mechanism, password, **{"group.id": f"g-{mechanism}", "enable.auto.commit": False}))
+        c.assign([TopicPartition(topic, 0, 0)])
+        got, deadline = [], time.time() + 30
+        while sum(g.startswith(mechanism) for g in got) < 100 and time.time() < deadline:
+            m = c.poll(1)
+            if m is not None and m.error() is None:
+                got.append(m.value().decode())
+        c.close()
+        if [g for g in got if g.startswith(mechanism)] != [f"{mechanism}-{i}" for i in range(100)]:
+            fail(f"{mechanism}: consumed {got[:5]}... ({len(got)})")
+
+    # A wrong password: an authentication error, and nothing delivered.
+    seen = []
+    p = Producer(conf("SCRAM-SHA-512", password + "-wrong", **{"error_cb": lambda e: seen.append(e)}))
+    delivered = []
+    p.produce(topic, value=b"must-not-land", on_delivery=lambda e, m: delivered.append(e))
+    p.flush(5)
+    if not any(e.code() == KafkaError._AUTHENTICATION for e in seen):
+        fail(f"a wrong password gave {seen!r}, not an authentication error")
+    if any(e is None for e in delivered):
+        fail("a message was delivered with a wrong password")
+    c = Consumer(conf("SCRAM-SHA-512", password + "-wrong", **{"group.id": "g-wrong", "error_cb": lambda e: seen.append(e)}))
+    c.assign([TopicPartition(topic, 0, 0)])
+    for _ in range(5):
+        m = c.poll(1)
+        if m is not None and m.error() is None:
+            fail("a record was fetched with a wrong password")
+    c.close()
+
+    # No ACL for DENIED: produce and fetch are refused with
+    # TOPIC_AUTHORIZATION_FAILED.
+    errs = []
+    p = Producer(conf("SCRAM-SHA-256", password, **{"acks": "all"}))
+    p.produce(denied, value=b"no", on_delivery=lambda e, m: errs.append(e))
+    p.flush(15)
+    if not errs or errs[0] is None or errs[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        fail(f"producing to {denied} without an ACL gave {errs!r}")
+    cb = []
+    c = Consumer(conf("SCRAM-SHA-256", password, **{"group.id": "g-denied", "error_cb": lambda e: cb.append(e.code())}))
+    # A subscription: librdkafka reports a topic's permanent error to a
+    # subscriber (an assignment of it just waits).
+    c.subscribe([denied])
+    refused, deadline = None, time.time() + 15
+    while refused is None and time.time() < deadline:
+        m = c.poll(1)
+        if m is not None and m.error() is not None:
+            refused = m.error().code()
+        elif m is not None:
+            fail(f"a record of {denied} was fetched without an ACL")
+        elif KafkaError.TOPIC_AUTHORIZATION_FAILED in cb:
+            refused = KafkaError.TOPIC_AUTHORIZATION_FAILED
+    c.close()
+    if refused != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        fail(f"fetching {denied} without an ACL gave {refused!r}")
+    print("sasl: ok")
+
+
 {"confluent": confluent, "kafka-python": kafka_python, "failover": failover, "groups": groups,
- "idempotent": idempotent, "commits": commits}[SCENARIO]()
+ "idempotent": idempotent, "commits": commits, "sasl": sasl}[SCENARIO]()

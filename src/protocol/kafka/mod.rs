@@ -65,8 +65,12 @@ pub const APIS: &[(i16, i16, i16)] = &[
     (key::INIT_PRODUCER_ID, 0, 1),
     (key::OFFSET_FOR_LEADER_EPOCH, 2, 3),
     (key::DESCRIBE_CONFIGS, 1, 3),
-    // v1: the tokens then travel in SaslAuthenticate (v0 sent them raw).
-    (key::SASL_HANDSHAKE, 1, 1),
+    // Clients take v0 being listed as SASL being served (librdkafka's
+    // feature table) and then send v1, whose tokens travel in
+    // SaslAuthenticate. After a v0 handshake a client would send raw
+    // tokens, which are not served: such a connection is closed at its
+    // first token.
+    (key::SASL_HANDSHAKE, 0, 1),
     (key::SASL_AUTHENTICATE, 0, 1),
 ];
 
