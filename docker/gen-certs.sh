@@ -36,5 +36,15 @@ leaf server "shardlog-broker" ca serverAuth
 ca peer-ca "shardlog cluster CA"
 leaf peer "shardlog-broker" peer-ca serverAuth,clientAuth
 rm -f ./*.srl
-chmod 600 ./*.key
+chmod 600 ca.key peer-ca.key
+# The brokers' keys must be readable by the brokers' users: group 10001 in
+# the compose cluster (docker/compose.yaml) when this runs as root; else
+# every local user can read them, and this says so.
+if [ "$(id -u)" = 0 ]; then
+  chgrp 10001 server.key peer.key && chmod 640 server.key peer.key
+else
+  chmod 644 server.key peer.key
+  echo "note: server.key and peer.key are readable by every user of this host (the containers' users must read them);" \
+       "run as root to give them to group 10001 alone" >&2
+fi
 echo "certificates for ${*:-localhost} in $out"

@@ -8,12 +8,13 @@ stop_broker() { [ -n "$pid" ] && kill -TERM "$pid" && wait "$pid" || true; pid=;
 trap stop_broker EXIT
 
 # start_broker BIN_DIR [FLAG...]: starts that build's broker on $addr
-# (with any further flags) and returns once it answers (5 s at most).
+# (with any further flags) and returns once it answers (5 s at most);
+# $probe_flags, if set, are the client flags it answers to (--tls-ca ...).
 start_broker() {
   rm -rf "$out/data"
   local bin=$1
   shift
   "$bin/shardlog" broker --data-dir "$out/data" --listen "$addr" --shards 2 "$@" 2>"$out/broker.log" &
   pid=$!
-  for _ in $(seq 50); do "$bin/shardlog" cluster info --bootstrap-server "$addr" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 50); do "$bin/shardlog" cluster info --bootstrap-server "$addr" ${probe_flags:-} >/dev/null 2>&1 && break; sleep 0.1; done
 }

@@ -15,9 +15,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 if command -v docker-compose >/dev/null 2>&1; then
-  compose() { (cd "$root/docker" && docker-compose -p "$SHARDLOG_NAME" -f compose.yaml "$@"); }
+  compose() { (cd "$root/docker" && docker-compose -p "$SHARDLOG_NAME" -f compose.yaml ${SECURE:+-f compose.secure.yaml} "$@"); }
 else
-  compose() { (cd "$root/docker" && docker compose -p "$SHARDLOG_NAME" -f compose.yaml "$@"); }
+  compose() { (cd "$root/docker" && docker compose -p "$SHARDLOG_NAME" -f compose.yaml ${SECURE:+-f compose.secure.yaml} "$@"); }
 fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 export SHARDLOG_NAME="slgtest$$"
@@ -164,4 +164,30 @@ done
 hw=$(http "http://127.0.0.1:$SHARDLOG_PROMETHEUS_PORT/api/v1/query?query=min(shardlog_partition_high_watermark%7Btopic%3D%22test%22%7D)" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])')
 [ "$hw" = 5 ] || { echo "Prometheus gives test's high watermark as $hw, not 5"; exit 1; }
 echo "Prometheus scrapes the three brokers, and every replica of test holds the five records by their metrics"
+
+echo "== the secured cluster (compose.secure.yaml): TLS, SCRAM, ACLs, mutual TLS between brokers"
+compose --profile monitoring down -v --remove-orphans >/dev/null
+certs=$(mktemp -d)
+docker/gen-certs.sh "$certs" broker1 broker2 broker3
+export SECURE=1 SHARDLOG_CERTS="$certs" SHARDLOG_ADMIN_PASSWORD="admin-$$-secret"
+compose up -d
+wait_healthy "$c1" "$c2" "$c3"
+admin=(--tls-ca "$certs/ca.crt" --user admin)
+export SHARDLOG_PASSWORD="$SHARDLOG_ADMIN_PASSWORD"
+# The bootstrap user is committed once a majority of the quorum is up.
+for i in $(seq 60); do
+  "$cli" topics create --topic sec --replication-factor 3 --bootstrap-server "127.0.0.1:$SHARDLOG_PORT1" "${admin[@]}" 2>/dev/null && break
+  [ "$i" = 60 ] && { "$cli" topics create --topic sec --replication-factor 3 --bootstrap-server "127.0.0.1:$SHARDLOG_PORT1" "${admin[@]}"; exit 1; }
+  sleep 1
+done
+printf '%s' "$expected" | docker exec -i -e SHARDLOG_PASSWORD "$c1" /shardlog produce --topic sec --bootstrap-server broker1:9092 --tls-ca /certs/ca.crt --user admin
+got=$("$cli" consume --topic sec --from-beginning --max-messages 4 --timeout-ms 20000 --bootstrap-server "127.0.0.1:$SHARDLOG_PORT3" "${admin[@]}"; echo x)
+[ "${got%x}" = "$expected" ] || { echo "the secured cluster served: ${got%x}"; exit 1; }
+if "$cli" topics list --bootstrap-server "127.0.0.1:$SHARDLOG_PORT2" >/dev/null 2>&1; then
+  echo "the secured cluster answered a plaintext client"; exit 1
+fi
+if SHARDLOG_PASSWORD=wrong "$cli" topics list --bootstrap-server "127.0.0.1:$SHARDLOG_PORT2" "${admin[@]}" >/dev/null 2>&1; then
+  echo "the secured cluster answered a wrong password"; exit 1
+fi
+echo "secured: produced through broker 1 and consumed through broker 3 over TLS with SCRAM; plaintext and a wrong password refused"
 echo "docker cluster walkthrough: ok"

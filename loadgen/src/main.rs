@@ -74,6 +74,10 @@ pub struct Args {
     pub protocol: Protocol,
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub bootstrap_server: String,
+    /// Connect in TLS, trusting the authorities in this PEM file (native
+    /// protocol: the raw and SDK clients).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Created with --partitions if missing.
     #[arg(long, default_value = "loadgen")]
     pub topic: String,
@@ -221,9 +225,25 @@ struct Leader {
 }
 
 /// The first of `--bootstrap-server`'s brokers (HOST:PORT[,HOST:PORT...]) that answers.
+/// TLS as `--tls-ca` asks, read once.
+fn security(args: &Args) -> Result<shardlog::tls::ClientSecurity> {
+    static TLS: std::sync::OnceLock<Option<std::sync::Arc<rustls::ClientConfig>>> = std::sync::OnceLock::new();
+    let tls = match TLS.get() {
+        Some(t) => t.clone(),
+        None => {
+            let t = match &args.tls_ca {
+                Some(ca) => Some(shardlog::tls::client_config(ca, None, None).map_err(|e| anyhow::anyhow!(e))?),
+                None => None,
+            };
+            TLS.get_or_init(|| t).clone()
+        }
+    };
+    Ok(shardlog::tls::ClientSecurity { tls, sasl: None })
+}
+
 fn connect_bootstrap(args: &Args) -> Result<Connection> {
     let addrs: Vec<&str> = args.bootstrap_server.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
-    Connection::connect_any(&addrs).with_context(|| format!("connecting to {}", args.bootstrap_server))
+    Connection::connect_any_with(&addrs, &security(args)?).with_context(|| format!("connecting to {}", args.bootstrap_server))
 }
 
 /// Each of `partitions`' leader now, looked up again until it answers or
@@ -278,21 +298,21 @@ struct Link {
 
 /// A raw connection in either protocol.
 enum Conn {
-    Native(Connection),
+    Native(Box<Connection>),
     Kafka(kafka::KafkaConn),
 }
 
 impl Conn {
-    fn connect(addr: &str, protocol: Protocol) -> Result<Conn> {
+    fn connect(addr: &str, protocol: Protocol, security: &shardlog::tls::ClientSecurity) -> Result<Conn> {
         Ok(match protocol {
-            Protocol::Native => Conn::Native(Connection::connect(addr).with_context(|| format!("connecting to {addr}"))?),
+            Protocol::Native => Conn::Native(Box::new(Connection::connect_with(addr, security).with_context(|| format!("connecting to {addr}"))?)),
             Protocol::Kafka => Conn::Kafka(kafka::KafkaConn::connect(addr)?),
         })
     }
 
     fn try_clone(&self) -> Result<Conn> {
         Ok(match self {
-            Conn::Native(c) => Conn::Native(c.try_clone()?),
+            Conn::Native(c) => Conn::Native(Box::new(c.try_clone()?)),
             Conn::Kafka(c) => Conn::Kafka(c.try_clone()?),
         })
     }
@@ -345,7 +365,7 @@ impl Conn {
 
 impl Link {
     fn open(addr: &str, acks: Acks, args: &Args, stats: &Arc<Stats>, ctl: &Arc<Control>) -> Result<Link> {
-        let conn = Conn::connect(addr, args.protocol)?;
+        let conn = Conn::connect(addr, args.protocol, &security(args)?)?;
         let (tx, rx) = mpsc::sync_channel::<(u32, Instant, u64, u64)>(args.inflight.max(1));
         let moved = Arc::new(AtomicBool::new(false));
         let reader = if acks != Acks::None {
@@ -537,6 +557,7 @@ fn sdk_producer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
     use shardlog::client::producer::{Producer, ProducerConfig, RecordRef};
     let config = ProducerConfig {
         bootstrap: bootstrap_list(&args),
+        security: security(&args)?,
         acks: args.acks,
         linger: Duration::from_millis(args.linger_ms),
         // A batch of --batch-size records of --message-size bytes.
@@ -617,6 +638,7 @@ fn sdk_consumer(mine: Leader, args: Args, stats: Arc<Stats>, ctl: Arc<Control>, 
     use shardlog::client::consumer::{Consumer, ConsumerConfig, OffsetReset, StartFrom};
     let config = ConsumerConfig {
         bootstrap: bootstrap_list(&args),
+        security: security(&args)?,
         start: StartFrom::Earliest,
         offset_reset: OffsetReset::Earliest,
         auto_commit: false,
@@ -676,7 +698,7 @@ fn consumer(
             let t0 = Instant::now();
             let fetched = (|| -> Result<fetch::Response<Bytes>> {
                 if !conns.contains_key(&addr) {
-                    let c = Conn::connect(addr.as_str(), args.protocol)?;
+                    let c = Conn::connect(addr.as_str(), args.protocol, &security(&args)?)?;
                     c.set_read_timeout(Some(Duration::from_secs(30)))?;
                     conns.insert(addr.clone(), c);
                 }
@@ -777,7 +799,7 @@ fn ensure_topic(args: &Args) -> Result<()> {
 fn end_offsets(args: &Args, leaders: &[Leader], which: i64) -> Result<HashMap<u32, i64>> {
     let mut out = HashMap::new();
     for l in leaders {
-        let mut c = Connection::connect(l.addr.as_str())?;
+        let mut c = Connection::connect_with(l.addr.as_str(), &security(args)?)?;
         let parts: Vec<(u32, i64)> = l.partitions.iter().map(|&p| (p, which)).collect();
         for (p, code, off) in c.list_offsets(&args.topic, &parts)? {
             if code != ErrorCode::None {

@@ -37,10 +37,10 @@ pub struct Bootstrap {
     pub tls_ca: Option<std::path::PathBuf>,
     /// A client certificate (PEM) to show when the broker asks for one;
     /// Kafka's ssl.keystore.location
-    #[arg(long, env = "SHARDLOG_TLS_CERT", requires = "tls_key", requires = "tls_ca")]
+    #[arg(long, env = "SHARDLOG_CLIENT_TLS_CERT", requires = "tls_key", requires = "tls_ca")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The private key of --tls-cert (PEM)
-    #[arg(long, env = "SHARDLOG_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "SHARDLOG_CLIENT_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
     /// Authenticate with SASL as this user; Kafka's sasl.username
     #[arg(long, env = "SHARDLOG_USER", requires = "password")]
