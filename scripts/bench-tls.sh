@@ -29,14 +29,14 @@ for r in $(seq "$rounds"); do
   for m in $order; do
     if [ "$m" = tls ]; then
       probe_flags="--tls-ca $out/certs/ca.crt"; client=(--tls-ca "$out/certs/ca.crt")
-      start_broker target/release "${tls_flags[@]}"
+      start_broker target/release --metrics-listen off "${tls_flags[@]}"
     else
       probe_flags=; client=()
-      start_broker target/release
+      start_broker target/release --metrics-listen off
     fi
     lg() { ./target/release/loadgen "$@" --bootstrap-server "$addr" "${client[@]}"; }
-    lg produce --topic t --partitions 2 --message-size 100 --batch-size 1000 --acks 1 --warmup 1 --duration 5 --json "$out/$m-produce-$r.json" >/dev/null 2>&1
-    lg consume --topic t --partitions 2 --messages 10000000 --json "$out/$m-consume-$r.json" >/dev/null 2>&1
+    lg produce --topic t --partitions 2 --message-size 100 --batch-size 1000 --acks 1 --warmup 1 --duration 5 --json "$out/$m-produce-$r.json" >"$out/loadgen.log" 2>&1 || { cat "$out/loadgen.log" "$out/broker.log"; exit 1; }
+    lg consume --topic t --partitions 2 --messages 10000000 --json "$out/$m-consume-$r.json" >"$out/loadgen.log" 2>&1 || { cat "$out/loadgen.log" "$out/broker.log"; exit 1; }
     stop_broker
   done
 done

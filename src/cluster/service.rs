@@ -347,7 +347,7 @@ impl Service {
                 }
             };
             warned = false;
-            if s.write_all(&hello).await.is_err() {
+            if s.write_all(&hello).await.is_err() || s.flush().await.is_err() {
                 continue;
             }
             loop {

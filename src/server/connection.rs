@@ -210,6 +210,11 @@ pub async fn serve(shard: Rc<Shard>, stream: Stream, principal: Principal, budge
                     return;
                 }
             }
+            // TLS keeps the end of what was written until a flush (a
+            // no-op in plaintext): a response must not wait for the next.
+            if writer.flush().await.is_err() {
+                return;
+            }
         }
         let _ = writer.close().await;
     });

@@ -627,6 +627,7 @@ impl Shard {
             let max = self.config.max_frame_bytes + (REPLICA_FETCH_MAX_BYTES as usize);
             let answer = rt::timeout(REPLICA_FETCH_WAIT + Duration::from_secs(10), async {
                 stream.write_all(&frame).await?;
+                stream.flush().await?;
                 read_frame(stream, max).await
             })
             .await;
