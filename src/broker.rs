@@ -481,7 +481,7 @@ impl RunningBroker {
     /// settings to every shard: new connections use them, open ones keep
     /// theirs. On an error nothing changes. (SIGHUP calls it.)
     pub fn reload_tls(&mut self) -> Result<(), String> {
-        let s = tls::Settings::load(&self.config)?;
+        let s = tls::Settings::load(&self.config.tls_files())?;
         for r in &mut self.reloads {
             r.try_send(s.clone()).map_err(|e| format!("a shard did not take the new settings: {e}"))?;
         }
@@ -545,7 +545,7 @@ fn start_with(config: BrokerConfig, events: mpsc::Sender<Event>, events_rx: mpsc
     config.data_dir =
         std::fs::canonicalize(&config.data_dir).map_err(|e| StartError::DataDir { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
 
-    let tls_settings = tls::Settings::load(&config).map_err(StartError::Config)?;
+    let tls_settings = tls::Settings::load(&config.tls_files()).map_err(StartError::Config)?;
     warn_if_open(&config);
     let config = Arc::new(config);
     let mut reloads = Vec::new();

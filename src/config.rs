@@ -215,6 +215,18 @@ impl BrokerConfig {
         self.super_users.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
     }
 
+    /// The TLS files, as the TLS settings read them.
+    pub fn tls_files(&self) -> crate::tls::server::Files {
+        crate::tls::server::Files {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
+            peer_tls_cert: self.peer_tls_cert.clone(),
+            peer_tls_key: self.peer_tls_key.clone(),
+            peer_tls_ca: self.peer_tls_ca.clone(),
+        }
+    }
+
     /// Whether clients connect in TLS.
     pub fn client_tls(&self) -> bool {
         self.tls_cert.is_some()

@@ -3,7 +3,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::io::{AsyncRead, AsyncWrite};
@@ -101,18 +100,4 @@ pub async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
     let s = glommio::net::TcpStream::connect(addr).await?;
     s.set_nodelay(true)?;
     Ok(s)
-}
-
-/// Connects to `host:port`, in TLS with `tls` when given (the server's
-/// certificate must name `host`).
-pub async fn connect(host: &str, port: u16, tls: Option<Arc<rustls::ClientConfig>>) -> io::Result<Stream> {
-    let tcp = connect_tcp(host, port).await?;
-    match tls {
-        None => Ok(Stream::Plain(tcp)),
-        Some(cfg) => {
-            let name = crate::tls::server_name(host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-            let s = futures_rustls::TlsConnector::from(cfg).connect(name, tcp).await?;
-            Ok(Stream::Client(Box::new(s)))
-        }
-    }
 }

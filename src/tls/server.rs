@@ -28,7 +28,6 @@ use rustls::{ClientConfig, ServerConfig};
 
 use super::{load_certs, load_key, load_roots, provider, PEER_ALPN};
 use crate::auth::Principal;
-use crate::config::BrokerConfig;
 use crate::net::{Stream, TcpStream};
 use crate::rt;
 
@@ -46,10 +45,22 @@ pub struct Settings {
     pub peer_client: Option<Arc<ClientConfig>>,
 }
 
+/// The PEM files a broker's TLS settings are read from (the config's
+/// `tls_*` and `peer_tls_*`).
+#[derive(Debug, Clone, Default)]
+pub struct Files {
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub tls_client_ca: Option<std::path::PathBuf>,
+    pub peer_tls_cert: Option<std::path::PathBuf>,
+    pub peer_tls_key: Option<std::path::PathBuf>,
+    pub peer_tls_ca: Option<std::path::PathBuf>,
+}
+
 impl Settings {
-    /// Builds the settings from the files `config` names; an error names
-    /// the file and what is wrong with it.
-    pub fn load(config: &BrokerConfig) -> Result<Self, String> {
+    /// Builds the settings from `config`'s files; an error names the file
+    /// and what is wrong with it.
+    pub fn load(config: &Files) -> Result<Self, String> {
         let mut s = Settings::default();
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
             let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
@@ -157,7 +168,15 @@ pub async fn accept_peer(tcp: TcpStream, within: Duration) -> io::Result<Stream>
 }
 
 /// Connects to a peer's port, in TLS with the cluster's certificate when
-/// peer TLS is configured.
+/// peer TLS is configured (the peer's certificate must name `host`).
 pub async fn connect_peer(host: &str, port: u16) -> io::Result<Stream> {
-    crate::net::connect(host, port, current().peer_client.clone()).await
+    let tcp = crate::net::connect_tcp(host, port).await?;
+    match current().peer_client.clone() {
+        None => Ok(Stream::Plain(tcp)),
+        Some(cfg) => {
+            let name = super::server_name(host).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let s = futures_rustls::TlsConnector::from(cfg).connect(name, tcp).await?;
+            Ok(Stream::Client(Box::new(s)))
+        }
+    }
 }
