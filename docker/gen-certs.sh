@@ -5,7 +5,8 @@
 #   peer-ca.crt, peer-ca.key  the cluster's own authority (--peer-tls-ca)
 #   peer.crt, peer.key      the brokers' certificate to each other (--peer-tls-cert, --peer-tls-key)
 # Both certificates name every HOST given, localhost and 127.0.0.1.
-# Keep ca.key and peer-ca.key away from the brokers: with peer-ca.key, anyone
+# The directory must be readable by the brokers' users (the compose
+# cluster mounts it at /certs). Keep ca.key and peer-ca.key away from the brokers: with peer-ca.key, anyone
 # can make a certificate that joins the cluster.
 #
 #   docker/gen-certs.sh OUT_DIR [HOST...]

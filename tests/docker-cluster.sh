@@ -168,6 +168,7 @@ echo "Prometheus scrapes the three brokers, and every replica of test holds the 
 echo "== the secured cluster (compose.secure.yaml): TLS, SCRAM, ACLs, mutual TLS between brokers"
 compose --profile monitoring down -v --remove-orphans >/dev/null
 certs=$(mktemp -d)
+chmod 755 "$certs"   # the brokers' users read it through the bind mount
 docker/gen-certs.sh "$certs" broker1 broker2 broker3
 export SECURE=1 SHARDLOG_CERTS="$certs" SHARDLOG_ADMIN_PASSWORD="admin-$$-secret"
 compose up -d
