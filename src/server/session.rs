@@ -78,6 +78,11 @@ impl Session {
         self.principal.borrow().clone()
     }
 
+    /// Whether anything proved who the client is (`User:*` entries apply).
+    fn authenticated(&self) -> bool {
+        !matches!(*self.principal.borrow(), Principal::Anonymous)
+    }
+
     pub fn is_broker(&self) -> bool {
         matches!(*self.principal.borrow(), Principal::Broker(_))
     }
@@ -143,8 +148,7 @@ impl Session {
         if !shard.config.acl_authorizer() || self.unchecked.get() {
             return true;
         }
-        let authenticated = !matches!(*self.principal.borrow(), Principal::Anonymous);
-        let ok = shard.metadata().acls.allows(&self.name.borrow(), authenticated, op, resource, name);
+        let ok = shard.metadata().acls.allows(&self.name.borrow(), self.authenticated(), op, resource, name);
         if !ok {
             crate::metrics::count(|c| c.authorization_denials += 1);
         }
@@ -161,8 +165,7 @@ impl Session {
         if !shard.config.acl_authorizer() || self.unchecked.get() {
             return true;
         }
-        let authenticated = !matches!(*self.principal.borrow(), Principal::Anonymous);
-        shard.metadata().acls.allows_any(&self.name.borrow(), authenticated, op, resource)
+        shard.metadata().acls.allows_any(&self.name.borrow(), self.authenticated(), op, resource)
     }
 
     /// The first of `topics` the principal may not do `op` on.

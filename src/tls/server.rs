@@ -113,6 +113,10 @@ fn common_name(der: &[u8]) -> Option<String> {
     Some(cn)
 }
 
+fn too_slow() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake did not finish in time")
+}
+
 fn refused(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, why.into())
 }
@@ -154,16 +158,14 @@ pub async fn accept(tcp: TcpStream, within: Duration) -> io::Result<(Stream, Pri
         Ok((Stream::Server(Box::new(stream)), principal))
     })
     .await
-    .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake did not finish in time")))
+    .unwrap_or_else(|| Err(too_slow()))
 }
 
 /// Takes a quorum listener's new connection through the peer handshake,
 /// when peer TLS is configured, within `within`.
 pub async fn accept_peer(tcp: TcpStream, within: Duration) -> io::Result<Stream> {
     let Some(config) = current().peer_server.clone() else { return Ok(Stream::Plain(tcp)) };
-    let s = rt::timeout(within, futures_rustls::TlsAcceptor::from(config).accept(tcp))
-        .await
-        .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::TimedOut, "the TLS handshake did not finish in time")))?;
+    let s = rt::timeout(within, futures_rustls::TlsAcceptor::from(config).accept(tcp)).await.unwrap_or_else(|| Err(too_slow()))?;
     Ok(Stream::Server(Box::new(s)))
 }
 
